@@ -1,0 +1,30 @@
+# The two commands of README.md: `make run` and `make test` (as root).
+CARGO ?= cargo
+# Arguments for the agent started by `make run`, e.g. make run ARGS="-i iocs.json"
+ARGS ?=
+
+.PHONY: setup build run test bench fmt clean
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --locked
+
+## Build, then start the appliance on its defaults (now: the agent, in the foreground).
+run: build
+	./target/release/ioclab agent $(ARGS)
+
+## Every test: unit, property, and the live eBPF tests (they fail, not skip, under CI=true).
+test: setup
+	$(CARGO) test --workspace --locked
+
+## Benchmarks: exec storm with and without the agent, IoC table load and lookups.
+bench: setup
+	$(CARGO) bench --workspace --locked --bench exec_storm --bench ioc
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

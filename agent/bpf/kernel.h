@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The few kernel types the ioclab programs read, declared by hand with
+ * preserve_access_index: CO-RE relocates every field access against the
+ * running kernel's BTF, so only names matter here, never offsets or sizes.
+ * A hand-written subset keeps the build independent of the build machine's
+ * kernel (no vmlinux.h generated with bpftool).
+ */
+#ifndef IOCLAB_KERNEL_H
+#define IOCLAB_KERNEL_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+#define CORE __attribute__((preserve_access_index))
+
+typedef __u32 u32;
+typedef __u64 u64;
+typedef int pid_t;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+typedef struct { int counter; } CORE atomic_t;
+typedef struct { __u32 val; } CORE kuid_t;
+typedef struct { __u32 val; } CORE kgid_t;
+
+struct qstr {
+	union {
+		struct {
+			__u32 hash;
+			__u32 len;
+		};
+		__u64 hash_len;
+	};
+	const unsigned char *name;
+} CORE;
+
+struct super_block {
+	__u32 s_dev;
+} CORE;
+
+struct timespec64 {
+	__s64 tv_sec;
+	long tv_nsec;
+} CORE;
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+	__s64 i_size;
+	__s64 i_mtime_sec; /* since 6.11 */
+	__u32 i_mtime_nsec;
+} CORE;
+
+/* The same inode before 6.11: mtime was a timespec64, renamed to __i_mtime in 6.6. */
+struct inode___v66 {
+	struct timespec64 __i_mtime;
+} CORE;
+struct inode___old {
+	struct timespec64 i_mtime;
+} CORE;
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+	struct inode *d_inode;
+} CORE;
+
+struct vfsmount {
+	struct dentry *mnt_root;
+} CORE;
+
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} CORE;
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} CORE;
+
+struct file {
+	struct path f_path;
+	struct inode *f_inode;
+} CORE;
+
+struct fs_struct {
+	struct path root;
+	struct path pwd;
+} CORE;
+
+struct ns_common {
+	unsigned int inum;
+} CORE;
+
+struct mnt_namespace {
+	struct ns_common ns;
+} CORE;
+
+struct nsproxy {
+	struct mnt_namespace *mnt_ns;
+} CORE;
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+} CORE;
+
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+} CORE;
+
+struct signal_struct {
+	atomic_t live;
+} CORE;
+
+struct task_struct {
+	unsigned int flags;
+	int exit_state;
+	int exit_code;
+	pid_t pid;
+	pid_t tgid;
+	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	__u64 start_boottime;
+	const struct cred *cred;
+	char comm[16];
+	struct fs_struct *fs;
+	struct nsproxy *nsproxy;
+	struct signal_struct *signal;
+	struct mm_struct *mm;
+} CORE;
+
+struct linux_binprm {
+	struct file *file;
+	const char *filename;
+	const char *interp;
+} CORE;
+
+struct clone_args {
+	__u64 flags;
+};
+
+/* Context of a syscalls:sys_enter_* tracepoint (common header, id, then the arguments). */
+struct syscall_enter_ctx {
+	__u64 common;
+	long id;
+	unsigned long args[6];
+};
+
+#define PF_KTHREAD 0x00200000
+#define EXIT_ZOMBIE 0x00000020
+#define CLONE_VM 0x00000100
+#define CLONE_VFORK 0x00004000
+#define CLONE_THREAD 0x00010000
+#define SIGCHLD 17
+
+#endif

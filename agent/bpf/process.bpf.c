@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Process lifecycle sensor: exec, fork (new processes only) and exit.
+ * BTF tracepoints only: they need no tracefs, cost less than classic
+ * tracepoints and are allowed under kernel lockdown (kprobes, fentry and
+ * LSM programs are not, on the lab machines).
+ */
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader. Below this many unread bytes the reader is not woken:
+ * it drains the ring on a short timer instead (one wakeup per event costs
+ * more than the event itself). */
+const volatile __u64 wakeup_bytes = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized by the loader */
+} events SEC(".maps");
+
+/* Records that did not fit in the ring, per CPU: read by userspace and
+ * reported as `event_loss`, never dropped silently. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+/* Clone flags of the clone/fork syscall a thread is in, for sched_process_fork. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} clone_flags SEC(".maps");
+
+static __always_inline void *reserve(__u64 size)
+{
+	void *ev = bpf_ringbuf_reserve(&events, size, 0);
+	if (!ev) {
+		__u32 zero = 0;
+		__u64 *count = bpf_map_lookup_elem(&lost, &zero);
+		if (count)
+			*count += 1;
+	}
+	return ev;
+}
+
+static __always_inline void submit(void *ev)
+{
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(ev, avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void fill_task(struct ioclab_task *t, struct task_struct *task)
+{
+	t->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
+	t->pid = BPF_CORE_READ(task, pid);
+	t->tgid = BPF_CORE_READ(task, tgid);
+	t->uid = BPF_CORE_READ(task, cred, uid.val);
+	t->gid = BPF_CORE_READ(task, cred, gid.val);
+	t->flags = BPF_CORE_READ(task, flags);
+	t->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	t->zombie = (BPF_CORE_READ(task, exit_state) & EXIT_ZOMBIE) != 0;
+	bpf_probe_read_kernel_str(t->comm, sizeof(t->comm), &task->comm);
+}
+
+static __always_inline void fill_header(struct ioclab_header *h, __u32 kind,
+					struct task_struct *task, struct task_struct *parent)
+{
+	h->kind = kind;
+	h->time_ns = bpf_ktime_get_boot_ns();
+	fill_task(&h->task, task);
+	fill_task(&h->parent, parent);
+}
+
+/* Scratch space for one path, per CPU (tracepoint programs run with
+ * preemption disabled, so one program at a time uses it). */
+struct path_scratch {
+	char data[IOCLAB_PATH_LEN + IOCLAB_NAME_PAD];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_scratch);
+} scratch SEC(".maps");
+
+struct walk {
+	struct path_scratch *buf;
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	__u32 off;
+	__u8 complete;
+};
+
+/* One step of the walk up to the root of the global mount tree: either
+ * prepend "/<name>" or cross from a mount's root to its mount point. */
+static long walk_step(__u32 index, struct walk *w)
+{
+	/* Locals, not w->...: BPF_CORE_READ must not relocate struct walk. */
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+
+	if (dentry == mnt_root || dentry == parent) {
+		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (dentry != mnt_root || mnt_parent == mnt || !mnt_parent) {
+			w->complete = 1;
+			return 1;
+		}
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = mnt_parent;
+		w->vfsmnt = __builtin_preserve_access_index(&mnt_parent->mnt);
+		return 0;
+	}
+	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+	__u32 len = BPF_CORE_READ(dentry, d_name.len) & (IOCLAB_NAME_PAD - 1);
+	if (len + 1 > w->off)
+		return 1;
+	w->off -= len + 1;
+	__u32 at = w->off & (IOCLAB_PATH_LEN - 1);
+	w->buf->data[at] = '/';
+	bpf_probe_read_kernel(&w->buf->data[at + 1], len, name);
+	w->dentry = parent;
+	return 0;
+}
+
+/* Resolves (dentry, vfsmnt) to an absolute path in out. bpf_loop keeps the
+ * verifier's work independent of the walk's depth. */
+static __always_inline void resolve_path(struct ioclab_path *out, struct dentry *dentry,
+					 struct vfsmount *vfsmnt)
+{
+	__u32 zero = 0;
+	struct walk w = {
+		.buf = bpf_map_lookup_elem(&scratch, &zero),
+		.dentry = dentry,
+		.vfsmnt = vfsmnt,
+		.mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt),
+		.off = IOCLAB_PATH_LEN,
+	};
+
+	out->start = 0;
+	out->len = 0;
+	out->truncated = 1;
+	if (!w.buf || !dentry)
+		return;
+	bpf_loop(IOCLAB_PATH_DEPTH, walk_step, &w, 0);
+	if (w.off == IOCLAB_PATH_LEN) {
+		w.off -= 1;
+		w.buf->data[IOCLAB_PATH_LEN - 1] = '/';
+	}
+	bpf_probe_read_kernel(out->data, IOCLAB_PATH_LEN, w.buf->data);
+	out->truncated = !w.complete;
+	out->start = w.off;
+	out->len = IOCLAB_PATH_LEN - w.off;
+}
+
+static __always_inline void fill_file(struct ioclab_file *f, struct file *file)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+
+	f->ino = BPF_CORE_READ(inode, i_ino);
+	f->size = BPF_CORE_READ(inode, i_size);
+	f->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	if (bpf_core_field_exists(inode->i_mtime_sec)) {
+		f->mtime_sec = BPF_CORE_READ(inode, i_mtime_sec);
+		f->mtime_nsec = BPF_CORE_READ(inode, i_mtime_nsec);
+	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_mtime)) {
+		struct inode___v66 *i = (void *)inode;
+		f->mtime_sec = BPF_CORE_READ(i, __i_mtime.tv_sec);
+		f->mtime_nsec = BPF_CORE_READ(i, __i_mtime.tv_nsec);
+	} else {
+		struct inode___old *i = (void *)inode;
+		f->mtime_sec = BPF_CORE_READ(i, i_mtime.tv_sec);
+		f->mtime_nsec = BPF_CORE_READ(i, i_mtime.tv_nsec);
+	}
+	resolve_path(&f->path, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct ioclab_exec *ev = reserve(sizeof(*ev));
+	if (!ev)
+		return 0;
+
+	fill_header(&ev->hdr, IOCLAB_KIND_EXEC, task, BPF_CORE_READ(task, real_parent));
+	fill_file(&ev->exe, BPF_CORE_READ(bprm, file));
+
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	long n = bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), filename);
+	ev->filename_len = n > 0 ? n - 1 : 0;
+	ev->is_script = filename != BPF_CORE_READ(bprm, interp);
+
+	unsigned long arg_start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long arg_end = BPF_CORE_READ(task, mm, arg_end);
+	__u64 argv_len = arg_end - arg_start;
+	ev->argv_truncated = argv_len > IOCLAB_ARGV_LEN;
+	if (argv_len > IOCLAB_ARGV_LEN)
+		argv_len = IOCLAB_ARGV_LEN;
+	if (bpf_probe_read_user(ev->argv, argv_len, (void *)arg_start) < 0)
+		argv_len = 0;
+	ev->argv_len = argv_len;
+
+	ev->cwd.len = 0;
+	if (ev->is_script && ev->filename[0] != '/')
+		resolve_path(&ev->cwd, BPF_CORE_READ(task, fs, pwd.dentry), BPF_CORE_READ(task, fs, pwd.mnt));
+
+	submit(ev);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ioclab_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0; /* a new thread, not a new process */
+	if (BPF_CORE_READ(child, flags) & PF_KTHREAD)
+		return 0;
+
+	struct ioclab_clone *ev = reserve(sizeof(*ev));
+	if (!ev)
+		return 0;
+	fill_header(&ev->hdr, IOCLAB_KIND_CLONE, child, parent);
+	__u32 tid = BPF_CORE_READ(parent, pid);
+	__u64 *flags = bpf_map_lookup_elem(&clone_flags, &tid);
+	ev->flags = flags ? *flags : SIGCHLD;
+	submit(ev);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ioclab_exit, struct task_struct *task)
+{
+	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+		return 0;
+
+	struct ioclab_exit *ev = reserve(sizeof(*ev));
+	if (!ev)
+		return 0;
+	fill_header(&ev->hdr, IOCLAB_KIND_EXIT, task, BPF_CORE_READ(task, real_parent));
+	ev->exit_code = BPF_CORE_READ(task, exit_code);
+	ev->group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	submit(ev);
+	return 0;
+}
+
+/* Clone flags are not in sched_process_fork: remember them at syscall entry. */
+static __always_inline void remember_flags(__u64 flags)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&clone_flags, &tid, &flags, BPF_ANY);
+}
+
+SEC("tracepoint/syscalls/sys_enter_clone")
+int ioclab_enter_clone(struct syscall_enter_ctx *ctx)
+{
+	remember_flags(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_clone3")
+int ioclab_enter_clone3(struct syscall_enter_ctx *ctx)
+{
+	struct clone_args args = {};
+	bpf_probe_read_user(&args, sizeof(args), (void *)ctx->args[0]);
+	remember_flags(args.flags);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_fork")
+int ioclab_enter_fork(struct syscall_enter_ctx *ctx)
+{
+	remember_flags(SIGCHLD);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_vfork")
+int ioclab_enter_vfork(struct syscall_enter_ctx *ctx)
+{
+	remember_flags(CLONE_VFORK | CLONE_VM | SIGCHLD);
+	return 0;
+}

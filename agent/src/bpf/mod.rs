@@ -1,0 +1,188 @@
+//! The kernel side: the eBPF programs compiled from agent/bpf/ (embedded in
+//! the binary), their loading and attaching with aya, and the ring buffer
+//! and loss counters they write to.
+
+pub mod abi;
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+
+/// The compiled programs (built by build.rs from agent/bpf/process.bpf.c).
+static PROCESS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
+
+/// BTF tracepoints: (program, tracepoint).
+const BTF_TRACEPOINTS: &[(&str, &str)] = &[
+    ("ioclab_exec", "sched_process_exec"),
+    ("ioclab_fork", "sched_process_fork"),
+    ("ioclab_exit", "sched_process_exit"),
+];
+
+/// Classic tracepoints: (program, category, name).
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("ioclab_enter_clone", "syscalls", "sys_enter_clone"),
+    ("ioclab_enter_clone3", "syscalls", "sys_enter_clone3"),
+    ("ioclab_enter_fork", "syscalls", "sys_enter_fork"),
+    ("ioclab_enter_vfork", "syscalls", "sys_enter_vfork"),
+];
+
+/// Why the programs could not be loaded; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// The process lacks a capability.
+    #[error("missing capability {0}: run ioclab agent as root (e.g. with sudo)")]
+    MissingCapability(&'static str),
+    /// The kernel exposes no BTF.
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux): ioclab needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf(#[source] aya::BtfError),
+    /// tracefs is not mounted and could not be mounted.
+    #[error("tracefs is not mounted and mounting it on /sys/kernel/tracing failed: {0}")]
+    Tracefs(#[source] std::io::Error),
+    /// The kernel refused the object.
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// The kernel refused one program.
+    #[error("eBPF program {program} (on {hook}): {source}")]
+    Program {
+        /// Program name.
+        program: &'static str,
+        /// Where it attaches.
+        hook: &'static str,
+        /// What the kernel said.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map is missing or of the wrong type.
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+}
+
+/// Tunables of the kernel side.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
+    pub ring_bytes: u32,
+    /// Unread bytes above which the reader is woken at once.
+    pub wakeup_bytes: u64,
+}
+
+/// The loaded and attached programs. Dropping it detaches everything.
+pub struct Programs {
+    ring: RingBuf<MapData>,
+    lost: PerCpuArray<MapData, u64>,
+    // keeps the programs attached
+    _ebpf: Ebpf,
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Checks the effective capabilities the programs need (CAP_BPF and
+/// CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8).
+pub fn check_capabilities() -> Result<(), BpfError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| eff & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) {
+        return Ok(());
+    }
+    if !has(CAP_BPF) {
+        return Err(BpfError::MissingCapability("CAP_BPF"));
+    }
+    if !has(CAP_PERFMON) {
+        return Err(BpfError::MissingCapability("CAP_PERFMON"));
+    }
+    Ok(())
+}
+
+/// Mounts tracefs when nothing is mounted where aya looks for it (fresh VMs
+/// and containers often lack it; syscall tracepoints need it).
+fn ensure_tracefs() -> Result<(), BpfError> {
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if Path::new(dir).join("events").is_dir() {
+            return Ok(());
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: constant NUL-terminated strings.
+    let rc = unsafe { libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(BpfError::Tracefs(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Lifts RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (< 5.11).
+fn raise_memlock() {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: valid pointer; failure only matters on old kernels, where loading then says why.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+}
+
+impl Programs {
+    /// Loads, verifies and attaches every program.
+    pub fn load(opts: LoadOptions) -> Result<Self, BpfError> {
+        check_capabilities()?;
+        raise_memlock();
+        ensure_tracefs()?;
+        let btf = Btf::from_sys_fs().map_err(BpfError::NoBtf)?;
+        let ring_bytes = opts.ring_bytes.max(4096).next_power_of_two();
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .set_global("wakeup_bytes", &opts.wakeup_bytes, true)
+            .set_max_entries("events", ring_bytes)
+            .load(PROCESS_OBJ)
+            .map_err(BpfError::Load)?;
+
+        for &(name, hook) in BTF_TRACEPOINTS {
+            let err = |source| BpfError::Program { program: name, hook, source };
+            let prog: &mut BtfTracePoint = program(&mut ebpf, name)?.try_into().map_err(err)?;
+            prog.load(hook, &btf).map_err(err)?;
+            prog.attach().map_err(err)?;
+        }
+        for &(name, category, hook) in TRACEPOINTS {
+            let err = |source| BpfError::Program { program: name, hook, source };
+            let prog: &mut TracePoint = program(&mut ebpf, name)?.try_into().map_err(err)?;
+            prog.load().map_err(err)?;
+            prog.attach(category, hook).map_err(err)?;
+        }
+
+        let ring = ebpf.take_map("events").ok_or(BpfError::Map("events", "missing".into()))?;
+        let ring = RingBuf::try_from(ring).map_err(|e| BpfError::Map("events", e.to_string()))?;
+        let lost = ebpf.take_map("lost").ok_or(BpfError::Map("lost", "missing".into()))?;
+        let lost = PerCpuArray::try_from(lost).map_err(|e| BpfError::Map("lost", e.to_string()))?;
+        Ok(Programs { ring, lost, _ebpf: ebpf })
+    }
+
+    /// The ring buffer's file descriptor, to poll for readability.
+    pub fn ring_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+
+    /// Calls `f` with each record waiting in the ring buffer; returns how many.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Records the kernel side could not write since it was loaded, all CPUs together.
+    pub fn lost(&self) -> u64 {
+        self.lost.get(&0, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::programs::Program, BpfError> {
+    ebpf.program_mut(name).ok_or(BpfError::Map(name, "program missing from the object".into()))
+}

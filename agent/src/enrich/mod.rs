@@ -1,0 +1,6 @@
+//! Userspace enrichment of kernel events: file metadata and hashes
+//! (`filemeta`), and the process table that gives command lines, executables
+//! and ancestors (`proctable`).
+
+pub mod filemeta;
+pub mod proctable;

@@ -1,0 +1,125 @@
+//! Event timestamps: kernel boot-clock nanoseconds turned into RFC 3339 UTC
+//! with nanoseconds (`2024-11-19T09:55:53.138247256Z`), as Kunai writes them.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// A UTC instant in nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UtcTime(pub i128);
+
+impl UtcTime {
+    /// The current time.
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        UtcTime(d.as_nanos() as i128)
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's civil_from_days).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.div_euclid(1_000_000_000) as i64;
+        let nanos = self.0.rem_euclid(1_000_000_000) as u32;
+        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let s = secs.rem_euclid(86_400);
+        write!(
+            f,
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            s / 3600,
+            (s / 60) % 60,
+            s % 60
+        )
+    }
+}
+
+impl Serialize for UtcTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Converts the kernel's boot-clock timestamps (`bpf_ktime_get_boot_ns`) to UTC.
+#[derive(Debug, Clone, Copy)]
+pub struct BootClock {
+    /// UTC nanoseconds at boot-clock zero.
+    offset_ns: i128,
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; clock ids are constants.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+impl BootClock {
+    /// Measures the offset between CLOCK_REALTIME and CLOCK_BOOTTIME now.
+    pub fn new() -> Self {
+        // Take the smallest of a few samples' gaps, so a preemption between the two reads does not skew it.
+        let mut best = (i128::MAX, 0i128);
+        for _ in 0..5 {
+            let b0 = clock_ns(libc::CLOCK_BOOTTIME);
+            let r = clock_ns(libc::CLOCK_REALTIME);
+            let b1 = clock_ns(libc::CLOCK_BOOTTIME);
+            if b1 - b0 < best.0 {
+                best = (b1 - b0, r - (b0 + b1) / 2);
+            }
+        }
+        BootClock { offset_ns: best.1 }
+    }
+
+    /// UTC time of a boot-clock timestamp.
+    pub fn utc(&self, boot_ns: u64) -> UtcTime {
+        UtcTime(self.offset_ns + boot_ns as i128)
+    }
+
+    /// Nanoseconds of the boot clock now.
+    pub fn boot_now_ns() -> u64 {
+        clock_ns(libc::CLOCK_BOOTTIME) as u64
+    }
+}
+
+impl Default for BootClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339_nanos() {
+        // 2024-11-19T09:55:53.138247256Z
+        let t = UtcTime(1_732_010_153_138_247_256);
+        assert_eq!(t.to_string(), "2024-11-19T09:55:53.138247256Z");
+        assert_eq!(UtcTime(0).to_string(), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(UtcTime(951_782_400_000_000_000).to_string(), "2000-02-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn boot_clock_is_close_to_now() {
+        let c = BootClock::new();
+        let t = c.utc(BootClock::boot_now_ns());
+        assert!((t.0 - UtcTime::now().0).abs() < 50_000_000, "{t} vs now");
+    }
+}

@@ -1,0 +1,235 @@
+//! The running agent: a reader thread drains the kernel ring buffer and
+//! decodes records; a processor thread enriches, matches and writes them.
+//! Hashing (the slow part) happens on the processor, never on the reader.
+
+mod processor;
+pub mod record;
+mod start;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+
+use crate::bpf::{abi, BpfError, LoadOptions, Programs};
+use crate::config::Config;
+use crate::enrich::filemeta::HashCache;
+use crate::enrich::proctable::ProcessTable;
+use crate::events::time::BootClock;
+use crate::ioc::loader::{load_files, IocFileError};
+use crate::ioc::IocSet;
+pub use processor::Processor;
+use record::{decode, Record};
+
+/// Flags the caller sets (from signal handlers) to steer a running agent.
+#[derive(Debug, Default, Clone)]
+pub struct Control {
+    /// Flush and return.
+    pub stop: Arc<AtomicBool>,
+    /// Reload the IoC files.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// Counters shared by the agent's threads.
+#[derive(Debug, Default)]
+pub struct Stats {
+    read: AtomicU64,
+    written: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl Stats {
+    fn add_read(&self, n: u64) {
+        self.read.fetch_add(n, Ordering::Relaxed);
+    }
+    fn add_written(&self, n: u64) {
+        self.written.fetch_add(n, Ordering::Relaxed);
+    }
+    fn add_lost(&self, n: u64) {
+        self.lost.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What a run did, returned when it stops.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    /// Kernel records read.
+    pub read: u64,
+    /// Events written.
+    pub written: u64,
+    /// Records the kernel could not write (ring buffer full).
+    pub lost: u64,
+    /// Files hashed.
+    pub files_hashed: u64,
+    /// Hash lookups answered from the cache.
+    pub hash_cache_hits: u64,
+    /// CPU time (user + system) of the agent from ready to stop, µs.
+    pub cpu_us: u64,
+    /// Peak resident memory of the process, KiB.
+    pub max_rss_kb: u64,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The eBPF side.
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    /// An IoC file could not be read.
+    #[error(transparent)]
+    Iocs(#[from] IocFileError),
+    /// Starting a thread or reading /proc failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn rusage() -> (u64, u64) {
+    // SAFETY: zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(ru.ru_utime) + us(ru.ru_stime), ru.ru_maxrss as u64)
+}
+
+/// Loads the IoC files, logging each bad line as `file:line: reason`.
+pub fn load_iocs(paths: &[PathBuf]) -> Result<IocSet, IocFileError> {
+    let (set, report) = load_files(paths)?;
+    for bad in &report.bad {
+        tracing::warn!("{bad}");
+    }
+    tracing::info!("{} IoCs loaded from {} file(s), {} bad line(s) skipped", report.loaded, paths.len(), report.bad.len());
+    Ok(set)
+}
+
+/// Runs the agent until `control.stop` is set, writing JSON lines to `out`.
+/// Returns once every event read has been written.
+pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Result<Summary, AgentError> {
+    let config = Arc::new(config);
+    let iocs_paths = config.scanner.iocs.clone();
+    let iocs = Arc::new(ArcSwapOption::empty());
+    if !iocs_paths.is_empty() {
+        iocs.store(Some(Arc::new(load_iocs(&iocs_paths)?)));
+    }
+
+    let ring_bytes = (config.max_buffered_events as u64 * std::mem::size_of::<abi::Exec>() as u64).min(1 << 30) as u32;
+    let mut programs = Programs::load(LoadOptions { ring_bytes, wakeup_bytes: config.wakeup_bytes })?;
+
+    // After attaching: a process is then either in /proc now or in the events.
+    let host = Arc::new(start::host_info(&config));
+    let mut procs = ProcessTable::new(host.uuid);
+    procs.seed_from_proc()?;
+
+    let stats = Arc::new(Stats::default());
+    let mut processor = Processor {
+        source: config.event_source.as_str().into(),
+        host,
+        clock: BootClock::new(),
+        procs,
+        hashes: HashCache::new(config.hash_cache_size, config.max_hash_size),
+        iocs: iocs.clone(),
+        filter: !iocs_paths.is_empty(),
+        out,
+        buf: Vec::with_capacity(4096),
+        stats: stats.clone(),
+        batch: 0,
+        config: config.clone(),
+    };
+    let start = processor.agent_event(start::start_data(&config));
+    processor.emit(start);
+    processor.flush();
+
+    let (cpu0, _) = rusage();
+    let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<Record>)>(1024);
+    let reload = control.reload.clone();
+    let proc_thread = std::thread::Builder::new().name("ioclab-process".into()).spawn(move || {
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((batch, records)) => processor.batch(records, batch),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+            if reload.swap(false, Ordering::Relaxed) {
+                spawn_reload(iocs_paths.clone(), processor.iocs.clone());
+            }
+        }
+        processor.flush();
+        processor.hash_stats()
+    })?;
+
+    read_loop(&mut programs, &config, &control, &tx);
+    drop(tx);
+    let hash_stats = proc_thread.join().unwrap_or_default();
+    let (cpu1, max_rss_kb) = rusage();
+    Ok(Summary {
+        read: stats.read.load(Ordering::Relaxed),
+        written: stats.written.load(Ordering::Relaxed),
+        lost: stats.lost.load(Ordering::Relaxed),
+        files_hashed: hash_stats.hashed,
+        hash_cache_hits: hash_stats.hits,
+        cpu_us: cpu1.saturating_sub(cpu0),
+        max_rss_kb,
+    })
+}
+
+/// Reloads IoCs off the event path; the old set stays in use until the new one is ready.
+fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
+    if paths.is_empty() {
+        tracing::warn!("SIGHUP: no IoC file configured, nothing to reload");
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("ioclab-reload".into()).spawn(move || match load_iocs(&paths) {
+        Ok(set) => {
+            target.store(Some(Arc::new(set)));
+            tracing::info!("IoCs reloaded");
+        }
+        Err(e) => tracing::error!("IoC reload failed, keeping the previous IoCs: {e}"),
+    });
+    if let Err(e) = spawned {
+        tracing::error!("IoC reload failed: {e}");
+    }
+}
+
+/// The reader: drains the ring buffer on wakeup or every poll interval,
+/// and notes kernel-side losses once a second.
+fn read_loop(programs: &mut Programs, config: &Config, control: &Control, tx: &crossbeam_channel::Sender<(u64, Vec<Record>)>) {
+    let fd = programs.ring_fd();
+    let timeout = config.poll_interval_ms as i32;
+    let mut batch_no = 0u64;
+    let mut last_check = Instant::now();
+    let mut lost_seen = programs.lost();
+    let mut read_since = 0u64;
+    loop {
+        let stopping = control.stop.load(Ordering::Relaxed);
+        if !stopping {
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd. EINTR (a signal) just ends the wait early.
+            unsafe { libc::poll(&mut pfd, 1, timeout) };
+        }
+        let mut records = Vec::new();
+        programs.drain(|bytes| records.push(decode(bytes)));
+        read_since += records.len() as u64;
+        let elapsed = last_check.elapsed();
+        if elapsed >= Duration::from_secs(1) || stopping {
+            let lost = programs.lost();
+            if lost > lost_seen {
+                let eps = read_since as f64 / elapsed.as_secs_f64().max(1e-3);
+                records.push(Record::Lost { read: read_since, lost: lost - lost_seen, eps });
+                lost_seen = lost;
+            }
+            read_since = 0;
+            last_check = Instant::now();
+        }
+        if !records.is_empty() {
+            batch_no += 1;
+            if tx.send((batch_no, records)).is_err() {
+                return;
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Turns decoded kernel records into Kunai events: process table, file
+//! hashes, IoC matching, then one JSON line each to the output.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use super::record::{Exec, Record};
+use super::Stats;
+use crate::bpf::abi;
+use crate::config::Config;
+use crate::enrich::filemeta::HashCache;
+use crate::enrich::proctable::ProcessTable;
+use crate::events::time::BootClock;
+use crate::events::*;
+use crate::ioc::IocSet;
+
+/// Owns everything that enriches and writes events; runs on its own thread.
+pub struct Processor {
+    pub(super) config: Arc<Config>,
+    pub(super) host: Arc<HostInfo>,
+    pub(super) source: Text,
+    pub(super) clock: BootClock,
+    pub(super) procs: ProcessTable,
+    pub(super) hashes: HashCache,
+    /// None: no IoC file given, every event is written.
+    pub(super) iocs: Arc<ArcSwapOption<IocSet>>,
+    pub(super) filter: bool,
+    pub(super) out: Box<dyn Write + Send>,
+    pub(super) buf: Vec<u8>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) batch: u64,
+}
+
+fn comm(t: &abi::Task) -> String {
+    String::from_utf8_lossy(abi::c_str(&t.comm)).into_owned()
+}
+
+/// `error_code` of an exit: the status, or 128 + the signal as shells show it.
+pub fn error_code(exit_code: i32) -> i64 {
+    let sig = exit_code & 0x7f;
+    if sig == 0 {
+        ((exit_code >> 8) & 0xff) as i64
+    } else {
+        128 + sig as i64
+    }
+}
+
+/// Makes a script name absolute: execve resolves relative names against the working directory.
+fn absolute(filename: &str, cwd: Option<&str>) -> String {
+    let joined: PathBuf = match cwd {
+        Some(cwd) if !filename.starts_with('/') => Path::new(cwd).join(filename),
+        _ => PathBuf::from(filename),
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
+
+impl Processor {
+    fn task_info(&self, t: &abi::Task) -> TaskInfo {
+        TaskInfo {
+            name: comm(t),
+            pid: t.pid as i32,
+            tgid: t.tgid as i32,
+            guuid: self.procs.guuid(t.tgid, t.start_boottime),
+            uid: t.uid,
+            gid: t.gid,
+            namespaces: Namespaces { mnt: t.mnt_ns },
+            flags: t.flags,
+            zombie: t.zombie != 0,
+        }
+    }
+
+    fn info(&self, kind: EventKind, hdr: &abi::Header) -> Info {
+        Info {
+            host: self.host.clone(),
+            event: EventInfo::new(&self.source, kind, self.batch),
+            task: self.task_info(&hdr.task),
+            parent_task: self.task_info(&hdr.parent),
+            utc_time: self.clock.utc(hdr.time_ns),
+        }
+    }
+
+    /// Processes one batch of records, then flushes the output.
+    pub fn batch(&mut self, records: Vec<Record>, batch: u64) {
+        self.batch = batch;
+        let mut last_time = 0;
+        for r in records {
+            if r.is_kernel_record() {
+                self.stats.add_read(1);
+            }
+            if let Record::Exec(e) = &r {
+                last_time = e.hdr.time_ns;
+            }
+            if let Some(ev) = self.event(r) {
+                self.emit(ev);
+            }
+        }
+        if last_time > 0 {
+            self.procs.sweep(last_time);
+        }
+        self.flush();
+    }
+
+    fn event(&mut self, r: Record) -> Option<Event> {
+        match r {
+            Record::Exec(e) => self.exec(*e),
+            Record::Clone { hdr, flags } => {
+                // make sure the parent is known (from /proc if need be) so the child inherits from it
+                self.procs.lookup(hdr.parent.tgid, hdr.parent.start_boottime, 0);
+                let child = self.procs.fork(hdr.parent.tgid, hdr.task.tgid, hdr.task.start_boottime);
+                let data = EventData::Clone(CloneData {
+                    ancestors: child.ancestors.clone(),
+                    command_line: child.command_line.clone(),
+                    exe: FilePath { path: child.exe.clone() },
+                    flags,
+                });
+                self.wanted(EventKind::Clone).then(|| self.event_of(data, &hdr))
+            }
+            Record::Exit { hdr, exit_code, group_dead } => {
+                let p = self.procs.lookup(hdr.task.tgid, hdr.task.start_boottime, hdr.parent.tgid);
+                let exit = ExitData {
+                    ancestors: p.ancestors.clone(),
+                    command_line: p.command_line.clone(),
+                    exe: FilePath { path: p.exe.clone() },
+                    error_code: error_code(exit_code),
+                };
+                let (kind, data) = if group_dead {
+                    self.procs.exit(hdr.task.tgid, hdr.task.start_boottime, hdr.time_ns);
+                    (EventKind::ExitGroup, EventData::ExitGroup(exit))
+                } else {
+                    (EventKind::Exit, EventData::Exit(exit))
+                };
+                self.wanted(kind).then(|| self.event_of(data, &hdr))
+            }
+            Record::Lost { read, lost, eps } => {
+                self.stats.add_lost(lost);
+                Some(self.agent_event(EventData::EventLoss(EventLossData { read, lost, eps })))
+            }
+            Record::Malformed { reason } => {
+                Some(self.agent_event(EventData::Error(ErrorData { code: 1, message: format!("malformed kernel record: {reason}") })))
+            }
+        }
+    }
+
+    fn wanted(&self, kind: EventKind) -> bool {
+        self.config.enabled(kind)
+    }
+
+    fn event_of(&self, data: EventData, hdr: &abi::Header) -> Event {
+        Event { info: self.info(data.kind(), hdr), data, detection: None }
+    }
+
+    fn exec(&mut self, e: Exec) -> Option<Event> {
+        let command_line = crate::enrich::proctable::command_line(&e.argv);
+        let binary: Text = e.exe_path.into();
+        let binary_meta = self.hashes.get(&binary, (!e.exe_truncated).then_some(e.exe_key));
+        let parent = self.procs.lookup(e.hdr.parent.tgid, e.hdr.parent.start_boottime, 0);
+        let (parent_exe, parent_command_line) = (parent.exe.clone(), parent.command_line.clone());
+        let script_meta = e.is_script.then(|| {
+            let script: Text = absolute(&e.filename, e.cwd.as_deref()).into();
+            self.hashes.get(&script, None)
+        });
+        // later events of a script's process name the script, not its interpreter
+        let exe = script_meta.as_ref().map_or_else(|| binary.clone(), |m| m.path.clone());
+        let tgid = e.hdr.task.tgid;
+        let ancestors =
+            self.procs.exec(tgid, e.hdr.task.start_boottime, e.hdr.parent.tgid, exe, command_line.clone()).ancestors.clone();
+        let data = match script_meta {
+            Some(script) => EventData::ExecveScript(ExecveScriptData {
+                ancestors,
+                parent_command_line,
+                parent_exe,
+                command_line,
+                exe: script,
+                interpreter: binary_meta,
+            }),
+            None => EventData::Execve(ExecveData { ancestors, parent_command_line, parent_exe, command_line, exe: binary_meta }),
+        };
+        self.wanted(data.kind()).then(|| self.event_of(data, &e.hdr))
+    }
+
+    /// An event about the agent itself (start, loss, errors).
+    pub fn agent_event(&self, data: EventData) -> Event {
+        let me = std::process::id();
+        let task = TaskInfo {
+            name: "ioclab".into(),
+            pid: me as i32,
+            tgid: me as i32,
+            guuid: self.procs.get_any(me).map(|p| p.guuid).unwrap_or_default(),
+            ..Default::default()
+        };
+        let info = Info {
+            host: self.host.clone(),
+            event: EventInfo::new(&self.source, data.kind(), self.batch),
+            parent_task: TaskInfo::default(),
+            task,
+            utc_time: time::UtcTime::now(),
+        };
+        Event { data, info, detection: None }
+    }
+
+    /// Matches, filters and writes one event.
+    pub fn emit(&mut self, mut ev: Event) {
+        if let Some(iocs) = &*self.iocs.load() {
+            ev.detection = iocs.scan(&ev);
+        }
+        let kind = ev.kind();
+        if self.filter && !kind.is_agent_event() {
+            match &ev.detection {
+                Some(d) if d.severity >= self.config.scanner.min_severity => {}
+                _ => return,
+            }
+        }
+        self.buf.clear();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, &ev) {
+            tracing::error!("cannot serialise a {kind} event: {e}");
+            return;
+        }
+        self.buf.push(b'\n');
+        if let Err(e) = self.out.write_all(&self.buf) {
+            tracing::error!("cannot write events: {e}");
+            return;
+        }
+        self.stats.add_written(1);
+    }
+
+    /// Pushes buffered lines to the output.
+    pub fn flush(&mut self) {
+        if let Err(e) = self.out.flush() {
+            tracing::error!("cannot write events: {e}");
+        }
+    }
+
+    /// Hash cache counters.
+    pub fn hash_stats(&self) -> crate::enrich::filemeta::CacheStats {
+        self.hashes.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(error_code(0), 0);
+        assert_eq!(error_code(3 << 8), 3);
+        assert_eq!(error_code(9), 137);
+        assert_eq!(error_code(15 | 0x80), 143, "core dump bit ignored");
+    }
+
+    #[test]
+    fn script_paths_are_made_absolute() {
+        assert_eq!(absolute("./x.sh", Some("/tmp/d")), "/tmp/d/x.sh");
+        assert_eq!(absolute("../x.sh", Some("/tmp/d")), "/tmp/x.sh");
+        assert_eq!(absolute("/opt/x.sh", Some("/tmp")), "/opt/x.sh");
+        assert_eq!(absolute("x.sh", None), "/x.sh");
+    }
+}

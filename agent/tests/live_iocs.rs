@@ -1,0 +1,91 @@
+//! Live IoC matching: IoCs loaded, a real process matches, only matches are written.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn script_sha256_ioc_detects_execve_script_and_filters_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = script(dir.path(), "dropper.sh", "exit 0");
+    let sha = digest("sha256sum", &s);
+    let iocs = dir.path().join("iocs.json");
+    std::fs::write(
+        &iocs,
+        format!(
+            "{{\"uuid\":\"u1\",\"source\":\"test\",\"value\":\"{sha}\",\"severity\":4}}\n\
+             not json at all\n\
+             {{\"uuid\":\"u2\",\"source\":\"test\",\"value\":\"{}\",\"severity\":8}}\n",
+            s.display()
+        ),
+    )
+    .unwrap();
+    let mut c = config();
+    c.scanner.iocs = vec![iocs];
+    let Some(agent) = start(c) else { return };
+
+    // not an IoC: must not be written
+    let t = Command::new("/bin/true").spawn().unwrap();
+    let true_pid = t.id();
+    t.wait_with_output().unwrap();
+    let child = Command::new(&s).spawn().unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+
+    let ev = agent.wait_for("detected execve_script", is("execve_script", pid));
+    let det = &ev["detection"];
+    let mut iocs: Vec<&str> = det["iocs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    iocs.sort();
+    let mut want = vec![sha.as_str(), s.to_str().unwrap()];
+    want.sort();
+    assert_eq!(iocs, want, "both the hash and the path matched");
+    assert_eq!(det["severity"], 10, "4 + 8 capped at 10");
+
+    let (_, events) = agent.stop();
+    for e in &events {
+        let n = name(e);
+        assert!(
+            n == "start" || !e["detection"].is_null(),
+            "only matching events are written with IoCs loaded, got {n}: {e}"
+        );
+        assert_ne!(tgid(e), true_pid as i64, "/bin/true matched nothing");
+    }
+}
+
+#[test]
+fn min_severity_and_reload_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = script(dir.path(), "later.sh", "exit 0");
+    let sha = digest("sha256sum", &s);
+    let iocs = dir.path().join("iocs.json");
+    // severity 2 is below min_severity 3: not written
+    std::fs::write(&iocs, format!("{{\"uuid\":\"a\",\"source\":\"t\",\"value\":\"{sha}\",\"severity\":2}}\n")).unwrap();
+    let mut c = config();
+    c.scanner.iocs = vec![iocs.clone()];
+    c.scanner.min_severity = 3;
+    let Some(agent) = start(c) else { return };
+    let child = Command::new(&s).spawn().unwrap();
+    let first = child.id();
+    child.wait_with_output().unwrap();
+
+    std::fs::write(&iocs, format!("{{\"uuid\":\"b\",\"source\":\"t\",\"value\":\"{sha}\",\"severity\":5}}\n")).unwrap();
+    agent.control.reload.store(true, std::sync::atomic::Ordering::Relaxed);
+    // the reload runs in the background: run the script until a run is detected
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let detected = loop {
+        let child = Command::new(&s).spawn().unwrap();
+        let pid = child.id();
+        child.wait_with_output().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(e) = agent.events().into_iter().find(|e| is("execve_script", pid)(e)) {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "reloaded IoC never matched");
+    };
+    assert_eq!(detected["detection"]["severity"], 5);
+    let (_, events) = agent.stop();
+    assert!(!events.iter().any(|e| tgid(e) == first as i64), "severity 2 < min_severity 3 was written");
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ioclab needs to build, run and test, when
+# missing. Idempotent and quiet: on a prepared machine it does nothing.
+# Run as root on Debian 12 (bookworm) or later; `make run` and `make test`
+# call it for you.
+set -euo pipefail
+
+# clang compiles the eBPF programs: the newest Debian offers, 19 on bookworm.
+CLANG_CANDIDATES=(clang-19 clang-18 clang-17 clang-16 clang-15 clang-14)
+PACKAGES=(
+  libbpf-dev     # bpf_helpers.h, bpf_core_read.h for the eBPF C programs
+  linux-libc-dev # <linux/bpf.h> and the uapi headers
+  make
+  gcc            # build scripts of some crates
+  pkg-config
+  gzip
+  dnsutils       # dig, for the network tests
+  procps         # ps, pgrep for the tests
+)
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+
+updated=0
+apt_update() {
+  if [ "$updated" = 0 ]; then
+    apt-get update -qq >/dev/null
+    updated=1
+  fi
+}
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/setup.sh: run as root (it installs Debian packages with apt-get)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  installed "$p" || missing+=("$p")
+done
+
+clang_ok=0
+for c in "${CLANG_CANDIDATES[@]}"; do
+  if installed "$c"; then clang_ok=1; break; fi
+done
+if [ "$clang_ok" = 0 ]; then
+  apt_update
+  for c in "${CLANG_CANDIDATES[@]}"; do
+    if apt-cache show "$c" >/dev/null 2>&1; then missing+=("$c"); clang_ok=1; break; fi
+  done
+  if [ "$clang_ok" = 0 ]; then
+    echo "scripts/setup.sh: no clang package (clang-14 to clang-19) in the apt sources" >&2
+    exit 1
+  fi
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt_update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/setup.sh: cargo (Rust 1.85 or later) is missing: install it with rustup (https://rustup.rs)" >&2
+  exit 1
+fi

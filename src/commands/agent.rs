@@ -1,0 +1,117 @@
+//! `ioclab agent`: run the sensor, or show its configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use ioclab_agent::config::Config;
+use ioclab_agent::events::EventKind;
+use ioclab_agent::sensor::{self, Control};
+
+/// Run the endpoint sensor. It loads eBPF programs into the kernel (root or
+/// CAP_BPF + CAP_PERFMON needed), writes one JSON event per line (Kunai's
+/// format) and, given IoC files, writes only the events that match them.
+///
+/// Ctrl-C or SIGTERM flush and stop; SIGHUP reloads the IoC files without
+/// losing events.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = "\
+Examples:
+  sudo ioclab agent                                  every event on stdout
+  sudo ioclab agent -i iocs.json -o /var/log/ioclab.json
+  sudo ioclab agent -c agent.yaml                    settings from a file (see: ioclab agent config --dump)
+  sudo kill -HUP $(pidof ioclab)                     reload the IoC files")]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
+    /// Configuration file (YAML, Kunai's shape); flags override it.
+    #[arg(short, long, value_name = "CONFIG")]
+    config: Option<PathBuf>,
+    /// IoC file (one JSON object a line, Kunai's format); repeatable. With IoCs, only matching events are written.
+    #[arg(short, long = "iocs", value_name = "IOCS")]
+    iocs: Vec<PathBuf>,
+    /// Append events to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Write only detections of at least this severity (0-10).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=10))]
+    min_severity: Option<u8>,
+    /// At exit, print counters (events read, written, lost; CPU time; peak memory) as JSON on stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Show the configuration: defaults, or a file's settings merged over them.
+    Config(ConfigArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["dump", "list_events"]))]
+struct ConfigArgs {
+    /// Print the whole configuration as YAML (a starting point for -c).
+    #[arg(long)]
+    dump: bool,
+    /// List the event types with their id and whether they are on by default.
+    #[arg(long)]
+    list_events: bool,
+    /// Configuration file to merge over the defaults.
+    #[arg(short, long, value_name = "CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    })
+}
+
+/// Runs `ioclab agent ...`.
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if let Some(AgentCommand::Config(c)) = args.command {
+        let config = load_config(c.config.as_ref())?;
+        if c.dump {
+            print!("{}", config.to_yaml());
+        } else {
+            println!("{:<4}  {:<18} {}", "id", "name", "enabled");
+            for k in EventKind::ALL.iter().filter(|k| k.produced()) {
+                let on = if k.is_agent_event() { "always".to_string() } else { config.enabled(*k).to_string() };
+                println!("{:<4}  {:<18} {on}", k.id(), k.name());
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let mut config = load_config(args.config.as_ref())?;
+    config.scanner.iocs.extend(args.iocs);
+    if let Some(o) = args.output {
+        config.output.path = Some(o);
+    }
+    if let Some(s) = args.min_severity {
+        config.scanner.min_severity = s;
+    }
+    let out = super::output(config.output.path.as_deref())?;
+
+    let control = Control::default();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // a second Ctrl-C while stopping exits at once
+        signal_hook::flag::register_conditional_shutdown(sig, 130, control.stop.clone())?;
+        signal_hook::flag::register(sig, control.stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, control.reload.clone())?;
+
+    let summary = sensor::run(config, out, control).context("ioclab agent")?;
+    tracing::info!(
+        "stopped: {} events read, {} written, {} lost",
+        summary.read,
+        summary.written,
+        summary.lost
+    );
+    if args.stats {
+        eprintln!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

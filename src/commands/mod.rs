@@ -1,0 +1,23 @@
+//! One module per subcommand.
+
+pub mod agent;
+pub mod ioc;
+pub mod replay;
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Opens `path` for appending (never truncating earlier events), or stdout for None or "-".
+pub fn output(path: Option<&Path>) -> anyhow::Result<Box<dyn Write + Send>> {
+    match path {
+        None => Ok(Box::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()))),
+        Some(p) if p == Path::new("-") => Ok(Box::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()))),
+        Some(p) => {
+            let f = OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("cannot open {} for writing", p.display()))?;
+            Ok(Box::new(BufWriter::with_capacity(64 * 1024, f)))
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `ioclab`: the lab appliance's command line.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ioclab — a SOC training lab that shows, for real and end to end, how
+/// indicators of compromise travel:
+/// sample → sandbox report → MISP event → IoC export → endpoint agent → detection.
+#[derive(Parser)]
+#[command(name = "ioclab", version, about, long_about = None, after_help = "\
+Examples:
+  sudo ioclab agent                          watch every process start and exit (JSON lines on stdout)
+  sudo ioclab agent -i iocs.json -o det.json write only the events that match an IoC
+  ioclab replay -i iocs.json events.json.gz  test IoCs on a recorded log, no root needed
+  ioclab ioc check iocs.json                 find the bad lines of an IoC file
+
+Logs go to stderr; set IOCLAB_LOG=debug for more.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the eBPF endpoint sensor: Kunai-compatible JSON events, matched against IoCs.
+    Agent(commands::agent::AgentArgs),
+    /// Match recorded event logs (JSON lines, plain or .gz) against IoCs, without root.
+    Replay(commands::replay::ReplayArgs),
+    /// Work with IoC files (Kunai's format: one JSON object a line).
+    Ioc(commands::ioc::IocArgs),
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IOCLAB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aya=warn,aya_obj=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Agent(args) => commands::agent::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Ioc(args) => commands::ioc::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ioclab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
