@@ -58,7 +58,7 @@ fn main() {
     }
     let with_agent = storm(SPAWNS);
     std::thread::sleep(Duration::from_millis(300)); // let it drain
-    // SAFETY: plain kill(2) of our child.
+                                                    // SAFETY: plain kill(2) of our child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let mut stderr = String::new();
     agent.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();

@@ -26,8 +26,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the eBPF endpoint sensor: Kunai-compatible JSON events, matched against IoCs.
+    ///
+    /// The agent loads eBPF programs into the kernel (run it as root, or with
+    /// CAP_BPF and CAP_PERFMON) and writes one JSON event per line in Kunai's
+    /// format: process starts (execve, execve_script), new processes (clone),
+    /// exits (exit, exit_group), and its own start and event losses. Given IoC
+    /// files, it writes only the events that match them, with a `detection`
+    /// section.
+    ///
+    /// Ctrl-C or SIGTERM flush and stop; SIGHUP reloads the IoC files without
+    /// losing events.
     Agent(commands::agent::AgentArgs),
     /// Match recorded event logs (JSON lines, plain or .gz) against IoCs, without root.
+    ///
+    /// Runs the agent's IoC matcher over logs the agent (or Kunai) wrote and
+    /// prints the matching events with their `detection` section: how to test
+    /// IoCs before a session, on any machine.
     Replay(commands::replay::ReplayArgs),
     /// Work with IoC files (Kunai's format: one JSON object a line).
     Ioc(commands::ioc::IocArgs),

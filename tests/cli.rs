@@ -13,7 +13,11 @@ fn ioclab() -> Command {
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = ioclab().args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn in_ci() -> bool {
@@ -151,7 +155,10 @@ fn agent_without_privileges_fails_with_one_line() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line: {err}");
-    assert!(lines[0].contains("missing capability CAP_BPF") || lines[0].contains("missing capability CAP_PERFMON"), "{err}");
+    assert!(
+        lines[0].contains("missing capability CAP_BPF") || lines[0].contains("missing capability CAP_PERFMON"),
+        "{err}"
+    );
 }
 
 fn wait_file(path: &Path, pred: impl Fn(&str) -> bool, what: &str) -> String {

@@ -102,6 +102,10 @@ struct mnt_namespace {
 
 struct nsproxy {
 	struct mnt_namespace *mnt_ns;
+	void *uts_ns;
+	void *ipc_ns;
+	void *net_ns;
+	void *cgroup_ns;
 } CORE;
 
 struct cred {
@@ -133,6 +137,9 @@ struct task_struct {
 	struct nsproxy *nsproxy;
 	struct signal_struct *signal;
 	struct mm_struct *mm;
+	int exit_signal;
+	struct files_struct *files;
+	struct sighand_struct *sighand;
 } CORE;
 
 struct linux_binprm {
@@ -141,22 +148,19 @@ struct linux_binprm {
 	const char *interp;
 } CORE;
 
-struct clone_args {
-	__u64 flags;
-};
-
-/* Context of a syscalls:sys_enter_* tracepoint (common header, id, then the arguments). */
-struct syscall_enter_ctx {
-	__u64 common;
-	long id;
-	unsigned long args[6];
-};
-
 #define PF_KTHREAD 0x00200000
 #define EXIT_ZOMBIE 0x00000020
 #define CLONE_VM 0x00000100
-#define CLONE_VFORK 0x00004000
-#define CLONE_THREAD 0x00010000
-#define SIGCHLD 17
+#define CLONE_FS 0x00000200
+#define CLONE_FILES 0x00000400
+#define CLONE_SIGHAND 0x00000800
+#define CLONE_NEWNS 0x00020000
+#define CLONE_NEWCGROUP 0x02000000
+#define CLONE_NEWUTS 0x04000000
+#define CLONE_NEWIPC 0x08000000
+#define CLONE_NEWNET 0x40000000
+
+struct files_struct;
+struct sighand_struct;
 
 #endif

@@ -32,14 +32,6 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-/* Clone flags of the clone/fork syscall a thread is in, for sched_process_fork. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, __u64);
-} clone_flags SEC(".maps");
-
 static __always_inline void *reserve(__u64 size)
 {
 	void *ev = bpf_ringbuf_reserve(&events, size, 0);
@@ -58,17 +50,19 @@ static __always_inline void submit(void *ev)
 	bpf_ringbuf_submit(ev, avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
+/* tp_btf arguments are BTF pointers: plain loads (relocated by CO-RE) cost a
+ * fraction of bpf_probe_read calls, and a NULL along the way reads as 0. */
 static __always_inline void fill_task(struct ioclab_task *t, struct task_struct *task)
 {
-	t->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
-	t->pid = BPF_CORE_READ(task, pid);
-	t->tgid = BPF_CORE_READ(task, tgid);
-	t->uid = BPF_CORE_READ(task, cred, uid.val);
-	t->gid = BPF_CORE_READ(task, cred, gid.val);
-	t->flags = BPF_CORE_READ(task, flags);
-	t->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	t->zombie = (BPF_CORE_READ(task, exit_state) & EXIT_ZOMBIE) != 0;
-	bpf_probe_read_kernel_str(t->comm, sizeof(t->comm), &task->comm);
+	t->start_boottime = task->group_leader->start_boottime;
+	t->pid = task->pid;
+	t->tgid = task->tgid;
+	t->uid = task->cred->uid.val;
+	t->gid = task->cred->gid.val;
+	t->flags = task->flags;
+	t->mnt_ns = task->nsproxy->mnt_ns->ns.inum;
+	t->zombie = (task->exit_state & EXIT_ZOMBIE) != 0;
+	__builtin_memcpy(t->comm, task->comm, sizeof(t->comm));
 }
 
 static __always_inline void fill_header(struct ioclab_header *h, __u32 kind,
@@ -167,24 +161,24 @@ static __always_inline void resolve_path(struct ioclab_path *out, struct dentry 
 
 static __always_inline void fill_file(struct ioclab_file *f, struct file *file)
 {
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct inode *inode = file->f_inode;
 
-	f->ino = BPF_CORE_READ(inode, i_ino);
-	f->size = BPF_CORE_READ(inode, i_size);
-	f->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	f->ino = inode->i_ino;
+	f->size = inode->i_size;
+	f->dev = inode->i_sb->s_dev;
 	if (bpf_core_field_exists(inode->i_mtime_sec)) {
-		f->mtime_sec = BPF_CORE_READ(inode, i_mtime_sec);
-		f->mtime_nsec = BPF_CORE_READ(inode, i_mtime_nsec);
+		f->mtime_sec = inode->i_mtime_sec;
+		f->mtime_nsec = inode->i_mtime_nsec;
 	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_mtime)) {
 		struct inode___v66 *i = (void *)inode;
-		f->mtime_sec = BPF_CORE_READ(i, __i_mtime.tv_sec);
-		f->mtime_nsec = BPF_CORE_READ(i, __i_mtime.tv_nsec);
+		f->mtime_sec = i->__i_mtime.tv_sec;
+		f->mtime_nsec = i->__i_mtime.tv_nsec;
 	} else {
 		struct inode___old *i = (void *)inode;
-		f->mtime_sec = BPF_CORE_READ(i, i_mtime.tv_sec);
-		f->mtime_nsec = BPF_CORE_READ(i, i_mtime.tv_nsec);
+		f->mtime_sec = i->i_mtime.tv_sec;
+		f->mtime_nsec = i->i_mtime.tv_nsec;
 	}
-	resolve_path(&f->path, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
+	resolve_path(&f->path, file->f_path.dentry, file->f_path.mnt);
 }
 
 SEC("tp_btf/sched_process_exec")
@@ -194,16 +188,16 @@ int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	if (!ev)
 		return 0;
 
-	fill_header(&ev->hdr, IOCLAB_KIND_EXEC, task, BPF_CORE_READ(task, real_parent));
-	fill_file(&ev->exe, BPF_CORE_READ(bprm, file));
+	fill_header(&ev->hdr, IOCLAB_KIND_EXEC, task, task->real_parent);
+	fill_file(&ev->exe, bprm->file);
 
-	const char *filename = BPF_CORE_READ(bprm, filename);
+	const char *filename = bprm->filename;
 	long n = bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), filename);
 	ev->filename_len = n > 0 ? n - 1 : 0;
-	ev->is_script = filename != BPF_CORE_READ(bprm, interp);
+	ev->is_script = filename != bprm->interp;
 
-	unsigned long arg_start = BPF_CORE_READ(task, mm, arg_start);
-	unsigned long arg_end = BPF_CORE_READ(task, mm, arg_end);
+	unsigned long arg_start = task->mm->arg_start;
+	unsigned long arg_end = task->mm->arg_end;
 	__u64 argv_len = arg_end - arg_start;
 	ev->argv_truncated = argv_len > IOCLAB_ARGV_LEN;
 	if (argv_len > IOCLAB_ARGV_LEN)
@@ -214,27 +208,55 @@ int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_
 
 	ev->cwd.len = 0;
 	if (ev->is_script && ev->filename[0] != '/')
-		resolve_path(&ev->cwd, BPF_CORE_READ(task, fs, pwd.dentry), BPF_CORE_READ(task, fs, pwd.mnt));
+		resolve_path(&ev->cwd, task->fs->pwd.dentry, task->fs->pwd.mnt);
 
 	submit(ev);
 	return 0;
 }
 
+/* The clone flags as the new process shows them: what it shares with its
+ * parent, and its exit signal. Reading them here rather than at syscall
+ * entry avoids syscall tracepoints, which put every syscall of every task on
+ * the slow path. */
+static __always_inline __u64 effective_clone_flags(struct task_struct *parent, struct task_struct *child)
+{
+	__u64 flags = child->exit_signal & 0xff;
+	struct nsproxy *pns = parent->nsproxy, *cns = child->nsproxy;
+
+	if (child->mm == parent->mm)
+		flags |= CLONE_VM;
+	if (child->fs == parent->fs)
+		flags |= CLONE_FS;
+	if (child->files == parent->files)
+		flags |= CLONE_FILES;
+	if (child->sighand == parent->sighand)
+		flags |= CLONE_SIGHAND;
+	if (cns->mnt_ns != pns->mnt_ns)
+		flags |= CLONE_NEWNS;
+	if (cns->uts_ns != pns->uts_ns)
+		flags |= CLONE_NEWUTS;
+	if (cns->ipc_ns != pns->ipc_ns)
+		flags |= CLONE_NEWIPC;
+	if (cns->net_ns != pns->net_ns)
+		flags |= CLONE_NEWNET;
+	if (cns->cgroup_ns != pns->cgroup_ns)
+		flags |= CLONE_NEWCGROUP;
+	return flags;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(ioclab_fork, struct task_struct *parent, struct task_struct *child)
 {
-	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+	if (child->pid != child->tgid)
 		return 0; /* a new thread, not a new process */
-	if (BPF_CORE_READ(child, flags) & PF_KTHREAD)
+	if (child->flags & PF_KTHREAD)
 		return 0;
 
 	struct ioclab_clone *ev = reserve(sizeof(*ev));
 	if (!ev)
 		return 0;
 	fill_header(&ev->hdr, IOCLAB_KIND_CLONE, child, parent);
-	__u32 tid = BPF_CORE_READ(parent, pid);
-	__u64 *flags = bpf_map_lookup_elem(&clone_flags, &tid);
-	ev->flags = flags ? *flags : SIGCHLD;
+	ev->flags = effective_clone_flags(parent, child);
 	submit(ev);
 	return 0;
 }
@@ -242,52 +264,15 @@ int BPF_PROG(ioclab_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(ioclab_exit, struct task_struct *task)
 {
-	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+	if (task->flags & PF_KTHREAD)
 		return 0;
 
 	struct ioclab_exit *ev = reserve(sizeof(*ev));
 	if (!ev)
 		return 0;
-	fill_header(&ev->hdr, IOCLAB_KIND_EXIT, task, BPF_CORE_READ(task, real_parent));
-	ev->exit_code = BPF_CORE_READ(task, exit_code);
-	ev->group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	fill_header(&ev->hdr, IOCLAB_KIND_EXIT, task, task->real_parent);
+	ev->exit_code = task->exit_code;
+	ev->group_dead = task->signal->live.counter == 0;
 	submit(ev);
-	return 0;
-}
-
-/* Clone flags are not in sched_process_fork: remember them at syscall entry. */
-static __always_inline void remember_flags(__u64 flags)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&clone_flags, &tid, &flags, BPF_ANY);
-}
-
-SEC("tracepoint/syscalls/sys_enter_clone")
-int ioclab_enter_clone(struct syscall_enter_ctx *ctx)
-{
-	remember_flags(ctx->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_clone3")
-int ioclab_enter_clone3(struct syscall_enter_ctx *ctx)
-{
-	struct clone_args args = {};
-	bpf_probe_read_user(&args, sizeof(args), (void *)ctx->args[0]);
-	remember_flags(args.flags);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_fork")
-int ioclab_enter_fork(struct syscall_enter_ctx *ctx)
-{
-	remember_flags(SIGCHLD);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_vfork")
-int ioclab_enter_vfork(struct syscall_enter_ctx *ctx)
-{
-	remember_flags(CLONE_VFORK | CLONE_VM | SIGCHLD);
 	return 0;
 }

@@ -66,8 +66,8 @@ impl Default for Config {
         Config {
             host_uuid: None,
             event_source: "kunai".into(),
-            max_buffered_events: 8192,
-            wakeup_bytes: 1 << 20,
+            max_buffered_events: 1024,
+            wakeup_bytes: 256 << 10,
             poll_interval_ms: 10,
             max_hash_size: 256 << 20,
             hash_cache_size: 4096,
@@ -123,11 +123,13 @@ impl Config {
         let mut config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?
+            serde_yaml_ng::from_str(text)
+                .map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?
         };
         let invalid = |message: String| ConfigError::Invalid { path: origin.into(), message };
         for name in config.events.keys() {
-            let kind: EventKind = name.parse().map_err(|e: crate::events::UnknownEvent| invalid(format!("events: {e}")))?;
+            let kind: EventKind =
+                name.parse().map_err(|e: crate::events::UnknownEvent| invalid(format!("events: {e}")))?;
             if !kind.produced() || kind.is_agent_event() {
                 return Err(invalid(format!(
                     "events: {name:?} is not produced by this version of ioclab (see `ioclab agent config --list-events`)"
@@ -189,7 +191,8 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_place() {
-        let e = Config::from_yaml("events:\n  execve:\n    enable: maybe\n", Path::new("c.yaml")).unwrap_err().to_string();
+        let e =
+            Config::from_yaml("events:\n  execve:\n    enable: maybe\n", Path::new("c.yaml")).unwrap_err().to_string();
         assert!(e.starts_with("c.yaml: "), "{e}");
         assert!(e.contains("line 3"), "{e}");
         let e = Config::from_yaml("events:\n  nope:\n    enable: true\n", Path::new("c.yaml")).unwrap_err().to_string();

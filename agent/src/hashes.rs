@@ -36,10 +36,7 @@ fn unhex(c: u8) -> Option<u8> {
 
 /// Parses exactly `N` bytes of hex (either case).
 pub fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], BadDigest> {
-    let bad = || BadDigest {
-        expected: 2 * N,
-        got: s.chars().take(80).collect(),
-    };
+    let bad = || BadDigest { expected: 2 * N, got: s.chars().take(80).collect() };
     let b = s.as_bytes();
     if b.len() != 2 * N {
         return Err(bad());

@@ -64,7 +64,12 @@ pub fn replay_value(mut ev: Value, iocs: &IocSet, min_severity: u8) -> Result<Op
 
 /// Replays `logs` through `iocs`, writing matching events (as JSON lines) to `out`.
 /// A file that cannot be opened is an error; a bad line is counted and skipped.
-pub fn replay(logs: &[PathBuf], iocs: &IocSet, min_severity: u8, out: &mut dyn Write) -> std::io::Result<ReplaySummary> {
+pub fn replay(
+    logs: &[PathBuf],
+    iocs: &IocSet,
+    min_severity: u8,
+    out: &mut dyn Write,
+) -> std::io::Result<ReplaySummary> {
     let mut summary = ReplaySummary::default();
     for path in logs {
         let reader = open(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;

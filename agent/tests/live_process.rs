@@ -54,7 +54,9 @@ fn exec_of_true_gives_clone_execve_exit_group() {
 
     assert_eq!(clone["info"]["event"]["id"], 6);
     assert_eq!(clone["info"]["parent_task"]["tgid"], me());
-    assert!(clone["data"]["flags"].as_str().unwrap().starts_with("0x"), "{clone}");
+    let flags = clone["data"]["flags"].as_str().unwrap();
+    let flags = u64::from_str_radix(flags.strip_prefix("0x").unwrap(), 16).unwrap();
+    assert_eq!(flags & 0xff, 17, "exit signal SIGCHLD in the clone flags");
     assert_eq!(clone["data"]["exe"]["path"], my_exe(), "a fresh child runs its parent's executable");
 
     assert_eq!(exit["info"]["event"]["id"], 5);
@@ -147,14 +149,16 @@ fn fork_then_exec_chain_keeps_parents_and_ancestors() {
     let sh_exec = agent.wait_for("execve of sh", is("execve", sh));
     let dash = realpath("/bin/sh");
     assert_eq!(sh_exec["data"]["exe"]["path"], dash.to_str().unwrap());
-    let inner = agent.wait_for("execve of /bin/true under sh", |e| {
-        name(e) == "execve" && e["info"]["parent_task"]["tgid"] == sh
-    });
+    let inner = agent
+        .wait_for("execve of /bin/true under sh", |e| name(e) == "execve" && e["info"]["parent_task"]["tgid"] == sh);
     let inner_pid = tgid(&inner) as u32;
     assert_ne!(inner_pid, sh);
     assert_eq!(inner["data"]["parent_exe"], dash.to_str().unwrap());
     assert_eq!(inner["data"]["parent_command_line"], "/bin/sh -c /bin/true; exit 7");
-    assert_eq!(inner["data"]["ancestors"], format!("{}|{}", sh_exec["data"]["ancestors"].as_str().unwrap(), dash.display()));
+    assert_eq!(
+        inner["data"]["ancestors"],
+        format!("{}|{}", sh_exec["data"]["ancestors"].as_str().unwrap(), dash.display())
+    );
     assert_eq!(inner["info"]["parent_task"]["guuid"], sh_exec["info"]["task"]["guuid"]);
 
     let clone = agent.wait_for("clone of the inner child", is("clone", inner_pid));

@@ -19,11 +19,24 @@ fn paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
 
 const PROC: &[&str] = &["ancestors", "command_line", "exe", "exe.path"];
 const META: &[&str] = &["path", "magic", "md5", "sha1", "sha256", "sha512", "size", "error"];
-const TASK: &[&str] = &["name", "pid", "tgid", "guuid", "uid", "gid", "namespaces", "namespaces.mnt", "flags", "zombie"];
+const TASK: &[&str] =
+    &["name", "pid", "tgid", "guuid", "uid", "gid", "namespaces", "namespaces.mnt", "flags", "zombie"];
 const DIGESTS: &[&str] = &["md5", "sha1", "sha256", "sha512", "size"];
 const NET: &[&str] = &[
-    "socket", "socket.domain", "socket.type", "socket.proto", "src", "src.ip", "src.port", "dst", "dst.hostname",
-    "dst.ip", "dst.port", "dst.public", "dst.is_v6", "community_id",
+    "socket",
+    "socket.domain",
+    "socket.type",
+    "socket.proto",
+    "src",
+    "src.ip",
+    "src.port",
+    "dst",
+    "dst.hostname",
+    "dst.ip",
+    "dst.port",
+    "dst.public",
+    "dst.is_v6",
+    "community_id",
 ];
 
 fn with(base: &[&str], prefix: &str, extra: &[&str]) -> Vec<String> {
@@ -92,7 +105,19 @@ fn expected(kind: EventKind) -> Vec<String> {
             let mut v = with(
                 PROC,
                 "",
-                &["socket", "socket.domain", "socket.type", "socket.proto", "src", "src.ip", "src.port", "query", "query_type", "response", "community_id"],
+                &[
+                    "socket",
+                    "socket.domain",
+                    "socket.type",
+                    "socket.proto",
+                    "src",
+                    "src.ip",
+                    "src.port",
+                    "query",
+                    "query_type",
+                    "response",
+                    "community_id",
+                ],
             );
             v.extend(with(&[], "dns_server", &["ip", "port", "public", "is_v6"]));
             v
@@ -109,7 +134,8 @@ fn expected(kind: EventKind) -> Vec<String> {
         Error => vec!["code".into(), "message".into()],
         EventLoss => vec!["read".into(), "lost".into(), "eps".into()],
         Start => {
-            let mut v = with(&[], "system", &["uptime", "boot_time", "sysname", "release", "version", "machine", "domainname"]);
+            let mut v =
+                with(&[], "system", &["uptime", "boot_time", "sysname", "release", "version", "machine", "domainname"]);
             // "name" is ioclab's addition: the sensor says who it is under Kunai's key
             v.extend(with(&[], "kunai", &["name", "version", "exe", "config", "config.sha256"]));
             v
@@ -136,11 +162,34 @@ fn every_event_type_has_the_spec_fields() {
 fn spec_ids() {
     let ids: Vec<(u32, &str)> = EventKind::ALL.iter().map(|k| (k.id(), k.name())).collect();
     for (id, name) in [
-        (1, "execve"), (2, "execve_script"), (4, "exit"), (5, "exit_group"), (6, "clone"), (7, "prctl"), (8, "kill"),
-        (9, "ptrace"), (20, "init_module"), (21, "bpf_prog_load"), (22, "bpf_socket_filter"), (40, "mprotect_exec"),
-        (41, "mmap_exec"), (60, "connect"), (61, "dns_query"), (62, "send_data"), (81, "read"), (82, "read_config"),
-        (83, "write"), (84, "write_config"), (85, "file_rename"), (86, "file_unlink"), (87, "write_close"),
-        (88, "file_create"), (100, "io_uring_sqe"), (500, "file_scan"), (1000, "error"), (1100, "event_loss"),
+        (1, "execve"),
+        (2, "execve_script"),
+        (4, "exit"),
+        (5, "exit_group"),
+        (6, "clone"),
+        (7, "prctl"),
+        (8, "kill"),
+        (9, "ptrace"),
+        (20, "init_module"),
+        (21, "bpf_prog_load"),
+        (22, "bpf_socket_filter"),
+        (40, "mprotect_exec"),
+        (41, "mmap_exec"),
+        (60, "connect"),
+        (61, "dns_query"),
+        (62, "send_data"),
+        (81, "read"),
+        (82, "read_config"),
+        (83, "write"),
+        (84, "write_config"),
+        (85, "file_rename"),
+        (86, "file_unlink"),
+        (87, "write_close"),
+        (88, "file_create"),
+        (100, "io_uring_sqe"),
+        (500, "file_scan"),
+        (1000, "error"),
+        (1100, "event_loss"),
         (1101, "start"),
     ] {
         assert!(ids.contains(&(id, name)), "{id} {name} missing");

@@ -9,19 +9,18 @@ use ioclab_agent::config::Config;
 use ioclab_agent::events::EventKind;
 use ioclab_agent::sensor::{self, Control};
 
-/// Run the endpoint sensor. It loads eBPF programs into the kernel (root or
-/// CAP_BPF + CAP_PERFMON needed), writes one JSON event per line (Kunai's
-/// format) and, given IoC files, writes only the events that match them.
-///
-/// Ctrl-C or SIGTERM flush and stop; SIGHUP reloads the IoC files without
-/// losing events.
+/// Arguments of `ioclab agent` (the help text is on the subcommand in main.rs).
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true, after_help = "\
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "\
 Examples:
   sudo ioclab agent                                  every event on stdout
   sudo ioclab agent -i iocs.json -o /var/log/ioclab.json
-  sudo ioclab agent -c agent.yaml                    settings from a file (see: ioclab agent config --dump)
-  sudo kill -HUP $(pidof ioclab)                     reload the IoC files")]
+  ioclab agent config --dump > agent.yaml            the settings, to edit
+  sudo ioclab agent -c agent.yaml                    run with them
+  sudo kill -HUP $(pidof ioclab)                     reload the IoC files"
+)]
 pub struct AgentArgs {
     #[command(subcommand)]
     command: Option<AgentCommand>,
@@ -104,12 +103,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, control.reload.clone())?;
 
     let summary = sensor::run(config, out, control).context("ioclab agent")?;
-    tracing::info!(
-        "stopped: {} events read, {} written, {} lost",
-        summary.read,
-        summary.written,
-        summary.lost
-    );
+    tracing::info!("stopped: {} events read, {} written, {} lost", summary.read, summary.written, summary.lost);
     if args.stats {
         eprintln!("{}", serde_json::to_string(&summary)?);
     }

@@ -36,12 +36,7 @@ pub fn run(args: IocArgs) -> anyhow::Result<ExitCode> {
             for bad in &report.bad {
                 println!("{bad}");
             }
-            eprintln!(
-                "{} IoCs ok, {} bad lines in {} file(s)",
-                report.loaded,
-                report.bad.len(),
-                files.len()
-            );
+            eprintln!("{} IoCs ok, {} bad lines in {} file(s)", report.loaded, report.bad.len(), files.len());
             Ok(if report.bad.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }

@@ -16,7 +16,11 @@ pub fn output(path: Option<&Path>) -> anyhow::Result<Box<dyn Write + Send>> {
         None => Ok(Box::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()))),
         Some(p) if p == Path::new("-") => Ok(Box::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()))),
         Some(p) => {
-            let f = OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("cannot open {} for writing", p.display()))?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("cannot open {} for writing", p.display()))?;
             Ok(Box::new(BufWriter::with_capacity(64 * 1024, f)))
         }
     }

@@ -7,9 +7,7 @@ use clap::Args;
 use ioclab_agent::replay::replay;
 use ioclab_agent::sensor::load_iocs;
 
-/// Run the agent's IoC matcher over recorded event logs (JSON lines as the
-/// agent or Kunai writes them; .gz files too). Matching events are written
-/// with their `detection` section. No root needed: this is how to test IoCs.
+/// Arguments of `ioclab replay`.
 #[derive(Args)]
 #[command(after_help = "\
 Examples:
@@ -45,11 +43,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if summary.bad.len() > SHOWN {
         eprintln!("warning: ... and {} more bad lines", summary.bad.len() - SHOWN);
     }
-    eprintln!(
-        "replay: {} events read, {} matched, {} bad lines",
-        summary.events,
-        summary.matched,
-        summary.bad.len()
-    );
+    eprintln!("replay: {} events read, {} matched, {} bad lines", summary.events, summary.matched, summary.bad.len());
     Ok(ExitCode::SUCCESS)
 }

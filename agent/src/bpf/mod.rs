@@ -5,10 +5,9 @@
 pub mod abi;
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::Path;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, TracePoint};
+use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 /// The compiled programs (built by build.rs from agent/bpf/process.bpf.c).
@@ -21,14 +20,6 @@ const BTF_TRACEPOINTS: &[(&str, &str)] = &[
     ("ioclab_exit", "sched_process_exit"),
 ];
 
-/// Classic tracepoints: (program, category, name).
-const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("ioclab_enter_clone", "syscalls", "sys_enter_clone"),
-    ("ioclab_enter_clone3", "syscalls", "sys_enter_clone3"),
-    ("ioclab_enter_fork", "syscalls", "sys_enter_fork"),
-    ("ioclab_enter_vfork", "syscalls", "sys_enter_vfork"),
-];
-
 /// Why the programs could not be loaded; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
@@ -36,11 +27,10 @@ pub enum BpfError {
     #[error("missing capability {0}: run ioclab agent as root (e.g. with sudo)")]
     MissingCapability(&'static str),
     /// The kernel exposes no BTF.
-    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux): ioclab needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux): ioclab needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     NoBtf(#[source] aya::BtfError),
-    /// tracefs is not mounted and could not be mounted.
-    #[error("tracefs is not mounted and mounting it on /sys/kernel/tracing failed: {0}")]
-    Tracefs(#[source] std::io::Error),
     /// The kernel refused the object.
     #[error("loading the eBPF programs failed: {0}")]
     Load(#[source] aya::EbpfError),
@@ -103,23 +93,6 @@ pub fn check_capabilities() -> Result<(), BpfError> {
     Ok(())
 }
 
-/// Mounts tracefs when nothing is mounted where aya looks for it (fresh VMs
-/// and containers often lack it; syscall tracepoints need it).
-fn ensure_tracefs() -> Result<(), BpfError> {
-    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if Path::new(dir).join("events").is_dir() {
-            return Ok(());
-        }
-    }
-    let target = c"/sys/kernel/tracing";
-    // SAFETY: constant NUL-terminated strings.
-    let rc = unsafe { libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
-    if rc != 0 {
-        return Err(BpfError::Tracefs(std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
 /// Lifts RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (< 5.11).
 fn raise_memlock() {
     let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
@@ -132,7 +105,6 @@ impl Programs {
     pub fn load(opts: LoadOptions) -> Result<Self, BpfError> {
         check_capabilities()?;
         raise_memlock();
-        ensure_tracefs()?;
         let btf = Btf::from_sys_fs().map_err(BpfError::NoBtf)?;
         let ring_bytes = opts.ring_bytes.max(4096).next_power_of_two();
         let mut ebpf = EbpfLoader::new()
@@ -148,13 +120,6 @@ impl Programs {
             prog.load(hook, &btf).map_err(err)?;
             prog.attach().map_err(err)?;
         }
-        for &(name, category, hook) in TRACEPOINTS {
-            let err = |source| BpfError::Program { program: name, hook, source };
-            let prog: &mut TracePoint = program(&mut ebpf, name)?.try_into().map_err(err)?;
-            prog.load().map_err(err)?;
-            prog.attach(category, hook).map_err(err)?;
-        }
-
         let ring = ebpf.take_map("events").ok_or(BpfError::Map("events", "missing".into()))?;
         let ring = RingBuf::try_from(ring).map_err(|e| BpfError::Map("events", e.to_string()))?;
         let lost = ebpf.take_map("lost").ok_or(BpfError::Map("lost", "missing".into()))?;

@@ -191,10 +191,7 @@ mod tests {
         let m = hash_file(&text(f.path()), u64::MAX);
         assert_eq!(m.md5.unwrap().to_string(), "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(m.sha1.unwrap().to_string(), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(
-            m.sha256.unwrap().to_string(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(m.sha256.unwrap().to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(m.sha512.unwrap().to_string().starts_with("ddaf35a193617aba"));
         assert_eq!(m.size, 3);
         assert_eq!(&*m.magic, "text/plain");
@@ -204,7 +201,11 @@ mod tests {
     #[test]
     fn magic_of_elf_and_script() {
         let elf = std::fs::read("/bin/true").unwrap();
-        assert!(magic(&elf[..64]).contains("executable") || magic(&elf[..64]).contains("sharedlib"), "{}", magic(&elf[..64]));
+        assert!(
+            magic(&elf[..64]).contains("executable") || magic(&elf[..64]).contains("sharedlib"),
+            "{}",
+            magic(&elf[..64])
+        );
         assert_eq!(magic(b"#!/bin/sh\necho hi\n"), "text/x-shellscript");
     }
 

@@ -161,7 +161,8 @@ impl ProcessTable {
             let (exe, cmd) = read_proc(pid).unwrap_or_else(|| (self.empty.clone(), self.empty.clone()));
             raw.push((pid, ppid, start_ticks, exe, cmd));
         }
-        let parents: HashMap<u32, (u32, Text)> = raw.iter().map(|(p, pp, _, exe, _)| (*p, (*pp, exe.clone()))).collect();
+        let parents: HashMap<u32, (u32, Text)> =
+            raw.iter().map(|(p, pp, _, exe, _)| (*p, (*pp, exe.clone()))).collect();
         let n = raw.len();
         for (pid, ppid, start_ticks, exe, command_line) in raw {
             // walk up the parents, bounded in case of a cycle from racing reads

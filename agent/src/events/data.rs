@@ -97,7 +97,8 @@ pub struct Digests {
 
 impl Digests {
     fn visit(&self, visit: &mut dyn FnMut(Observable<'_>)) {
-        let meta = FileMeta { md5: self.md5, sha1: self.sha1, sha256: self.sha256, sha512: self.sha512, ..Default::default() };
+        let meta =
+            FileMeta { md5: self.md5, sha1: self.sha1, sha256: self.sha256, sha512: self.sha512, ..Default::default() };
         meta.visit_hashes(visit);
     }
 }

@@ -12,9 +12,7 @@ pub struct UtcTime(pub i128);
 impl UtcTime {
     /// The current time.
     pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         UtcTime(d.as_nanos() as i128)
     }
 }
@@ -40,13 +38,7 @@ impl fmt::Display for UtcTime {
         let nanos = self.0.rem_euclid(1_000_000_000) as u32;
         let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
         let s = secs.rem_euclid(86_400);
-        write!(
-            f,
-            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            s / 3600,
-            (s / 60) % 60,
-            s % 60
-        )
+        write!(f, "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", s / 3600, (s / 60) % 60, s % 60)
     }
 }
 

@@ -7,11 +7,17 @@
 //! load time ([`IocValue`]): domains match themselves and their subdomains,
 //! IPs, md5/sha1/sha256/sha512 digests and absolute paths match exactly.
 
+pub mod loader;
+pub mod set;
+pub mod value;
+
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::hashes::{Md5, Sha1, Sha256, Sha512};
+pub use set::{Ioc, IocSet};
+pub use value::{BadValue, Domain, IocValue};
 
 /// A typed value of an event that IoCs can match: what an event exposes to the matcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

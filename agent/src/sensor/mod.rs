@@ -100,7 +100,12 @@ pub fn load_iocs(paths: &[PathBuf]) -> Result<IocSet, IocFileError> {
     for bad in &report.bad {
         tracing::warn!("{bad}");
     }
-    tracing::info!("{} IoCs loaded from {} file(s), {} bad line(s) skipped", report.loaded, paths.len(), report.bad.len());
+    tracing::info!(
+        "{} IoCs loaded from {} file(s), {} bad line(s) skipped",
+        report.loaded,
+        paths.len(),
+        report.bad.len()
+    );
     Ok(set)
 }
 
@@ -194,7 +199,12 @@ fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
 
 /// The reader: drains the ring buffer on wakeup or every poll interval,
 /// and notes kernel-side losses once a second.
-fn read_loop(programs: &mut Programs, config: &Config, control: &Control, tx: &crossbeam_channel::Sender<(u64, Vec<Record>)>) {
+fn read_loop(
+    programs: &mut Programs,
+    config: &Config,
+    control: &Control,
+    tx: &crossbeam_channel::Sender<(u64, Vec<Record>)>,
+) {
     let fd = programs.ring_fd();
     let timeout = config.poll_interval_ms as i32;
     let mut batch_no = 0u64;

@@ -148,9 +148,10 @@ impl Processor {
                 self.stats.add_lost(lost);
                 Some(self.agent_event(EventData::EventLoss(EventLossData { read, lost, eps })))
             }
-            Record::Malformed { reason } => {
-                Some(self.agent_event(EventData::Error(ErrorData { code: 1, message: format!("malformed kernel record: {reason}") })))
-            }
+            Record::Malformed { reason } => Some(self.agent_event(EventData::Error(ErrorData {
+                code: 1,
+                message: format!("malformed kernel record: {reason}"),
+            }))),
         }
     }
 
@@ -175,8 +176,11 @@ impl Processor {
         // later events of a script's process name the script, not its interpreter
         let exe = script_meta.as_ref().map_or_else(|| binary.clone(), |m| m.path.clone());
         let tgid = e.hdr.task.tgid;
-        let ancestors =
-            self.procs.exec(tgid, e.hdr.task.start_boottime, e.hdr.parent.tgid, exe, command_line.clone()).ancestors.clone();
+        let ancestors = self
+            .procs
+            .exec(tgid, e.hdr.task.start_boottime, e.hdr.parent.tgid, exe, command_line.clone())
+            .ancestors
+            .clone();
         let data = match script_meta {
             Some(script) => EventData::ExecveScript(ExecveScriptData {
                 ancestors,
@@ -186,7 +190,13 @@ impl Processor {
                 exe: script,
                 interpreter: binary_meta,
             }),
-            None => EventData::Execve(ExecveData { ancestors, parent_command_line, parent_exe, command_line, exe: binary_meta }),
+            None => EventData::Execve(ExecveData {
+                ancestors,
+                parent_command_line,
+                parent_exe,
+                command_line,
+                exe: binary_meta,
+            }),
         };
         self.wanted(data.kind()).then(|| self.event_of(data, &e.hdr))
     }

@@ -78,7 +78,8 @@ pub fn decode(bytes: &[u8]) -> Record {
     let Some(hdr) = abi::read::<abi::Header>(bytes) else {
         return Record::Malformed { reason: format!("record of {} bytes is shorter than its header", bytes.len()) };
     };
-    let short = |what: &str| Record::Malformed { reason: format!("{what} record of {} bytes is too short", bytes.len()) };
+    let short =
+        |what: &str| Record::Malformed { reason: format!("{what} record of {} bytes is too short", bytes.len()) };
     match hdr.kind {
         abi::KIND_EXEC => {
             let Some(e) = abi::read::<abi::Exec>(bytes) else { return short("exec") };

@@ -31,9 +31,8 @@ pub fn start_data(config: &Config) -> EventData {
     // SAFETY: zeroed utsname is valid; uname fills it.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     unsafe { libc::uname(&mut u) };
-    let uptime: f64 = read_trim("/proc/uptime")
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0);
+    let uptime: f64 =
+        read_trim("/proc/uptime").and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok())).unwrap_or(0.0);
     let now = crate::events::time::UtcTime::now();
     let boot = crate::events::time::UtcTime(now.0 - (uptime * 1e9) as i128);
     EventData::Start(StartData {

@@ -101,8 +101,13 @@ impl LiveAgent {
                 return e;
             }
             if Instant::now() > deadline {
-                let names: Vec<String> = self.events().iter().map(|e| format!("{} {}", name(e), e["info"]["task"]["tgid"])).collect();
-                panic!("no {what} event within 10 s; got {} events: {:?}", names.len(), &names[names.len().saturating_sub(40)..]);
+                let names: Vec<String> =
+                    self.events().iter().map(|e| format!("{} {}", name(e), e["info"]["task"]["tgid"])).collect();
+                panic!(
+                    "no {what} event within 10 s; got {} events: {:?}",
+                    names.len(),
+                    &names[names.len().saturating_sub(40)..]
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

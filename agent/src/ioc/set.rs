@@ -1,0 +1,296 @@
+//! The loaded IoC set and the matcher: one hash map per value kind, keyed
+//! by the typed value, with a per-process random hasher so attacker-chosen
+//! strings (domains, paths from the monitored machine) cannot flood a bucket.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ahash::RandomState;
+
+use super::value::{IocValue, MAX_DOMAIN_LEN};
+use super::{Detection, Observable, Observables, MAX_SEVERITY};
+use crate::hashes::{Md5, Sha1, Sha256, Sha512};
+
+/// One loaded IoC, as the matcher keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ioc {
+    /// The typed value.
+    pub value: IocValue,
+    /// The value as written in the file (reported in `detection.iocs`).
+    pub text: Box<str>,
+    /// 0 to 10.
+    pub severity: u8,
+    /// The IoC's uuid, when it has one.
+    pub uuid: Option<uuid::Uuid>,
+    /// Where it came from (`source`), when said.
+    pub source: Option<Box<str>>,
+}
+
+/// Entries sharing one value (the same indicator from several sources).
+#[derive(Debug, Clone)]
+enum Ids {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Ids {
+    fn push(&mut self, id: u32) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(v) => v.push(id),
+        }
+    }
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(v) => v,
+        }
+    }
+}
+
+type Map<K> = HashMap<K, Ids, RandomState>;
+
+/// A typed, loaded set of IoCs.
+#[derive(Debug, Default)]
+pub struct IocSet {
+    entries: Vec<Ioc>,
+    domains: Map<Box<str>>,
+    ips: Map<IpAddr>,
+    md5: Map<Md5>,
+    sha1: Map<Sha1>,
+    sha256: Map<Sha256>,
+    sha512: Map<Sha512>,
+    paths: Map<Box<str>>,
+}
+
+fn add<K: std::hash::Hash + Eq>(map: &mut Map<K>, key: K, id: u32) {
+    map.entry(key).and_modify(|ids| ids.push(id)).or_insert(Ids::One(id));
+}
+
+impl IocSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one IoC.
+    pub fn insert(&mut self, ioc: Ioc) {
+        let id = self.entries.len() as u32;
+        match &ioc.value {
+            IocValue::Domain(d) => add(&mut self.domains, d.as_str().into(), id),
+            IocValue::Ip(ip) => add(&mut self.ips, *ip, id),
+            IocValue::Md5(h) => add(&mut self.md5, *h, id),
+            IocValue::Sha1(h) => add(&mut self.sha1, *h, id),
+            IocValue::Sha256(h) => add(&mut self.sha256, *h, id),
+            IocValue::Sha512(h) => add(&mut self.sha512, *h, id),
+            IocValue::Path(p) => add(&mut self.paths, p.clone(), id),
+        }
+        self.entries.push(ioc);
+    }
+
+    /// Number of IoCs.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no IoC is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many distinct values of each kind.
+    pub fn counts_by_kind(&self) -> [(&'static str, usize); 7] {
+        [
+            ("domain", self.domains.len()),
+            ("ip", self.ips.len()),
+            ("md5", self.md5.len()),
+            ("sha1", self.sha1.len()),
+            ("sha256", self.sha256.len()),
+            ("sha512", self.sha512.len()),
+            ("path", self.paths.len()),
+        ]
+    }
+
+    /// The entries whose value matches `obs` (a domain also matches through
+    /// its parents). Allocates nothing.
+    pub fn lookup(&self, obs: Observable<'_>, mut hit: impl FnMut(u32)) {
+        let mut each = |ids: Option<&Ids>| {
+            for &id in ids.map(Ids::as_slice).unwrap_or(&[]) {
+                hit(id);
+            }
+        };
+        match obs {
+            Observable::Path(p) => {
+                if !self.paths.is_empty() && !p.is_empty() {
+                    each(self.paths.get(p))
+                }
+            }
+            Observable::Ip(ip) => each(self.ips.get(&canonical_ip(ip))),
+            Observable::Md5(h) => each(self.md5.get(h)),
+            Observable::Sha1(h) => each(self.sha1.get(h)),
+            Observable::Sha256(h) => each(self.sha256.get(h)),
+            Observable::Sha512(h) => each(self.sha512.get(h)),
+            Observable::Domain(name) => {
+                if self.domains.is_empty() {
+                    return;
+                }
+                let name = name.strip_suffix('.').unwrap_or(name);
+                if name.is_empty() || name.len() > MAX_DOMAIN_LEN {
+                    return;
+                }
+                let mut buf = [0u8; MAX_DOMAIN_LEN];
+                let lower = &mut buf[..name.len()];
+                lower.copy_from_slice(name.as_bytes());
+                lower.make_ascii_lowercase();
+                // ASCII lowercasing keeps UTF-8 valid
+                let Ok(lower) = std::str::from_utf8(lower) else { return };
+                let mut rest = lower;
+                loop {
+                    each(self.domains.get(rest));
+                    match rest.find('.') {
+                        Some(dot) => rest = &rest[dot + 1..],
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks every typed value of `item`; `None` when nothing matched.
+    pub fn scan(&self, item: &(impl Observables + ?Sized)) -> Option<Detection> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mut hits: Vec<u32> = Vec::new();
+        item.observables(&mut |obs| {
+            self.lookup(obs, |id| {
+                if !hits.contains(&id) {
+                    hits.push(id)
+                }
+            })
+        });
+        if hits.is_empty() {
+            return None;
+        }
+        let mut det = Detection::default();
+        let mut severity = 0u32;
+        for id in hits {
+            let e = &self.entries[id as usize];
+            severity += e.severity as u32;
+            if !det.iocs.iter().any(|v| **v == *e.text) {
+                det.iocs.push(e.text.to_string());
+            }
+        }
+        det.severity = severity.min(MAX_SEVERITY as u32) as u8;
+        Some(det)
+    }
+}
+
+/// IPv4-mapped IPv6 (::ffff:a.b.c.d) matches the IPv4 IoC.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ioc(v: &str, severity: u8) -> Ioc {
+        Ioc { value: v.parse().unwrap(), text: v.into(), severity, uuid: None, source: None }
+    }
+
+    fn set(iocs: &[(&str, u8)]) -> IocSet {
+        let mut s = IocSet::new();
+        for (v, sev) in iocs {
+            s.insert(ioc(v, *sev));
+        }
+        s
+    }
+
+    struct Obs(Vec<Observable<'static>>);
+    impl Observables for Obs {
+        fn observables(&self, visit: &mut dyn FnMut(Observable<'_>)) {
+            for o in &self.0 {
+                visit(*o)
+            }
+        }
+    }
+
+    fn domain(s: &'static str) -> Obs {
+        Obs(vec![Observable::Domain(s)])
+    }
+
+    #[test]
+    fn domains_match_themselves_and_subdomains_only() {
+        let s = set(&[("kunai.rocks", 4)]);
+        for yes in ["kunai.rocks", "why.kunai.rocks", "WHY.Kunai.Rocks.", "a.b.c.kunai.rocks"] {
+            let d = s.scan(&domain(yes)).unwrap_or_else(|| panic!("{yes} should match"));
+            assert_eq!(d.iocs, vec!["kunai.rocks"]);
+            assert_eq!(d.severity, 4);
+        }
+        for no in ["notkunai.rocks", "rocks", "kunai.rocks.evil", "", "."] {
+            assert!(s.scan(&domain(no)).is_none(), "{no} should not match");
+        }
+    }
+
+    #[test]
+    fn severities_stack_and_cap() {
+        let s = set(&[("kunai.rocks", 4), ("why.kunai.rocks", 5), ("127.0.66.80", 6)]);
+        let o = Obs(vec![Observable::Domain("why.kunai.rocks"), Observable::Ip("127.0.66.80".parse().unwrap())]);
+        let d = s.scan(&o).unwrap();
+        assert_eq!(d.severity, 10);
+        assert_eq!(d.iocs.len(), 3);
+        let d = s.scan(&domain("why.kunai.rocks")).unwrap();
+        assert_eq!(d.severity, 9);
+    }
+
+    #[test]
+    fn same_value_twice_counts_twice_listed_once() {
+        let s = set(&[("/tmp/x", 2), ("/tmp/x", 3)]);
+        let d = s.scan(&Obs(vec![Observable::Path("/tmp/x"), Observable::Path("/tmp/x")])).unwrap();
+        assert_eq!(d.iocs, vec!["/tmp/x"]);
+        assert_eq!(d.severity, 5, "each IoC once, even if the value is seen twice");
+    }
+
+    #[test]
+    fn digests_and_mapped_ips() {
+        let md5 = "D41D8CD98F00B204E9800998ECF8427E";
+        let s = set(&[(md5, 3), ("10.1.2.3", 1)]);
+        let h: Md5 = md5.to_lowercase().parse().unwrap();
+        let h: &'static Md5 = Box::leak(Box::new(h));
+        assert_eq!(s.scan(&Obs(vec![Observable::Md5(h)])).unwrap().iocs, vec![md5]);
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert!(s.scan(&Obs(vec![Observable::Ip(mapped)])).is_some());
+        assert!(s.scan(&Obs(vec![Observable::Path("/nope")])).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn any_subdomain_matches(labels in proptest::collection::vec("[a-zA-Z0-9_-]{1,20}", 1..5)) {
+            let s = set(&[("kunai.rocks", 1)]);
+            let name = format!("{}.KUNAI.rocks", labels.join("."));
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            prop_assert!(s.scan(&domain(name)).is_some());
+        }
+
+        #[test]
+        fn digests_match_in_any_case(bytes in proptest::array::uniform32(any::<u8>()), upper in any::<bool>()) {
+            let hex = Sha256(bytes).to_string();
+            let text = if upper { hex.to_uppercase() } else { hex };
+            let s = set(&[(text.as_str(), 2)]);
+            let h: &'static Sha256 = Box::leak(Box::new(Sha256(bytes)));
+            prop_assert!(s.scan(&Obs(vec![Observable::Sha256(h)])).is_some());
+        }
+
+        #[test]
+        fn arbitrary_names_never_panic(name in "\\PC{0,300}") {
+            let s = set(&[("kunai.rocks", 1), ("/tmp/x", 1)]);
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            let _ = s.scan(&Obs(vec![Observable::Domain(name), Observable::Path(name)]));
+        }
+    }
+}
