@@ -91,20 +91,73 @@ fn read(path: &Path) -> Result<Vec<u8>, IocFileError> {
     Ok(raw)
 }
 
+/// Parsed lines of one chunk: (line index within the chunk, result), and the chunk's line count.
+type Parsed = (Vec<(usize, Result<Ioc, String>)>, usize);
+
+fn parse_chunk(chunk: &[u8]) -> Parsed {
+    let mut out = Vec::with_capacity(chunk.len() / 128);
+    let mut lines = 0;
+    for (i, line) in chunk.split(|&b| b == b'\n').enumerate() {
+        lines = i + 1;
+        match parse_line(line) {
+            Ok(Some(ioc)) => out.push((i, Ok(ioc))),
+            Ok(None) => {}
+            Err(reason) => out.push((i, Err(reason))),
+        }
+    }
+    (out, lines)
+}
+
+/// Parses a file's lines on every core (chunks cut at line ends), in order.
+fn parse_parallel(data: &[u8]) -> Vec<Parsed> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    if threads == 1 || data.len() < 1 << 20 {
+        return vec![parse_chunk(data)];
+    }
+    let mut chunks = Vec::with_capacity(threads);
+    let mut start = 0;
+    for t in 1..=threads {
+        let mut end = if t == threads { data.len() } else { (data.len() * t / threads).max(start) };
+        // cut after a newline so no line is split
+        while end < data.len() && data[end - 1] != b'\n' {
+            end += 1;
+        }
+        chunks.push(&data[start..end]);
+        start = end;
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                // a chunk that ends with a newline yields an empty last "line": count it only for the last chunk
+                let c = if i + 1 < chunks.len() { c.strip_suffix(b"\n").unwrap_or(c) } else { c };
+                s.spawn(move || parse_chunk(c))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
 fn load_into(paths: &[PathBuf], mut keep: impl FnMut(Ioc)) -> Result<LoadReport, IocFileError> {
     let mut report = LoadReport::default();
     for path in paths {
         let data = read(path)?;
         let mut n = 0;
-        for (i, line) in data.split(|&b| b == b'\n').enumerate() {
-            match parse_line(line) {
-                Ok(Some(ioc)) => {
-                    keep(ioc);
-                    n += 1;
+        let mut first_line = 0;
+        for (parsed, lines) in parse_parallel(&data) {
+            for (i, result) in parsed {
+                match result {
+                    Ok(ioc) => {
+                        keep(ioc);
+                        n += 1;
+                    }
+                    Err(reason) => {
+                        report.bad.push(IocLineError { path: path.clone(), line: first_line + i + 1, reason })
+                    }
                 }
-                Ok(None) => {}
-                Err(reason) => report.bad.push(IocLineError { path: path.clone(), line: i + 1, reason }),
             }
+            first_line += lines;
         }
         report.loaded += n;
         report.per_file.push((path.clone(), n));
@@ -178,6 +231,26 @@ mod tests {
         assert_eq!(set.scan(&D).unwrap().severity, 3);
         let e = load_files(&[dir.path().join("nope.json")]).unwrap_err().to_string();
         assert!(e.contains("nope.json"), "{e}");
+    }
+
+    #[test]
+    fn line_numbers_survive_parallel_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.json");
+        let mut text = String::new();
+        let mut bad = Vec::new();
+        for i in 0..40_000 {
+            if i % 9_999 == 0 {
+                text.push_str("broken\n");
+                bad.push(i + 1);
+            } else {
+                text.push_str(&format!("{{\"value\":\"h{i}.example\",\"severity\":1}}\n"));
+            }
+        }
+        std::fs::write(&p, text).unwrap();
+        let (set, report) = load_files(&[p]).unwrap();
+        assert_eq!(report.bad.iter().map(|b| b.line).collect::<Vec<_>>(), bad);
+        assert_eq!(set.len(), 40_000 - bad.len());
     }
 
     proptest! {

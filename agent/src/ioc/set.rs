@@ -26,45 +26,89 @@ pub struct Ioc {
     pub source: Option<Box<str>>,
 }
 
-/// Entries sharing one value (the same indicator from several sources).
+/// What the set keeps of an IoC: compact, because there may be millions.
 #[derive(Debug, Clone)]
-enum Ids {
-    One(u32),
-    Many(Vec<u32>),
+struct Entry {
+    /// Reported in `detection.iocs`; for domains and paths also the exact key.
+    text: Box<str>,
+    severity: u8,
+    source: Option<u16>,
+    uuid: Option<uuid::Uuid>,
 }
 
-impl Ids {
-    fn push(&mut self, id: u32) {
-        match self {
-            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
-            Ids::Many(v) => v.push(id),
+/// Entry ids for one value: a single id inline, or (high bit set) an index
+/// into `IocSet::shared` when several IoCs carry the same value.
+#[derive(Debug, Clone, Copy)]
+struct Ids(u32);
+
+const SHARED: u32 = 1 << 31;
+
+/// Map keys that are already hashes with the set's random seed: no second hashing.
+#[derive(Default, Clone, Copy)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // only u64 keys are hashed with this hasher
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
         }
     }
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Ids::One(id) => std::slice::from_ref(id),
-            Ids::Many(v) => v,
-        }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
 type Map<K> = HashMap<K, Ids, RandomState>;
+type StrMap = HashMap<u64, Ids, std::hash::BuildHasherDefault<PreHashed>>;
 
 /// A typed, loaded set of IoCs.
-#[derive(Debug, Default)]
+///
+/// Domains and paths are keyed by their seeded 64-bit hash (the map stays
+/// small and a miss touches no string); a hit is confirmed against the text.
+#[derive(Default)]
 pub struct IocSet {
-    entries: Vec<Ioc>,
-    domains: Map<Box<str>>,
+    entries: Vec<Entry>,
+    shared: Vec<Vec<u32>>,
+    sources: Vec<Box<str>>,
+    source_ids: HashMap<Box<str>, u16, RandomState>,
+    seed: RandomState,
+    domains: StrMap,
+    /// Bit n set: some domain IoC has n labels. Suffixes of other lengths are not looked up.
+    domain_labels: u128,
+    paths: StrMap,
     ips: Map<IpAddr>,
     md5: Map<Md5>,
     sha1: Map<Sha1>,
     sha256: Map<Sha256>,
     sha512: Map<Sha512>,
-    paths: Map<Box<str>>,
 }
 
-fn add<K: std::hash::Hash + Eq>(map: &mut Map<K>, key: K, id: u32) {
-    map.entry(key).and_modify(|ids| ids.push(id)).or_insert(Ids::One(id));
+impl std::fmt::Debug for IocSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IocSet").field("len", &self.entries.len()).finish()
+    }
+}
+
+fn add<K: std::hash::Hash + Eq, S: std::hash::BuildHasher>(
+    map: &mut HashMap<K, Ids, S>,
+    shared: &mut Vec<Vec<u32>>,
+    key: K,
+    id: u32,
+) {
+    match map.get_mut(&key) {
+        None => {
+            map.insert(key, Ids(id));
+        }
+        Some(ids) if ids.0 & SHARED != 0 => shared[(ids.0 & !SHARED) as usize].push(id),
+        Some(ids) => {
+            shared.push(vec![ids.0, id]);
+            ids.0 = SHARED | (shared.len() as u32 - 1);
+        }
+    }
 }
 
 impl IocSet {
@@ -73,19 +117,58 @@ impl IocSet {
         Self::default()
     }
 
+    /// Room for `n` more IoCs (avoids rehashing while loading).
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+    }
+
     /// Adds one IoC.
     pub fn insert(&mut self, ioc: Ioc) {
         let id = self.entries.len() as u32;
-        match &ioc.value {
-            IocValue::Domain(d) => add(&mut self.domains, d.as_str().into(), id),
-            IocValue::Ip(ip) => add(&mut self.ips, *ip, id),
-            IocValue::Md5(h) => add(&mut self.md5, *h, id),
-            IocValue::Sha1(h) => add(&mut self.sha1, *h, id),
-            IocValue::Sha256(h) => add(&mut self.sha256, *h, id),
-            IocValue::Sha512(h) => add(&mut self.sha512, *h, id),
-            IocValue::Path(p) => add(&mut self.paths, p.clone(), id),
+        let (shared, seed) = (&mut self.shared, &self.seed);
+        let text = match ioc.value {
+            IocValue::Domain(d) => {
+                add(&mut self.domains, shared, seed.hash_one(d.as_str()), id);
+                self.domain_labels |= 1u128 << label_count(d.as_str()).min(127);
+                d.as_str().into()
+            }
+            IocValue::Path(p) => {
+                add(&mut self.paths, shared, seed.hash_one(&*p), id);
+                p
+            }
+            IocValue::Ip(ip) => {
+                add(&mut self.ips, shared, canonical_ip(ip), id);
+                ioc.text
+            }
+            IocValue::Md5(h) => {
+                add(&mut self.md5, shared, h, id);
+                ioc.text
+            }
+            IocValue::Sha1(h) => {
+                add(&mut self.sha1, shared, h, id);
+                ioc.text
+            }
+            IocValue::Sha256(h) => {
+                add(&mut self.sha256, shared, h, id);
+                ioc.text
+            }
+            IocValue::Sha512(h) => {
+                add(&mut self.sha512, shared, h, id);
+                ioc.text
+            }
+        };
+        let source = ioc.source.and_then(|s| self.intern(s));
+        self.entries.push(Entry { text, severity: ioc.severity, source, uuid: ioc.uuid });
+    }
+
+    fn intern(&mut self, source: Box<str>) -> Option<u16> {
+        if let Some(&id) = self.source_ids.get(&source) {
+            return Some(id);
         }
-        self.entries.push(ioc);
+        let id = u16::try_from(self.sources.len()).ok()?;
+        self.sources.push(source.clone());
+        self.source_ids.insert(source, id);
+        Some(id)
     }
 
     /// Number of IoCs.
@@ -111,18 +194,41 @@ impl IocSet {
         ]
     }
 
+    /// Value, severity, source and uuid of entry `id` (as passed to `lookup`'s callback).
+    pub fn entry(&self, id: u32) -> Option<(&str, u8, Option<&str>, Option<uuid::Uuid>)> {
+        let e = self.entries.get(id as usize)?;
+        Some((&e.text, e.severity, e.source.map(|s| &*self.sources[s as usize]), e.uuid))
+    }
+
+    fn ids<'a>(&'a self, ids: Option<&'a Ids>) -> &'a [u32] {
+        match ids {
+            None => &[],
+            Some(Ids(id)) if id & SHARED != 0 => &self.shared[(id & !SHARED) as usize],
+            Some(Ids(id)) => std::slice::from_ref(id),
+        }
+    }
+
+    /// Entries of a domain or path map whose text is exactly `key`.
+    fn text_hits(&self, map: &StrMap, key: &str, hit: &mut impl FnMut(u32)) {
+        for &id in self.ids(map.get(&self.seed.hash_one(key))) {
+            if *self.entries[id as usize].text == *key {
+                hit(id);
+            }
+        }
+    }
+
     /// The entries whose value matches `obs` (a domain also matches through
     /// its parents). Allocates nothing.
     pub fn lookup(&self, obs: Observable<'_>, mut hit: impl FnMut(u32)) {
         let mut each = |ids: Option<&Ids>| {
-            for &id in ids.map(Ids::as_slice).unwrap_or(&[]) {
+            for &id in self.ids(ids) {
                 hit(id);
             }
         };
         match obs {
             Observable::Path(p) => {
                 if !self.paths.is_empty() && !p.is_empty() {
-                    each(self.paths.get(p))
+                    self.text_hits(&self.paths, p, &mut hit)
                 }
             }
             Observable::Ip(ip) => each(self.ips.get(&canonical_ip(ip))),
@@ -145,12 +251,16 @@ impl IocSet {
                 // ASCII lowercasing keeps UTF-8 valid
                 let Ok(lower) = std::str::from_utf8(lower) else { return };
                 let mut rest = lower;
+                let mut labels = label_count(rest);
                 loop {
-                    each(self.domains.get(rest));
+                    if self.domain_labels & (1u128 << labels.min(127)) != 0 {
+                        self.text_hits(&self.domains, rest, &mut hit);
+                    }
                     match rest.find('.') {
                         Some(dot) => rest = &rest[dot + 1..],
                         None => break,
                     }
+                    labels -= 1;
                 }
             }
         }
@@ -186,6 +296,10 @@ impl IocSet {
     }
 }
 
+fn label_count(name: &str) -> usize {
+    name.bytes().filter(|&b| b == b'.').count() + 1
+}
+
 /// IPv4-mapped IPv6 (::ffff:a.b.c.d) matches the IPv4 IoC.
 fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
@@ -200,7 +314,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ioc(v: &str, severity: u8) -> Ioc {
-        Ioc { value: v.parse().unwrap(), text: v.into(), severity, uuid: None, source: None }
+        Ioc { value: v.parse().unwrap(), text: v.into(), severity, uuid: None, source: Some("test".into()) }
     }
 
     fn set(iocs: &[(&str, u8)]) -> IocSet {
@@ -244,16 +358,18 @@ mod tests {
         let d = s.scan(&o).unwrap();
         assert_eq!(d.severity, 10);
         assert_eq!(d.iocs.len(), 3);
+        assert_eq!(s.entry(2).unwrap(), ("127.0.66.80", 6, Some("test"), None));
         let d = s.scan(&domain("why.kunai.rocks")).unwrap();
         assert_eq!(d.severity, 9);
     }
 
     #[test]
     fn same_value_twice_counts_twice_listed_once() {
-        let s = set(&[("/tmp/x", 2), ("/tmp/x", 3)]);
+        let s = set(&[("/tmp/x", 2), ("/tmp/x", 3), ("/tmp/x", 1)]);
         let d = s.scan(&Obs(vec![Observable::Path("/tmp/x"), Observable::Path("/tmp/x")])).unwrap();
         assert_eq!(d.iocs, vec!["/tmp/x"]);
-        assert_eq!(d.severity, 5, "each IoC once, even if the value is seen twice");
+        assert_eq!(d.severity, 6, "each IoC once, even if the value is seen twice");
+        assert!(s.scan(&Obs(vec![Observable::Path("/tmp/y")])).is_none());
     }
 
     #[test]
