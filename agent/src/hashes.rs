@@ -85,7 +85,10 @@ macro_rules! digest {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                // straight to a stack buffer: digests are written in every exec event
+                let mut buf = [0u8; 2 * $len];
+                hex_into(&self.0, &mut buf);
+                s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
             }
         }
 

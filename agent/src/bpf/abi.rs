@@ -115,6 +115,17 @@ pub fn read<T: Record>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
 }
 
+/// Borrows a record in place (ring-buffer records are 8-byte aligned), so a
+/// 5 KB exec record is not copied to be read; `None` when too short or misaligned.
+pub fn view<T: Record>(bytes: &[u8]) -> Option<&T> {
+    let aligned = bytes.as_ptr().align_offset(std::mem::align_of::<T>()) == 0;
+    if bytes.len() < std::mem::size_of::<T>() || !aligned {
+        return None;
+    }
+    // SAFETY: length and alignment checked; any bit pattern is a valid T (Record).
+    Some(unsafe { &*(bytes.as_ptr() as *const T) })
+}
+
 impl Path {
     /// The resolved path bytes (empty when the kernel side did not resolve one).
     pub fn bytes(&self) -> &[u8] {
@@ -225,6 +236,12 @@ mod tests {
     #[test]
     fn short_records_are_refused() {
         assert!(read::<Exec>(&[0u8; 10]).is_none());
+        let words = vec![0u64; size_of::<Exec>() / 8 + 1];
+        // SAFETY: viewing initialised u64s as bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8) };
+        assert!(view::<Exec>(bytes).is_some());
+        assert!(view::<Exec>(&bytes[1..]).is_none(), "misaligned");
+        assert!(view::<Exec>(&bytes[..100]).is_none(), "short");
         let bytes = vec![0u8; size_of::<Exit>()];
         assert!(read::<Exit>(&bytes).is_some());
     }

@@ -42,9 +42,38 @@ impl fmt::Display for UtcTime {
     }
 }
 
+impl UtcTime {
+    /// Writes `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` into `buf` (no formatting machinery:
+    /// every event has a timestamp).
+    fn rfc3339(&self, buf: &mut [u8; 30]) {
+        let secs = self.0.div_euclid(1_000_000_000) as i64;
+        let nanos = self.0.rem_euclid(1_000_000_000) as u64;
+        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let s = secs.rem_euclid(86_400) as u64;
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y.clamp(0, 9999) as u64);
+        put(5, 2, mo as u64);
+        put(8, 2, d as u64);
+        put(11, 2, s / 3600);
+        put(14, 2, (s / 60) % 60);
+        put(17, 2, s % 60);
+        put(20, 9, nanos);
+        for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (29, b'Z')] {
+            buf[at] = c;
+        }
+    }
+}
+
 impl Serialize for UtcTime {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let mut buf = [0u8; 30];
+        self.rfc3339(&mut buf);
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
     }
 }
 
@@ -106,6 +135,10 @@ mod tests {
         assert_eq!(t.to_string(), "2024-11-19T09:55:53.138247256Z");
         assert_eq!(UtcTime(0).to_string(), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(UtcTime(951_782_400_000_000_000).to_string(), "2000-02-29T00:00:00.000000000Z");
+        for t in [0, 1_732_010_153_138_247_256, 951_782_400_000_000_001, 4_102_444_799_999_999_999] {
+            let json = serde_json::to_string(&UtcTime(t)).unwrap();
+            assert_eq!(json, format!("\"{}\"", UtcTime(t)), "fast path equals Display");
+        }
     }
 
     #[test]

@@ -82,7 +82,17 @@ pub fn decode(bytes: &[u8]) -> Record {
         |what: &str| Record::Malformed { reason: format!("{what} record of {} bytes is too short", bytes.len()) };
     match hdr.kind {
         abi::KIND_EXEC => {
-            let Some(e) = abi::read::<abi::Exec>(bytes) else { return short("exec") };
+            let copy;
+            let e = match abi::view::<abi::Exec>(bytes) {
+                Some(e) => e,
+                None => match abi::read::<abi::Exec>(bytes) {
+                    Some(e) => {
+                        copy = e;
+                        &copy
+                    }
+                    None => return short("exec"),
+                },
+            };
             let argv_len = (e.argv_len as usize).min(abi::ARGV_LEN);
             let filename_len = (e.filename_len as usize).min(abi::PATH_LEN);
             let cwd = e.cwd.len;
