@@ -38,6 +38,7 @@ struct AgentRun {
     read: u64,
     lost: u64,
     cpu_us: u64,
+    hash_cpu_us: u64,
     max_rss_kb: u64,
     captured: usize,
 }
@@ -74,6 +75,7 @@ fn storm_with_agent(n: usize, out: &Path) -> (f64, AgentRun) {
         read: stats["read"].as_u64().unwrap_or(0),
         lost: stats["lost"].as_u64().unwrap_or(u64::MAX),
         cpu_us: stats["cpu_us"].as_u64().unwrap_or(0),
+        hash_cpu_us: stats["hash_cpu_us"].as_u64().unwrap_or(0),
         max_rss_kb: stats["max_rss_kb"].as_u64().unwrap_or(0),
         captured: count_execs(out, truth.to_str().unwrap()),
     };
@@ -90,26 +92,30 @@ fn main() {
     let out = dir.path().join("events.json");
 
     storm(2_000); // warm caches
-                  // interleaved halves (without, with, without, with) so drift on the VM hits both sides alike
-    let half = SPAWNS / 2;
+                  // interleaved quarters (without, with, without, with, ...) so drift on the VM hits both sides alike
+    const ROUNDS: usize = 4;
+    let half = SPAWNS / ROUNDS;
     let (mut base_time, mut agent_time) = (0.0, 0.0);
     let mut total = AgentRun::default();
-    for _ in 0..2 {
+    for _ in 0..ROUNDS {
         base_time += half as f64 / storm(half);
         let (rate, run) = storm_with_agent(half, &out);
         agent_time += half as f64 / rate;
         total.read += run.read;
         total.lost = total.lost.saturating_add(run.lost);
         total.cpu_us += run.cpu_us;
+        total.hash_cpu_us += run.hash_cpu_us;
         total.max_rss_kb = total.max_rss_kb.max(run.max_rss_kb);
         total.captured += run.captured;
     }
     let (base, with_agent) = (SPAWNS as f64 / base_time, SPAWNS as f64 / agent_time);
     let ratio = with_agent / base;
-    let per_event = total.cpu_us as f64 / total.read.max(1) as f64;
+    // first-time hashing (of /bin/true and the like) is excluded, as the target says
+    let steady_us = total.cpu_us.saturating_sub(total.hash_cpu_us) as f64;
+    let per_event = steady_us / total.read.max(1) as f64;
     let rss_mb = total.max_rss_kb as f64 / 1024.0;
 
-    println!("exec_storm.spawns {SPAWNS} on {THREADS} threads (two interleaved halves)");
+    println!("exec_storm.spawns {SPAWNS} on {THREADS} threads ({ROUNDS} interleaved rounds)");
     println!("exec_storm.rate_without_agent {base:.0}/s");
     println!("exec_storm.rate_with_agent {with_agent:.0}/s");
     println!("exec_storm.ratio {ratio:.3}  (target >= 0.98) {}", verdict(ratio >= 0.98));
@@ -120,8 +126,12 @@ fn main() {
         total.lost,
         verdict(total.lost == 0)
     );
-    println!("exec_storm.agent_cpu_us_per_event {per_event:.2}  (target <= 1.5) {}", verdict(per_event <= 1.5));
-    println!("exec_storm.agent_cpu_us_per_spawn {:.2}", total.cpu_us as f64 / SPAWNS as f64);
+    println!(
+        "exec_storm.agent_cpu_us_per_event {per_event:.2}  (excluding {:.1} ms of first-time hashing; target <= 1.5) {}",
+        total.hash_cpu_us as f64 / 1e3,
+        verdict(per_event <= 1.5)
+    );
+    println!("exec_storm.agent_cpu_us_per_spawn {:.2}  (clone + execve + exit_group)", steady_us / SPAWNS as f64);
     println!("exec_storm.agent_peak_rss_mb {rss_mb:.1}  (target < 40) {}", verdict(rss_mb < 40.0));
 }
 

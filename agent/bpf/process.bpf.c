@@ -44,10 +44,14 @@ static __always_inline void *reserve(__u64 size)
 	return ev;
 }
 
-static __always_inline void submit(void *ev)
+/* Wakes the reader once, when this record makes the unread data cross
+ * wakeup_bytes; otherwise the reader's poll timer picks it up. Waking on every
+ * record above the threshold would wake an already busy reader again and again. */
+static __always_inline void submit(void *ev, __u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(ev, avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	bool crossing = avail >= wakeup_bytes && avail < wakeup_bytes + size;
+	bpf_ringbuf_submit(ev, crossing ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* tp_btf arguments are BTF pointers: plain loads (relocated by CO-RE) cost a
@@ -210,7 +214,7 @@ int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	if (ev->is_script && ev->filename[0] != '/')
 		resolve_path(&ev->cwd, task->fs->pwd.dentry, task->fs->pwd.mnt);
 
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -257,7 +261,7 @@ int BPF_PROG(ioclab_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	fill_header(&ev->hdr, IOCLAB_KIND_CLONE, child, parent);
 	ev->flags = effective_clone_flags(parent, child);
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -273,6 +277,6 @@ int BPF_PROG(ioclab_exit, struct task_struct *task)
 	fill_header(&ev->hdr, IOCLAB_KIND_EXIT, task, task->real_parent);
 	ev->exit_code = task->exit_code;
 	ev->group_dead = task->signal->live.counter == 0;
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }

@@ -66,7 +66,7 @@ impl Default for Config {
         Config {
             host_uuid: None,
             event_source: "kunai".into(),
-            max_buffered_events: 1024,
+            max_buffered_events: 512,
             wakeup_bytes: 256 << 10,
             poll_interval_ms: 10,
             max_hash_size: 256 << 20,

@@ -52,6 +52,15 @@ pub struct CacheStats {
     pub hits: u64,
     /// Files read and hashed.
     pub hashed: u64,
+    /// CPU time spent reading and hashing them, µs.
+    pub hash_cpu_us: u64,
+}
+
+fn thread_cpu_us() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespec pointer, constant clock id.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 /// Bounded LRU cache of file metadata keyed by [`FileKey`].
@@ -98,7 +107,9 @@ impl HashCache {
             return Arc::new(FileMeta { path: path.clone(), ..(**meta).clone() });
         }
         self.stats.hashed += 1;
+        let t0 = thread_cpu_us();
         let meta = Arc::new(hash_file(path, self.max_size));
+        self.stats.hash_cpu_us += thread_cpu_us().saturating_sub(t0);
         if meta.error.is_none() {
             self.cache.put(key, meta.clone());
         }

@@ -33,7 +33,7 @@ pub struct Process {
 /// Processes by tgid.
 pub struct ProcessTable {
     host: Uuid,
-    procs: HashMap<u32, Process>,
+    procs: HashMap<u32, Process, ahash::RandomState>,
     /// Exited processes, removed a little later: events of their children may still refer to them.
     exited: VecDeque<(u64, u32, u64)>,
     empty: Text,
@@ -63,7 +63,7 @@ pub fn command_line(argv: &[u8]) -> Text {
 impl ProcessTable {
     /// An empty table for `host`.
     pub fn new(host: Uuid) -> Self {
-        ProcessTable { host, procs: HashMap::new(), exited: VecDeque::new(), empty: "".into() }
+        ProcessTable { host, procs: HashMap::default(), exited: VecDeque::new(), empty: "".into() }
     }
 
     /// Number of processes known.

@@ -66,6 +66,8 @@ pub struct Summary {
     pub files_hashed: u64,
     /// Hash lookups answered from the cache.
     pub hash_cache_hits: u64,
+    /// CPU time spent hashing files seen for the first time, µs (part of `cpu_us`).
+    pub hash_cpu_us: u64,
     /// CPU time (user + system) of the agent from ready to stop, µs.
     pub cpu_us: u64,
     /// Peak resident memory of the process, KiB.
@@ -174,6 +176,7 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
         lost: stats.lost.load(Ordering::Relaxed),
         files_hashed: hash_stats.hashed,
         hash_cache_hits: hash_stats.hits,
+        hash_cpu_us: hash_stats.hash_cpu_us,
         cpu_us: cpu1.saturating_sub(cpu0),
         max_rss_kb,
     })
@@ -218,7 +221,7 @@ fn read_loop(
             // SAFETY: one valid pollfd. EINTR (a signal) just ends the wait early.
             unsafe { libc::poll(&mut pfd, 1, timeout) };
         }
-        let mut records = Vec::new();
+        let mut records = Vec::with_capacity(256);
         programs.drain(|bytes| records.push(decode(bytes)));
         read_since += records.len() as u64;
         let elapsed = last_check.elapsed();
