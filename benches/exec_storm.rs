@@ -32,6 +32,34 @@ fn storm(n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+thread_local! {
+    /// Spawn-to-output latencies (ms), measured once, on an idle machine with the agent running.
+    static LATENCY: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Time from spawning /bin/true to its execve line being in the output file, 20 times.
+fn latencies(out: &Path) -> Vec<f64> {
+    let mut v = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let child = Command::new("/bin/true").spawn().unwrap();
+        let needle = format!("\"tgid\":{},", child.id());
+        let deadline = t + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(out).unwrap_or_default();
+            if text.lines().any(|l| l.contains("\"name\":\"execve\"") && l.contains(&needle)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "execve never written");
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        v.push(t.elapsed().as_secs_f64() * 1e3);
+        let _ = child.wait_with_output();
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
 /// Counters of one agent run during a storm.
 #[derive(Default)]
 struct AgentRun {
@@ -57,6 +85,10 @@ fn storm_with_agent(n: usize, out: &Path) -> (f64, AgentRun) {
     while !std::fs::read_to_string(out).unwrap_or_default().contains("\"start\"") {
         assert!(Instant::now() < deadline, "agent did not start");
         std::thread::sleep(Duration::from_millis(20));
+    }
+    let latency = if LATENCY.with(|l| l.borrow().is_empty()) { Some(latencies(out)) } else { None };
+    if let Some(l) = latency {
+        LATENCY.with(|cell| *cell.borrow_mut() = l);
     }
     let rate = storm(n);
     std::thread::sleep(Duration::from_millis(300)); // let it drain
@@ -119,7 +151,8 @@ fn main() {
     println!("exec_storm.rate_without_agent {base:.0}/s");
     println!("exec_storm.rate_with_agent {with_agent:.0}/s");
     println!("exec_storm.ratio {ratio:.3}  (target >= 0.98) {}", verdict(ratio >= 0.98));
-    println!("exec_storm.execve_captured {} of {SPAWNS}", total.captured);
+    let latency_spawns = LATENCY.with(|l| l.borrow().len());
+    println!("exec_storm.execve_captured {} of {}", total.captured, SPAWNS + latency_spawns);
     println!(
         "exec_storm.events_read {}  lost {}  (target 0 lost) {}",
         total.read,
@@ -132,6 +165,15 @@ fn main() {
         verdict(per_event <= 1.5)
     );
     println!("exec_storm.agent_cpu_us_per_spawn {:.2}  (clone + execve + exit_group)", steady_us / SPAWNS as f64);
+    let lat = LATENCY.with(|l| l.borrow().clone());
+    if !lat.is_empty() {
+        let max = lat[lat.len() - 1];
+        println!(
+            "exec_storm.output_latency_ms median {:.1} max {max:.1}  (target < 50) {}",
+            lat[lat.len() / 2],
+            verdict(max < 50.0)
+        );
+    }
     println!("exec_storm.agent_peak_rss_mb {rss_mb:.1}  (target < 40) {}", verdict(rss_mb < 40.0));
 }
 
