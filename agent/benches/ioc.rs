@@ -10,6 +10,8 @@ use ioclab_agent::ioc::loader::load_files;
 use ioclab_agent::ioc::Observable;
 
 const IOCS: usize = 1_000_000;
+/// Value kinds in rotation: two of domains, then ipv4, ipv6, md5, sha1, sha256, sha512, path.
+const KINDS: usize = 9;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -32,13 +34,14 @@ impl Rng {
 
 /// The value of IoC `i` (kinds in rotation).
 fn value(rng: &mut Rng, i: usize) -> String {
-    match i % 8 {
+    match i % KINDS {
         0 | 1 => format!("host{}.c2-{}.example", rng.next() % 1_000_000, i),
         2 => format!("{}.{}.{}.{}", 10 + i % 200, (i >> 8) & 255, i & 255, rng.next() % 256),
         3 => format!("2001:db8:{:x}::{:x}", i & 0xffff, rng.next() & 0xffff),
         4 => Md5(rng.bytes()).to_string(),
         5 => Sha1(rng.bytes()).to_string(),
         6 => Sha256(rng.bytes()).to_string(),
+        7 => Sha512(rng.bytes()).to_string(),
         _ => format!("/tmp/.cache/dropper-{i}/{}", rng.next() % 100_000),
     }
 }
@@ -84,12 +87,12 @@ fn main() {
     let mut rng = Rng(42);
     for (i, v) in values.iter().enumerate() {
         let hit = i % 2 == 0;
-        let v = match (i % 8, hit) {
+        let v = match (i % KINDS, hit) {
             (0 | 1, true) => format!("www.{v}"),
             (_, true) => v.clone(),
-            (_, false) => value(&mut rng, i + IOCS),
+            (_, false) => value(&mut rng, i + IOCS * KINDS), // same kind as i, never loaded
         };
-        probes.push(((i % 8) as u8, v));
+        probes.push(((i % KINDS) as u8, v));
     }
     let typed: Vec<Probe> = probes.iter().map(|(k, v)| Probe::new(*k, v)).collect();
     let mut hits = 0u64;
@@ -103,7 +106,7 @@ fn main() {
     }
     let rate = n as f64 / t.elapsed().as_secs_f64();
 
-    println!("ioc.count {} ({file_mb:.0} MB file, mixed domain/ip/md5/sha1/sha256/path)", set.len());
+    println!("ioc.count {} ({file_mb:.0} MB file, mixed domain/ip/md5/sha1/sha256/sha512/path)", set.len());
     println!("ioc.load_ms {load_ms:.0}  (target < 1000) {}", if load_ms < 1000.0 { "MET" } else { "MISSED" });
     println!("ioc.table_rss_mb {rss_mb:.1}");
     println!(
@@ -133,6 +136,7 @@ impl<'a> Probe<'a> {
             4 => Probe::Md5(v.parse().unwrap()),
             5 => Probe::Sha1(v.parse().unwrap()),
             6 => Probe::Sha256(v.parse().unwrap()),
+            7 => Probe::Sha512(v.parse().unwrap()),
             _ => Probe::Path(v),
         }
     }

@@ -22,22 +22,8 @@ const META: &[&str] = &["path", "magic", "md5", "sha1", "sha256", "sha512", "siz
 const TASK: &[&str] =
     &["name", "pid", "tgid", "guuid", "uid", "gid", "namespaces", "namespaces.mnt", "flags", "zombie"];
 const DIGESTS: &[&str] = &["md5", "sha1", "sha256", "sha512", "size"];
-const NET: &[&str] = &[
-    "socket",
-    "socket.domain",
-    "socket.type",
-    "socket.proto",
-    "src",
-    "src.ip",
-    "src.port",
-    "dst",
-    "dst.hostname",
-    "dst.ip",
-    "dst.port",
-    "dst.public",
-    "dst.is_v6",
-    "community_id",
-];
+const SOCKET_SRC: &[&str] = &["socket", "socket.domain", "socket.type", "socket.proto", "src", "src.ip", "src.port"];
+const DST: &[&str] = &["dst", "dst.hostname", "dst.ip", "dst.port", "dst.public", "dst.is_v6", "community_id"];
 
 fn with(base: &[&str], prefix: &str, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
@@ -92,33 +78,20 @@ fn expected(kind: EventKind) -> Vec<String> {
             v
         }
         Connect => {
-            let mut v = with(PROC, "", NET);
+            let mut v = with(PROC, "", SOCKET_SRC);
+            v.extend(with(&[], "", DST));
             v.push("connected".into());
             v
         }
         SendData => {
-            let mut v = with(PROC, "", NET);
+            let mut v = with(PROC, "", SOCKET_SRC);
+            v.extend(with(&[], "", DST));
             v.extend(["connected", "data_entropy", "data_size"].map(String::from));
             v
         }
         DnsQuery => {
-            let mut v = with(
-                PROC,
-                "",
-                &[
-                    "socket",
-                    "socket.domain",
-                    "socket.type",
-                    "socket.proto",
-                    "src",
-                    "src.ip",
-                    "src.port",
-                    "query",
-                    "query_type",
-                    "response",
-                    "community_id",
-                ],
-            );
+            let mut v = with(PROC, "", SOCKET_SRC);
+            v.extend(with(&[], "", &["query", "query_type", "response", "community_id"]));
             v.extend(with(&[], "dns_server", &["ip", "port", "public", "is_v6"]));
             v
         }

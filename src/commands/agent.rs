@@ -75,7 +75,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         if c.dump {
             print!("{}", config.to_yaml());
         } else {
-            println!("{:<4}  {:<18} {}", "id", "name", "enabled");
+            println!("{:<4}  {:<18} enabled", "id", "name");
             for k in EventKind::ALL.iter().filter(|k| k.produced()) {
                 let on = if k.is_agent_event() { "always".to_string() } else { config.enabled(*k).to_string() };
                 println!("{:<4}  {:<18} {on}", k.id(), k.name());

@@ -57,10 +57,7 @@ pub struct CacheStats {
 }
 
 fn thread_cpu_us() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid timespec pointer, constant clock id.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+    (crate::events::time::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) / 1000) as u64
 }
 
 /// Bounded LRU cache of file metadata keyed by [`FileKey`].

@@ -84,7 +84,8 @@ pub struct BootClock {
     offset_ns: i128,
 }
 
-fn clock_ns(id: libc::clockid_t) -> i128 {
+/// Nanoseconds of clock `id` (CLOCK_BOOTTIME, CLOCK_THREAD_CPUTIME_ID, ...).
+pub(crate) fn clock_ns(id: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a timespec; clock ids are constants.
     unsafe { libc::clock_gettime(id, &mut ts) };

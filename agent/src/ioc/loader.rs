@@ -202,7 +202,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let (set, report) = load_files(&[p.clone()]).unwrap();
+        let (set, report) = load_files(std::slice::from_ref(&p)).unwrap();
         assert_eq!(report.loaded, 2);
         assert_eq!(set.len(), 2);
         let lines: Vec<usize> = report.bad.iter().map(|b| b.line).collect();

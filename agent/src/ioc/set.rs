@@ -62,7 +62,54 @@ impl std::hash::Hasher for PreHashed {
     }
 }
 
+/// Hasher for digest keys: the digest bytes are already uniformly random, so
+/// mixing 16 of them with a per-process secret key is enough to spread
+/// buckets, and an attacker who controls files still cannot aim at one.
+#[derive(Clone, Copy)]
+struct DigestKey(u64, u64);
+
+impl Default for DigestKey {
+    fn default() -> Self {
+        let s = RandomState::new();
+        DigestKey(s.hash_one(1u8), s.hash_one(2u8))
+    }
+}
+
+impl std::hash::BuildHasher for DigestKey {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher { key: *self, h: 0 }
+    }
+}
+
+struct DigestHasher {
+    key: DigestKey,
+    h: u64,
+}
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.h
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            let part = bytes.get(i..).unwrap_or(&[]);
+            let n = part.len().min(8);
+            w[..n].copy_from_slice(&part[..n]);
+            u64::from_le_bytes(w)
+        };
+        // folded 128-bit multiply of key-mixed words
+        let m = ((word(0) ^ self.key.0) as u128).wrapping_mul((word(8) ^ self.key.1) as u128);
+        self.h ^= (m as u64) ^ ((m >> 64) as u64);
+    }
+    fn write_usize(&mut self, _len: usize) {
+        // the array length prefix carries nothing for fixed-size digests
+    }
+}
+
 type Map<K> = HashMap<K, Ids, RandomState>;
+type DigestMap<K> = HashMap<K, Ids, DigestKey>;
 type StrMap = HashMap<u64, Ids, std::hash::BuildHasherDefault<PreHashed>>;
 
 /// A typed, loaded set of IoCs.
@@ -81,10 +128,10 @@ pub struct IocSet {
     domain_labels: u128,
     paths: StrMap,
     ips: Map<IpAddr>,
-    md5: Map<Md5>,
-    sha1: Map<Sha1>,
-    sha256: Map<Sha256>,
-    sha512: Map<Sha512>,
+    md5: DigestMap<Md5>,
+    sha1: DigestMap<Sha1>,
+    sha256: DigestMap<Sha256>,
+    sha512: DigestMap<Sha512>,
 }
 
 impl std::fmt::Debug for IocSet {
