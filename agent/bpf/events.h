@@ -49,8 +49,8 @@ struct ioclab_header {
 };
 
 /*
- * A path resolved from dentries. It is written backwards, from the end of
- * data[0..IOCLAB_PATH_LEN]: the string is data[start .. start + len].
+ * A path resolved from dentries: the string is data[start .. start + len]
+ * (the programs build it backwards in a scratch buffer, then copy it here).
  */
 struct ioclab_path {
 	__u16 start;

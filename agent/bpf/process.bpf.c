@@ -157,10 +157,14 @@ static __always_inline void resolve_path(struct ioclab_path *out, struct dentry 
 		w.off -= 1;
 		w.buf->data[IOCLAB_PATH_LEN - 1] = '/';
 	}
-	bpf_probe_read_kernel(out->data, IOCLAB_PATH_LEN, w.buf->data);
-	out->truncated = !w.complete;
-	out->start = w.off;
-	out->len = IOCLAB_PATH_LEN - w.off;
+	/* copy only the path, to the start of out->data */
+	__u32 len = (IOCLAB_PATH_LEN - w.off) & (IOCLAB_PATH_LEN - 1);
+	if (w.off == 0)
+		len = IOCLAB_PATH_LEN - 1; /* full buffer: keep it within bounds, truncated */
+	bpf_probe_read_kernel(out->data, len, &w.buf->data[w.off & (IOCLAB_PATH_LEN - 1)]);
+	out->truncated = !w.complete || w.off == 0;
+	out->start = 0;
+	out->len = len;
 }
 
 static __always_inline void fill_file(struct ioclab_file *f, struct file *file)

@@ -39,7 +39,7 @@ pub struct Header {
     pub parent: Task,
 }
 
-/// A path written backwards (`struct ioclab_path`).
+/// A resolved path: `data[start .. start + len]` (`struct ioclab_path`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Path {

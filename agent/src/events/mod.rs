@@ -36,7 +36,7 @@ pub struct Event {
 #[derive(Debug, Clone, Serialize)]
 pub struct Info {
     /// The machine.
-    pub host: Arc<HostInfo>,
+    pub host: Arc<Host>,
     /// What event this is.
     pub event: EventInfo,
     /// The task the event is about.
@@ -56,6 +56,35 @@ pub struct HostInfo {
     pub name: String,
     /// Container the task runs in, when known.
     pub container: Option<ContainerInfo>,
+}
+
+/// `info.host`, rendered to JSON once: it is the same in every event.
+#[derive(Debug)]
+pub struct Host {
+    info: HostInfo,
+    json: Box<serde_json::value::RawValue>,
+}
+
+impl Host {
+    /// Wraps `info` with its JSON.
+    pub fn new(info: HostInfo) -> Self {
+        let json = serde_json::value::to_raw_value(&info).unwrap_or_else(|_| {
+            // HostInfo is plain strings and a uuid: serialising it cannot fail
+            serde_json::value::RawValue::from_string("null".into()).expect("static JSON")
+        });
+        Host { info, json }
+    }
+
+    /// The host's fields.
+    pub fn info(&self) -> &HostInfo {
+        &self.info
+    }
+}
+
+impl Serialize for Host {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
+    }
 }
 
 /// `info.host.container`.

@@ -5,7 +5,7 @@ pub mod hex_u32 {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{v:#x}"))
+        super::hex_u64::serialize(&(*v as u64), s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -20,8 +20,17 @@ pub mod hex_u64 {
     use serde::{Deserializer, Serializer};
     use std::fmt;
 
+    /// `0x` and the hex digits, without the formatting machinery (task flags are in every event).
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{v:#x}"))
+        let mut buf = [0u8; 18];
+        let digits = (64 - v.leading_zeros()).div_ceil(4).max(1) as usize;
+        buf[0] = b'0';
+        buf[1] = b'x';
+        for i in 0..digits {
+            let nibble = (v >> (4 * (digits - 1 - i))) & 0xf;
+            buf[2 + i] = b"0123456789abcdef"[nibble as usize];
+        }
+        s.serialize_str(std::str::from_utf8(&buf[..2 + digits]).map_err(serde::ser::Error::custom)?)
     }
 
     struct HexVisitor;
@@ -71,5 +80,22 @@ pub mod opt_digest {
             None | Some("") => Ok(None),
             Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Flags(#[serde(with = "super::hex_u64")] u64);
+
+    #[test]
+    fn hex_round_trip() {
+        for v in [0u64, 1, 0x11, 0x400000, 0xdead_beef, u64::MAX] {
+            let json = serde_json::to_string(&Flags(v)).unwrap();
+            assert_eq!(json, format!("\"{v:#x}\""));
+            assert_eq!(serde_json::from_str::<Flags>(&json).unwrap(), Flags(v));
+        }
+        assert_eq!(serde_json::from_str::<Flags>("17").unwrap(), Flags(17));
+        assert!(serde_json::from_str::<Flags>("\"0xzz\"").is_err());
     }
 }

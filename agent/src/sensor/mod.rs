@@ -16,9 +16,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::bpf::{abi, BpfError, LoadOptions, Programs};
 use crate::config::Config;
-use crate::enrich::filemeta::HashCache;
 use crate::enrich::proctable::ProcessTable;
-use crate::events::time::BootClock;
 use crate::ioc::loader::{load_files, IocFileError};
 use crate::ioc::IocSet;
 pub use processor::Processor;
@@ -42,6 +40,10 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Events written so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
     fn add_read(&self, n: u64) {
         self.read.fetch_add(n, Ordering::Relaxed);
     }
@@ -125,48 +127,40 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     let mut programs = Programs::load(LoadOptions { ring_bytes, wakeup_bytes: config.wakeup_bytes })?;
 
     // After attaching: a process is then either in /proc now or in the events.
-    let host = Arc::new(start::host_info(&config));
-    let mut procs = ProcessTable::new(host.uuid);
+    let host = Arc::new(crate::events::Host::new(start::host_info(&config)));
+    let mut procs = ProcessTable::new(host.info().uuid);
     procs.seed_from_proc()?;
 
     let stats = Arc::new(Stats::default());
-    let mut processor = Processor {
-        source: config.event_source.as_str().into(),
-        host,
-        clock: BootClock::new(),
-        procs,
-        hashes: HashCache::new(config.hash_cache_size, config.max_hash_size),
-        iocs: iocs.clone(),
-        filter: !iocs_paths.is_empty(),
-        out,
-        buf: Vec::with_capacity(4096),
-        stats: stats.clone(),
-        batch: 0,
-        config: config.clone(),
-    };
+    let mut processor = Processor::new(config.clone(), host, procs, iocs.clone(), out, stats.clone());
     let start = processor.agent_event(start::start_data(&config));
     processor.emit(start);
     processor.flush();
 
     let (cpu0, _) = rusage();
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<Record>)>(1024);
+    // emptied batch vectors go back to the reader: no allocation per batch
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<Record>>(64);
     let reload = control.reload.clone();
     let proc_thread = std::thread::Builder::new().name("ioclab-process".into()).spawn(move || {
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok((batch, records)) => processor.batch(records, batch),
+                Ok((batch, mut records)) => {
+                    processor.batch(&mut records, batch);
+                    let _ = free_tx.try_send(records);
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
             if reload.swap(false, Ordering::Relaxed) {
-                spawn_reload(iocs_paths.clone(), processor.iocs.clone());
+                spawn_reload(iocs_paths.clone(), iocs.clone());
             }
         }
         processor.flush();
         processor.hash_stats()
     })?;
 
-    read_loop(&mut programs, &config, &control, &tx);
+    read_loop(&mut programs, &config, &control, &tx, &free_rx);
     drop(tx);
     let hash_stats = proc_thread.join().unwrap_or_default();
     let (cpu1, max_rss_kb) = rusage();
@@ -207,6 +201,7 @@ fn read_loop(
     config: &Config,
     control: &Control,
     tx: &crossbeam_channel::Sender<(u64, Vec<Record>)>,
+    free: &crossbeam_channel::Receiver<Vec<Record>>,
 ) {
     let fd = programs.ring_fd();
     let timeout = config.poll_interval_ms as i32;
@@ -221,7 +216,7 @@ fn read_loop(
             // SAFETY: one valid pollfd. EINTR (a signal) just ends the wait early.
             unsafe { libc::poll(&mut pfd, 1, timeout) };
         }
-        let mut records = Vec::with_capacity(256);
+        let mut records = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(256));
         programs.drain(|bytes| records.push(decode(bytes)));
         read_since += records.len() as u64;
         let elapsed = last_check.elapsed();

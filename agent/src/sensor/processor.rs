@@ -19,19 +19,19 @@ use crate::ioc::IocSet;
 
 /// Owns everything that enriches and writes events; runs on its own thread.
 pub struct Processor {
-    pub(super) config: Arc<Config>,
-    pub(super) host: Arc<HostInfo>,
-    pub(super) source: Text,
-    pub(super) clock: BootClock,
-    pub(super) procs: ProcessTable,
-    pub(super) hashes: HashCache,
+    config: Arc<Config>,
+    host: Arc<Host>,
+    source: Text,
+    clock: BootClock,
+    procs: ProcessTable,
+    hashes: HashCache,
     /// None: no IoC file given, every event is written.
-    pub(super) iocs: Arc<ArcSwapOption<IocSet>>,
-    pub(super) filter: bool,
-    pub(super) out: Box<dyn Write + Send>,
-    pub(super) buf: Vec<u8>,
-    pub(super) stats: Arc<Stats>,
-    pub(super) batch: u64,
+    iocs: Arc<ArcSwapOption<IocSet>>,
+    filter: bool,
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    stats: Arc<Stats>,
+    batch: u64,
 }
 
 fn comm(t: &abi::Task) -> String {
@@ -68,6 +68,32 @@ fn absolute(filename: &str, cwd: Option<&str>) -> String {
 }
 
 impl Processor {
+    /// A processor writing to `out`; IoC matching and filtering follow `iocs`
+    /// and `config.scanner.iocs` (with IoC files, only matches are written).
+    pub fn new(
+        config: Arc<Config>,
+        host: Arc<Host>,
+        procs: ProcessTable,
+        iocs: Arc<ArcSwapOption<IocSet>>,
+        out: Box<dyn Write + Send>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Processor {
+            source: config.event_source.as_str().into(),
+            host,
+            clock: BootClock::new(),
+            procs,
+            hashes: HashCache::new(config.hash_cache_size, config.max_hash_size),
+            iocs,
+            filter: !config.scanner.iocs.is_empty(),
+            out,
+            buf: Vec::with_capacity(4096),
+            stats,
+            batch: 0,
+            config,
+        }
+    }
+
     fn task_info(&self, t: &abi::Task) -> TaskInfo {
         TaskInfo {
             name: comm(t),
@@ -92,11 +118,12 @@ impl Processor {
         }
     }
 
-    /// Processes one batch of records, then flushes the output.
-    pub fn batch(&mut self, records: Vec<Record>, batch: u64) {
+    /// Processes one batch of records (leaving `records` empty, its allocation
+    /// kept for reuse), then flushes the output.
+    pub fn batch(&mut self, records: &mut Vec<Record>, batch: u64) {
         self.batch = batch;
         let mut last_time = 0;
-        for r in records {
+        for r in records.drain(..) {
             if r.is_kernel_record() {
                 self.stats.add_read(1);
             }
