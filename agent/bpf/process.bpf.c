@@ -44,14 +44,33 @@ static __always_inline void *reserve(__u64 size)
 	return ev;
 }
 
-/* Wakes the reader once, when this record makes the unread data cross
- * wakeup_bytes; otherwise the reader's poll timer picks it up. Waking on every
- * record above the threshold would wake an already busy reader again and again. */
+/* 1 while the reader sleeps with nothing to read (set by userspace, cleared
+ * by the first record after it): an idle agent then needs no timer wakeups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} reader_idle SEC(".maps");
+
+/* Wakes the reader when it sleeps idle, or once when this record makes the
+ * unread data cross wakeup_bytes; otherwise the busy reader's short poll
+ * timer picks it up. Waking on every record above the threshold would wake
+ * an already busy reader again and again. */
 static __always_inline void submit(void *ev, __u64 size)
 {
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	bool crossing = avail >= wakeup_bytes && avail < wakeup_bytes + size;
-	bpf_ringbuf_submit(ev, crossing ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	__u32 zero = 0;
+	__u32 *idle = bpf_map_lookup_elem(&reader_idle, &zero);
+	bool wake = false;
+
+	if (idle && *idle) {
+		*idle = 0;
+		wake = true;
+	} else {
+		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+		wake = avail >= wakeup_bytes && avail < wakeup_bytes + size;
+	}
+	bpf_ringbuf_submit(ev, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* tp_btf arguments are BTF pointers: plain loads (relocated by CO-RE) cost a

@@ -59,10 +59,17 @@ fn script_sha256_ioc_detects_execve_script_and_filters_the_rest() {
 fn min_severity_and_reload_without_restart() {
     let dir = tempfile::tempdir().unwrap();
     let s = script(dir.path(), "later.sh", "exit 0");
+    let marker = script(dir.path(), "marker.sh", "exit 0 # marker: other content, other hash");
     let sha = digest("sha256sum", &s);
     let iocs = dir.path().join("iocs.json");
-    // severity 2 is below min_severity 3: not written
-    std::fs::write(&iocs, format!("{{\"uuid\":\"a\",\"source\":\"t\",\"value\":\"{sha}\",\"severity\":2}}\n")).unwrap();
+    // severity 2 is below min_severity 3: not written; the marker (severity 3) is
+    let marker_line =
+        format!("{{\"uuid\":\"m\",\"source\":\"t\",\"value\":\"{}\",\"severity\":3}}\n", marker.display());
+    std::fs::write(
+        &iocs,
+        format!("{{\"uuid\":\"a\",\"source\":\"t\",\"value\":\"{sha}\",\"severity\":2}}\n{marker_line}"),
+    )
+    .unwrap();
     let mut c = config();
     c.scanner.iocs = vec![iocs.clone()];
     c.scanner.min_severity = 3;
@@ -70,6 +77,11 @@ fn min_severity_and_reload_without_restart() {
     let child = Command::new(&s).spawn().unwrap();
     let first = child.id();
     child.wait_with_output().unwrap();
+    // once the marker (run after) is written, the first run has been matched with the first IoC set
+    let m = Command::new(&marker).spawn().unwrap();
+    let marker_pid = m.id();
+    m.wait_with_output().unwrap();
+    agent.wait_for("marker detection", is("execve_script", marker_pid));
 
     std::fs::write(&iocs, format!("{{\"uuid\":\"b\",\"source\":\"t\",\"value\":\"{sha}\",\"severity\":5}}\n")).unwrap();
     agent.control.reload.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -6,7 +6,7 @@ pub mod abi;
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
@@ -63,6 +63,7 @@ pub struct LoadOptions {
 pub struct Programs {
     ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
+    reader_idle: Array<MapData, u32>,
     // keeps the programs attached
     _ebpf: Ebpf,
 }
@@ -124,7 +125,9 @@ impl Programs {
         let ring = RingBuf::try_from(ring).map_err(|e| BpfError::Map("events", e.to_string()))?;
         let lost = ebpf.take_map("lost").ok_or(BpfError::Map("lost", "missing".into()))?;
         let lost = PerCpuArray::try_from(lost).map_err(|e| BpfError::Map("lost", e.to_string()))?;
-        Ok(Programs { ring, lost, _ebpf: ebpf })
+        let idle = ebpf.take_map("reader_idle").ok_or(BpfError::Map("reader_idle", "missing".into()))?;
+        let reader_idle = Array::try_from(idle).map_err(|e| BpfError::Map("reader_idle", e.to_string()))?;
+        Ok(Programs { ring, lost, reader_idle, _ebpf: ebpf })
     }
 
     /// The ring buffer's file descriptor, to poll for readability.
@@ -140,6 +143,14 @@ impl Programs {
             n += 1;
         }
         n
+    }
+
+    /// Tells the programs whether the reader sleeps idle: while it does, the
+    /// next record wakes it at once (instead of the reader polling on a timer).
+    pub fn set_reader_idle(&mut self, idle: bool) {
+        if let Err(e) = self.reader_idle.set(0, idle as u32, 0) {
+            tracing::warn!("cannot update the reader_idle map: {e}");
+        }
     }
 
     /// Records the kernel side could not write since it was loaded, all CPUs together.

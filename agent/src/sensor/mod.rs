@@ -141,26 +141,18 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<Record>)>(1024);
     // emptied batch vectors go back to the reader: no allocation per batch
     let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<Record>>(64);
-    let reload = control.reload.clone();
     let proc_thread = std::thread::Builder::new().name("ioclab-process".into()).spawn(move || {
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok((batch, mut records)) => {
-                    processor.batch(&mut records, batch);
-                    let _ = free_tx.try_send(records);
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            }
-            if reload.swap(false, Ordering::Relaxed) {
-                spawn_reload(iocs_paths.clone(), iocs.clone());
-            }
+        // blocks until a batch comes: no timer wakeups when the machine is quiet
+        while let Ok((batch, mut records)) = rx.recv() {
+            processor.batch(&mut records, batch);
+            let _ = free_tx.try_send(records);
         }
         processor.flush();
         processor.hash_stats()
     })?;
 
-    read_loop(&mut programs, &config, &control, &tx, &free_rx);
+    let reload = || spawn_reload(iocs_paths.clone(), iocs.clone());
+    read_loop(&mut programs, &config, &control, &tx, &free_rx, &reload);
     drop(tx);
     let hash_stats = proc_thread.join().unwrap_or_default();
     let (cpu1, max_rss_kb) = rusage();
@@ -194,30 +186,53 @@ fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
     }
 }
 
-/// The reader: drains the ring buffer on wakeup or every poll interval,
-/// and notes kernel-side losses once a second.
+/// Longest sleep of an idle reader: bounds how late it sees `control.stop`
+/// when no signal interrupts its poll (signals do).
+const IDLE_POLL_MS: i32 = 250;
+
+/// The reader. Busy, it drains the ring buffer every poll interval (or when
+/// the unread data crosses `wakeup_bytes`); after a drain that found nothing
+/// it sleeps until the kernel side wakes it with the next record. It notes
+/// kernel-side losses once a second.
 fn read_loop(
     programs: &mut Programs,
     config: &Config,
     control: &Control,
     tx: &crossbeam_channel::Sender<(u64, Vec<Record>)>,
     free: &crossbeam_channel::Receiver<Vec<Record>>,
+    reload: &dyn Fn(),
 ) {
     let fd = programs.ring_fd();
-    let timeout = config.poll_interval_ms as i32;
+    let busy_timeout = config.poll_interval_ms as i32;
+    let mut idle = false;
     let mut batch_no = 0u64;
     let mut last_check = Instant::now();
     let mut lost_seen = programs.lost();
     let mut read_since = 0u64;
     loop {
         let stopping = control.stop.load(Ordering::Relaxed);
+        if control.reload.swap(false, Ordering::Relaxed) {
+            reload();
+        }
         if !stopping {
+            let timeout = if idle { IDLE_POLL_MS } else { busy_timeout };
             let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd. EINTR (a signal) just ends the wait early.
             unsafe { libc::poll(&mut pfd, 1, timeout) };
         }
         let mut records = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(256));
         programs.drain(|bytes| records.push(decode(bytes)));
+        if records.is_empty() && !idle && !stopping {
+            // arm the kernel-side wakeup, then look once more: a record that
+            // came before the flag was visible would otherwise wait for the timer
+            programs.set_reader_idle(true);
+            idle = true;
+            programs.drain(|bytes| records.push(decode(bytes)));
+        }
+        if !records.is_empty() && idle {
+            programs.set_reader_idle(false);
+            idle = false;
+        }
         read_since += records.len() as u64;
         let elapsed = last_check.elapsed();
         if elapsed >= Duration::from_secs(1) || stopping {
