@@ -129,13 +129,19 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     // After attaching: a process is then either in /proc now or in the events.
     let host = Arc::new(crate::events::Host::new(start::host_info(&config)));
     let mut procs = ProcessTable::new(host.info().uuid);
-    procs.seed_from_proc()?;
+    let known = procs.seed_from_proc()?;
 
     let stats = Arc::new(Stats::default());
     let mut processor = Processor::new(config.clone(), host, procs, iocs.clone(), out, stats.clone());
     let start = processor.agent_event(start::start_data(&config));
     processor.emit(start);
     processor.flush();
+    let to = match &config.output.path {
+        Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+        _ => "stdout".into(),
+    };
+    let what = if iocs_paths.is_empty() { "every event" } else { "events matching the IoCs" };
+    tracing::info!("agent ready: {known} running processes known, writing {what} to {to}; Ctrl-C to stop");
 
     let (cpu0, _) = rusage();
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<Record>)>(1024);
