@@ -166,6 +166,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_gives_a_config_or_an_error_naming_the_file(text in "\\PC{0,200}") {
+            if let Err(e) = Config::from_yaml(&text, Path::new("fuzz.yaml")) {
+                prop_assert!(e.to_string().starts_with("fuzz.yaml: "));
+            }
+        }
+
+        #[test]
+        fn yaml_shaped_noise_never_panics(key in "[a-z_]{1,12}", value in "[ -~]{0,20}", nested in any::<bool>()) {
+            let text = if nested { format!("events:\n  {key}:\n    enable: {value}\n") } else { format!("{key}: {value}\n") };
+            let _ = Config::from_yaml(&text, Path::new("fuzz.yaml"));
+        }
+    }
 
     #[test]
     fn dump_parses_back_to_defaults() {

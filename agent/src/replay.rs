@@ -107,3 +107,53 @@ pub fn replay(
     out.flush()?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn iocs() -> IocSet {
+        let mut set = IocSet::new();
+        set.insert(crate::ioc::Ioc {
+            value: "kunai.rocks".parse().unwrap(),
+            text: "kunai.rocks".into(),
+            severity: 4,
+            uuid: None,
+            source: None,
+        });
+        set
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.json");
+        std::fs::write(
+            &log,
+            "{\"info\":{\"event\":{\"name\":\"dns_query\"}},\"data\":{\"query\":\"why.kunai.rocks\"}}\n\
+             {\"info\":{\"event\":{\"name\":\"nope\"}},\"data\":{}}\n\
+             {\"info\":{}}\n\
+             [1]\n\
+             {\"info\":{\"event\":{\"name\":\"execve\"}},\"data\":{\"exe\":7}}\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let s = replay(&[log.clone()], &iocs(), 0, &mut out).unwrap();
+        assert_eq!(s.events, 5);
+        assert_eq!(s.matched, 1);
+        assert_eq!(s.bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        assert!(s.bad[0].to_string().starts_with(&format!("{}:2: ", log.display())));
+        assert!(s.bad[0].reason.contains("unknown event"));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["detection"]["iocs"][0], "kunai.rocks");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_json_events_never_panic(name in "[a-z_]{1,14}", data in "\\PC{0,60}") {
+            let line = serde_json::json!({"info": {"event": {"name": name}}, "data": {"query": data, "exe": {"path": data}}});
+            let _ = replay_value(line, &iocs(), 0);
+        }
+    }
+}
