@@ -88,21 +88,24 @@ impl HashCache {
     /// Metadata of the file at `path`. `key` is the identity the kernel saw;
     /// without it the file is stat'ed first. A cached entry found under another
     /// path (a hard link) is returned with this path.
-    pub fn get(&mut self, path: &Text, key: Option<FileKey>) -> Arc<FileMeta> {
+    pub fn get(&mut self, path: &str, key: Option<FileKey>) -> Arc<FileMeta> {
         let key = match key {
             Some(k) => k,
-            None => match std::fs::metadata(&**path) {
+            None => match std::fs::metadata(path) {
                 Ok(m) => FileKey::from_metadata(&m),
-                Err(e) => return Arc::new(error_meta(path, &e.to_string())),
+                Err(e) => return Arc::new(error_meta(&path.into(), &e.to_string())),
             },
         };
         if let Some(meta) = self.cache.get(&key) {
             self.stats.hits += 1;
-            if meta.path == *path {
+            // the common case: same file, same name, nothing to allocate
+            if *meta.path == *path {
                 return meta.clone();
             }
-            return Arc::new(FileMeta { path: path.clone(), ..(**meta).clone() });
+            return Arc::new(FileMeta { path: path.into(), ..(**meta).clone() });
         }
+        let path: Text = path.into();
+        let path = &path;
         self.stats.hashed += 1;
         let t0 = thread_cpu_us();
         let meta = Arc::new(hash_file(path, self.max_size));

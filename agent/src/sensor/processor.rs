@@ -192,14 +192,11 @@ impl Processor {
 
     fn exec(&mut self, e: Exec) -> Option<Event> {
         let command_line = crate::enrich::proctable::command_line(&e.argv);
-        let binary: Text = e.exe_path.into();
-        let binary_meta = self.hashes.get(&binary, (!e.exe_truncated).then_some(e.exe_key));
+        let binary_meta = self.hashes.get(&e.exe_path, (!e.exe_truncated).then_some(e.exe_key));
+        let binary = binary_meta.path.clone();
         let parent = self.procs.lookup(e.hdr.parent.tgid, e.hdr.parent.start_boottime, 0);
         let (parent_exe, parent_command_line) = (parent.exe.clone(), parent.command_line.clone());
-        let script_meta = e.is_script.then(|| {
-            let script: Text = absolute(&e.filename, e.cwd.as_deref()).into();
-            self.hashes.get(&script, None)
-        });
+        let script_meta = e.is_script.then(|| self.hashes.get(&absolute(&e.filename, e.cwd.as_deref()), None));
         // later events of a script's process name the script, not its interpreter
         let exe = script_meta.as_ref().map_or_else(|| binary.clone(), |m| m.path.clone());
         let tgid = e.hdr.task.tgid;
