@@ -139,7 +139,7 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        let s = replay(&[log.clone()], &iocs(), 0, &mut out).unwrap();
+        let s = replay(std::slice::from_ref(&log), &iocs(), 0, &mut out).unwrap();
         assert_eq!(s.events, 5);
         assert_eq!(s.matched, 1);
         assert_eq!(s.bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
