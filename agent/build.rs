@@ -5,7 +5,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["process"];
+/// eBPF objects: bpf/<name>.bpf.c -> OUT_DIR/<name>.bpf.o (sensor.bpf.c includes the program families).
+const PROGRAMS: &[&str] = &["sensor"];
 
 fn clang() -> String {
     if let Ok(c) = env::var("IOCLAB_CLANG") {
@@ -51,8 +52,10 @@ fn main() {
         );
     }
     println!("cargo:rerun-if-env-changed=IOCLAB_CLANG");
-    for f in ["events.h", "kernel.h"] {
-        println!("cargo:rerun-if-changed=bpf/{f}");
+    // every file of bpf/: the object includes several of them
+    println!("cargo:rerun-if-changed=bpf");
+    for entry in std::fs::read_dir(bpf_dir).expect("reading agent/bpf").flatten() {
+        println!("cargo:rerun-if-changed={}", entry.path().display());
     }
     for prog in PROGRAMS {
         let src = bpf_dir.join(format!("{prog}.bpf.c"));

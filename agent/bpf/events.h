@@ -24,6 +24,8 @@ enum ioclab_kind {
 	IOCLAB_KIND_EXEC = 1,
 	IOCLAB_KIND_CLONE = 2,
 	IOCLAB_KIND_EXIT = 3,
+	/* 10-19: network records (network.c) */
+	/* 20-49: file and system records (files.c) */
 };
 
 /* A task as userspace needs it for `info.task` / `info.parent_task`. */

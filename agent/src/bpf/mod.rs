@@ -10,14 +10,24 @@ use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
-/// The compiled programs (built by build.rs from agent/bpf/process.bpf.c).
-static PROCESS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/process.bpf.o"));
+use crate::events::EventKind;
 
-/// BTF tracepoints: (program, tracepoint).
-const BTF_TRACEPOINTS: &[(&str, &str)] = &[
-    ("ioclab_exec", "sched_process_exec"),
-    ("ioclab_fork", "sched_process_fork"),
-    ("ioclab_exit", "sched_process_exit"),
+/// The compiled programs (built by build.rs from agent/bpf/sensor.bpf.c).
+static SENSOR_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
+
+/// A BTF tracepoint program and the events it feeds.
+struct Hook {
+    program: &'static str,
+    tracepoint: &'static str,
+    /// Attached only when one of these is enabled; empty: always (the
+    /// process table needs exec/fork/exit whatever the config says).
+    feeds: &'static [EventKind],
+}
+
+const HOOKS: &[Hook] = &[
+    Hook { program: "ioclab_exec", tracepoint: "sched_process_exec", feeds: &[] },
+    Hook { program: "ioclab_fork", tracepoint: "sched_process_fork", feeds: &[] },
+    Hook { program: "ioclab_exit", tracepoint: "sched_process_exit", feeds: &[] },
 ];
 
 /// Why the programs could not be loaded; each message says what to do.
@@ -51,8 +61,10 @@ pub enum BpfError {
 }
 
 /// Tunables of the kernel side.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
+    /// Enabled events: programs feeding none of them are not attached.
+    pub events: Vec<EventKind>,
     /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
     pub ring_bytes: u32,
     /// Unread bytes above which the reader is woken at once.
@@ -112,10 +124,14 @@ impl Programs {
             .btf(Some(&btf))
             .set_global("wakeup_bytes", &opts.wakeup_bytes, true)
             .set_max_entries("events", ring_bytes)
-            .load(PROCESS_OBJ)
+            .load(SENSOR_OBJ)
             .map_err(BpfError::Load)?;
 
-        for &(name, hook) in BTF_TRACEPOINTS {
+        for hook in HOOKS {
+            if !hook.feeds.is_empty() && !hook.feeds.iter().any(|k| opts.events.contains(k)) {
+                continue;
+            }
+            let (name, hook) = (hook.program, hook.tracepoint);
             let err = |source| BpfError::Program { program: name, hook, source };
             let prog: &mut BtfTracePoint = program(&mut ebpf, name)?.try_into().map_err(err)?;
             prog.load(hook, &btf).map_err(err)?;

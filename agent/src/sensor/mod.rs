@@ -17,6 +17,7 @@ use arc_swap::ArcSwapOption;
 use crate::bpf::{abi, BpfError, LoadOptions, Programs};
 use crate::config::Config;
 use crate::enrich::proctable::ProcessTable;
+use crate::events::EventKind;
 use crate::ioc::loader::{load_files, IocFileError};
 use crate::ioc::IocSet;
 pub use processor::Processor;
@@ -124,7 +125,11 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     }
 
     let ring_bytes = (config.max_buffered_events as u64 * std::mem::size_of::<abi::Exec>() as u64).min(1 << 30) as u32;
-    let mut programs = Programs::load(LoadOptions { ring_bytes, wakeup_bytes: config.wakeup_bytes })?;
+    let mut programs = Programs::load(LoadOptions {
+        events: EventKind::ALL.iter().copied().filter(|k| config.enabled(*k)).collect(),
+        ring_bytes,
+        wakeup_bytes: config.wakeup_bytes,
+    })?;
 
     // After attaching: a process is then either in /proc now or in the events.
     let host = Arc::new(crate::events::Host::new(start::host_info(&config)));
