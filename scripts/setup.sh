@@ -15,6 +15,8 @@ PACKAGES=(
   pkg-config
   gzip
   dnsutils       # dig, for the network tests
+  curl           # HTTP client of the network tests
+  util-linux     # unshare: the tests give curl its own resolv.conf
   procps         # ps, pgrep for the tests
 )
 

@@ -25,6 +25,9 @@ enum ioclab_kind {
 	IOCLAB_KIND_CLONE = 2,
 	IOCLAB_KIND_EXIT = 3,
 	/* 10-19: network records (network.c) */
+	IOCLAB_KIND_CONNECT = 10, /* a TCP handshake ended (connected or not) */
+	IOCLAB_KIND_SEND = 11,    /* data sent on an IPv4/IPv6 TCP or UDP socket */
+	IOCLAB_KIND_DNS = 12,     /* a DNS response (peer port 53) reached a process */
 	/* 20-49: file and system records (files.c) */
 };
 
@@ -98,6 +101,36 @@ struct ioclab_exit {
 	__s32 exit_code; /* task->exit_code: status << 8, or the signal that killed it */
 	__u8 group_dead;
 	__u8 _pad[3];
+};
+
+/* Network: bytes of a received DNS message copied to userspace (EDNS
+ * answers rarely exceed 1232 bytes), and of sent data sampled for entropy. */
+#define IOCLAB_DNS_LEN 2048
+#define IOCLAB_SEND_SAMPLE 256
+
+/* One end of a flow: IPv4 in the first 4 bytes of addr (network order). */
+struct ioclab_endpoint {
+	__u8 addr[16];
+	__u16 port; /* host order */
+	__u8 _pad[2];
+};
+
+/* connect, send and DNS records: the socket, the flow, then `data_len`
+ * bytes of data after the struct (the DNS message, or a sample of what was
+ * sent). */
+struct ioclab_net {
+	struct ioclab_header hdr;
+	__u64 cookie; /* the socket's cookie: identifies it across records */
+	__s64 size;   /* bytes the send/receive call moved */
+	struct ioclab_endpoint src;
+	struct ioclab_endpoint dst;
+	__u16 family; /* AF_INET, AF_INET6 */
+	__u16 type;   /* SOCK_STREAM, SOCK_DGRAM */
+	__u16 proto;  /* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 connected;
+	__u8 _pad;
+	__u32 data_len;
+	__u32 _pad2;
 };
 
 #endif

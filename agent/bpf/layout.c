@@ -56,6 +56,20 @@ int main(void)
 	FIELD(ioclab_exit, hdr);
 	FIELD(ioclab_exit, exit_code);
 	FIELD(ioclab_exit, group_dead);
+	SIZE(ioclab_endpoint);
+	FIELD(ioclab_endpoint, addr);
+	FIELD(ioclab_endpoint, port);
+	SIZE(ioclab_net);
+	FIELD(ioclab_net, hdr);
+	FIELD(ioclab_net, cookie);
+	FIELD(ioclab_net, size);
+	FIELD(ioclab_net, src);
+	FIELD(ioclab_net, dst);
+	FIELD(ioclab_net, family);
+	FIELD(ioclab_net, type);
+	FIELD(ioclab_net, proto);
+	FIELD(ioclab_net, connected);
+	FIELD(ioclab_net, data_len);
 	printf("];\n");
 	printf("/// Constants of bpf/events.h.\n");
 	printf("pub const C_CONSTANTS: &[(&str, u64)] = &[\n");
@@ -66,6 +80,11 @@ int main(void)
 	printf("    (\"IOCLAB_KIND_EXEC\", %d),\n", IOCLAB_KIND_EXEC);
 	printf("    (\"IOCLAB_KIND_CLONE\", %d),\n", IOCLAB_KIND_CLONE);
 	printf("    (\"IOCLAB_KIND_EXIT\", %d),\n", IOCLAB_KIND_EXIT);
+	printf("    (\"IOCLAB_KIND_CONNECT\", %d),\n", IOCLAB_KIND_CONNECT);
+	printf("    (\"IOCLAB_KIND_SEND\", %d),\n", IOCLAB_KIND_SEND);
+	printf("    (\"IOCLAB_KIND_DNS\", %d),\n", IOCLAB_KIND_DNS);
+	printf("    (\"IOCLAB_DNS_LEN\", %d),\n", IOCLAB_DNS_LEN);
+	printf("    (\"IOCLAB_SEND_SAMPLE\", %d),\n", IOCLAB_SEND_SAMPLE);
 	printf("];\n");
 	return 0;
 }

@@ -11,3 +11,4 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #include "process.c"
+#include "network.c"

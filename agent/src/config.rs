@@ -27,6 +27,8 @@ pub struct Config {
     pub max_hash_size: u64,
     /// How many files' hashes are kept.
     pub hash_cache_size: usize,
+    /// Sends of fewer bytes make no `send_data` event (Kunai's option).
+    pub send_data_min_len: u64,
     /// Where events go.
     pub output: OutputConfig,
     /// IoC matching.
@@ -71,6 +73,7 @@ impl Default for Config {
             poll_interval_ms: 10,
             max_hash_size: 256 << 20,
             hash_cache_size: 4096,
+            send_data_min_len: 1,
             output: OutputConfig::default(),
             scanner: ScannerConfig::default(),
             events: EventKind::ALL

@@ -13,5 +13,6 @@ pub mod enrich;
 pub mod events;
 pub mod hashes;
 pub mod ioc;
+pub mod net;
 pub mod replay;
 pub mod sensor;

@@ -11,6 +11,12 @@ pub const ARGV_LEN: usize = 1024;
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_CLONE: u32 = 2;
 pub const KIND_EXIT: u32 = 3;
+pub const KIND_CONNECT: u32 = 10;
+pub const KIND_SEND: u32 = 11;
+pub const KIND_DNS: u32 = 12;
+
+pub const DNS_LEN: usize = 2048;
+pub const SEND_SAMPLE: usize = 256;
 
 /// A task (`struct ioclab_task`).
 #[repr(C)]
@@ -96,6 +102,33 @@ pub struct Exit {
     pub _pad: [u8; 3],
 }
 
+/// One end of a flow (`struct ioclab_endpoint`): IPv4 in the first 4 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad: [u8; 2],
+}
+
+/// connect / send / DNS records (`struct ioclab_net`), followed by `data_len` bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Net {
+    pub hdr: Header,
+    pub cookie: u64,
+    pub size: i64,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub family: u16,
+    pub kind: u16,
+    pub proto: u16,
+    pub connected: u8,
+    pub _pad: u8,
+    pub data_len: u32,
+    pub _pad2: u32,
+}
+
 /// Marker for the plain-old-data records above: any bit pattern is valid.
 ///
 /// # Safety
@@ -105,6 +138,7 @@ unsafe impl Record for Header {}
 unsafe impl Record for Exec {}
 unsafe impl Record for Clone {}
 unsafe impl Record for Exit {}
+unsafe impl Record for Net {}
 
 /// Copies a record out of ring-buffer bytes; `None` when the bytes are too short.
 pub fn read<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -203,6 +237,20 @@ mod tests {
             "ioclab_exit.hdr" => field!(Exit, hdr),
             "ioclab_exit.exit_code" => field!(Exit, exit_code),
             "ioclab_exit.group_dead" => field!(Exit, group_dead),
+            "ioclab_endpoint" => (0, size_of::<Endpoint>()),
+            "ioclab_endpoint.addr" => field!(Endpoint, addr),
+            "ioclab_endpoint.port" => field!(Endpoint, port),
+            "ioclab_net" => (0, size_of::<Net>()),
+            "ioclab_net.hdr" => field!(Net, hdr),
+            "ioclab_net.cookie" => field!(Net, cookie),
+            "ioclab_net.size" => field!(Net, size),
+            "ioclab_net.src" => field!(Net, src),
+            "ioclab_net.dst" => field!(Net, dst),
+            "ioclab_net.family" => field!(Net, family),
+            "ioclab_net.type" => field!(Net, kind),
+            "ioclab_net.proto" => field!(Net, proto),
+            "ioclab_net.connected" => field!(Net, connected),
+            "ioclab_net.data_len" => field!(Net, data_len),
             _ => return None,
         })
     }
@@ -227,6 +275,11 @@ mod tests {
                 "IOCLAB_KIND_EXEC" => KIND_EXEC as u64,
                 "IOCLAB_KIND_CLONE" => KIND_CLONE as u64,
                 "IOCLAB_KIND_EXIT" => KIND_EXIT as u64,
+                "IOCLAB_KIND_CONNECT" => KIND_CONNECT as u64,
+                "IOCLAB_KIND_SEND" => KIND_SEND as u64,
+                "IOCLAB_KIND_DNS" => KIND_DNS as u64,
+                "IOCLAB_DNS_LEN" => DNS_LEN as u64,
+                "IOCLAB_SEND_SAMPLE" => SEND_SAMPLE as u64,
                 other => panic!("{other} has no Rust mirror"),
             };
             assert_eq!(rust, *value, "{name}");

@@ -24,10 +24,17 @@ struct Hook {
     feeds: &'static [EventKind],
 }
 
+use EventKind::{Connect, DnsQuery, SendData};
+
 const HOOKS: &[Hook] = &[
     Hook { program: "ioclab_exec", tracepoint: "sched_process_exec", feeds: &[] },
     Hook { program: "ioclab_fork", tracepoint: "sched_process_fork", feeds: &[] },
     Hook { program: "ioclab_exit", tracepoint: "sched_process_exit", feeds: &[] },
+    // sends also teach which unconnected UDP sockets talk to a DNS server
+    Hook { program: "ioclab_sock_send", tracepoint: "sock_send_length", feeds: &[SendData, DnsQuery] },
+    // DNS answers also give connect/send_data their dst.hostname
+    Hook { program: "ioclab_sock_recv", tracepoint: "sock_recv_length", feeds: &[DnsQuery, Connect, SendData] },
+    Hook { program: "ioclab_sock_state", tracepoint: "inet_sock_set_state", feeds: &[Connect] },
 ];
 
 /// Why the programs could not be loaded; each message says what to do.
@@ -69,6 +76,8 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// Unread bytes above which the reader is woken at once.
     pub wakeup_bytes: u64,
+    /// Smallest send reported as `send_data`.
+    pub send_data_min_len: u64,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything.
@@ -123,6 +132,8 @@ impl Programs {
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .set_global("wakeup_bytes", &opts.wakeup_bytes, true)
+            .set_global("send_data_min_len", &opts.send_data_min_len, true)
+            .set_global("send_records", &(opts.events.contains(&SendData) as u8), true)
             .set_max_entries("events", ring_bytes)
             .load(SENSOR_OBJ)
             .map_err(BpfError::Load)?;

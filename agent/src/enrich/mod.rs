@@ -4,3 +4,4 @@
 
 pub mod filemeta;
 pub mod proctable;
+pub mod resolved;

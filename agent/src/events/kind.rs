@@ -50,9 +50,9 @@ kinds! {
     BpfSocketFilter = 22, "bpf_socket_filter", produced: false, default_on: true;
     MprotectExec = 40, "mprotect_exec", produced: false, default_on: true;
     MmapExec = 41, "mmap_exec", produced: false, default_on: true;
-    Connect = 60, "connect", produced: false, default_on: true;
-    DnsQuery = 61, "dns_query", produced: false, default_on: true;
-    SendData = 62, "send_data", produced: false, default_on: true;
+    Connect = 60, "connect", produced: true, default_on: true;
+    DnsQuery = 61, "dns_query", produced: true, default_on: true;
+    SendData = 62, "send_data", produced: true, default_on: true;
     Read = 81, "read", produced: false, default_on: false;
     ReadConfig = 82, "read_config", produced: false, default_on: true;
     Write = 83, "write", produced: false, default_on: false;

@@ -2,6 +2,7 @@
 //! decodes records; a processor thread enriches, matches and writes them.
 //! Hashing (the slow part) happens on the processor, never on the reader.
 
+mod network;
 mod processor;
 pub mod record;
 mod start;
@@ -129,6 +130,7 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
         events: EventKind::ALL.iter().copied().filter(|k| config.enabled(*k)).collect(),
         ring_bytes,
         wakeup_bytes: config.wakeup_bytes,
+        send_data_min_len: config.send_data_min_len,
     })?;
 
     // After attaching: a process is then either in /proc now or in the events.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-use super::record::{Exec, Record};
+use super::network::Network;
+use super::record::{Exec, NetKind, Record};
 use super::Stats;
 use crate::bpf::abi;
 use crate::config::Config;
@@ -32,6 +33,7 @@ pub struct Processor {
     buf: Vec<u8>,
     stats: Arc<Stats>,
     batch: u64,
+    net: Network,
 }
 
 fn comm(t: &abi::Task) -> String {
@@ -90,6 +92,7 @@ impl Processor {
             buf: Vec::with_capacity(4096),
             stats,
             batch: 0,
+            net: Network::default(),
             config,
         }
     }
@@ -165,11 +168,27 @@ impl Processor {
                 };
                 let (kind, data) = if group_dead {
                     self.procs.exit(hdr.task.tgid, hdr.task.start_boottime, hdr.time_ns);
+                    self.net.forget((hdr.task.tgid, hdr.task.start_boottime));
                     (EventKind::ExitGroup, EventData::ExitGroup(exit))
                 } else {
                     (EventKind::Exit, EventData::Exit(exit))
                 };
                 self.wanted(kind).then(|| self.event_of(data, &hdr))
+            }
+            Record::Net(n) => {
+                let kind = match n.kind {
+                    NetKind::Connect => EventKind::Connect,
+                    NetKind::Send => EventKind::SendData,
+                    NetKind::Dns => EventKind::DnsQuery,
+                };
+                // DNS answers are read even when dns_query is off: they name connect/send_data peers
+                if !self.wanted(kind) && n.kind != NetKind::Dns {
+                    return None;
+                }
+                let (t, parent) = (&n.hdr.task, &n.hdr.parent);
+                let p = self.procs.lookup(t.tgid, t.start_boottime, parent.tgid);
+                let data = self.net.data(&n, p, (t.tgid, t.start_boottime))?;
+                self.wanted(kind).then(|| self.event_of(data, &n.hdr))
             }
             Record::Lost { read, lost, eps } => {
                 self.stats.add_lost(lost);

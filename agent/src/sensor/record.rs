@@ -1,6 +1,8 @@
 //! Kernel records decoded into owned Rust values: the hand-off between the
 //! ring-buffer reader and the processor.
 
+use std::net::{IpAddr, SocketAddr};
+
 use crate::bpf::abi;
 use crate::enrich::filemeta::FileKey;
 
@@ -25,6 +27,8 @@ pub enum Record {
         /// The last thread of its process.
         group_dead: bool,
     },
+    /// A network record: connect, send or DNS response.
+    Net(Box<Net>),
     /// The kernel side dropped records since the previous note.
     Lost {
         /// Records read since the previous note.
@@ -44,7 +48,7 @@ pub enum Record {
 impl Record {
     /// Whether this record came from the kernel (counts toward `read`).
     pub fn is_kernel_record(&self) -> bool {
-        matches!(self, Record::Exec(_) | Record::Clone { .. } | Record::Exit { .. })
+        matches!(self, Record::Exec(_) | Record::Clone { .. } | Record::Exit { .. } | Record::Net(_))
     }
 }
 
@@ -67,6 +71,55 @@ pub struct Exec {
     pub is_script: bool,
     /// Working directory, for scripts named by a relative path.
     pub cwd: Option<String>,
+}
+
+/// What a network record reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetKind {
+    /// A TCP handshake ended.
+    Connect,
+    /// Data sent.
+    Send,
+    /// A DNS response received.
+    Dns,
+}
+
+/// A decoded `struct ioclab_net` and the data after it.
+#[derive(Debug)]
+pub struct Net {
+    /// Which record.
+    pub kind: NetKind,
+    /// Header (the task that connected, sent or received).
+    pub hdr: abi::Header,
+    /// The socket's cookie.
+    pub cookie: u64,
+    /// Bytes sent or received.
+    pub size: i64,
+    /// AF_INET / AF_INET6.
+    pub family: u16,
+    /// SOCK_STREAM / SOCK_DGRAM.
+    pub sock_type: u16,
+    /// IP protocol number.
+    pub proto: u16,
+    /// Local end.
+    pub src: SocketAddr,
+    /// Remote end (the DNS server, for DNS records).
+    pub dst: SocketAddr,
+    /// connect: the handshake succeeded; send: the socket is connected.
+    pub connected: bool,
+    /// The DNS message, or a sample of the data sent.
+    pub data: Vec<u8>,
+}
+
+const AF_INET6: u16 = 10;
+
+fn endpoint(family: u16, e: &abi::Endpoint) -> SocketAddr {
+    let ip = if family == AF_INET6 {
+        IpAddr::from(e.addr)
+    } else {
+        IpAddr::from([e.addr[0], e.addr[1], e.addr[2], e.addr[3]])
+    };
+    SocketAddr::new(ip, e.port)
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -121,6 +174,29 @@ pub fn decode(bytes: &[u8]) -> Record {
             Some(x) => Record::Exit { hdr: x.hdr, exit_code: x.exit_code, group_dead: x.group_dead != 0 },
             None => short("exit"),
         },
+        abi::KIND_CONNECT | abi::KIND_SEND | abi::KIND_DNS => {
+            let Some(n) = abi::read::<abi::Net>(bytes) else { return short("network") };
+            let kind = match hdr.kind {
+                abi::KIND_CONNECT => NetKind::Connect,
+                abi::KIND_SEND => NetKind::Send,
+                _ => NetKind::Dns,
+            };
+            let rest = &bytes[std::mem::size_of::<abi::Net>()..];
+            let len = (n.data_len as usize).min(rest.len()).min(abi::DNS_LEN);
+            Record::Net(Box::new(Net {
+                kind,
+                hdr: n.hdr,
+                cookie: n.cookie,
+                size: n.size,
+                family: n.family,
+                sock_type: n.kind,
+                proto: n.proto,
+                src: endpoint(n.family, &n.src),
+                dst: endpoint(n.family, &n.dst),
+                connected: n.connected != 0,
+                data: rest[..len].to_vec(),
+            }))
+        }
         other => Record::Malformed { reason: format!("unknown record kind {other}") },
     }
 }
@@ -142,5 +218,12 @@ mod tests {
         let mut c = hdr_only.clone();
         c[..4].copy_from_slice(&abi::KIND_CLONE.to_ne_bytes());
         assert!(matches!(decode(&c), Record::Malformed { .. }));
+        // a network record claiming more data than it carries
+        let mut n = vec![0xffu8; std::mem::size_of::<abi::Net>() + 3];
+        n[..4].copy_from_slice(&abi::KIND_DNS.to_ne_bytes());
+        match decode(&n) {
+            Record::Net(net) => assert_eq!(net.data.len(), 3),
+            other => panic!("{other:?}"),
+        }
     }
 }

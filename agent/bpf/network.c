@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Network: TCP connects, data sent, and DNS responses received, on IPv4 and
+ * IPv6 TCP/UDP sockets.
+ *
+ * No syscall tracepoints: attaching one puts every syscall of every task on
+ * the slow path. The socket layer's own tracepoints fire in the calling
+ * process after each send/receive (sock_send_length, sock_recv_length) and
+ * on TCP state changes (inet_sock_set_state); the user buffer of the call in
+ * progress comes from the registers saved at syscall entry.
+ */
+#include "kernel_net.h"
+
+/* Set by the loader: sends smaller than this make no record (Kunai's send_data_min_len). */
+const volatile __u64 send_data_min_len = 1;
+/* Set by the loader: 0 when send_data is disabled (sends then only teach dns_sockets). */
+const volatile __u8 send_records = 1;
+
+/* Who started a TCP connect, by socket cookie: the handshake ends in softirq
+ * context, where the current task is not the caller. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ioclab_header);
+} connecting SEC(".maps");
+
+/* Unconnected UDP sockets that sent to port 53, by cookie: their next
+ * receives are DNS responses from that server. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ioclab_endpoint);
+} dns_sockets SEC(".maps");
+
+/* A header is too big for the stack next to the rest: built here, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ioclab_header);
+} header_scratch SEC(".maps");
+
+static __always_inline bool inet_flow(struct sock *sk)
+{
+	__u16 family = sk->__sk_common.skc_family;
+	__u16 proto = sk->sk_protocol;
+
+	return (family == AF_INET || family == AF_INET6) && (proto == IPPROTO_TCP || proto == IPPROTO_UDP);
+}
+
+static __always_inline void fill_socket(struct ioclab_net *ev, struct sock *sk)
+{
+	ev->family = sk->__sk_common.skc_family;
+	ev->type = sk->sk_type;
+	ev->proto = sk->sk_protocol;
+	ev->cookie = bpf_get_socket_cookie(sk);
+	if (ev->family == AF_INET) {
+		__builtin_memset(ev->src.addr, 0, 16);
+		__builtin_memset(ev->dst.addr, 0, 16);
+		*(__u32 *)ev->src.addr = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)ev->dst.addr = sk->__sk_common.skc_daddr;
+	} else {
+		bpf_probe_read_kernel(ev->src.addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(ev->dst.addr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	ev->src.port = sk->__sk_common.skc_num;
+	ev->dst.port = bpf_ntohs(sk->__sk_common.skc_dport);
+	ev->connected = 0;
+	ev->size = 0;
+	ev->data_len = 0;
+}
+
+#ifdef IOCLAB_HAVE_SYSCALL_ARGS
+/* The first user_msghdr of a sendmsg/recvmsg (or of the vector of a
+ * sendmmsg/recvmmsg: only its first message is sampled). */
+static __always_inline int read_msghdr(struct pt_regs *regs, struct user_msghdr_abi *msg)
+{
+	return bpf_probe_read_user(msg, sizeof(*msg), (void *)SYSCALL_ARG2(regs));
+}
+
+/* Where the data of the send/receive in progress is in user memory, or NULL
+ * when the syscall has no single buffer (sendfile, splice, io_uring...). */
+static __always_inline void *syscall_buffer(struct pt_regs *regs)
+{
+	struct user_msghdr_abi msg;
+	struct user_iovec iov;
+
+	switch (SYSCALL_NR(regs)) {
+	case NR_read:
+	case NR_write:
+	case NR_recvfrom:
+	case NR_sendto:
+		return (void *)SYSCALL_ARG2(regs);
+	case NR_readv:
+	case NR_writev:
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)SYSCALL_ARG2(regs)))
+			return NULL;
+		return iov.iov_base;
+	case NR_recvmsg:
+	case NR_sendmsg:
+	case NR_recvmmsg:
+	case NR_sendmmsg:
+		if (read_msghdr(regs, &msg) || !msg.msg_iov || bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
+			return NULL;
+		return iov.iov_base;
+	}
+	return NULL;
+}
+
+/* The destination named by an unconnected send (sendto's address, sendmsg's msg_name). */
+static __always_inline bool syscall_dest(struct pt_regs *regs, struct ioclab_endpoint *dst)
+{
+	struct user_sockaddr_inet sa;
+	struct user_msghdr_abi msg;
+	void *name = NULL;
+
+	switch (SYSCALL_NR(regs)) {
+	case NR_sendto:
+		name = (void *)SYSCALL_ARG5(regs);
+		break;
+	case NR_sendmsg:
+	case NR_sendmmsg:
+		if (read_msghdr(regs, &msg))
+			return false;
+		name = msg.msg_name;
+		break;
+	}
+	if (!name || bpf_probe_read_user(&sa, sizeof(sa), name))
+		return false;
+	__builtin_memset(dst->addr, 0, 16);
+	if (sa.family == AF_INET)
+		*(__u32 *)dst->addr = sa.v4;
+	else if (sa.family == AF_INET6)
+		__builtin_memcpy(dst->addr, sa.v6, 16);
+	else
+		return false;
+	dst->port = bpf_ntohs(sa.port);
+	return true;
+}
+#else
+static __always_inline void *syscall_buffer(void *regs) { return NULL; }
+static __always_inline bool syscall_dest(void *regs, struct ioclab_endpoint *dst) { return false; }
+#endif
+
+static __always_inline void fill_current(struct ioclab_header *h, __u32 kind)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	fill_header(h, kind, task, task->real_parent);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(ioclab_sock_send, struct sock *sk, int ret, int flags)
+{
+	if (ret <= 0 || !inet_flow(sk))
+		return 0;
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	bool connected = sk->__sk_common.skc_dport != 0;
+
+	if (!send_records || ret < send_data_min_len) {
+		/* no record, but a DNS query from an unconnected socket still marks it */
+		if (!connected && sk->sk_protocol == IPPROTO_UDP) {
+			struct ioclab_endpoint dst;
+			if (syscall_dest(regs, &dst) && dst.port == 53) {
+				__u64 cookie = bpf_get_socket_cookie(sk);
+				bpf_map_update_elem(&dns_sockets, &cookie, &dst, BPF_ANY);
+			}
+		}
+		return 0;
+	}
+
+	struct ioclab_net *ev = reserve(sizeof(*ev) + IOCLAB_SEND_SAMPLE);
+	if (!ev)
+		return 0;
+	fill_current(&ev->hdr, IOCLAB_KIND_SEND);
+	fill_socket(ev, sk);
+	ev->size = ret;
+	ev->connected = connected;
+	if (!connected && syscall_dest(regs, &ev->dst) && ev->dst.port == 53 && ev->proto == IPPROTO_UDP) {
+		/* map helpers take at most one pointer into a ring-buffer record: copy */
+		__u64 cookie = ev->cookie;
+		struct ioclab_endpoint server = ev->dst;
+		bpf_map_update_elem(&dns_sockets, &cookie, &server, BPF_ANY);
+	}
+
+	void *buf = syscall_buffer(regs);
+	__u32 len = ret;
+	if (len > IOCLAB_SEND_SAMPLE)
+		len = IOCLAB_SEND_SAMPLE;
+	if (buf && bpf_probe_read_user((void *)(ev + 1), len, buf) == 0)
+		ev->data_len = len;
+	submit(ev, sizeof(*ev) + IOCLAB_SEND_SAMPLE);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(ioclab_sock_recv, struct sock *sk, int ret, int flags)
+{
+	if (ret <= 0 || (flags & MSG_PEEK) || !inet_flow(sk))
+		return 0;
+
+	struct ioclab_endpoint *server = NULL;
+	if (sk->__sk_common.skc_dport != bpf_htons(53)) {
+		if (sk->sk_protocol != IPPROTO_UDP)
+			return 0;
+		__u64 cookie = bpf_get_socket_cookie(sk);
+		server = bpf_map_lookup_elem(&dns_sockets, &cookie);
+		if (!server)
+			return 0;
+	}
+
+	struct ioclab_net *ev = reserve(sizeof(*ev) + IOCLAB_DNS_LEN);
+	if (!ev)
+		return 0;
+	fill_current(&ev->hdr, IOCLAB_KIND_DNS);
+	fill_socket(ev, sk);
+	ev->size = ret;
+	if (server)
+		ev->dst = *server;
+	ev->connected = !server;
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	void *buf = syscall_buffer((struct pt_regs *)bpf_task_pt_regs(task));
+	__u32 len = ret;
+	if (len > IOCLAB_DNS_LEN)
+		len = IOCLAB_DNS_LEN;
+	if (buf && bpf_probe_read_user((void *)(ev + 1), len, buf) == 0)
+		ev->data_len = len;
+	submit(ev, sizeof(*ev) + IOCLAB_DNS_LEN);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(ioclab_sock_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u64 cookie = bpf_get_socket_cookie(sk);
+
+	if (newstate == TCP_SYN_SENT) {
+		/* connect() in the calling process: remember who */
+		__u32 zero = 0;
+		struct ioclab_header *h = bpf_map_lookup_elem(&header_scratch, &zero);
+		if (!h)
+			return 0;
+		fill_current(h, IOCLAB_KIND_CONNECT);
+		bpf_map_update_elem(&connecting, &cookie, h, BPF_ANY);
+		return 0;
+	}
+	if (oldstate != TCP_SYN_SENT)
+		return 0;
+	struct ioclab_header *caller = bpf_map_lookup_elem(&connecting, &cookie);
+	if (!caller)
+		return 0;
+	struct ioclab_net *ev = reserve(sizeof(*ev));
+	if (ev) {
+		ev->hdr = *caller;
+		fill_socket(ev, sk);
+		ev->connected = newstate == TCP_ESTABLISHED;
+		submit(ev, sizeof(*ev));
+	}
+	bpf_map_delete_elem(&connecting, &cookie);
+	return 0;
+}

@@ -1,0 +1,7 @@
+//! Network facts computed in userspace: flow identity (Community ID),
+//! whether an address is public, entropy of sent data, and DNS messages.
+
+pub mod dns;
+pub mod flow;
+
+pub use flow::{community_id, entropy, is_public, Proto};
