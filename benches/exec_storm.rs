@@ -5,10 +5,13 @@
 //! Run with `make bench` (as root). Figures, not pass/fail: the targets
 //! are printed next to them.
 
-use std::io::Read;
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::*;
 
 const SPAWNS: usize = 20_000;
 const THREADS: usize = 2;
@@ -60,67 +63,25 @@ fn latencies(out: &Path) -> Vec<f64> {
     v
 }
 
-/// Counters of one agent run during a storm.
-#[derive(Default)]
-struct AgentRun {
-    read: u64,
-    lost: u64,
-    cpu_us: u64,
-    hash_cpu_us: u64,
-    max_rss_kb: u64,
-    captured: usize,
-}
-
-/// Starts the agent, runs a storm of `n` spawns under it, stops it; returns (rate, counters).
-fn storm_with_agent(n: usize, out: &Path) -> (f64, AgentRun) {
-    let _ = std::fs::remove_file(out);
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_ioclab"))
-        .args(["agent", "--stats", "-o"])
-        .arg(out)
-        .env("IOCLAB_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ioclab agent");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(out).unwrap_or_default().contains("\"start\"") {
-        assert!(Instant::now() < deadline, "agent did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Starts the agent, runs a storm of `n` spawns under it, stops it; returns
+/// (rate, counters, execve events of /bin/true written).
+fn storm_with_agent(n: usize, out: &Path) -> (f64, AgentRun, usize) {
+    let agent = start_agent(out, &[]);
     let latency = if LATENCY.with(|l| l.borrow().is_empty()) { Some(latencies(out)) } else { None };
     if let Some(l) = latency {
         LATENCY.with(|cell| *cell.borrow_mut() = l);
     }
     let rate = storm(n);
-    std::thread::sleep(Duration::from_millis(300)); // let it drain
-                                                    // SAFETY: plain kill(2) of our child.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let mut stderr = String::new();
-    agent.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(agent.wait().unwrap().success(), "agent failed: {stderr}");
-    let stats: serde_json::Value = stderr
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no --stats line in: {stderr}"));
+    let run = agent.stop();
     let truth = std::fs::canonicalize("/bin/true").unwrap();
-    let run = AgentRun {
-        read: stats["read"].as_u64().unwrap_or(0),
-        lost: stats["lost"].as_u64().unwrap_or(u64::MAX),
-        cpu_us: stats["cpu_us"].as_u64().unwrap_or(0),
-        hash_cpu_us: stats["hash_cpu_us"].as_u64().unwrap_or(0),
-        max_rss_kb: stats["max_rss_kb"].as_u64().unwrap_or(0),
-        captured: count_execs(out, truth.to_str().unwrap()),
-    };
-    (rate, run)
+    (rate, run, count_execs(out, truth.to_str().unwrap()))
 }
 
 fn main() {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("exec_storm: needs root to run the agent; skipped");
+    if !is_root("exec_storm") {
         return;
     }
-    let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap();
+    let dir = scratch_dir();
     let out = dir.path().join("events.json");
 
     storm(2_000); // warm caches
@@ -129,16 +90,13 @@ fn main() {
     let half = SPAWNS / ROUNDS;
     let (mut base_time, mut agent_time) = (0.0, 0.0);
     let mut total = AgentRun::default();
+    let mut captured = 0;
     for _ in 0..ROUNDS {
         base_time += half as f64 / storm(half);
-        let (rate, run) = storm_with_agent(half, &out);
+        let (rate, run, execs) = storm_with_agent(half, &out);
         agent_time += half as f64 / rate;
-        total.read += run.read;
-        total.lost = total.lost.saturating_add(run.lost);
-        total.cpu_us += run.cpu_us;
-        total.hash_cpu_us += run.hash_cpu_us;
-        total.max_rss_kb = total.max_rss_kb.max(run.max_rss_kb);
-        total.captured += run.captured;
+        total.add(&run);
+        captured += execs;
     }
     let (base, with_agent) = (SPAWNS as f64 / base_time, SPAWNS as f64 / agent_time);
     let ratio = with_agent / base;
@@ -152,7 +110,7 @@ fn main() {
     println!("exec_storm.rate_with_agent {with_agent:.0}/s");
     println!("exec_storm.ratio {ratio:.3}  (target >= 0.98) {}", verdict(ratio >= 0.98));
     let latency_spawns = LATENCY.with(|l| l.borrow().len());
-    println!("exec_storm.execve_captured {} of {}", total.captured, SPAWNS + latency_spawns);
+    println!("exec_storm.execve_captured {} of {}", captured, SPAWNS + latency_spawns);
     println!(
         "exec_storm.events_read {}  lost {}  (target 0 lost) {}",
         total.read,
@@ -175,14 +133,6 @@ fn main() {
         );
     }
     println!("exec_storm.agent_peak_rss_mb {rss_mb:.1}  (target < 40) {}", verdict(rss_mb < 40.0));
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "MET"
-    } else {
-        "MISSED"
-    }
 }
 
 /// execve events of `exe` in the agent's output.

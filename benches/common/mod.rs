@@ -1,0 +1,101 @@
+//! What the storm benchmarks share: running `ioclab agent` around a workload
+//! and reading its `--stats` line.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Counters of one agent run (its `--stats` line).
+#[derive(Default, Debug, Clone, Copy)]
+pub struct AgentRun {
+    pub read: u64,
+    pub lost: u64,
+    pub cpu_us: u64,
+    pub hash_cpu_us: u64,
+    pub max_rss_kb: u64,
+}
+
+impl AgentRun {
+    /// Adds another run's counters (peak RSS: the max).
+    pub fn add(&mut self, o: &AgentRun) {
+        self.read += o.read;
+        self.lost = self.lost.saturating_add(o.lost);
+        self.cpu_us += o.cpu_us;
+        self.hash_cpu_us += o.hash_cpu_us;
+        self.max_rss_kb = self.max_rss_kb.max(o.max_rss_kb);
+    }
+}
+
+/// A running agent writing to a file.
+pub struct Agent {
+    child: Child,
+}
+
+/// Starts `ioclab agent --stats -o out [extra...]` and waits for its start event.
+pub fn start_agent(out: &Path, extra: &[&str]) -> Agent {
+    let _ = std::fs::remove_file(out);
+    let child = Command::new(env!("CARGO_BIN_EXE_ioclab"))
+        .args(["agent", "--stats", "-o"])
+        .arg(out)
+        .args(extra)
+        .env("IOCLAB_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ioclab agent");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(out).unwrap_or_default().contains("\"start\"") {
+        assert!(Instant::now() < deadline, "agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Agent { child }
+}
+
+impl Agent {
+    /// Lets it drain, stops it with SIGTERM and returns its counters.
+    pub fn stop(mut self) -> AgentRun {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: plain kill(2) of our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut stderr = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert!(self.child.wait().unwrap().success(), "agent failed: {stderr}");
+        let stats: serde_json::Value = stderr
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("no --stats line in: {stderr}"));
+        AgentRun {
+            read: stats["read"].as_u64().unwrap_or(0),
+            lost: stats["lost"].as_u64().unwrap_or(u64::MAX),
+            cpu_us: stats["cpu_us"].as_u64().unwrap_or(0),
+            hash_cpu_us: stats["hash_cpu_us"].as_u64().unwrap_or(0),
+            max_rss_kb: stats["max_rss_kb"].as_u64().unwrap_or(0),
+        }
+    }
+}
+
+/// Whether the process may load eBPF programs; prints why not.
+pub fn is_root(bench: &str) -> bool {
+    // SAFETY: no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("{bench}: needs root to run the agent; skipped");
+    }
+    root
+}
+
+/// A scratch directory on tmpfs when there is one (output speed is not what is measured).
+pub fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap()
+}
+
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "MET"
+    } else {
+        "MISSED"
+    }
+}
