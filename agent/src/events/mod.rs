@@ -3,6 +3,7 @@
 //! with serde and read back by `ioclab replay`.
 
 mod data;
+pub mod json;
 mod kind;
 mod serde_helpers;
 pub mod time;

@@ -108,6 +108,8 @@ pub fn is_public(ip: IpAddr) -> bool {
 }
 
 /// Shannon entropy of `data` in bits per byte (0 for empty data, 8 at most).
+/// Computed as log2(n) - sum(c * log2(c)) / n over the byte counts c: one
+/// logarithm per distinct byte, none per byte.
 pub fn entropy(data: &[u8]) -> f32 {
     if data.is_empty() {
         return 0.0;
@@ -116,8 +118,34 @@ pub fn entropy(data: &[u8]) -> f32 {
     for &b in data {
         counts[b as usize] += 1;
     }
-    let n = data.len() as f32;
-    -counts.iter().filter(|&&c| c > 0).map(|&c| c as f32 / n).map(|p| p * p.log2()).sum::<f32>()
+    let n = data.len() as f64;
+    let sum: f64 = counts.iter().filter(|&&c| c > 1).map(|&c| c as f64 * (c as f64).log2()).sum();
+    (n.log2() - sum / n).max(0.0) as f32
+}
+
+/// Appends an IPv4 or IPv6 address as text (IPv4 without the formatting machinery: it is in every network event).
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(itoa::Buffer::new().format(*o));
+            }
+        }
+        IpAddr::V6(a) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// An address as text.
+pub fn ip_string(ip: IpAddr) -> String {
+    let mut s = String::with_capacity(15);
+    push_ip(&mut s, ip);
+    s
 }
 
 #[cfg(test)]
@@ -175,6 +203,13 @@ mod tests {
     }
 
     #[test]
+    fn ip_text() {
+        for a in ["127.0.0.1", "0.0.0.0", "255.255.255.255", "10.20.3.100", "::1", "2001:db8::2", "::ffff:1.2.3.4"] {
+            assert_eq!(ip_string(ip(a)), ip(a).to_string());
+        }
+    }
+
+    #[test]
     fn entropy_bounds() {
         assert_eq!(entropy(b""), 0.0);
         assert_eq!(entropy(b"aaaa"), 0.0);
@@ -191,9 +226,20 @@ mod tests {
         }
 
         #[test]
-        fn entropy_is_within_0_and_8(data: Vec<u8>) {
+        fn entropy_is_within_0_and_8_and_shannons(data: Vec<u8>) {
             let e = entropy(&data);
             prop_assert!((0.0..=8.0001).contains(&e));
+            // the textbook sum over probabilities
+            let mut counts = [0f64; 256];
+            data.iter().for_each(|&b| counts[b as usize] += 1.0);
+            let n = data.len() as f64;
+            let h: f64 = -counts.iter().filter(|&&c| c > 0.0).map(|c| (c / n) * (c / n).log2()).sum::<f64>();
+            prop_assert!((e as f64 - h).abs() < 1e-4, "{} vs {}", e, h);
+        }
+
+        #[test]
+        fn ipv4_text_matches_std(a: [u8; 4]) {
+            prop_assert_eq!(ip_string(IpAddr::from(a)), IpAddr::from(a).to_string());
         }
     }
 }

@@ -4,4 +4,4 @@
 pub mod dns;
 pub mod flow;
 
-pub use flow::{community_id, entropy, is_public, Proto};
+pub use flow::{community_id, entropy, ip_string, is_public, Proto};

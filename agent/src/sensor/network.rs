@@ -6,7 +6,7 @@ use super::record::{Net, NetKind};
 use crate::enrich::proctable::Process;
 use crate::enrich::resolved::ResolvedNames;
 use crate::events::*;
-use crate::net::{community_id, dns, entropy, is_public, Proto};
+use crate::net::{community_id, dns, entropy, ip_string, is_public, Proto};
 
 /// What network events need to remember: the names each process resolved.
 #[derive(Default)]
@@ -38,12 +38,12 @@ fn socket_info(r: &Net) -> SocketInfo {
 }
 
 fn sock_addr(a: SocketAddr) -> SockAddr {
-    SockAddr { ip: a.ip().to_canonical().to_string(), port: a.port() }
+    SockAddr { ip: ip_string(a.ip().to_canonical()), port: a.port() }
 }
 
 fn remote(a: SocketAddr, hostname: Option<String>) -> Endpoint {
     let ip = a.ip().to_canonical();
-    Endpoint { hostname, ip: ip.to_string(), port: a.port(), public: is_public(ip), is_v6: ip.is_ipv6() }
+    Endpoint { hostname, ip: ip_string(ip), port: a.port(), public: is_public(ip), is_v6: ip.is_ipv6() }
 }
 
 fn flow_id(r: &Net) -> String {

@@ -277,7 +277,7 @@ impl Processor {
             }
         }
         self.buf.clear();
-        if let Err(e) = serde_json::to_writer(&mut self.buf, &ev) {
+        if let Err(e) = json::to_vec_into(&mut self.buf, &ev) {
             tracing::error!("cannot serialise a {kind} event: {e}");
             return;
         }
