@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const CONNECTS: usize = 40_000;
-const ROUND_TRIPS: usize = 40_000;
+const CONNECTS: usize = 100_000;
+const ROUND_TRIPS: usize = 100_000;
 const THREADS: usize = 2;
 const ROUNDS: usize = 4;
 

@@ -110,12 +110,22 @@ impl std::hash::Hasher for DigestHasher {
 
 type Map<K> = HashMap<K, Ids, RandomState>;
 type DigestMap<K> = HashMap<K, Ids, DigestKey>;
-type StrMap = HashMap<u64, Ids, std::hash::BuildHasherDefault<PreHashed>>;
+/// Domain and path maps: seeded 64-bit hash → (ids, check), where `check` is
+/// 32 bits of a second, independently seeded hash of the text. A probe whose
+/// two hashes both agree is a hit without reading the IoC's text (two cache
+/// misses saved); check 0 marks a slot two different texts share (a 64-bit
+/// collision), whose hits are confirmed on the text.
+type StrMap = HashMap<u64, (Ids, u32), std::hash::BuildHasherDefault<PreHashed>>;
+
+/// Check value of a slot whose hits are confirmed on the text.
+const VERIFY_TEXT: u32 = 0;
 
 /// A typed, loaded set of IoCs.
 ///
 /// Domains and paths are keyed by their seeded 64-bit hash (the map stays
-/// small and a miss touches no string); a hit is confirmed against the text.
+/// small and a miss touches no string); a hit is confirmed by 32 bits of a
+/// second, independently seeded hash, or against the text in the rare slot
+/// two different texts share.
 #[derive(Default)]
 pub struct IocSet {
     entries: Vec<Entry>,
@@ -123,6 +133,7 @@ pub struct IocSet {
     sources: Vec<Box<str>>,
     source_ids: HashMap<Box<str>, u16, RandomState>,
     seed: RandomState,
+    check_seed: RandomState,
     domains: StrMap,
     /// Bit n set: some domain IoC has n labels. Suffixes of other lengths are not looked up.
     domain_labels: u128,
@@ -158,7 +169,31 @@ fn add<K: std::hash::Hash + Eq, S: std::hash::BuildHasher>(
     }
 }
 
+fn add_text(map: &mut StrMap, shared: &mut Vec<Vec<u32>>, key: u64, check: u32, id: u32) {
+    match map.get_mut(&key) {
+        None => {
+            map.insert(key, (Ids(id), check));
+        }
+        Some((ids, slot_check)) => {
+            if *slot_check != check {
+                *slot_check = VERIFY_TEXT;
+            }
+            if ids.0 & SHARED != 0 {
+                shared[(ids.0 & !SHARED) as usize].push(id);
+            } else {
+                shared.push(vec![ids.0, id]);
+                ids.0 = SHARED | (shared.len() as u32 - 1);
+            }
+        }
+    }
+}
+
 impl IocSet {
+    /// 32 bits of the second hash of `text`, never VERIFY_TEXT.
+    fn check_of(&self, text: &str) -> u32 {
+        (self.check_seed.hash_one(text) as u32) | 1
+    }
+
     /// An empty set.
     pub fn new() -> Self {
         Self::default()
@@ -172,15 +207,20 @@ impl IocSet {
     /// Adds one IoC.
     pub fn insert(&mut self, ioc: Ioc) {
         let id = self.entries.len() as u32;
+        let check = match &ioc.value {
+            IocValue::Domain(d) => self.check_of(d.as_str()),
+            IocValue::Path(p) => self.check_of(p),
+            _ => 0,
+        };
         let (shared, seed) = (&mut self.shared, &self.seed);
         let text = match ioc.value {
             IocValue::Domain(d) => {
-                add(&mut self.domains, shared, seed.hash_one(d.as_str()), id);
+                add_text(&mut self.domains, shared, seed.hash_one(d.as_str()), check, id);
                 self.domain_labels |= 1u128 << label_count(d.as_str()).min(127);
                 d.as_str().into()
             }
             IocValue::Path(p) => {
-                add(&mut self.paths, shared, seed.hash_one(&*p), id);
+                add_text(&mut self.paths, shared, seed.hash_one(&*p), check, id);
                 p
             }
             IocValue::Ip(ip) => {
@@ -257,7 +297,14 @@ impl IocSet {
 
     /// Entries of a domain or path map whose text is exactly `key`.
     fn text_hits(&self, map: &StrMap, key: &str, hit: &mut impl FnMut(u32)) {
-        for &id in self.ids(map.get(&self.seed.hash_one(key))) {
+        let Some((ids, check)) = map.get(&self.seed.hash_one(key)) else { return };
+        if *check != VERIFY_TEXT {
+            if *check == self.check_of(key) {
+                self.ids(Some(ids)).iter().for_each(|&id| hit(id));
+            }
+            return;
+        }
+        for &id in self.ids(Some(ids)) {
             if *self.entries[id as usize].text == *key {
                 hit(id);
             }
@@ -396,6 +443,21 @@ mod tests {
         for no in ["notkunai.rocks", "rocks", "kunai.rocks.evil", "", "."] {
             assert!(s.scan(&domain(no)).is_none(), "{no} should not match");
         }
+    }
+
+    #[test]
+    fn a_slot_shared_by_two_texts_is_confirmed_on_the_text() {
+        let mut s = set(&[("a.example", 3)]);
+        // forge a 64-bit collision: a second entry, another text, the same key
+        let key = s.seed.hash_one("a.example");
+        let forged = s.entries.len() as u32;
+        s.entries.push(Entry { text: "b.example".into(), severity: 9, source: None, uuid: None });
+        let check = s.check_of("b.example");
+        add_text(&mut s.domains, &mut s.shared, key, check, forged);
+        assert_eq!(s.domains[&key].1, VERIFY_TEXT);
+        let mut hits = Vec::new();
+        s.lookup(Observable::Domain("www.a.example"), |id| hits.push(id));
+        assert_eq!(hits, [0], "only the entry whose text matches");
     }
 
     #[test]
