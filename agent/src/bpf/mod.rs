@@ -162,10 +162,12 @@ impl Programs {
         self.ring.as_raw_fd()
     }
 
-    /// Calls `f` with each record waiting in the ring buffer; returns how many.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// Calls `f` with each record waiting in the ring buffer, at most `max`
+    /// of them; returns how many.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
-        while let Some(item) = self.ring.next() {
+        while n < max {
+            let Some(item) = self.ring.next() else { break };
             f(&item);
             n += 1;
         }

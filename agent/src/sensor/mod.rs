@@ -97,7 +97,15 @@ fn rusage() -> (u64, u64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    (us(ru.ru_utime) + us(ru.ru_stime), ru.ru_maxrss as u64)
+    (us(ru.ru_utime) + us(ru.ru_stime), peak_rss_kb().unwrap_or(ru.ru_maxrss as u64))
+}
+
+/// Peak RSS of this process image (VmHWM). Not getrusage's ru_maxrss: Linux
+/// carries that across execve, so a process started by a big parent through
+/// vfork reports the parent's peak.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()
 }
 
 /// Loads the IoC files, logging each bad line as `file:line: reason`.
@@ -151,7 +159,10 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     tracing::info!("agent ready: {known} running processes known, writing {what} to {to}; Ctrl-C to stop");
 
     let (cpu0, _) = rusage();
-    let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<Record>)>(1024);
+    // A few batches in flight: when the processor falls behind, the reader
+    // blocks, the kernel ring fills and losses are reported as event_loss,
+    // instead of userspace memory growing without bound.
+    let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<Record>)>(QUEUED_BATCHES);
     // emptied batch vectors go back to the reader: no allocation per batch
     let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<Record>>(64);
     let proc_thread = std::thread::Builder::new().name("ioclab-process".into()).spawn(move || {
@@ -199,6 +210,11 @@ fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
     }
 }
 
+/// Batches waiting for the processor, at most.
+const QUEUED_BATCHES: usize = 4;
+/// Records in one batch, at most.
+const BATCH_RECORDS: usize = 4096;
+
 /// Longest sleep of an idle reader: bounds how late it sees `control.stop`
 /// when no signal interrupts its poll (signals do).
 const IDLE_POLL_MS: i32 = 250;
@@ -218,6 +234,7 @@ fn read_loop(
     let fd = programs.ring_fd();
     let busy_timeout = config.poll_interval_ms as i32;
     let mut idle = false;
+    let mut more = false;
     let mut batch_no = 0u64;
     let mut last_check = Instant::now();
     let mut lost_seen = programs.lost();
@@ -228,19 +245,25 @@ fn read_loop(
             reload();
         }
         if !stopping {
-            let timeout = if idle { IDLE_POLL_MS } else { busy_timeout };
+            let timeout = if more {
+                0 // the last drain stopped at a full batch: records are waiting
+            } else if idle {
+                IDLE_POLL_MS
+            } else {
+                busy_timeout
+            };
             let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd. EINTR (a signal) just ends the wait early.
             unsafe { libc::poll(&mut pfd, 1, timeout) };
         }
         let mut records = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(256));
-        programs.drain(|bytes| records.push(decode(bytes)));
+        more = programs.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes))) == BATCH_RECORDS;
         if records.is_empty() && !idle && !stopping {
             // arm the kernel-side wakeup, then look once more: a record that
             // came before the flag was visible would otherwise wait for the timer
             programs.set_reader_idle(true);
             idle = true;
-            programs.drain(|bytes| records.push(decode(bytes)));
+            programs.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes)));
         }
         if !records.is_empty() && idle {
             programs.set_reader_idle(false);
