@@ -29,6 +29,10 @@ enum ioclab_kind {
 	IOCLAB_KIND_SEND = 11,    /* data sent on an IPv4/IPv6 TCP or UDP socket */
 	IOCLAB_KIND_DNS = 12,     /* a DNS response (peer port 53) reached a process */
 	/* 20-49: file and system records (files.c) */
+	IOCLAB_KIND_FILE = 20,      /* a syscall on one file: open, close after writing, mmap */
+	IOCLAB_KIND_PATHS = 21,     /* rename, unlink: names as the process gave them */
+	IOCLAB_KIND_SYS = 22,       /* kill, ptrace, prctl, mprotect, modules, BPF */
+	IOCLAB_KIND_THROTTLED = 23, /* a task's file events went over max_eps_fs */
 };
 
 /* A task as userspace needs it for `info.task` / `info.parent_task`. */
@@ -131,6 +135,98 @@ struct ioclab_net {
 	__u8 _pad;
 	__u32 data_len;
 	__u32 _pad2;
+};
+
+/* A socket's kind (bpf_socket_filter). */
+struct ioclab_sock {
+	__u16 family;
+	__u16 type;
+	__u16 proto;
+	__u16 _pad;
+};
+
+/* What a file/system record reports (ioclab_syscall.op). */
+enum ioclab_op {
+	IOCLAB_OP_OPEN = 1,           /* file: open/creat; see f_mode */
+	IOCLAB_OP_CLOSE_WRITABLE = 2, /* file: close of a file open for writing */
+	IOCLAB_OP_MMAP_EXEC = 3,      /* file: mmap of a file with PROT_EXEC */
+	IOCLAB_OP_MPROTECT_EXEC = 4,  /* sys: mprotect adding PROT_EXEC */
+	IOCLAB_OP_RENAME = 5,         /* paths */
+	IOCLAB_OP_UNLINK = 6,         /* paths */
+	IOCLAB_OP_KILL = 7,           /* sys: target = the signalled task, args[0] = signal */
+	IOCLAB_OP_PTRACE = 8,         /* sys: args = request, pid */
+	IOCLAB_OP_PRCTL = 9,          /* sys: args = option, arg2..arg5 */
+	IOCLAB_OP_MODULE = 10,        /* file (finit_module) or sys (init_module); text = module args */
+	IOCLAB_OP_BPF_PROG = 11,      /* sys: prog id, type, tag... in prog */
+	IOCLAB_OP_SOCK_FILTER = 12,   /* sys: socket filter attached: data = classic BPF, or prog */
+};
+
+/* Bits of the `file_events` global: which records userspace wants. */
+#define IOCLAB_WANT_CREATE (1 << 0)
+#define IOCLAB_WANT_READ (1 << 1)
+#define IOCLAB_WANT_READ_CONFIG (1 << 2)
+#define IOCLAB_WANT_WRITE (1 << 3)
+#define IOCLAB_WANT_WRITE_CONFIG (1 << 4)
+#define IOCLAB_WANT_RENAME (1 << 5)
+#define IOCLAB_WANT_UNLINK (1 << 6)
+#define IOCLAB_WANT_WRITE_CLOSE (1 << 7)
+#define IOCLAB_WANT_MMAP_EXEC (1 << 8)
+#define IOCLAB_WANT_MPROTECT_EXEC (1 << 9)
+#define IOCLAB_WANT_PTRACE (1 << 10)
+#define IOCLAB_WANT_PRCTL (1 << 11)
+#define IOCLAB_WANT_MODULE (1 << 12)
+#define IOCLAB_WANT_BPF_PROG (1 << 13)
+#define IOCLAB_WANT_SOCK_FILTER (1 << 14)
+
+/* The syscall a file/system record comes from. */
+struct ioclab_syscall {
+	struct ioclab_header hdr;
+	__u32 op;  /* enum ioclab_op */
+	__u32 nr;  /* syscall number */
+	__s64 ret; /* its result */
+	__u64 args[6];
+};
+
+/* IOCLAB_KIND_FILE: the syscall and the file it used. */
+struct ioclab_file_rec {
+	struct ioclab_syscall sc;
+	__u32 f_mode;
+	__u32 config; /* the name given starts with a configuration directory (/etc/) */
+	struct ioclab_file file;
+};
+
+#define IOCLAB_NAME_LEN 256
+
+/* IOCLAB_KIND_PATHS: names as given, and the directory each is relative to
+ * (cwd or the dirfd; empty when the name is absolute). */
+struct ioclab_paths_rec {
+	struct ioclab_syscall sc;
+	__u32 name_len[2];
+	char name[2][IOCLAB_NAME_LEN];
+	struct ioclab_path base[2];
+};
+
+#define IOCLAB_SYS_DATA 512
+
+/* IOCLAB_KIND_SYS. */
+struct ioclab_sys_rec {
+	struct ioclab_syscall sc;
+	struct ioclab_task target; /* kill: the signalled task */
+	__u32 prog_id;             /* bpf prog load / SO_ATTACH_BPF: the program */
+	__u32 prog_type;
+	__u32 prog_verified_insns;
+	__u32 data_len;            /* bytes in data */
+	__u8 prog_tag[8];
+	char prog_name[16];
+	char text[64];             /* attached function, module arguments */
+	struct ioclab_sock sock;   /* bpf_socket_filter: the socket */
+	__u8 data[IOCLAB_SYS_DATA]; /* classic BPF filter of SO_ATTACH_FILTER */
+};
+
+/* IOCLAB_KIND_THROTTLED: file events of hdr.task dropped this second. */
+struct ioclab_throttled {
+	struct ioclab_header hdr;
+	__u64 limit;
 };
 
 #endif

@@ -33,6 +33,8 @@ struct sock {
  * the syscall number and the user buffers of the call in progress. */
 #if defined(__TARGET_ARCH_x86)
 struct pt_regs {
+	unsigned long r9;
+	unsigned long r10;
 	unsigned long r8;
 	unsigned long dx;
 	unsigned long si;

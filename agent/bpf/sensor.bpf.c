@@ -12,3 +12,4 @@ char LICENSE[] SEC("license") = "GPL";
 
 #include "process.c"
 #include "network.c"
+#include "files.c"

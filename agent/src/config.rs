@@ -29,6 +29,10 @@ pub struct Config {
     pub hash_cache_size: usize,
     /// Sends of fewer bytes make no `send_data` event (Kunai's option).
     pub send_data_min_len: u64,
+    /// File events (create, read/write, rename, unlink, write_close) per
+    /// process and second; over it they are dropped for the rest of the
+    /// second and one `error` event says so (Kunai's option; 0: no limit).
+    pub max_eps_fs: u64,
     /// Where events go.
     pub output: OutputConfig,
     /// IoC matching.
@@ -74,6 +78,7 @@ impl Default for Config {
             max_hash_size: 256 << 20,
             hash_cache_size: 4096,
             send_data_min_len: 1,
+            max_eps_fs: 2048,
             output: OutputConfig::default(),
             scanner: ScannerConfig::default(),
             events: EventKind::ALL

@@ -15,6 +15,44 @@ pub const KIND_CONNECT: u32 = 10;
 pub const KIND_SEND: u32 = 11;
 pub const KIND_DNS: u32 = 12;
 
+pub const KIND_FILE: u32 = 20;
+pub const KIND_PATHS: u32 = 21;
+pub const KIND_SYS: u32 = 22;
+pub const KIND_THROTTLED: u32 = 23;
+
+pub const NAME_LEN: usize = 256;
+pub const SYS_DATA: usize = 512;
+
+pub const OP_OPEN: u32 = 1;
+pub const OP_CLOSE_WRITABLE: u32 = 2;
+pub const OP_MMAP_EXEC: u32 = 3;
+pub const OP_MPROTECT_EXEC: u32 = 4;
+pub const OP_RENAME: u32 = 5;
+pub const OP_UNLINK: u32 = 6;
+pub const OP_KILL: u32 = 7;
+pub const OP_PTRACE: u32 = 8;
+pub const OP_PRCTL: u32 = 9;
+pub const OP_MODULE: u32 = 10;
+pub const OP_BPF_PROG: u32 = 11;
+pub const OP_SOCK_FILTER: u32 = 12;
+
+/// Bits of the `file_events` global of files.c.
+pub const WANT_CREATE: u64 = 1 << 0;
+pub const WANT_READ: u64 = 1 << 1;
+pub const WANT_READ_CONFIG: u64 = 1 << 2;
+pub const WANT_WRITE: u64 = 1 << 3;
+pub const WANT_WRITE_CONFIG: u64 = 1 << 4;
+pub const WANT_RENAME: u64 = 1 << 5;
+pub const WANT_UNLINK: u64 = 1 << 6;
+pub const WANT_WRITE_CLOSE: u64 = 1 << 7;
+pub const WANT_MMAP_EXEC: u64 = 1 << 8;
+pub const WANT_MPROTECT_EXEC: u64 = 1 << 9;
+pub const WANT_PTRACE: u64 = 1 << 10;
+pub const WANT_PRCTL: u64 = 1 << 11;
+pub const WANT_MODULE: u64 = 1 << 12;
+pub const WANT_BPF_PROG: u64 = 1 << 13;
+pub const WANT_SOCK_FILTER: u64 = 1 << 14;
+
 pub const DNS_LEN: usize = 2048;
 pub const SEND_SAMPLE: usize = 256;
 
@@ -129,6 +167,72 @@ pub struct Net {
     pub _pad2: u32,
 }
 
+/// A socket's kind (`struct ioclab_sock`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Sock {
+    pub family: u16,
+    pub kind: u16,
+    pub proto: u16,
+    pub _pad: u16,
+}
+
+/// The syscall of a file/system record (`struct ioclab_syscall`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Syscall {
+    pub hdr: Header,
+    pub op: u32,
+    pub nr: u32,
+    pub ret: i64,
+    pub args: [u64; 6],
+}
+
+/// `struct ioclab_file_rec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileRec {
+    pub sc: Syscall,
+    pub f_mode: u32,
+    pub config: u32,
+    pub file: File,
+}
+
+/// `struct ioclab_paths_rec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PathsRec {
+    pub sc: Syscall,
+    pub name_len: [u32; 2],
+    pub name: [[u8; NAME_LEN]; 2],
+    pub base: [Path; 2],
+}
+
+/// `struct ioclab_sys_rec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SysRec {
+    pub sc: Syscall,
+    pub target: Task,
+    pub prog_id: u32,
+    pub prog_type: u32,
+    pub prog_verified_insns: u32,
+    pub data_len: u32,
+    pub prog_tag: [u8; 8],
+    pub prog_name: [u8; 16],
+    pub text: [u8; 64],
+    pub sock: Sock,
+    pub data: [u8; SYS_DATA],
+}
+
+/// `struct ioclab_throttled`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Throttled {
+    pub hdr: Header,
+    pub limit: u64,
+}
+
 /// Marker for the plain-old-data records above: any bit pattern is valid.
 ///
 /// # Safety
@@ -139,6 +243,10 @@ unsafe impl Record for Exec {}
 unsafe impl Record for Clone {}
 unsafe impl Record for Exit {}
 unsafe impl Record for Net {}
+unsafe impl Record for FileRec {}
+unsafe impl Record for PathsRec {}
+unsafe impl Record for SysRec {}
+unsafe impl Record for Throttled {}
 
 /// Copies a record out of ring-buffer bytes; `None` when the bytes are too short.
 pub fn read<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -251,6 +359,41 @@ mod tests {
             "ioclab_net.proto" => field!(Net, proto),
             "ioclab_net.connected" => field!(Net, connected),
             "ioclab_net.data_len" => field!(Net, data_len),
+            "ioclab_sock" => (0, size_of::<Sock>()),
+            "ioclab_sock.family" => field!(Sock, family),
+            "ioclab_sock.type" => field!(Sock, kind),
+            "ioclab_sock.proto" => field!(Sock, proto),
+            "ioclab_syscall" => (0, size_of::<Syscall>()),
+            "ioclab_syscall.hdr" => field!(Syscall, hdr),
+            "ioclab_syscall.op" => field!(Syscall, op),
+            "ioclab_syscall.nr" => field!(Syscall, nr),
+            "ioclab_syscall.ret" => field!(Syscall, ret),
+            "ioclab_syscall.args" => field!(Syscall, args),
+            "ioclab_file_rec" => (0, size_of::<FileRec>()),
+            "ioclab_file_rec.sc" => field!(FileRec, sc),
+            "ioclab_file_rec.f_mode" => field!(FileRec, f_mode),
+            "ioclab_file_rec.config" => field!(FileRec, config),
+            "ioclab_file_rec.file" => field!(FileRec, file),
+            "ioclab_paths_rec" => (0, size_of::<PathsRec>()),
+            "ioclab_paths_rec.sc" => field!(PathsRec, sc),
+            "ioclab_paths_rec.name_len" => field!(PathsRec, name_len),
+            "ioclab_paths_rec.name" => field!(PathsRec, name),
+            "ioclab_paths_rec.base" => field!(PathsRec, base),
+            "ioclab_sys_rec" => (0, size_of::<SysRec>()),
+            "ioclab_sys_rec.sc" => field!(SysRec, sc),
+            "ioclab_sys_rec.target" => field!(SysRec, target),
+            "ioclab_sys_rec.prog_id" => field!(SysRec, prog_id),
+            "ioclab_sys_rec.prog_type" => field!(SysRec, prog_type),
+            "ioclab_sys_rec.prog_verified_insns" => field!(SysRec, prog_verified_insns),
+            "ioclab_sys_rec.data_len" => field!(SysRec, data_len),
+            "ioclab_sys_rec.prog_tag" => field!(SysRec, prog_tag),
+            "ioclab_sys_rec.prog_name" => field!(SysRec, prog_name),
+            "ioclab_sys_rec.text" => field!(SysRec, text),
+            "ioclab_sys_rec.sock" => field!(SysRec, sock),
+            "ioclab_sys_rec.data" => field!(SysRec, data),
+            "ioclab_throttled" => (0, size_of::<Throttled>()),
+            "ioclab_throttled.hdr" => field!(Throttled, hdr),
+            "ioclab_throttled.limit" => field!(Throttled, limit),
             _ => return None,
         })
     }
@@ -280,6 +423,39 @@ mod tests {
                 "IOCLAB_KIND_DNS" => KIND_DNS as u64,
                 "IOCLAB_DNS_LEN" => DNS_LEN as u64,
                 "IOCLAB_SEND_SAMPLE" => SEND_SAMPLE as u64,
+                "IOCLAB_KIND_FILE" => KIND_FILE as u64,
+                "IOCLAB_KIND_PATHS" => KIND_PATHS as u64,
+                "IOCLAB_KIND_SYS" => KIND_SYS as u64,
+                "IOCLAB_KIND_THROTTLED" => KIND_THROTTLED as u64,
+                "IOCLAB_NAME_LEN" => NAME_LEN as u64,
+                "IOCLAB_SYS_DATA" => SYS_DATA as u64,
+                "IOCLAB_OP_OPEN" => OP_OPEN as u64,
+                "IOCLAB_OP_CLOSE_WRITABLE" => OP_CLOSE_WRITABLE as u64,
+                "IOCLAB_OP_MMAP_EXEC" => OP_MMAP_EXEC as u64,
+                "IOCLAB_OP_MPROTECT_EXEC" => OP_MPROTECT_EXEC as u64,
+                "IOCLAB_OP_RENAME" => OP_RENAME as u64,
+                "IOCLAB_OP_UNLINK" => OP_UNLINK as u64,
+                "IOCLAB_OP_KILL" => OP_KILL as u64,
+                "IOCLAB_OP_PTRACE" => OP_PTRACE as u64,
+                "IOCLAB_OP_PRCTL" => OP_PRCTL as u64,
+                "IOCLAB_OP_MODULE" => OP_MODULE as u64,
+                "IOCLAB_OP_BPF_PROG" => OP_BPF_PROG as u64,
+                "IOCLAB_OP_SOCK_FILTER" => OP_SOCK_FILTER as u64,
+                "IOCLAB_WANT_CREATE" => WANT_CREATE,
+                "IOCLAB_WANT_READ" => WANT_READ,
+                "IOCLAB_WANT_READ_CONFIG" => WANT_READ_CONFIG,
+                "IOCLAB_WANT_WRITE" => WANT_WRITE,
+                "IOCLAB_WANT_WRITE_CONFIG" => WANT_WRITE_CONFIG,
+                "IOCLAB_WANT_RENAME" => WANT_RENAME,
+                "IOCLAB_WANT_UNLINK" => WANT_UNLINK,
+                "IOCLAB_WANT_WRITE_CLOSE" => WANT_WRITE_CLOSE,
+                "IOCLAB_WANT_MMAP_EXEC" => WANT_MMAP_EXEC,
+                "IOCLAB_WANT_MPROTECT_EXEC" => WANT_MPROTECT_EXEC,
+                "IOCLAB_WANT_PTRACE" => WANT_PTRACE,
+                "IOCLAB_WANT_PRCTL" => WANT_PRCTL,
+                "IOCLAB_WANT_MODULE" => WANT_MODULE,
+                "IOCLAB_WANT_BPF_PROG" => WANT_BPF_PROG,
+                "IOCLAB_WANT_SOCK_FILTER" => WANT_SOCK_FILTER,
                 other => panic!("{other} has no Rust mirror"),
             };
             assert_eq!(rust, *value, "{name}");

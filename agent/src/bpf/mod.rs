@@ -24,7 +24,24 @@ struct Hook {
     feeds: &'static [EventKind],
 }
 
-use EventKind::{Connect, DnsQuery, SendData};
+use EventKind::*;
+
+/// Events fed by the syscall-exit program (files.c).
+const SYS_EXIT_EVENTS: &[EventKind] = &[
+    FileCreate,
+    Read,
+    ReadConfig,
+    Write,
+    WriteConfig,
+    FileRename,
+    FileUnlink,
+    MmapExec,
+    MprotectExec,
+    Ptrace,
+    Prctl,
+    BpfProgLoad,
+    BpfSocketFilter,
+];
 
 const HOOKS: &[Hook] = &[
     Hook { program: "ioclab_exec", tracepoint: "sched_process_exec", feeds: &[] },
@@ -35,7 +52,33 @@ const HOOKS: &[Hook] = &[
     // DNS answers also give connect/send_data their dst.hostname
     Hook { program: "ioclab_sock_recv", tracepoint: "sock_recv_length", feeds: &[DnsQuery, Connect, SendData] },
     Hook { program: "ioclab_sock_state", tracepoint: "inet_sock_set_state", feeds: &[Connect] },
+    Hook { program: "ioclab_signal", tracepoint: "signal_generate", feeds: &[Kill] },
+    // syscall hooks last: the agent's own loads above are not reported
+    Hook { program: "ioclab_sys_exit", tracepoint: "sys_exit", feeds: SYS_EXIT_EVENTS },
+    Hook { program: "ioclab_sys_enter", tracepoint: "sys_enter", feeds: &[WriteClose] },
 ];
+
+/// The `file_events` mask of files.c for the enabled events.
+fn file_events(enabled: &[EventKind]) -> u64 {
+    let bits: &[(EventKind, u64)] = &[
+        (FileCreate, abi::WANT_CREATE),
+        (Read, abi::WANT_READ),
+        (ReadConfig, abi::WANT_READ_CONFIG),
+        (Write, abi::WANT_WRITE),
+        (WriteConfig, abi::WANT_WRITE_CONFIG),
+        (FileRename, abi::WANT_RENAME),
+        (FileUnlink, abi::WANT_UNLINK),
+        (WriteClose, abi::WANT_WRITE_CLOSE),
+        (MmapExec, abi::WANT_MMAP_EXEC),
+        (MprotectExec, abi::WANT_MPROTECT_EXEC),
+        (Ptrace, abi::WANT_PTRACE),
+        (Prctl, abi::WANT_PRCTL),
+        (InitModule, abi::WANT_MODULE),
+        (BpfProgLoad, abi::WANT_BPF_PROG),
+        (BpfSocketFilter, abi::WANT_SOCK_FILTER),
+    ];
+    bits.iter().filter(|(k, _)| enabled.contains(k)).fold(0, |m, (_, b)| m | b)
+}
 
 /// Why the programs could not be loaded; each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +121,8 @@ pub struct LoadOptions {
     pub wakeup_bytes: u64,
     /// Smallest send reported as `send_data`.
     pub send_data_min_len: u64,
+    /// File events per process and second before throttling (0: no limit).
+    pub max_eps_fs: u64,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything.
@@ -134,6 +179,9 @@ impl Programs {
             .set_global("wakeup_bytes", &opts.wakeup_bytes, true)
             .set_global("send_data_min_len", &opts.send_data_min_len, true)
             .set_global("send_records", &(opts.events.contains(&SendData) as u8), true)
+            .set_global("file_events", &file_events(&opts.events), true)
+            .set_global("agent_tgid", &std::process::id(), true)
+            .set_global("max_eps_fs", &opts.max_eps_fs, true)
             .set_max_entries("events", ring_bytes)
             .load(SENSOR_OBJ)
             .map_err(BpfError::Load)?;
@@ -143,6 +191,11 @@ impl Programs {
                 continue;
             }
             let (name, hook) = (hook.program, hook.tracepoint);
+            if ebpf.program(name).is_none() {
+                // the syscall programs are built for x86_64 only
+                tracing::warn!("eBPF program {name} is not built for this architecture: its events are off");
+                continue;
+            }
             let err = |source| BpfError::Program { program: name, hook, source };
             let prog: &mut BtfTracePoint = program(&mut ebpf, name)?.try_into().map_err(err)?;
             prog.load(hook, &btf).map_err(err)?;

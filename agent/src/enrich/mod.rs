@@ -2,6 +2,7 @@
 //! (`filemeta`), and the process table that gives command lines, executables
 //! and ancestors (`proctable`).
 
+pub mod bpfprog;
 pub mod filemeta;
 pub mod proctable;
 pub mod resolved;

@@ -2,7 +2,7 @@
 //! decodes records; a processor thread enriches, matches and writes them.
 //! Hashing (the slow part) happens on the processor, never on the reader.
 
-mod network;
+pub(crate) mod network;
 mod processor;
 pub mod record;
 mod start;
@@ -139,6 +139,7 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
         ring_bytes,
         wakeup_bytes: config.wakeup_bytes,
         send_data_min_len: config.send_data_min_len,
+        max_eps_fs: config.max_eps_fs,
     })?;
 
     // After attaching: a process is then either in /proc now or in the events.

@@ -16,20 +16,24 @@ pub struct Network {
     pub not_dns: u64,
 }
 
-fn socket_info(r: &Net) -> SocketInfo {
-    let domain = match r.family {
+/// `socket {domain, type, proto}` from the kernel's numbers.
+pub fn socket_info(family: u16, sock_type: u16, proto: u16) -> SocketInfo {
+    let domain = match family {
+        1 => "AF_UNIX",
         2 => "AF_INET",
         10 => "AF_INET6",
+        16 => "AF_NETLINK",
+        17 => "AF_PACKET",
         _ => "AF_UNKNOWN",
     };
-    let kind = match r.sock_type {
+    let kind = match sock_type {
         1 => "SOCK_STREAM",
         2 => "SOCK_DGRAM",
         3 => "SOCK_RAW",
         5 => "SOCK_SEQPACKET",
         _ => "SOCK_UNKNOWN",
     };
-    let proto = match r.proto {
+    let proto = match proto {
         6 => "TCP",
         17 => "UDP",
         _ => "UNKNOWN",
@@ -76,7 +80,7 @@ impl Network {
                     ancestors,
                     command_line,
                     exe,
-                    socket: socket_info(r),
+                    socket: socket_info(r.family, r.sock_type, r.proto),
                     src: sock_addr(r.src),
                     query: answer.query,
                     query_type: answer.query_type,
@@ -87,8 +91,12 @@ impl Network {
             }
             NetKind::Connect | NetKind::Send => {
                 let hostname = self.names.name(key, r.dst.ip()).map_or_else(|| "?".to_string(), |n| n.to_string());
-                let (socket, src, dst, community_id) =
-                    (socket_info(r), sock_addr(r.src), remote(r.dst, Some(hostname)), flow_id(r));
+                let (socket, src, dst, community_id) = (
+                    socket_info(r.family, r.sock_type, r.proto),
+                    sock_addr(r.src),
+                    remote(r.dst, Some(hostname)),
+                    flow_id(r),
+                );
                 Some(if r.kind == NetKind::Connect {
                     EventData::Connect(ConnectData {
                         ancestors,

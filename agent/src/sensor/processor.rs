@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+mod filesys;
+
 use super::network::Network;
 use super::record::{Exec, NetKind, Record};
 use super::Stats;
@@ -189,6 +191,11 @@ impl Processor {
                 let p = self.procs.lookup(t.tgid, t.start_boottime, parent.tgid);
                 let data = self.net.data(&n, p, (t.tgid, t.start_boottime))?;
                 self.wanted(kind).then(|| self.event_of(data, &n.hdr))
+            }
+            Record::FileSys(f) => {
+                // may make several events (an open: file_create and write): written here
+                self.file_sys(*f);
+                None
             }
             Record::Lost { read, lost, eps } => {
                 self.stats.add_lost(lost);

@@ -29,6 +29,8 @@ pub enum Record {
     },
     /// A network record: connect, send or DNS response.
     Net(Box<Net>),
+    /// A file or system record (open, rename, kill, prctl, BPF...).
+    FileSys(Box<FileSys>),
     /// The kernel side dropped records since the previous note.
     Lost {
         /// Records read since the previous note.
@@ -48,7 +50,10 @@ pub enum Record {
 impl Record {
     /// Whether this record came from the kernel (counts toward `read`).
     pub fn is_kernel_record(&self) -> bool {
-        matches!(self, Record::Exec(_) | Record::Clone { .. } | Record::Exit { .. } | Record::Net(_))
+        matches!(
+            self,
+            Record::Exec(_) | Record::Clone { .. } | Record::Exit { .. } | Record::Net(_) | Record::FileSys(_)
+        )
     }
 }
 
@@ -109,6 +114,48 @@ pub struct Net {
     pub connected: bool,
     /// The DNS message, or a sample of the data sent.
     pub data: Vec<u8>,
+}
+
+/// A decoded file/system record.
+#[derive(Debug)]
+pub struct FileSys {
+    /// Header (the acting task).
+    pub hdr: abi::Header,
+    /// `abi::OP_*`.
+    pub op: u32,
+    /// The syscall's result.
+    pub ret: i64,
+    /// Its arguments.
+    pub args: [u64; 6],
+    /// What the op carries.
+    pub detail: FileSysDetail,
+}
+
+/// The op-specific part of a [`FileSys`] record.
+#[derive(Debug)]
+pub enum FileSysDetail {
+    /// One file (open, close, mmap).
+    File {
+        /// FMODE_* bits of the open file.
+        f_mode: u32,
+        /// The name given starts with /etc/.
+        config: bool,
+        /// Identity, for the hash cache.
+        key: FileKey,
+        /// Resolved path.
+        path: String,
+        /// Path resolution hit a limit.
+        truncated: bool,
+    },
+    /// rename (two names) or unlink (one), made absolute.
+    Paths(Vec<String>),
+    /// kill, ptrace, prctl, mprotect, BPF.
+    Sys(Box<abi::SysRec>),
+    /// The task's file events are being throttled at `limit` a second.
+    Throttled {
+        /// max_eps_fs.
+        limit: u64,
+    },
 }
 
 const AF_INET6: u16 = 10;
@@ -197,13 +244,92 @@ pub fn decode(bytes: &[u8]) -> Record {
                 data: rest[..len].to_vec(),
             }))
         }
+        abi::KIND_FILE => match abi::view::<abi::FileRec>(bytes).copied().or_else(|| abi::read(bytes)) {
+            Some(f) => file_sys(
+                &f.sc,
+                FileSysDetail::File {
+                    f_mode: f.f_mode,
+                    config: f.config != 0,
+                    key: FileKey {
+                        dev: f.file.dev,
+                        ino: f.file.ino,
+                        size: f.file.size,
+                        mtime_sec: f.file.mtime_sec,
+                        mtime_nsec: f.file.mtime_nsec,
+                    },
+                    path: lossy(f.file.path.bytes()),
+                    truncated: f.file.path.truncated != 0,
+                },
+            ),
+            None => short("file"),
+        },
+        abi::KIND_PATHS => match abi::view::<abi::PathsRec>(bytes) {
+            Some(p) => {
+                let n = if p.sc.op == abi::OP_RENAME { 2 } else { 1 };
+                let names = (0..n)
+                    .map(|i| {
+                        let len = (p.name_len[i] as usize).min(abi::NAME_LEN);
+                        let name = lossy(&p.name[i][..len]);
+                        let base = lossy(p.base[i].bytes());
+                        join_path(&base, &name)
+                    })
+                    .collect();
+                file_sys(&p.sc, FileSysDetail::Paths(names))
+            }
+            None => short("paths"),
+        },
+        abi::KIND_SYS => match abi::read::<abi::SysRec>(bytes) {
+            Some(s) => file_sys(&s.sc, FileSysDetail::Sys(Box::new(s))),
+            None => short("sys"),
+        },
+        abi::KIND_THROTTLED => match abi::read::<abi::Throttled>(bytes) {
+            Some(t) => Record::FileSys(Box::new(FileSys {
+                hdr: t.hdr,
+                op: 0,
+                ret: 0,
+                args: [0; 6],
+                detail: FileSysDetail::Throttled { limit: t.limit },
+            })),
+            None => short("throttled"),
+        },
         other => Record::Malformed { reason: format!("unknown record kind {other}") },
     }
+}
+
+fn file_sys(sc: &abi::Syscall, detail: FileSysDetail) -> Record {
+    Record::FileSys(Box::new(FileSys { hdr: sc.hdr, op: sc.op, ret: sc.ret, args: sc.args, detail }))
+}
+
+/// `name` as the kernel resolves it: absolute names as they are, relative
+/// ones against `base` (the cwd or the dirfd's directory); `.` and `..`
+/// folded lexically.
+pub fn join_path(base: &str, name: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let full = if name.starts_with('/') || base.is_empty() { name.to_string() } else { format!("{base}/{name}") };
+    for c in full.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_made_absolute() {
+        assert_eq!(join_path("/tmp/d", "x.txt"), "/tmp/d/x.txt");
+        assert_eq!(join_path("/tmp/d", "../y"), "/tmp/y");
+        assert_eq!(join_path("/home", "/etc/./passwd"), "/etc/passwd");
+        assert_eq!(join_path("", "rel"), "/rel");
+        assert_eq!(join_path("/", ".."), "/");
+    }
 
     #[test]
     fn garbage_never_panics() {
@@ -224,6 +350,13 @@ mod tests {
         match decode(&n) {
             Record::Net(net) => assert_eq!(net.data.len(), 3),
             other => panic!("{other:?}"),
+        }
+        // file/system records full of 0xff: lengths clamped
+        for kind in [abi::KIND_FILE, abi::KIND_PATHS, abi::KIND_SYS, abi::KIND_THROTTLED] {
+            let mut b = vec![0xffu8; std::mem::size_of::<abi::PathsRec>()];
+            b[..4].copy_from_slice(&kind.to_ne_bytes());
+            assert!(matches!(decode(&b), Record::FileSys(_)), "kind {kind}");
+            assert!(matches!(decode(&b[..100]), Record::Malformed { .. }), "short kind {kind}");
         }
     }
 }
