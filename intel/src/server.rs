@@ -117,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sightings/add", post(sightings_add))
         .route("/warninglists/checkValue", post(warninglists_check))
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -168,6 +169,15 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Not Found", format!("{} is not an endpoint of this MISP", uri.path()), &uri)
+}
+
+async fn wrong_method(uri: Uri, method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+        &uri,
+    )
 }
 
 async fn get_version() -> Json<Value> {
