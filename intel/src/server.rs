@@ -327,6 +327,13 @@ async fn attributes_rest_search(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let f = filters(body, &uri)?;
+    if f.return_format.as_deref() != Some("csv") && !f.enforce_warninglist {
+        // the common case, and the big one (exports): JSON straight from SQLite
+        let list =
+            st.store.search_attributes_json(&f).await.map_err(|e| ApiError::from_store(e, "Invalid filters", &uri))?;
+        let body = format!("{{\"response\":{{\"Attribute\":{list}}}}}");
+        return Ok(([("content-type", "application/json")], body).into_response());
+    }
     let mut attrs =
         st.store.search_attributes(&f).await.map_err(|e| ApiError::from_store(e, "Invalid filters", &uri))?;
     if f.enforce_warninglist {

@@ -391,6 +391,11 @@ impl Store {
         Ok(out)
     }
 
+    /// Attributes matching `filters` as MISP's JSON array, rendered by SQLite (big searches).
+    pub async fn search_attributes_json(&self, filters: &filter::Filters) -> Result<String, StoreError> {
+        filter::attributes_json(&self.pool, filters).await
+    }
+
     /// Attributes matching `filters`, for /attributes/restSearch.
     pub async fn search_attributes(&self, filters: &filter::Filters) -> Result<Vec<filter::AttributeOut>, StoreError> {
         filter::attributes(&self.pool, filters).await
