@@ -33,6 +33,7 @@ enum ioclab_kind {
 	IOCLAB_KIND_PATHS = 21,     /* rename, unlink: names as the process gave them */
 	IOCLAB_KIND_SYS = 22,       /* kill, ptrace, prctl, mprotect, modules, BPF */
 	IOCLAB_KIND_THROTTLED = 23, /* a task's file events went over max_eps_fs */
+	IOCLAB_KIND_MODULE = 24,    /* init_module / finit_module (modules.c) */
 };
 
 /* A task as userspace needs it for `info.task` / `info.parent_task`. */
@@ -227,6 +228,24 @@ struct ioclab_sys_rec {
 struct ioclab_throttled {
 	struct ioclab_header hdr;
 	__u64 limit;
+};
+
+/* Bytes of a module's .modinfo section copied from an init_module image
+ * (NUL-separated key=value strings; userspace looks for name=). */
+#define IOCLAB_MODINFO_LEN 4096
+#define IOCLAB_MODARGS_LEN 256
+
+/* IOCLAB_KIND_MODULE: a kernel module load, loaded or refused. sc.op is
+ * IOCLAB_OP_MODULE, sc.nr tells init_module from finit_module. */
+struct ioclab_module_rec {
+	struct ioclab_syscall sc;
+	struct ioclab_file file; /* finit_module: the module file (userspace reads its .modinfo) */
+	__u32 args_len;          /* bytes of args, without NUL */
+	__u32 modinfo_len;       /* init_module: bytes of modinfo (0: no .modinfo found in the image) */
+	__u8 has_file;           /* finit_module and the fd was an open file */
+	__u8 _pad[7];
+	char args[IOCLAB_MODARGS_LEN];       /* the module parameters given */
+	char modinfo[IOCLAB_MODINFO_LEN];    /* init_module: start of the image's .modinfo */
 };
 
 #endif

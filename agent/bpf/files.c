@@ -299,6 +299,8 @@ static __always_inline void on_setsockopt(struct task_struct *task, struct pt_re
 	submit(ev, sizeof(*ev));
 }
 
+#include "modules.c"
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -321,6 +323,8 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 	case NR_prctl:
 	case NR_bpf:
 	case NR_setsockopt:
+	case NR_init_module:
+	case NR_finit_module:
 		break;
 	default:
 		return 0;
@@ -400,6 +404,11 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 	case NR_setsockopt:
 		if (want & IOCLAB_WANT_SOCK_FILTER)
 			on_setsockopt(task, regs, ret);
+		break;
+	case NR_init_module:
+	case NR_finit_module:
+		if (want & IOCLAB_WANT_MODULE)
+			on_module(task, regs, ret, nr);
 		break;
 	}
 	return 0;

@@ -233,6 +233,25 @@ pub struct Throttled {
     pub limit: u64,
 }
 
+// Kernel module loads (bpf/modules.c).
+pub const KIND_MODULE: u32 = 24;
+pub const MODINFO_LEN: usize = 4096;
+pub const MODARGS_LEN: usize = 256;
+
+/// `struct ioclab_module_rec`: init_module / finit_module.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleRec {
+    pub sc: Syscall,
+    pub file: File,
+    pub args_len: u32,
+    pub modinfo_len: u32,
+    pub has_file: u8,
+    pub _pad: [u8; 7],
+    pub args: [u8; MODARGS_LEN],
+    pub modinfo: [u8; MODINFO_LEN],
+}
+
 /// Marker for the plain-old-data records above: any bit pattern is valid.
 ///
 /// # Safety
@@ -247,6 +266,7 @@ unsafe impl Record for FileRec {}
 unsafe impl Record for PathsRec {}
 unsafe impl Record for SysRec {}
 unsafe impl Record for Throttled {}
+unsafe impl Record for ModuleRec {}
 
 /// Copies a record out of ring-buffer bytes; `None` when the bytes are too short.
 pub fn read<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -394,6 +414,14 @@ mod tests {
             "ioclab_throttled" => (0, size_of::<Throttled>()),
             "ioclab_throttled.hdr" => field!(Throttled, hdr),
             "ioclab_throttled.limit" => field!(Throttled, limit),
+            "ioclab_module_rec" => (0, size_of::<ModuleRec>()),
+            "ioclab_module_rec.sc" => field!(ModuleRec, sc),
+            "ioclab_module_rec.file" => field!(ModuleRec, file),
+            "ioclab_module_rec.args_len" => field!(ModuleRec, args_len),
+            "ioclab_module_rec.modinfo_len" => field!(ModuleRec, modinfo_len),
+            "ioclab_module_rec.has_file" => field!(ModuleRec, has_file),
+            "ioclab_module_rec.args" => field!(ModuleRec, args),
+            "ioclab_module_rec.modinfo" => field!(ModuleRec, modinfo),
             _ => return None,
         })
     }
@@ -456,6 +484,9 @@ mod tests {
                 "IOCLAB_WANT_MODULE" => WANT_MODULE,
                 "IOCLAB_WANT_BPF_PROG" => WANT_BPF_PROG,
                 "IOCLAB_WANT_SOCK_FILTER" => WANT_SOCK_FILTER,
+                "IOCLAB_KIND_MODULE" => KIND_MODULE as u64,
+                "IOCLAB_MODINFO_LEN" => MODINFO_LEN as u64,
+                "IOCLAB_MODARGS_LEN" => MODARGS_LEN as u64,
                 other => panic!("{other} has no Rust mirror"),
             };
             assert_eq!(rust, *value, "{name}");

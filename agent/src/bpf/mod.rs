@@ -41,6 +41,7 @@ const SYS_EXIT_EVENTS: &[EventKind] = &[
     Prctl,
     BpfProgLoad,
     BpfSocketFilter,
+    InitModule,
 ];
 
 const HOOKS: &[Hook] = &[

@@ -156,6 +156,36 @@ pub enum FileSysDetail {
         /// max_eps_fs.
         limit: u64,
     },
+    /// init_module / finit_module.
+    Module(Box<ModuleLoad>),
+}
+
+/// A decoded `struct ioclab_module_rec`.
+#[derive(Debug)]
+pub struct ModuleLoad {
+    /// finit_module (from a file), else init_module (from memory).
+    pub finit: bool,
+    /// finit_module: the module file's resolved path.
+    pub path: Option<String>,
+    /// The module parameters given.
+    pub args: String,
+    /// init_module: the start of the image's .modinfo section (empty when not found).
+    pub modinfo: Vec<u8>,
+}
+
+/// x86_64 number of finit_module (the syscall programs are x86_64 only).
+const NR_FINIT_MODULE: u32 = 313;
+
+fn module_load(m: &abi::ModuleRec) -> Record {
+    let args_len = (m.args_len as usize).min(abi::MODARGS_LEN);
+    let modinfo_len = (m.modinfo_len as usize).min(abi::MODINFO_LEN);
+    let load = ModuleLoad {
+        finit: m.sc.nr == NR_FINIT_MODULE,
+        path: (m.has_file != 0).then(|| lossy(m.file.path.bytes())),
+        args: lossy(abi::c_str(&m.args[..args_len])),
+        modinfo: m.modinfo[..modinfo_len].to_vec(),
+    };
+    file_sys(&m.sc, FileSysDetail::Module(Box::new(load)))
 }
 
 const AF_INET6: u16 = 10;
@@ -291,6 +321,10 @@ pub fn decode(bytes: &[u8]) -> Record {
                 detail: FileSysDetail::Throttled { limit: t.limit },
             })),
             None => short("throttled"),
+        },
+        abi::KIND_MODULE => match abi::view::<abi::ModuleRec>(bytes) {
+            Some(m) => module_load(m),
+            None => abi::read::<abi::ModuleRec>(bytes).map_or_else(|| short("module"), |m| module_load(&m)),
         },
         other => Record::Malformed { reason: format!("unknown record kind {other}") },
     }

@@ -198,6 +198,10 @@ impl Processor {
                     out.push(d);
                 }
             }
+            FileSysDetail::Module(m) if self.wanted(EventKind::InitModule) => {
+                out.push(self.module_load(r.ret, *m, (ancestors, command_line, exe)))
+            }
+            FileSysDetail::Module(_) => {}
             FileSysDetail::Throttled { limit } => {
                 let comm = String::from_utf8_lossy(abi::c_str(&t.comm)).into_owned();
                 out.push(EventData::Error(ErrorData {
