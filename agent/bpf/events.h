@@ -192,7 +192,7 @@ struct ioclab_syscall {
 struct ioclab_file_rec {
 	struct ioclab_syscall sc;
 	__u32 f_mode;
-	__u32 config; /* the name given starts with a configuration directory (/etc/) */
+	__u32 config; /* the file is under a configuration directory (config_dirs.c) */
 	struct ioclab_file file;
 };
 

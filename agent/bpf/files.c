@@ -142,6 +142,8 @@ static __always_inline void file_record(struct task_struct *task, struct pt_regs
 	submit(ev, sizeof(*ev));
 }
 
+#include "config_dirs.c"
+
 static __always_inline void on_open(struct task_struct *task, struct pt_regs *regs, long ret, const char *name)
 {
 	__u64 want = file_events;
@@ -153,7 +155,8 @@ static __always_inline void on_open(struct task_struct *task, struct pt_regs *re
 		return;
 	__u32 f_mode = BPF_CORE_READ((struct file___sys *)file, f_mode);
 	bool wr = f_mode & FMODE_WRITE, rd = f_mode & FMODE_READ;
-	bool config = (want & (IOCLAB_WANT_READ_CONFIG | IOCLAB_WANT_WRITE_CONFIG)) && config_name(name);
+	bool config = (want & (IOCLAB_WANT_READ_CONFIG | IOCLAB_WANT_WRITE_CONFIG)) &&
+		      (config_name(name) || under_config_dir(file));
 	bool emit = ((f_mode & FMODE_CREATED) && (want & IOCLAB_WANT_CREATE)) ||
 		    (config && ((wr && (want & IOCLAB_WANT_WRITE_CONFIG)) || (rd && (want & IOCLAB_WANT_READ_CONFIG)))) ||
 		    (wr && (want & IOCLAB_WANT_WRITE)) || (rd && (want & IOCLAB_WANT_READ));

@@ -3,6 +3,7 @@
 //! and loss counters they write to.
 
 pub mod abi;
+pub mod config_dirs;
 
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -186,6 +187,7 @@ impl Programs {
             .set_max_entries("events", ring_bytes)
             .load(SENSOR_OBJ)
             .map_err(BpfError::Load)?;
+        config_dirs::fill(&mut ebpf)?;
 
         for hook in HOOKS {
             if !hook.feeds.is_empty() && !hook.feeds.iter().any(|k| opts.events.contains(k)) {

@@ -138,7 +138,7 @@ pub enum FileSysDetail {
     File {
         /// FMODE_* bits of the open file.
         f_mode: u32,
-        /// The name given starts with /etc/.
+        /// The file is under a configuration directory (`crate::bpf::config_dirs`).
         config: bool,
         /// Identity, for the hash cache.
         key: FileKey,
