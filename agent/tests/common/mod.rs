@@ -165,3 +165,23 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
+
+/// Runs `f` in a forked child process and waits for it; returns its pid.
+/// The agent runs inside the test process and never reports its own
+/// syscalls, so file and system actions must come from another process.
+pub fn in_child(f: impl FnOnce()) -> u32 {
+    // SAFETY: the child only runs `f` (syscalls and glibc, whose malloc is
+    // fork-safe) and leaves with _exit, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok();
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child's action failed: status {status}");
+    pid as u32
+}
