@@ -45,24 +45,6 @@ fn module_image(modinfo: &[u8]) -> Vec<u8> {
     img
 }
 
-/// Runs `f` in a forked child (the agent does not report its own process,
-/// which is the test's); returns the child's pid once it exited with 0.
-fn forked(f: impl FnOnce() -> bool) -> u32 {
-    // SAFETY: the child runs `f` (plain syscalls) and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false);
-        // SAFETY: leaving the child without running the test harness's destructors.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    let mut status = 0;
-    // SAFETY: waiting for the child just forked.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child's action failed: {status}");
-    pid as u32
-}
-
 fn module_event(agent: &LiveAgent, pid: u32, syscall: &'static str) -> Value {
     agent.wait_for(syscall, move |e| is("init_module", pid)(e) && e["data"]["syscall"] == syscall)
 }
@@ -75,15 +57,17 @@ fn init_module_and_finit_module_attempts_are_reported_with_name_and_args() {
     let image = module_image(b"description=test\0name=ioclab_in_memory\0");
     let Some(agent) = start(config()) else { return };
 
-    let pid = forked(|| {
+    // in a child: the agent does not report its own process, which is the test's
+    let pid = in_child(|| {
         let params = CString::new("verbose=1 mode=\"a b\"").unwrap();
         // SAFETY: init_module with a valid buffer and string; the kernel refuses the image.
         let r = unsafe { libc::syscall(libc::SYS_init_module, image.as_ptr(), image.len(), params.as_ptr()) };
+        assert_eq!(r, -1, "init_module of a fake image must fail");
         let file = std::fs::File::open(&ko).unwrap();
         let params = CString::new("debug=2").unwrap();
         // SAFETY: finit_module with an open fd and a valid string.
         let f = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
-        r == -1 && f == -1
+        assert_eq!(f, -1, "finit_module of a fake module must fail");
     });
 
     let ev = module_event(&agent, pid, "init_module");
@@ -107,10 +91,10 @@ fn module_without_modinfo_is_named_by_its_file_and_disabled_means_silent() {
     let ko = dir.path().join("stripped_mod.ko");
     std::fs::write(&ko, b"not an ELF file at all").unwrap();
     let Some(agent) = start(config()) else { return };
-    let pid = forked(|| {
+    let pid = in_child(|| {
         let file = std::fs::File::open(&ko).unwrap();
         // SAFETY: finit_module with an open fd and an empty parameter string.
-        unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) == -1 }
+        assert_eq!(unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) }, -1);
     });
     let ev = module_event(&agent, pid, "finit_module");
     assert_eq!(ev["data"]["module_name"], "stripped_mod");
@@ -120,10 +104,10 @@ fn module_without_modinfo_is_named_by_its_file_and_disabled_means_silent() {
     let mut c = config();
     c.events.get_mut("init_module").unwrap().enable = false;
     let Some(agent) = start(c) else { return };
-    let pid = forked(|| {
+    let pid = in_child(|| {
         let file = std::fs::File::open(&ko).unwrap();
         // SAFETY: as above.
-        unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) == -1 }
+        assert_eq!(unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) }, -1);
     });
     // the child's exit_group is written after its syscalls' records: once it is there, nothing else is coming
     agent.wait_for("exit_group of the child", is("exit_group", pid));
