@@ -248,4 +248,15 @@ struct ioclab_module_rec {
 	char modinfo[IOCLAB_MODINFO_LEN];    /* init_module: start of the image's .modinfo */
 };
 
+/* The configuration directories of read_config / write_config, one list
+ * for the eBPF side (name prefixes, config_dirs.c) and userspace (their
+ * device and inode, agent/src/bpf/config_dirs.rs; a test compares both).
+ * Both spellings of merged-/usr directories are listed: names are compared
+ * as given. */
+#define IOCLAB_CONFIG_DIRS(X)                                                    \
+	X("/etc") X("/usr/lib/systemd") X("/lib/systemd") X("/usr/local/lib/systemd") \
+	X("/var/spool/cron") X("/usr/lib/modprobe.d") X("/lib/modprobe.d")           \
+	X("/usr/lib/modules-load.d") X("/usr/lib/sysctl.d") X("/usr/lib/tmpfiles.d") \
+	X("/usr/lib/udev/rules.d") X("/lib/udev/rules.d") X("/root/.ssh")
+
 #endif

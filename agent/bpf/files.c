@@ -120,15 +120,6 @@ static __always_inline void fill_syscall(struct ioclab_syscall *sc, __u32 kind, 
 	sc->args[5] = regs->r9;
 }
 
-/* Whether the user string starts with "/etc/". */
-static __always_inline bool config_name(const char *name)
-{
-	char head[6] = {};
-	if (bpf_probe_read_user(head, 5, name))
-		return false;
-	return head[0] == '/' && head[1] == 'e' && head[2] == 't' && head[3] == 'c' && head[4] == '/';
-}
-
 static __always_inline void file_record(struct task_struct *task, struct pt_regs *regs, long ret, __u32 op,
 					struct file *file, __u32 f_mode, bool config)
 {
@@ -155,8 +146,7 @@ static __always_inline void on_open(struct task_struct *task, struct pt_regs *re
 		return;
 	__u32 f_mode = BPF_CORE_READ((struct file___sys *)file, f_mode);
 	bool wr = f_mode & FMODE_WRITE, rd = f_mode & FMODE_READ;
-	bool config = (want & (IOCLAB_WANT_READ_CONFIG | IOCLAB_WANT_WRITE_CONFIG)) &&
-		      (config_name(name) || under_config_dir(file));
+	bool config = (want & (IOCLAB_WANT_READ_CONFIG | IOCLAB_WANT_WRITE_CONFIG)) && config_file(file, name);
 	bool emit = ((f_mode & FMODE_CREATED) && (want & IOCLAB_WANT_CREATE)) ||
 		    (config && ((wr && (want & IOCLAB_WANT_WRITE_CONFIG)) || (rd && (want & IOCLAB_WANT_READ_CONFIG)))) ||
 		    (wr && (want & IOCLAB_WANT_WRITE)) || (rd && (want & IOCLAB_WANT_READ));

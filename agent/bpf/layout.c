@@ -165,5 +165,10 @@ int main(void)
 	printf("    (\"IOCLAB_MODINFO_LEN\", %d),\n", IOCLAB_MODINFO_LEN);
 	printf("    (\"IOCLAB_MODARGS_LEN\", %d),\n", IOCLAB_MODARGS_LEN);
 	printf("];\n");
+	printf("/// IOCLAB_CONFIG_DIRS of bpf/events.h.\n");
+	printf("pub const C_CONFIG_DIRS: &[&str] = &[\n");
+#define PRINT_DIR(d) printf("    \"%s\",\n", d);
+	IOCLAB_CONFIG_DIRS(PRINT_DIR)
+	printf("];\n");
 	return 0;
 }

@@ -494,6 +494,11 @@ mod tests {
     }
 
     #[test]
+    fn config_dirs_match() {
+        assert_eq!(C_CONFIG_DIRS, super::super::config_dirs::CONFIG_DIRS, "IOCLAB_CONFIG_DIRS and CONFIG_DIRS differ");
+    }
+
+    #[test]
     fn short_records_are_refused() {
         assert!(read::<Exec>(&[0u8; 10]).is_none());
         let words = vec![0u64; size_of::<Exec>() / 8 + 1];

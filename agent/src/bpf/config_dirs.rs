@@ -1,8 +1,9 @@
 //! The configuration directories of `read_config` / `write_config`: a file
-//! opened anywhere below one of them (at most 6 levels down, whatever name
-//! the process used: relative, through `..` or a symlink) makes a
-//! `*_config` event instead of `read` / `write`. The kernel side compares
-//! the opened file's parent directories with these, by device and inode.
+//! opened below one of them makes a `*_config` event instead of `read` /
+//! `write`. The kernel side compares a clean absolute name with them as
+//! prefixes; for any other name (relative, with `..`) it compares the
+//! opened file's parent directories (up to 6 levels) with them by device
+//! and inode, which this module gives it.
 
 use aya::maps::HashMap;
 use aya::Ebpf;
@@ -12,17 +13,21 @@ use crate::enrich::filemeta::FileKey;
 
 /// Where Linux keeps configuration an attacker changes to persist or to
 /// gain privileges: system configuration, systemd units shipped by packages,
-/// cron tables, kernel module and sysctl settings, udev rules, root's SSH keys.
+/// cron tables, kernel module and sysctl settings, udev rules, root's SSH
+/// keys. The same list as IOCLAB_CONFIG_DIRS in bpf/events.h (a test checks).
 pub const CONFIG_DIRS: &[&str] = &[
     "/etc",
     "/usr/lib/systemd",
+    "/lib/systemd",
     "/usr/local/lib/systemd",
     "/var/spool/cron",
     "/usr/lib/modprobe.d",
+    "/lib/modprobe.d",
     "/usr/lib/modules-load.d",
     "/usr/lib/sysctl.d",
     "/usr/lib/tmpfiles.d",
     "/usr/lib/udev/rules.d",
+    "/lib/udev/rules.d",
     "/root/.ssh",
 ];
 
