@@ -29,10 +29,15 @@ enum Command {
     ///
     /// The agent loads eBPF programs into the kernel (run it as root, or with
     /// CAP_BPF and CAP_PERFMON) and writes one JSON event per line in Kunai's
-    /// format: process starts (execve, execve_script), new processes (clone),
-    /// exits (exit, exit_group), and its own start and event losses. Given IoC
-    /// files, it writes only the events that match them, with a `detection`
-    /// section.
+    /// format: processes (execve, execve_script, clone, exit, exit_group),
+    /// network (connect, dns_query, send_data), files (file_create, file_rename,
+    /// file_unlink, read_config, write_config; read, write and write_close when
+    /// switched on), code loading (mmap_exec, mprotect_exec, init_module,
+    /// bpf_prog_load, bpf_socket_filter) and process interference (kill,
+    /// ptrace, prctl), plus
+    /// its own start, errors and event losses. `ioclab agent config
+    /// --list-events` shows them with their switches. Given IoC files, it writes
+    /// only the events that match them, with a `detection` section.
     ///
     /// Ctrl-C or SIGTERM flush and stop; SIGHUP reloads the IoC files without
     /// losing events.

@@ -19,7 +19,11 @@ Examples:
   sudo ioclab agent -i iocs.json -o /var/log/ioclab.json
   ioclab agent config --dump > agent.yaml            the settings, to edit
   sudo ioclab agent -c agent.yaml                    run with them
-  sudo kill -HUP $(pidof ioclab)                     reload the IoC files"
+  sudo kill -HUP $(pidof ioclab)                     reload the IoC files
+
+Events are switched on and off in the config file (events.<name>.enable);
+ioclab agent config --list-events shows them all. File events are limited
+to max_eps_fs per process and second (an `error` event says when)."
 )]
 pub struct AgentArgs {
     #[command(subcommand)]
