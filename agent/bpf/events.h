@@ -224,10 +224,14 @@ struct ioclab_sys_rec {
 	__u8 data[IOCLAB_SYS_DATA]; /* classic BPF filter of SO_ATTACH_FILTER */
 };
 
-/* IOCLAB_KIND_THROTTLED: file events of hdr.task dropped this second. */
+/* IOCLAB_KIND_THROTTLED: file events of hdr.task dropped this second
+ * (dropped = 0, sent when the throttle kicks in), or how many were dropped
+ * in a throttled second now over (sent at the task's next file event in a
+ * later second, or when its process exits). */
 struct ioclab_throttled {
 	struct ioclab_header hdr;
 	__u64 limit;
+	__u64 dropped;
 };
 
 /* Bytes of a module's .modinfo section copied from an init_module image

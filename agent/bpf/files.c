@@ -31,9 +31,23 @@ struct {
 	__type(value, struct throttle);
 } fs_throttle SEC(".maps");
 
+/* A THROTTLED record: dropped = 0 when the throttle kicks in, else how many
+ * file events a throttled second now over lost. */
+static __always_inline void throttled(struct task_struct *task, __u64 dropped)
+{
+	struct ioclab_throttled *ev = reserve(sizeof(*ev));
+	if (!ev)
+		return;
+	fill_header(&ev->hdr, IOCLAB_KIND_THROTTLED, task, task->real_parent);
+	ev->limit = max_eps_fs;
+	ev->dropped = dropped;
+	submit(ev, sizeof(*ev));
+}
+
 /* Whether a file event of `task` may go out: at most max_eps_fs a second per
  * process, so a file storm cannot drown the other events. The first event
- * over the limit in a second makes a THROTTLED record. */
+ * over the limit in a second makes a THROTTLED record; the count of dropped
+ * ones follows at the first file event of a later second (or at exit). */
 static __always_inline bool file_budget(struct task_struct *task)
 {
 	if (!max_eps_fs)
@@ -47,21 +61,35 @@ static __always_inline bool file_budget(struct task_struct *task)
 		return true;
 	}
 	if (t->window != window) {
+		__u64 last = t->count;
 		t->window = window;
 		t->count = 0;
+		if (last > max_eps_fs)
+			throttled(task, last - max_eps_fs);
 	}
 	__u64 n = __sync_fetch_and_add(&t->count, 1) + 1;
 	if (n <= max_eps_fs)
 		return true;
-	if (n == max_eps_fs + 1) {
-		struct ioclab_throttled *ev = reserve(sizeof(*ev));
-		if (ev) {
-			fill_header(&ev->hdr, IOCLAB_KIND_THROTTLED, task, task->real_parent);
-			ev->limit = max_eps_fs;
-			submit(ev, sizeof(*ev));
-		}
-	}
+	if (n == max_eps_fs + 1)
+		throttled(task, 0);
 	return false;
+}
+
+/* The end of a process: how many file events its last throttled second
+ * lost, if that was not said yet; its throttle entry is freed. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ioclab_fs_exit, struct task_struct *task)
+{
+	if (!max_eps_fs || task->signal->live.counter != 0)
+		return 0; /* not the last thread of its process */
+	__u32 tgid = task->tgid;
+	struct throttle *t = bpf_map_lookup_elem(&fs_throttle, &tgid);
+	if (!t)
+		return 0;
+	if (t->count > max_eps_fs)
+		throttled(task, t->count - max_eps_fs);
+	bpf_map_delete_elem(&fs_throttle, &tgid);
+	return 0;
 }
 
 /* The open file behind `fd` in `task`, or NULL. */

@@ -105,6 +105,7 @@ int main(void)
 	SIZE(ioclab_throttled);
 	FIELD(ioclab_throttled, hdr);
 	FIELD(ioclab_throttled, limit);
+	FIELD(ioclab_throttled, dropped);
 	SIZE(ioclab_module_rec);
 	FIELD(ioclab_module_rec, sc);
 	FIELD(ioclab_module_rec, file);

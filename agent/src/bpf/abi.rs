@@ -231,6 +231,7 @@ pub struct SysRec {
 pub struct Throttled {
     pub hdr: Header,
     pub limit: u64,
+    pub dropped: u64,
 }
 
 // Kernel module loads (bpf/modules.c).
@@ -414,6 +415,7 @@ mod tests {
             "ioclab_throttled" => (0, size_of::<Throttled>()),
             "ioclab_throttled.hdr" => field!(Throttled, hdr),
             "ioclab_throttled.limit" => field!(Throttled, limit),
+            "ioclab_throttled.dropped" => field!(Throttled, dropped),
             "ioclab_module_rec" => (0, size_of::<ModuleRec>()),
             "ioclab_module_rec.sc" => field!(ModuleRec, sc),
             "ioclab_module_rec.file" => field!(ModuleRec, file),

@@ -155,6 +155,8 @@ pub enum FileSysDetail {
     Throttled {
         /// max_eps_fs.
         limit: u64,
+        /// 0: the throttle kicks in; else how many a throttled second now over dropped.
+        dropped: u64,
     },
     /// init_module / finit_module.
     Module(Box<ModuleLoad>),
@@ -318,7 +320,7 @@ pub fn decode(bytes: &[u8]) -> Record {
                 op: 0,
                 ret: 0,
                 args: [0; 6],
-                detail: FileSysDetail::Throttled { limit: t.limit },
+                detail: FileSysDetail::Throttled { limit: t.limit, dropped: t.dropped },
             })),
             None => short("throttled"),
         },
