@@ -91,3 +91,31 @@ fn config_files_by_relative_name_dotdot_and_odd_slashes() {
         "a configuration write is write_config, not write"
     );
 }
+
+#[test]
+fn ioc_on_a_configuration_path_detects_a_write_by_relative_name() {
+    let etc = tempfile::Builder::new().prefix("ioclab-test-").tempdir_in("/etc").unwrap();
+    let etc_dir = etc.path().to_str().unwrap().to_string();
+    let conf = format!("{etc_dir}/implant.conf");
+    let tmp = tempfile::tempdir().unwrap();
+    let iocs = tmp.path().join("iocs.json");
+    std::fs::write(&iocs, format!("{{\"uuid\":\"c\",\"source\":\"t\",\"value\":\"{conf}\",\"severity\":3}}\n"))
+        .unwrap();
+    let mut c = config();
+    c.scanner.iocs = vec![iocs];
+    let Some(agent) = start(c) else { return };
+
+    let writer = sh("cd \"$1\" && echo evil=1 > implant.conf", &etc_dir);
+    let w = agent.wait_for("detected write_config", path_is("write_config", conf.clone()));
+    assert_eq!(tgid(&w), writer as i64);
+    assert_eq!(w["detection"]["iocs"], serde_json::json!([conf]), "the path IoC matched");
+    assert_eq!(w["detection"]["severity"], 3);
+    let created = agent.wait_for("detected file_create", path_is("file_create", conf.clone()));
+    assert_eq!(created["detection"]["severity"], 3);
+    let (_, events) = agent.stop();
+    assert!(
+        // agent events (start, error, event_loss) are always written
+        events.iter().all(|e| ["start", "error", "event_loss"].contains(&name(e)) || !e["detection"].is_null()),
+        "with IoCs loaded only matching events are written"
+    );
+}
