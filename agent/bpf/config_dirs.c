@@ -50,7 +50,10 @@ static __always_inline bool under_config_dir(struct file *file)
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	struct config_dir_key key = {};
 
-	key.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	/* the dentry's inode, not f_inode: on overlayfs f_inode is the inode of
+	 * the layer below, while the directories above are overlay inodes, as
+	 * stat() shows them to userspace */
+	key.dev = BPF_CORE_READ(d, d_inode, i_sb, s_dev);
 #pragma unroll
 	for (int i = 0; i < IOCLAB_CONFIG_DEPTH; i++) {
 		struct dentry *parent = BPF_CORE_READ(d, d_parent);
