@@ -45,7 +45,7 @@ struct {
 	__type(value, struct name_peek);
 } name_peek SEC(".maps");
 
-static __always_inline bool under_config_dir(struct file *file)
+static __noinline bool under_config_dir(struct file *file)
 {
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	struct config_dir_key key = {};
@@ -77,8 +77,9 @@ static __always_inline bool name_below(const char *buf, const char *dir, int n)
 	return buf[n] == '/' || buf[n] == 0;
 }
 
-/* 1: under a configuration directory, 0: not, -1: the name cannot tell. */
-static __always_inline int config_by_name(const char *name)
+/* 1: under a configuration directory, 0: not, -1: the name cannot tell.
+ * Not inlined: on_open is inlined at each open syscall of the switch. */
+static __noinline int config_by_name(const char *name)
 {
 	__u32 zero = 0;
 	struct name_peek *p = bpf_map_lookup_elem(&name_peek, &zero);
