@@ -234,9 +234,8 @@ struct ioclab_throttled {
 	__u64 dropped;
 };
 
-/* Bytes of a module's .modinfo section copied from an init_module image
- * (NUL-separated key=value strings; userspace looks for name=). */
-#define IOCLAB_MODINFO_LEN 4096
+/* A module's name (the kernel's MODULE_NAME_LEN is 56). */
+#define IOCLAB_MODNAME_LEN 64
 #define IOCLAB_MODARGS_LEN 256
 
 /* IOCLAB_KIND_MODULE: a kernel module load, loaded or refused. sc.op is
@@ -245,11 +244,11 @@ struct ioclab_module_rec {
 	struct ioclab_syscall sc;
 	struct ioclab_file file; /* finit_module: the module file (userspace reads its .modinfo) */
 	__u32 args_len;          /* bytes of args, without NUL */
-	__u32 modinfo_len;       /* init_module: bytes of modinfo (0: no .modinfo found in the image) */
+	__u32 name_len;          /* init_module: bytes of name (0: no name= in the image's .modinfo) */
 	__u8 has_file;           /* finit_module and the fd was an open file */
 	__u8 _pad[7];
 	char args[IOCLAB_MODARGS_LEN];       /* the module parameters given */
-	char modinfo[IOCLAB_MODINFO_LEN];    /* init_module: start of the image's .modinfo */
+	char name[IOCLAB_MODNAME_LEN];       /* init_module: name= of the image's .modinfo */
 };
 
 /* The configuration directories of read_config / write_config, one list

@@ -110,10 +110,10 @@ int main(void)
 	FIELD(ioclab_module_rec, sc);
 	FIELD(ioclab_module_rec, file);
 	FIELD(ioclab_module_rec, args_len);
-	FIELD(ioclab_module_rec, modinfo_len);
+	FIELD(ioclab_module_rec, name_len);
 	FIELD(ioclab_module_rec, has_file);
 	FIELD(ioclab_module_rec, args);
-	FIELD(ioclab_module_rec, modinfo);
+	FIELD(ioclab_module_rec, name);
 	printf("];\n");
 	printf("/// Constants of bpf/events.h.\n");
 	printf("pub const C_CONSTANTS: &[(&str, u64)] = &[\n");
@@ -163,7 +163,7 @@ int main(void)
 	printf("    (\"IOCLAB_WANT_BPF_PROG\", %d),\n", IOCLAB_WANT_BPF_PROG);
 	printf("    (\"IOCLAB_WANT_SOCK_FILTER\", %d),\n", IOCLAB_WANT_SOCK_FILTER);
 	printf("    (\"IOCLAB_KIND_MODULE\", %d),\n", IOCLAB_KIND_MODULE);
-	printf("    (\"IOCLAB_MODINFO_LEN\", %d),\n", IOCLAB_MODINFO_LEN);
+	printf("    (\"IOCLAB_MODNAME_LEN\", %d),\n", IOCLAB_MODNAME_LEN);
 	printf("    (\"IOCLAB_MODARGS_LEN\", %d),\n", IOCLAB_MODARGS_LEN);
 	printf("];\n");
 	printf("/// IOCLAB_CONFIG_DIRS of bpf/events.h.\n");

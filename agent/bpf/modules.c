@@ -6,14 +6,18 @@
  * Included by files.c: on_module runs in its sys_exit program, after the
  * syscall-number filter, so it adds no cost to other syscalls.
  *
- * The module's name is in its .modinfo section ("name=..."). For
- * init_module the image is only in user memory during the call, so the
- * section is located here (ELF section headers) and its start copied;
- * userspace finds the name in it. For finit_module userspace reads the file.
+ * The module's name is in its .modinfo section ("name=...", among
+ * NUL-separated key=value entries). For init_module the image is only in
+ * user memory during the call, so the section is located here (ELF section
+ * headers) and its entries scanned for the name. For finit_module userspace
+ * reads the file.
  */
 
 /* Section headers looked at for .modinfo (modules have about 20 to 40). */
 #define IOCLAB_ELF_SHDRS 128
+/* .modinfo reads looked at for name= (an entry, or 63 bytes of a long one). */
+#define IOCLAB_MODINFO_READS 4096
+#define IOCLAB_MODINFO_WINDOW 64
 #define ELF_SHDR_SIZE 64
 
 /* The first fields of an Elf64_Shdr. */
@@ -60,9 +64,37 @@ static long modinfo_step(__u32 i, struct modinfo_walk *w)
 	return 1;
 }
 
-/* Copies the start of the image's .modinfo section into ev; every offset
- * is checked against the length the caller gave. */
-static __always_inline void copy_modinfo(struct ioclab_module_rec *ev, const char *image, __u64 len)
+struct name_scan {
+	const char *at;  /* the next read */
+	const char *end; /* of .modinfo */
+	struct ioclab_module_rec *ev;
+	__u8 mid;        /* the last read stopped inside a long entry */
+};
+
+/* One read of .modinfo: an entry, or the next 63 bytes of a long one. */
+static long name_step(__u32 i, struct name_scan *s)
+{
+	char buf[IOCLAB_MODINFO_WINDOW];
+
+	if (s->at >= s->end)
+		return 1;
+	long n = bpf_probe_read_user_str(buf, sizeof(buf), s->at);
+	if (n <= 0)
+		return 1;
+	if (!s->mid && n > 6 && buf[0] == 'n' && buf[1] == 'a' && buf[2] == 'm' && buf[3] == 'e' && buf[4] == '=') {
+		__builtin_memcpy(s->ev->name, &buf[5], IOCLAB_MODINFO_WINDOW - 5);
+		s->ev->name_len = n - 6;
+		return 1;
+	}
+	/* a full window may end inside an entry: the rest of it is no entry start */
+	s->mid = n == IOCLAB_MODINFO_WINDOW;
+	s->at += s->mid ? IOCLAB_MODINFO_WINDOW - 1 : n;
+	return 0;
+}
+
+/* Finds name= in the image's .modinfo section; every offset is checked
+ * against the length the caller gave. */
+static __always_inline void find_module_name(struct ioclab_module_rec *ev, const char *image, __u64 len)
 {
 	struct {
 		unsigned char ident[16];
@@ -95,11 +127,10 @@ static __always_inline void copy_modinfo(struct ioclab_module_rec *ev, const cha
 		.shnum = eh.shnum,
 	};
 	bpf_loop(IOCLAB_ELF_SHDRS, modinfo_step, &w, 0);
-	__u64 n = w.size;
-	if (n > IOCLAB_MODINFO_LEN)
-		n = IOCLAB_MODINFO_LEN;
-	if (n && bpf_probe_read_user(ev->modinfo, n, image + w.off) == 0)
-		ev->modinfo_len = n;
+	if (!w.size)
+		return;
+	struct name_scan scan = { .at = image + w.off, .end = image + w.off + w.size, .ev = ev };
+	bpf_loop(IOCLAB_MODINFO_READS, name_step, &scan, 0);
 }
 
 static __always_inline void on_module(struct task_struct *task, struct pt_regs *regs, long ret, long nr)
@@ -109,7 +140,7 @@ static __always_inline void on_module(struct task_struct *task, struct pt_regs *
 		return;
 	fill_syscall(&ev->sc, IOCLAB_KIND_MODULE, IOCLAB_OP_MODULE, task, regs, ret);
 	ev->has_file = 0;
-	ev->modinfo_len = 0;
+	ev->name_len = 0;
 	ev->file.path.len = 0;
 	ev->file.path.start = 0;
 	ev->file.path.truncated = 0;
@@ -126,7 +157,7 @@ static __always_inline void on_module(struct task_struct *task, struct pt_regs *
 	} else {
 		/* init_module(image, len, params) */
 		params = (const char *)SYSCALL_ARG3(regs);
-		copy_modinfo(ev, (const char *)SYSCALL_ARG1(regs), SYSCALL_ARG2(regs));
+		find_module_name(ev, (const char *)SYSCALL_ARG1(regs), SYSCALL_ARG2(regs));
 	}
 	long n = bpf_probe_read_user_str(ev->args, sizeof(ev->args), params);
 	ev->args_len = n > 0 ? n - 1 : 0;

@@ -54,7 +54,15 @@ fn init_module_and_finit_module_attempts_are_reported_with_name_and_args() {
     let dir = tempfile::tempdir().unwrap();
     let ko = dir.path().join("on-disk-file-name.ko");
     std::fs::write(&ko, module_image(b"license=GPL\0\0\0name=ioclab_from_file\0vermagic=x\0")).unwrap();
-    let image = module_image(b"description=test\0name=ioclab_in_memory\0");
+    // name= after 5 KB of other entries, and a decoy "name=" inside a long entry
+    // exactly where a 63-byte read of it ends
+    let mut modinfo = format!("description={}name=decoy_not_an_entry\0", "d".repeat(51)).into_bytes();
+    for i in 0..150 {
+        modinfo.extend_from_slice(format!("alias=pci:v0000{i:04}d*sv*sd*bc*sc*i*\0\0\0").as_bytes());
+    }
+    assert!(modinfo.len() > 4096);
+    modinfo.extend_from_slice(b"name=ioclab_in_memory\0vermagic=6.18\0");
+    let image = module_image(&modinfo);
     let Some(agent) = start(config()) else { return };
 
     // in a child: the agent does not report its own process, which is the test's

@@ -236,7 +236,7 @@ pub struct Throttled {
 
 // Kernel module loads (bpf/modules.c).
 pub const KIND_MODULE: u32 = 24;
-pub const MODINFO_LEN: usize = 4096;
+pub const MODNAME_LEN: usize = 64;
 pub const MODARGS_LEN: usize = 256;
 
 /// `struct ioclab_module_rec`: init_module / finit_module.
@@ -246,11 +246,11 @@ pub struct ModuleRec {
     pub sc: Syscall,
     pub file: File,
     pub args_len: u32,
-    pub modinfo_len: u32,
+    pub name_len: u32,
     pub has_file: u8,
     pub _pad: [u8; 7],
     pub args: [u8; MODARGS_LEN],
-    pub modinfo: [u8; MODINFO_LEN],
+    pub name: [u8; MODNAME_LEN],
 }
 
 /// Marker for the plain-old-data records above: any bit pattern is valid.
@@ -420,10 +420,10 @@ mod tests {
             "ioclab_module_rec.sc" => field!(ModuleRec, sc),
             "ioclab_module_rec.file" => field!(ModuleRec, file),
             "ioclab_module_rec.args_len" => field!(ModuleRec, args_len),
-            "ioclab_module_rec.modinfo_len" => field!(ModuleRec, modinfo_len),
+            "ioclab_module_rec.name_len" => field!(ModuleRec, name_len),
             "ioclab_module_rec.has_file" => field!(ModuleRec, has_file),
             "ioclab_module_rec.args" => field!(ModuleRec, args),
-            "ioclab_module_rec.modinfo" => field!(ModuleRec, modinfo),
+            "ioclab_module_rec.name" => field!(ModuleRec, name),
             _ => return None,
         })
     }
@@ -487,7 +487,7 @@ mod tests {
                 "IOCLAB_WANT_BPF_PROG" => WANT_BPF_PROG,
                 "IOCLAB_WANT_SOCK_FILTER" => WANT_SOCK_FILTER,
                 "IOCLAB_KIND_MODULE" => KIND_MODULE as u64,
-                "IOCLAB_MODINFO_LEN" => MODINFO_LEN as u64,
+                "IOCLAB_MODNAME_LEN" => MODNAME_LEN as u64,
                 "IOCLAB_MODARGS_LEN" => MODARGS_LEN as u64,
                 other => panic!("{other} has no Rust mirror"),
             };

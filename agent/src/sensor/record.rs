@@ -171,8 +171,8 @@ pub struct ModuleLoad {
     pub path: Option<String>,
     /// The module parameters given.
     pub args: String,
-    /// init_module: the start of the image's .modinfo section (empty when not found).
-    pub modinfo: Vec<u8>,
+    /// init_module: `name=` of the image's .modinfo section (None when not found).
+    pub name: Option<String>,
 }
 
 /// x86_64 number of finit_module (the syscall programs are x86_64 only).
@@ -180,12 +180,12 @@ const NR_FINIT_MODULE: u32 = 313;
 
 fn module_load(m: &abi::ModuleRec) -> Record {
     let args_len = (m.args_len as usize).min(abi::MODARGS_LEN);
-    let modinfo_len = (m.modinfo_len as usize).min(abi::MODINFO_LEN);
+    let name_len = (m.name_len as usize).min(abi::MODNAME_LEN);
     let load = ModuleLoad {
         finit: m.sc.nr == NR_FINIT_MODULE,
         path: (m.has_file != 0).then(|| lossy(m.file.path.bytes())),
         args: lossy(abi::c_str(&m.args[..args_len])),
-        modinfo: m.modinfo[..modinfo_len].to_vec(),
+        name: (name_len > 0).then(|| lossy(abi::c_str(&m.name[..name_len]))),
     };
     file_sys(&m.sc, FileSysDetail::Module(Box::new(load)))
 }

@@ -1,6 +1,6 @@
 //! init_module / finit_module records into `init_module` events: the
-//! module's name from its `.modinfo` (copied from memory by the kernel side
-//! for init_module, read from the file for finit_module).
+//! module's name from its `.modinfo` (found in memory by the kernel side for
+//! init_module, read from the file for finit_module).
 
 use super::Processor;
 use crate::enrich::modinfo;
@@ -17,8 +17,8 @@ impl Processor {
     ) -> EventData {
         let module_name = match &m.path {
             Some(path) => modinfo::module_name_of_file(path, self.config.max_hash_size),
-            // init_module: the name, when the copied start of .modinfo holds it
-            None => modinfo::modinfo_value(&m.modinfo, "name").map(|n| n.into_owned()).unwrap_or_default(),
+            // init_module: found in the image by the kernel side
+            None => m.name.unwrap_or_default(),
         };
         EventData::InitModule(InitModuleData {
             ancestors,
