@@ -17,6 +17,8 @@ PACKAGES=(
   dnsutils       # dig, for the network tests
   curl           # HTTP client of the network tests
   util-linux     # unshare: the tests give curl its own resolv.conf
+  python3        # PyMISP and misp-to-kunai, run by the MISP tests
+  python3-venv
   procps         # ps, pgrep for the tests
 )
 
@@ -64,4 +66,14 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "scripts/setup.sh: cargo (Rust 1.85 or later) is missing: install it with rustup (https://rustup.rs)" >&2
   exit 1
+fi
+
+# The real MISP clients, from PyPI, for the compatibility tests and the
+# export benchmark: PyMISP and pykunai (misp-to-kunai), pinned.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+PY_PACKAGES=(pymisp==2.5.34 pykunai==0.1.14)
+if [ ! -x "$VENV/bin/misp-to-kunai" ] || ! "$VENV/bin/python" -c "import pymisp" >/dev/null 2>&1; then
+  echo "setup: creating $VENV with ${PY_PACKAGES[*]}" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
 fi

@@ -50,6 +50,12 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     /// Work with IoC files (Kunai's format: one JSON object a line).
     Ioc(commands::ioc::IocArgs),
+    /// MISP: an embedded MISP-compatible server, IoC export to the agent, warninglists.
+    ///
+    /// `ioclab misp serve` runs a MISP-compatible API (the subset PyMISP and
+    /// misp-to-kunai use) on SQLite, so the lab works offline; `ioclab misp
+    /// export` pulls IoCs from it or from a real MISP into the agent's IoC file.
+    Misp(commands::misp::MispArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => commands::agent::run(args),
         Command::Replay(args) => commands::replay::run(args),
         Command::Ioc(args) => commands::ioc::run(args),
+        Command::Misp(args) => commands::misp::run(args),
     };
     match result {
         Ok(code) => code,

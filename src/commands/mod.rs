@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod ioc;
+pub mod misp;
 pub mod replay;
 
 use std::fs::OpenOptions;

@@ -1,0 +1,203 @@
+//! MISP attributes to IoC lines in Kunai's format, as misp-to-kunai writes
+//! them (`{"type","uuid","source","value","event_uuid","severity"}`), for a
+//! superset of its types: sha512, ip-src, composite values (filename|hash,
+//! domain|ip, ip-dst|port) and the host of URLs.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One IoC line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IocLine {
+    /// The MISP type (or object relation) it came from.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The attribute's uuid.
+    pub uuid: String,
+    /// Where it came from (the config's name).
+    pub source: String,
+    /// The value the agent matches.
+    pub value: String,
+    /// The event's uuid.
+    pub event_uuid: String,
+    /// 0 to 10.
+    pub severity: u8,
+}
+
+/// misp-to-kunai's severities (md5/sha1/sha256 10, domain/hostname/path 7,
+/// ip-dst 5), and the types it does not take.
+pub fn severity(kind: &str) -> Option<u8> {
+    Some(match kind {
+        "md5" | "sha1" | "sha256" | "sha512" => 10,
+        "domain" | "hostname" | "path" => 7,
+        "ip-dst" | "ip-src" => 5,
+        _ => return None,
+    })
+}
+
+/// Types misp-to-kunai itself takes (for comparisons on the shared types).
+pub fn shared_type(kind: &str) -> bool {
+    matches!(kind, "md5" | "sha1" | "sha256" | "domain" | "hostname" | "ip-dst" | "path")
+}
+
+/// The host of a URL (`https://user@Host.Example:8443/x` → `host.example`).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.trim().split_once("://").map(|(_, r)| r)?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The (kind, value) pairs an attribute gives: one for simple types, the
+/// parts the agent can match for composite ones.
+pub fn values(kind: &str, relation: Option<&str>, value: &str) -> Vec<(String, String, u8)> {
+    let one = |k: &str, v: &str| severity(k).map(|s| (k.to_string(), v.to_string(), s));
+    // misp-to-kunai matches an object attribute by its relation first, then by its type
+    if let Some(rel) = relation.filter(|r| severity(r).is_some()) {
+        return one(rel, value).into_iter().collect();
+    }
+    let mut out = Vec::new();
+    match kind {
+        "filename|md5" | "filename|sha1" | "filename|sha256" | "filename|sha512" => {
+            if let Some((_, h)) = value.rsplit_once('|') {
+                out.extend(one(&kind["filename|".len()..], h));
+            }
+        }
+        "domain|ip" => {
+            if let Some((d, ip)) = value.split_once('|') {
+                out.extend(one("domain", d));
+                out.extend(one("ip-dst", ip));
+            }
+        }
+        "ip-dst|port" | "ip-src|port" => {
+            if let Some((ip, _)) = value.rsplit_once('|') {
+                out.extend(one(&kind[..kind.len() - "|port".len()], ip));
+            }
+        }
+        "url" | "uri" => {
+            if let Some(h) = url_host(value) {
+                let k = if h.parse::<IpAddr>().is_ok() { "ip-dst" } else { "domain" };
+                out.extend(one(k, &h));
+            }
+        }
+        k => out.extend(one(k, value)),
+    }
+    out
+}
+
+/// Options of the conversion.
+#[derive(Debug, Clone, Copy)]
+pub struct Select {
+    /// Only attributes with the IDS flag (misp-to-kunai's default).
+    pub to_ids_only: bool,
+    /// Only the types misp-to-kunai takes (for comparisons).
+    pub shared_only: bool,
+}
+
+/// IoC lines of one MISP event (`{"Event": {...}}` or the event), attributes
+/// of its objects included; deleted attributes skipped.
+pub fn from_event(event: &Value, source: &str, sel: Select) -> Vec<IocLine> {
+    let e = event.get("Event").unwrap_or(event);
+    let event_uuid = e["uuid"].as_str().unwrap_or("").to_string();
+    let mut out = Vec::new();
+    let mut take = |a: &Value| {
+        let flag = |k: &str| match &a[k] {
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_i64().unwrap_or(0) != 0,
+            Value::String(s) => s == "1" || s == "true",
+            _ => false,
+        };
+        if flag("deleted") || (sel.to_ids_only && !flag("to_ids")) {
+            return;
+        }
+        let (Some(kind), Some(value)) = (a["type"].as_str(), a["value"].as_str()) else { return };
+        for (k, v, severity) in values(kind, a["object_relation"].as_str(), value) {
+            if sel.shared_only && !shared_type(&k) {
+                continue;
+            }
+            out.push(IocLine {
+                kind: k,
+                uuid: a["uuid"].as_str().unwrap_or("").to_string(),
+                source: source.to_string(),
+                value: v,
+                event_uuid: event_uuid.clone(),
+                severity,
+            });
+        }
+    };
+    for a in e["Attribute"].as_array().into_iter().flatten() {
+        take(a);
+    }
+    for o in e["Object"].as_array().into_iter().flatten() {
+        for a in o["Attribute"].as_array().into_iter().flatten() {
+            take(a);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ALL: Select = Select { to_ids_only: true, shared_only: false };
+
+    #[test]
+    fn superset_of_misp_to_kunai() {
+        let ev = json!({"Event": {"uuid": "e1", "Attribute": [
+            {"uuid": "a1", "type": "sha256", "value": "ab", "to_ids": true},
+            {"uuid": "a2", "type": "domain|ip", "value": "evil.example|203.0.113.5", "to_ids": true},
+            {"uuid": "a3", "type": "url", "value": "https://C2.Example:8443/gate.php", "to_ids": true},
+            {"uuid": "a4", "type": "ip-dst|port", "value": "198.51.100.7|4444", "to_ids": true},
+            {"uuid": "a5", "type": "filename|md5", "value": "x.exe|d41d8cd98f00b204e9800998ecf8427e", "to_ids": "1"},
+            {"uuid": "a6", "type": "domain", "value": "not-ids.example", "to_ids": false},
+            {"uuid": "a7", "type": "domain", "value": "gone.example", "to_ids": true, "deleted": true},
+            {"uuid": "a8", "type": "text", "value": "hello", "to_ids": true},
+        ], "Object": [{"Attribute": [
+            {"uuid": "o1", "type": "text", "object_relation": "path", "value": "/tmp/x", "to_ids": true},
+        ]}]}});
+        let got: Vec<(String, String, u8)> =
+            from_event(&ev, "lab", ALL).into_iter().map(|l| (l.uuid, l.value, l.severity)).collect();
+        let want: Vec<(String, String, u8)> = [
+            ("a1", "ab", 10),
+            ("a2", "evil.example", 7),
+            ("a2", "203.0.113.5", 5),
+            ("a3", "c2.example", 7),
+            ("a4", "198.51.100.7", 5),
+            ("a5", "d41d8cd98f00b204e9800998ecf8427e", 10),
+            ("o1", "/tmp/x", 7),
+        ]
+        .iter()
+        .map(|(u, v, s)| (u.to_string(), v.to_string(), *s))
+        .collect();
+        assert_eq!(got, want);
+        let no_ids = from_event(&ev, "lab", Select { to_ids_only: false, shared_only: false });
+        assert!(no_ids.iter().any(|l| l.value == "not-ids.example"));
+        assert!(!no_ids.iter().any(|l| l.value == "gone.example"), "deleted attributes never");
+        let shared = from_event(&ev, "lab", Select { to_ids_only: true, shared_only: true });
+        assert!(shared.iter().all(|l| shared_type(&l.kind)));
+    }
+
+    #[test]
+    fn line_shape() {
+        let l = IocLine {
+            kind: "domain".into(),
+            uuid: "u".into(),
+            source: "s".into(),
+            value: "v.example".into(),
+            event_uuid: "e".into(),
+            severity: 7,
+        };
+        assert_eq!(
+            serde_json::to_string(&l).unwrap(),
+            r#"{"type":"domain","uuid":"u","source":"s","value":"v.example","event_uuid":"e","severity":7}"#
+        );
+    }
+}

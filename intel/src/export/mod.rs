@@ -1,0 +1,303 @@
+//! `ioclab misp export`: IoCs from a MISP (real or embedded) and its feeds to
+//! a file the agent loads, in misp-to-kunai's line format and with its
+//! options, plus: more types, warninglist filtering, an atomic output file,
+//! and `--sync` to drop IoCs whose attribute was deleted or lost its IDS flag.
+//!
+//! One `POST /events/restSearch` fetches every selected event with its
+//! attributes, where misp-to-kunai asks the index and then each event.
+
+pub mod config;
+pub mod iocs;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::client::{ClientError, MispClient};
+use crate::model::now;
+use crate::warninglists::{Hit, Warninglists};
+use config::ExportConfig;
+use iocs::{IocLine, Select};
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Events changed in the last N days (misp-to-kunai's `-l`; None: all).
+    pub last_days: Option<u32>,
+    /// Unpublished events too.
+    pub all: bool,
+    /// Only events with one of these tags.
+    pub tags: Vec<String>,
+    /// Only attributes with the IDS flag.
+    pub to_ids_only: bool,
+    /// Drop values on a warninglist.
+    pub warninglists: bool,
+    /// Also remove IoCs whose attribute was deleted or lost its IDS flag.
+    pub sync: bool,
+    /// Start from an empty file instead of appending.
+    pub overwrite: bool,
+    /// Only the types misp-to-kunai takes.
+    pub shared_only: bool,
+    /// The file; None writes to stdout.
+    pub output: Option<PathBuf>,
+}
+
+/// What an export did.
+#[derive(Debug, Default)]
+pub struct ExportReport {
+    /// Events fetched.
+    pub events: usize,
+    /// New IoC lines written.
+    pub added: usize,
+    /// Lines already in the file and kept.
+    pub kept: usize,
+    /// Lines removed by `--sync`.
+    pub removed: Vec<IocLine>,
+    /// Values left out because they are on a warninglist.
+    pub warned: Vec<(IocLine, Hit)>,
+}
+
+/// An export that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// MISP or a feed answered badly.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Reading or writing the output failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// MISP's answer had an unexpected shape.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// misp-to-kunai's time filter: the end of the day `days` ago (local time is UTC on the lab machines).
+fn since(days: u32) -> f64 {
+    let day = (now() - i64::from(days) * 86_400).div_euclid(86_400);
+    (day * 86_400 + 86_399) as f64 + 0.999_999
+}
+
+/// The events the options select, from MISP.
+async fn fetch_events(client: &MispClient, opts: &ExportOptions) -> Result<Vec<Value>, ExportError> {
+    let mut filters = json!({});
+    if !opts.all {
+        filters["published"] = json!(true);
+    }
+    if let Some(days) = opts.last_days {
+        filters["timestamp"] = json!(since(days));
+    }
+    if !opts.tags.is_empty() {
+        filters["tags"] = json!(opts.tags);
+    }
+    let v = client.post("/events/restSearch", &filters).await?;
+    let list = v.get("response").cloned().unwrap_or(v);
+    match list {
+        Value::Array(events) => Ok(events),
+        other => Err(ExportError::Shape(format!(
+            "/events/restSearch answered {} instead of a list of events",
+            kind_of(&other)
+        ))),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The events of a feed changed since `since_ts`.
+async fn fetch_feed(client: &MispClient, url: &str, since_ts: Option<f64>) -> Result<Vec<Value>, ExportError> {
+    let base = url.trim_end_matches('/').trim_end_matches("/manifest.json");
+    let manifest = client.get_url(&format!("{base}/manifest.json")).await?;
+    let Value::Object(m) = manifest else {
+        return Err(ExportError::Shape(format!("{base}/manifest.json is not an object of events")));
+    };
+    let mut events = Vec::new();
+    for (uuid, meta) in m {
+        let ts = meta["timestamp"]
+            .as_f64()
+            .or_else(|| meta["timestamp"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0.0);
+        if since_ts.is_some_and(|s| ts < s - 86_400.0) {
+            continue;
+        }
+        events.push(client.get_url(&format!("{base}/{uuid}.json")).await?);
+    }
+    Ok(events)
+}
+
+/// Runs an export.
+pub async fn export(
+    cfg: &ExportConfig,
+    opts: &ExportOptions,
+    lists: &Warninglists,
+) -> Result<ExportReport, ExportError> {
+    let mut report = ExportReport::default();
+    let sel = Select { to_ids_only: opts.to_ids_only, shared_only: opts.shared_only };
+    let client = MispClient::new(&cfg.misp.url, &cfg.misp.key, cfg.misp.ssl, cfg.misp.ca_file.as_deref())?;
+    let mut fresh: Vec<IocLine> = Vec::new();
+    if cfg.misp.enable {
+        let events = fetch_events(&client, opts).await?;
+        report.events += events.len();
+        for e in &events {
+            fresh.extend(iocs::from_event(e, &cfg.misp.name, sel));
+        }
+    }
+    for feed in cfg.feeds.iter().filter(|f| f.enable) {
+        let events = fetch_feed(&client, &feed.url, opts.last_days.map(since)).await?;
+        report.events += events.len();
+        for e in &events {
+            fresh.extend(iocs::from_event(e, &feed.name, sel));
+        }
+    }
+    if opts.warninglists {
+        fresh.retain(|l| match lists.check_attribute(&l.kind, &l.value).into_iter().next() {
+            Some(hit) => {
+                report.warned.push((l.clone(), hit));
+                false
+            }
+            None => true,
+        });
+    }
+
+    // what the file holds already (kept unless --overwrite, pruned by --sync)
+    let mut existing: Vec<(Option<IocLine>, String)> = Vec::new();
+    if let Some(path) = opts.output.as_deref().filter(|_| !opts.overwrite) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                existing = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| (serde_json::from_str(l).ok(), l.to_string()))
+                    .collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ExportError::Io { path: path.into(), source }),
+        }
+    }
+    if opts.sync && cfg.misp.enable {
+        let ours: Vec<String> = existing
+            .iter()
+            .filter_map(|(l, _)| l.as_ref().filter(|l| l.source == cfg.misp.name).map(|l| l.uuid.clone()))
+            .collect();
+        let alive = alive_attributes(&client, &ours, opts.to_ids_only).await?;
+        existing.retain(|(l, _)| match l {
+            Some(l) if l.source == cfg.misp.name && !alive.contains(&l.uuid) => {
+                report.removed.push(l.clone());
+                false
+            }
+            _ => true,
+        });
+    }
+    let mut seen: HashSet<(String, String)> =
+        existing.iter().filter_map(|(l, _)| l.as_ref().map(|l| (l.uuid.clone(), l.value.clone()))).collect();
+    report.kept = existing.len();
+    let new: Vec<IocLine> = fresh.into_iter().filter(|l| seen.insert((l.uuid.clone(), l.value.clone()))).collect();
+    report.added = new.len();
+
+    let mut text = String::new();
+    for (_, raw) in &existing {
+        text.push_str(raw);
+        text.push('\n');
+    }
+    let mut new_text = String::new();
+    for l in &new {
+        // IocLine has string and integer fields only: serialising cannot fail
+        new_text.push_str(&serde_json::to_string(l).unwrap_or_default());
+        new_text.push('\n');
+    }
+    match &opts.output {
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(new_text.as_bytes()).map_err(|source| ExportError::Io { path: "stdout".into(), source })?;
+        }
+        Some(path) => {
+            text.push_str(&new_text);
+            write_atomically(path, text.as_bytes())?;
+        }
+    }
+    Ok(report)
+}
+
+/// The uuids, among `uuids`, of attributes that still exist, are not deleted
+/// and (with `to_ids_only`) still have the IDS flag.
+async fn alive_attributes(
+    client: &MispClient,
+    uuids: &[String],
+    to_ids_only: bool,
+) -> Result<HashSet<String>, ExportError> {
+    let mut alive = HashSet::new();
+    for chunk in uuids.chunks(500) {
+        let v = client.post("/attributes/restSearch", &json!({"uuid": chunk, "deleted": [0, 1]})).await?;
+        let attrs = v["response"]["Attribute"].as_array().cloned().unwrap_or_default();
+        let state: HashMap<String, (bool, bool)> = attrs
+            .iter()
+            .filter_map(|a| {
+                let flag = |k: &str| a[k].as_bool().unwrap_or_else(|| a[k].as_str() == Some("1"));
+                Some((a["uuid"].as_str()?.to_string(), (flag("deleted"), flag("to_ids"))))
+            })
+            .collect();
+        for u in chunk {
+            if let Some((deleted, to_ids)) = state.get(u) {
+                if !deleted && (*to_ids || !to_ids_only) {
+                    alive.insert(u.clone());
+                }
+            }
+        }
+    }
+    Ok(alive)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// and a rename: a reader (the agent reloading) sees the old file or the new
+/// one, never half of one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let io = |source| ExportError::Io { path: path.into(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "iocs".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_the_whole_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("iocs.json");
+        write_atomically(&p, b"one\n").unwrap();
+        write_atomically(&p, b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn since_is_the_end_of_a_day() {
+        let s = since(1);
+        assert_eq!((s as i64 + 1) % 86_400, 0);
+        assert!(s < now() as f64 && s > (now() - 2 * 86_400) as f64);
+    }
+}

@@ -1,0 +1,450 @@
+//! The filters of /events/index and the restSearch endpoints, parsed from a
+//! request body, and the SQL they become.
+//!
+//! A filter value is a string, a list, or `{"OR": [...], "AND": [...],
+//! "NOT": [...]}`; a `!` prefix negates a value and `|` separates
+//! alternatives. Time filters take a Unix time (int or float), a duration
+//! back from now ("7d", "12h", "30m", "45s", "2w"), or a `[from, to]` pair.
+
+#![allow(missing_docs)] // filter fields are named after MISP's filters, listed in the module doc
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::render;
+use super::StoreError;
+use crate::model::now;
+
+/// One filter's values: any of `any`, all of `all`, none of `none`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cond {
+    /// At least one must match (when not empty).
+    pub any: Vec<String>,
+    /// Every one must match.
+    pub all: Vec<String>,
+    /// None may match.
+    pub none: Vec<String>,
+}
+
+impl Cond {
+    fn push(&mut self, s: &str) {
+        for part in s.split('|').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.strip_prefix('!') {
+                Some(neg) => self.none.push(neg.to_string()),
+                None => self.any.push(part.to_string()),
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.any.is_empty() && self.all.is_empty() && self.none.is_empty()
+    }
+}
+
+/// A time range, Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    /// Inclusive lower bound.
+    pub from: i64,
+    /// Inclusive upper bound.
+    pub to: Option<i64>,
+}
+
+/// Every filter the store understands.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub kind: Cond,
+    pub uuid: Cond,
+    pub category: Cond,
+    pub value: Cond,
+    pub tags: Cond,
+    pub eventid: Cond,
+    pub eventinfo: Option<String>,
+    pub threatlevel: Cond,
+    pub distribution: Cond,
+    pub analysis: Cond,
+    pub org: Cond,
+    pub to_ids: Option<bool>,
+    pub published: Option<bool>,
+    /// None: not deleted; Some(true): deleted only; Some(false) with `all_deleted`: both.
+    pub deleted: Option<bool>,
+    pub all_deleted: bool,
+    pub timestamp: Option<Range>,
+    pub event_timestamp: Option<Range>,
+    pub publish_timestamp: Option<Range>,
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub limit: Option<i64>,
+    pub page: Option<i64>,
+    pub return_format: Option<String>,
+    pub include_event_uuid: bool,
+    pub enforce_warninglist: bool,
+}
+
+fn cond(v: &Value, what: &str) -> Result<Cond, StoreError> {
+    let mut c = Cond::default();
+    let scalar = |v: &Value| -> Result<String, StoreError> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok((*b as u8).to_string()),
+            other => Err(StoreError::Invalid(format!("filter {what}: unexpected {other}"))),
+        }
+    };
+    match v {
+        Value::Null => {}
+        Value::Array(items) => {
+            for i in items {
+                c.push(&scalar(i)?);
+            }
+        }
+        Value::Object(m) => {
+            for (k, items) in m {
+                let list: Vec<String> = match items {
+                    Value::Array(a) => a.iter().map(scalar).collect::<Result<_, _>>()?,
+                    other => vec![scalar(other)?],
+                };
+                match k.to_ascii_uppercase().as_str() {
+                    "OR" => list.iter().for_each(|s| c.push(s)),
+                    "AND" => c.all.extend(list),
+                    "NOT" => c.none.extend(list),
+                    other => return Err(StoreError::Invalid(format!("filter {what}: unknown operator {other:?}"))),
+                }
+            }
+        }
+        other => c.push(&scalar(other)?),
+    }
+    Ok(c)
+}
+
+fn flag(v: &Value, what: &str) -> Result<Option<bool>, StoreError> {
+    Ok(match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => Some(n.as_f64().unwrap_or(0.0) != 0.0),
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => match s.as_str() {
+            "1" | "true" => Some(true),
+            "0" | "false" => Some(false),
+            _ => return Err(StoreError::Invalid(format!("filter {what}: {s:?} is not a boolean"))),
+        },
+        other => return Err(StoreError::Invalid(format!("filter {what}: {other} is not a boolean"))),
+    })
+}
+
+/// A point in time: Unix seconds (int, float, numeric string) or a duration back from now.
+fn instant(v: &Value, what: &str) -> Result<i64, StoreError> {
+    let bad = || StoreError::Invalid(format!("filter {what}: {v} is not a time (Unix seconds, or 7d, 12h, 30m)"));
+    match v {
+        // MISP casts floats with (int)
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).ok_or_else(bad),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(f) = s.parse::<f64>() {
+                return Ok(f as i64);
+            }
+            // the unit is the last character (which may be any character in a bad value)
+            let (at, unit) = s.char_indices().last().ok_or_else(bad)?;
+            let n: i64 = s[..at].parse().map_err(|_| bad())?;
+            let secs = match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                'w' => 604_800,
+                _ => return Err(bad()),
+            };
+            Ok(now() - n.saturating_mul(secs))
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn range(v: &Value, what: &str) -> Result<Option<Range>, StoreError> {
+    Ok(match v {
+        Value::Null => None,
+        Value::Array(a) if a.len() == 2 => Some(Range { from: instant(&a[0], what)?, to: Some(instant(&a[1], what)?) }),
+        Value::Array(_) => return Err(StoreError::Invalid(format!("filter {what}: a range is [from, to]"))),
+        other => Some(Range { from: instant(other, what)?, to: None }),
+    })
+}
+
+fn int(v: &Value, what: &str) -> Result<Option<i64>, StoreError> {
+    Ok(match v {
+        Value::Null => None,
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => {
+            Some(s.parse().map_err(|_| StoreError::Invalid(format!("filter {what}: {s:?} is not a number")))?)
+        }
+        other => return Err(StoreError::Invalid(format!("filter {what}: {other} is not a number"))),
+    })
+}
+
+impl Filters {
+    /// Reads the filters of a request body (a JSON object; unknown keys are ignored, as MISP does).
+    pub fn from_body(body: &Value) -> Result<Self, StoreError> {
+        let empty = Map::new();
+        let m = match body {
+            Value::Object(m) => m,
+            Value::Null => &empty,
+            other => return Err(StoreError::Invalid(format!("filters must be a JSON object, got {other}"))),
+        };
+        let mut f = Filters::default();
+        for (k, v) in m {
+            match k.as_str() {
+                "type" => f.kind = cond(v, k)?,
+                "uuid" => f.uuid = cond(v, k)?,
+                "category" => f.category = cond(v, k)?,
+                "value" => f.value = cond(v, k)?,
+                "tags" | "tag" | "searchall_tag" => f.tags = cond(v, k)?,
+                "eventid" | "event_id" => f.eventid = cond(v, k)?,
+                "eventinfo" => f.eventinfo = v.as_str().map(str::to_string),
+                "threatlevel" | "threat_level_id" => f.threatlevel = cond(v, k)?,
+                "distribution" => f.distribution = cond(v, k)?,
+                "analysis" => f.analysis = cond(v, k)?,
+                "org" => f.org = cond(v, k)?,
+                "to_ids" => f.to_ids = flag(v, k)?,
+                "published" => f.published = flag(v, k)?,
+                "deleted" => match v {
+                    Value::Array(a) if a.len() >= 2 => f.all_deleted = true,
+                    other => f.deleted = flag(other, k)?,
+                },
+                "timestamp" | "attribute_timestamp" => f.timestamp = range(v, k)?,
+                "event_timestamp" => f.event_timestamp = range(v, k)?,
+                "publish_timestamp" | "last" => f.publish_timestamp = range(v, k)?,
+                "from" | "datefrom" => f.date_from = v.as_str().map(str::to_string),
+                "to" | "dateuntil" => f.date_to = v.as_str().map(str::to_string),
+                "limit" => f.limit = int(v, k)?,
+                "page" => f.page = int(v, k)?,
+                "returnFormat" => f.return_format = v.as_str().map(str::to_string),
+                "includeEventUuid" => f.include_event_uuid = flag(v, k)?.unwrap_or(false),
+                "enforceWarninglist" => f.enforce_warninglist = flag(v, k)?.unwrap_or(false),
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Adds `AND (col IN any) AND col = each of all AND col NOT IN none`.
+fn push_cond(q: &mut QueryBuilder<'_, Sqlite>, col: &str, c: &Cond) {
+    let like = |s: &str| s.contains('%');
+    if !c.any.is_empty() {
+        q.push(" AND (");
+        for (i, v) in c.any.iter().enumerate() {
+            if i > 0 {
+                q.push(" OR ");
+            }
+            q.push(format!("{col} {} ", if like(v) { "LIKE" } else { "=" })).push_bind(v.clone());
+        }
+        q.push(")");
+    }
+    for v in &c.all {
+        q.push(format!(" AND {col} {} ", if like(v) { "LIKE" } else { "=" })).push_bind(v.clone());
+    }
+    for v in &c.none {
+        q.push(format!(" AND {col} {} ", if like(v) { "NOT LIKE" } else { "!=" })).push_bind(v.clone());
+    }
+}
+
+/// Tag conditions: `scope` is an SQL expression true when the row has tag `t.name`.
+fn push_tags(q: &mut QueryBuilder<'_, Sqlite>, c: &Cond, exists: &dyn Fn(&mut QueryBuilder<'_, Sqlite>, &str)) {
+    if !c.any.is_empty() {
+        q.push(" AND (");
+        for (i, t) in c.any.iter().enumerate() {
+            if i > 0 {
+                q.push(" OR ");
+            }
+            exists(q, t);
+        }
+        q.push(")");
+    }
+    for t in &c.all {
+        q.push(" AND ");
+        exists(q, t);
+    }
+    for t in &c.none {
+        q.push(" AND NOT ");
+        exists(q, t);
+    }
+}
+
+fn push_range(q: &mut QueryBuilder<'_, Sqlite>, col: &str, r: &Option<Range>) {
+    if let Some(r) = r {
+        q.push(format!(" AND {col} >= ")).push_bind(r.from);
+        if let Some(to) = r.to {
+            q.push(format!(" AND {col} <= ")).push_bind(to);
+        }
+    }
+}
+
+fn push_event_filters(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
+    if let Some(p) = f.published {
+        q.push(" AND e.published = ").push_bind(p);
+    }
+    push_cond(q, "CAST(e.id AS TEXT)", &f.eventid);
+    push_cond(q, "CAST(e.threat_level_id AS TEXT)", &f.threatlevel);
+    push_cond(q, "CAST(e.distribution AS TEXT)", &f.distribution);
+    push_cond(q, "CAST(e.analysis AS TEXT)", &f.analysis);
+    if !f.org.is_empty() {
+        q.push(" AND EXISTS (SELECT 1 FROM orgs o WHERE o.id = e.orgc_id");
+        push_cond(q, "o.name", &f.org);
+        q.push(")");
+    }
+    if let Some(info) = &f.eventinfo {
+        let pat = if info.contains('%') { info.clone() } else { format!("%{info}%") };
+        q.push(" AND e.info LIKE ").push_bind(pat);
+    }
+    push_range(q, "e.publish_timestamp", &f.publish_timestamp);
+    if let Some(d) = &f.date_from {
+        q.push(" AND e.date >= ").push_bind(d.clone());
+    }
+    if let Some(d) = &f.date_to {
+        q.push(" AND e.date <= ").push_bind(d.clone());
+    }
+}
+
+fn push_page(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
+    if let Some(limit) = f.limit.filter(|l| *l > 0) {
+        let page = f.page.unwrap_or(1).max(1);
+        q.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind((page - 1) * limit);
+    }
+}
+
+/// Ids of the events that match, in id order.
+pub async fn event_ids(pool: &SqlitePool, f: &Filters) -> Result<Vec<i64>, StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new("SELECT e.id FROM events e WHERE 1 = 1");
+    push_event_filters(&mut q, f);
+    // for events, `timestamp` is the event's
+    push_range(&mut q, "e.timestamp", &f.timestamp.or(f.event_timestamp));
+    push_tags(&mut q, &f.tags, &|q, t| {
+        q.push("EXISTS (SELECT 1 FROM event_tags et JOIN tags t ON t.id = et.tag_id WHERE et.event_id = e.id AND t.name = ")
+            .push_bind(t.to_string())
+            .push(")");
+    });
+    // attribute filters select the events that have such an attribute
+    if !(f.kind.is_empty() && f.value.is_empty() && f.category.is_empty() && f.to_ids.is_none()) {
+        q.push(" AND EXISTS (SELECT 1 FROM attributes a WHERE a.event_id = e.id AND a.deleted = 0");
+        push_cond(&mut q, "a.type", &f.kind);
+        push_cond(&mut q, "a.value", &f.value);
+        push_cond(&mut q, "a.category", &f.category);
+        if let Some(t) = f.to_ids {
+            q.push(" AND a.to_ids = ").push_bind(t);
+        }
+        q.push(")");
+    }
+    q.push(" ORDER BY e.id");
+    push_page(&mut q, f);
+    Ok(q.build().fetch_all(pool).await?.iter().map(|r| r.get(0)).collect())
+}
+
+/// The attributes that match, as restSearch returns them (each with an `Event` summary).
+pub async fn attributes(pool: &SqlitePool, f: &Filters) -> Result<Vec<Value>, StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT a.*, e.uuid AS event_uuid, e.info AS event_info, e.org_id AS event_org_id, e.orgc_id AS event_orgc_id, \
+         e.distribution AS event_distribution FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1",
+    );
+    match (f.all_deleted, f.deleted) {
+        (true, _) => {}
+        (false, Some(true)) => {
+            q.push(" AND a.deleted = 1");
+        }
+        _ => {
+            q.push(" AND a.deleted = 0");
+        }
+    }
+    push_cond(&mut q, "a.type", &f.kind);
+    push_cond(&mut q, "a.uuid", &f.uuid);
+    push_cond(&mut q, "a.value", &f.value);
+    push_cond(&mut q, "a.category", &f.category);
+    if let Some(t) = f.to_ids {
+        q.push(" AND a.to_ids = ").push_bind(t);
+    }
+    push_event_filters(&mut q, f);
+    push_range(&mut q, "a.timestamp", &f.timestamp);
+    push_range(&mut q, "e.timestamp", &f.event_timestamp);
+    // attribute scope: a tag of the event or of the attribute
+    push_tags(&mut q, &f.tags, &|q, t| {
+        q.push("(EXISTS (SELECT 1 FROM event_tags et JOIN tags t ON t.id = et.tag_id WHERE et.event_id = e.id AND t.name = ")
+            .push_bind(t.to_string())
+            .push(") OR EXISTS (SELECT 1 FROM attribute_tags at JOIN tags t ON t.id = at.tag_id WHERE at.attribute_id = a.id AND t.name = ")
+            .push_bind(t.to_string())
+            .push("))");
+    });
+    q.push(" ORDER BY a.id");
+    push_page(&mut q, f);
+    let rows = q.build().fetch_all(pool).await?;
+    let mut tags: HashMap<i64, Vec<Value>> = HashMap::new();
+    if !rows.is_empty() {
+        for r in sqlx::query(
+            "SELECT at.attribute_id AS aid, t.id AS id, t.name AS name, t.colour AS colour, at.local AS local \
+             FROM attribute_tags at JOIN tags t ON t.id = at.tag_id",
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            tags.entry(r.get("aid")).or_default().push(json!({"id": r.get::<i64, _>("id").to_string(),
+                "name": r.get::<String, _>("name"), "colour": r.get::<String, _>("colour"), "local": r.get::<bool, _>("local")}));
+        }
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mut a = render::attribute(r, tags.get(&r.get::<i64, _>("id")));
+            if let Some(m) = a.as_object_mut() {
+                let eu: String = r.get("event_uuid");
+                m.insert(
+                    "Event".into(),
+                    json!({"org_id": r.get::<i64, _>("event_org_id").to_string(), "distribution": r.get::<i64, _>("event_distribution").to_string(),
+                        "id": r.get::<i64, _>("event_id").to_string(), "info": r.get::<String, _>("event_info"),
+                        "orgc_id": r.get::<i64, _>("event_orgc_id").to_string(), "uuid": eu.clone()}),
+                );
+                if f.include_event_uuid {
+                    m.insert("event_uuid".into(), Value::String(eu));
+                }
+            }
+            a
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn filter_shapes() {
+        let f = Filters::from_body(&json!({"type": "ip-dst|!domain", "tags": {"OR": ["a", "b"], "NOT": ["c"]},
+            "to_ids": 1, "last": "7d", "timestamp": [10, 20], "limit": "5"}))
+        .unwrap();
+        assert_eq!(f.kind.any, ["ip-dst"]);
+        assert_eq!(f.kind.none, ["domain"]);
+        assert_eq!(f.tags.any, ["a", "b"]);
+        assert_eq!(f.tags.none, ["c"]);
+        assert_eq!(f.to_ids, Some(true));
+        let last = f.publish_timestamp.unwrap();
+        assert!((now() - 7 * 86_400 - last.from).abs() <= 2);
+        assert_eq!(f.timestamp, Some(Range { from: 10, to: Some(20) }));
+        assert_eq!(f.limit, Some(5));
+        assert!(Filters::from_body(&json!({"last": "7x"})).is_err());
+        assert!(Filters::from_body(&json!({"tags": {"XOR": ["a"]}})).is_err());
+        assert!(Filters::from_body(&json!([1, 2])).is_err());
+        assert_eq!(
+            Filters::from_body(&json!({"timestamp": 1727780000.9})).unwrap().timestamp.unwrap().from,
+            1727780000
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_filter_body_is_an_error_or_filters_never_a_panic(k in "(type|tags|last|timestamp|limit|to_ids|deleted|value)", v in any::<i64>(), s in "\\PC{0,10}") {
+            let _ = Filters::from_body(&json!({k.clone(): s}));
+            let _ = Filters::from_body(&json!({k.clone(): v}));
+            let _ = Filters::from_body(&json!({k: [s, v]}));
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! PyMISP and pykunai's misp-to-kunai, unmodified from PyPI, against the
+//! embedded store over real HTTP. They run from the venv `scripts/setup.sh`
+//! makes (`.venv/`). Under CI=true a missing venv fails the test; elsewhere
+//! the test says why it skips.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use ioclab_intel::export::config::ExportConfig;
+use ioclab_intel::export::{self, ExportOptions};
+use ioclab_intel::server::{self, AppState};
+use ioclab_intel::store::{Role, Store};
+use ioclab_intel::warninglists::Warninglists;
+
+fn venv() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::var_os("IOCLAB_VENV").map(PathBuf::from).unwrap_or_else(|| root.join(".venv"));
+    if dir.join("bin/python").exists() && dir.join("bin/misp-to-kunai").exists() {
+        return Some(dir);
+    }
+    let why = format!("no venv with pymisp and pykunai at {} (made by scripts/setup.sh)", dir.display());
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("CI=true: {why}");
+    }
+    eprintln!("SKIPPED (not in CI): {why}");
+    None
+}
+
+/// Starts the store on a free loopback port; returns its URL and an admin key.
+async fn start_store(dir: &std::path::Path) -> (String, String) {
+    let store = Store::open(&dir.join("misp.db")).await.unwrap();
+    let key = store.create_key("trainer@lab.example", Role::Admin).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let app = server::router(AppState { store, warninglists: Arc::new(Warninglists::shipped()) });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), key)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{cmd:?} failed\nstdout:\n{so}\nstderr:\n{se}");
+    so.into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymisp_and_misp_to_kunai_unmodified_against_the_embedded_store() {
+    let Some(venv) = venv() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (url, key) = start_store(dir.path()).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/pymisp_flow.py");
+
+    let py = venv.join("bin/python");
+    let (u, k) = (url.clone(), key.clone());
+    let out = tokio::task::spawn_blocking(move || run(Command::new(py).arg(script).arg(&u).arg(&k))).await.unwrap();
+    let summary: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(summary["attributes"], 5);
+    let event_uuid = summary["event_uuid"].as_str().unwrap().to_string();
+
+    // misp-to-kunai and ioclab misp export on the same server, same config
+    let cfg_path = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg_path,
+        format!("misp-feeds = []\n\n[misp]\nname = \"lab-misp\"\nurl = \"{url}\"\nkey = \"{key}\"\nssl = false\nenable = true\n"),
+    )
+    .unwrap();
+    let theirs_path = dir.path().join("m2k.json");
+    let (m2k, c, o) = (venv.join("bin/misp-to-kunai"), cfg_path.clone(), theirs_path.clone());
+    tokio::task::spawn_blocking(move || run(Command::new(m2k).arg("-c").arg(c).arg("-o").arg(o))).await.unwrap();
+    let lines = |p: &std::path::Path| -> BTreeSet<(String, String, String, u64, String, String)> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let s = |k: &str| v[k].as_str().unwrap().to_string();
+                (s("type"), s("uuid"), s("value"), v["severity"].as_u64().unwrap(), s("event_uuid"), s("source"))
+            })
+            .collect()
+    };
+    let theirs = lines(&theirs_path);
+    let (sha256, sha1) = ("a".repeat(64), "b".repeat(40));
+    let want: BTreeSet<(&str, &str)> = [
+        ("domain", "why.kunai.rocks"),
+        ("ip-dst", "203.0.113.7"),
+        ("ip-dst", "8.8.8.8"),
+        ("sha256", sha256.as_str()),
+        ("sha1", sha1.as_str()),
+    ]
+    .into_iter()
+    .collect();
+    let got: BTreeSet<(&str, &str)> = theirs.iter().map(|l| (l.0.as_str(), l.2.as_str())).collect();
+    assert_eq!(got, want, "misp-to-kunai's IoCs");
+    assert!(theirs.iter().all(|l| l.4 == event_uuid && l.5 == "lab-misp"));
+
+    let cfg = ExportConfig::from_file(&cfg_path).unwrap();
+    let ours_path = dir.path().join("ours.json");
+    let mut opts = ExportOptions {
+        last_days: Some(1),
+        all: false,
+        tags: vec![],
+        to_ids_only: true,
+        warninglists: false,
+        sync: false,
+        overwrite: false,
+        shared_only: true,
+        output: Some(ours_path.clone()),
+    };
+    let report = export::export(&cfg, &opts, Warninglists::embedded()).await.unwrap();
+    assert_eq!(report.added, 5);
+    assert_eq!(lines(&ours_path), theirs, "identical IoC lines on misp-to-kunai's types");
+
+    // with warninglists (the default), 8.8.8.8 and the RFC 5735 test address are left out
+    opts.warninglists = true;
+    opts.overwrite = true;
+    let report = export::export(&cfg, &opts, Warninglists::embedded()).await.unwrap();
+    let left_out: BTreeSet<&str> = report.warned.iter().map(|(l, _)| l.value.as_str()).collect();
+    assert_eq!(left_out, ["203.0.113.7", "8.8.8.8"].into_iter().collect());
+    assert_eq!(report.added, 3);
+}
