@@ -228,3 +228,90 @@ fn agent_writes_detections_to_a_file_reloads_on_sighup_and_flushes_on_sigterm() 
     assert!(det.iter().all(|e| e["detection"]["iocs"][0] == script.to_str().unwrap()));
     assert_eq!(events.len(), det.len() + 1, "with IoCs only matches (and start) are written");
 }
+
+/// The product's path end to end: an event in the embedded MISP, `ioclab misp
+/// export --reload-agent`, a running agent, and a detection when the sample runs.
+#[test]
+fn misp_event_to_agent_detection() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("misp.db");
+    let (code, key, err) =
+        run(&["misp", "keys", "create", "--email", "trainer@lab.example", "--db", db.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim().to_string();
+    assert_eq!(key.len(), 40, "the key alone on stdout: {key:?}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = ioclab()
+        .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db", db.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "misp serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // the sample, and its hash as an IDS attribute of a published event
+    let sample = dir.path().join("sample.sh");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&sample, "#!/bin/sh\necho dropped > /dev/null\n").unwrap();
+        std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let sha = String::from_utf8(Command::new("sha256sum").arg(&sample).output().unwrap().stdout).unwrap();
+    let sha = sha.split_whitespace().next().unwrap().to_string();
+    let event = format!(
+        r#"{{"Event": {{"info": "E2E sample", "published": true, "threat_level_id": 1, "Attribute": [{{"type": "sha256", "value": "{sha}", "to_ids": true}}]}}}}"#
+    );
+    let added = Command::new("curl")
+        .args(["-sf", "-H", &format!("Authorization: {key}"), "-H", "Content-Type: application/json", "-d", &event])
+        .arg(format!("http://127.0.0.1:{port}/events/add"))
+        .output()
+        .expect("curl (installed by scripts/setup.sh)");
+    assert!(added.status.success(), "events/add: {}", String::from_utf8_lossy(&added.stdout));
+
+    let iocs = dir.path().join("iocs.json");
+    std::fs::write(&iocs, "{\"uuid\":\"0\",\"source\":\"t\",\"value\":\"nothing.example\",\"severity\":3}\n").unwrap();
+    let events = dir.path().join("events.json");
+    let mut agent = ioclab()
+        .args(["agent", "-i", iocs.to_str().unwrap(), "-o", events.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_file(&events, |s| s.contains("\"start\""), "the agent's start event");
+
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, format!("[misp]\nname = \"lab-misp\"\nurl = \"http://127.0.0.1:{port}\"\nkey = \"{key}\"\nssl = false\nenable = true\n")).unwrap();
+    let (code, _, err) =
+        run(&["misp", "export", "-c", cfg.to_str().unwrap(), "-o", iocs.to_str().unwrap(), "--reload-agent"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 new IoCs"), "{err}");
+    assert!(!err.contains("asked 0 running"), "the agent was told to reload: {err}");
+    let lines = std::fs::read_to_string(&iocs).unwrap();
+    assert!(lines.contains(&sha) && lines.contains("nothing.example"), "appended to the existing file: {lines}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let detection = loop {
+        assert!(Command::new(&sample).status().unwrap().success());
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("\"detection\"")) {
+            break serde_json::from_str::<Value>(l).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no detection after the export: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(detection["info"]["event"]["name"], "execve_script");
+    assert_eq!(detection["data"]["exe"]["sha256"], sha);
+    assert_eq!(detection["detection"]["iocs"][0], sha);
+    assert_eq!(detection["detection"]["severity"], 10, "misp-to-kunai's severity for a sha256");
+
+    signal(agent.id(), libc::SIGTERM);
+    assert!(agent.wait().unwrap().success());
+    let _ = server.kill();
+    let _ = server.wait();
+}

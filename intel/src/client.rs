@@ -115,6 +115,12 @@ impl MispClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+        let body = self.send_raw(req, url).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::NotJson { url: url.into(), detail: e.to_string() })
+    }
+
+    /// The body of a successful answer, unparsed.
+    async fn send_raw(&self, req: reqwest::RequestBuilder, url: &str) -> Result<bytes::Bytes, ClientError> {
         let resp = req
             .header("Authorization", &self.key)
             .header("Accept", "application/json")
@@ -145,7 +151,13 @@ impl MispClient {
                 return Err(ClientError::Http { url: url.into(), status, message });
             }
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::NotJson { url: url.into(), detail: e.to_string() })
+        Ok(body)
+    }
+
+    /// POST `body` to `path`; the answer's bytes (for callers that parse them into their own types).
+    pub async fn post_raw(&self, path: &str, body: &Value) -> Result<bytes::Bytes, ClientError> {
+        let url = self.url(path);
+        self.send_raw(self.http.post(&url).json(body), &url).await
     }
 
     /// GET `path`.

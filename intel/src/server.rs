@@ -330,28 +330,23 @@ async fn attributes_rest_search(
     let mut attrs =
         st.store.search_attributes(&f).await.map_err(|e| ApiError::from_store(e, "Invalid filters", &uri))?;
     if f.enforce_warninglist {
-        attrs.retain(|a| {
-            let (kind, value) = (a["type"].as_str().unwrap_or(""), a["value"].as_str().unwrap_or(""));
-            st.warninglists.check_attribute(kind, value).is_empty()
-        });
+        attrs.retain(|a| st.warninglists.check_attribute(&a.kind, &a.value).is_empty());
     }
     if f.return_format.as_deref() == Some("csv") {
         let mut out = String::from(CSV_HEADER);
         out.push('\n');
         for a in &attrs {
-            let s = |k: &str| a[k].as_str().unwrap_or("").to_string();
-            let tags: Vec<&str> =
-                a["Tag"].as_array().map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect()).unwrap_or_default();
+            let tags: Vec<&str> = a.tags.iter().map(|t| t.name.as_str()).collect();
             let row = [
-                s("uuid"),
-                s("event_id"),
-                s("category"),
-                s("type"),
-                s("value"),
-                s("comment"),
-                u8::from(a["to_ids"].as_bool().unwrap_or(false)).to_string(),
-                s("timestamp"),
-                s("object_relation"),
+                a.uuid.clone(),
+                a.event_id.to_string(),
+                a.category.clone(),
+                a.kind.clone(),
+                a.value.clone(),
+                a.comment.clone(),
+                u8::from(a.to_ids).to_string(),
+                a.timestamp.to_string(),
+                a.object_relation.clone().unwrap_or_default(),
                 tags.join(","),
                 String::new(),
                 String::new(),
@@ -362,7 +357,13 @@ async fn attributes_rest_search(
         }
         return Ok(([("content-type", "text/csv")], out).into_response());
     }
-    Ok(Json(json!({"response": {"Attribute": attrs}})).into_response())
+    // written straight from the typed results: no JSON tree for 100,000 attributes
+    let mut body = Vec::with_capacity(attrs.len() * 400 + 32);
+    body.extend_from_slice(b"{\"response\":{\"Attribute\":");
+    serde_json::to_writer(&mut body, &attrs)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", e.to_string(), &uri))?;
+    body.extend_from_slice(b"}}");
+    Ok(([("content-type", "application/json")], body).into_response())
 }
 
 async fn tags_attach(State(st): State<AppState>, uri: Uri, body: Result<Bytes, BytesRejection>) -> ApiResult {

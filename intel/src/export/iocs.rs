@@ -117,10 +117,12 @@ pub fn from_event(event: &Value, source: &str, sel: Select) -> Vec<IocLine> {
             return;
         }
         let (Some(kind), Some(value)) = (a["type"].as_str(), a["value"].as_str()) else { return };
-        for (k, v, severity) in values(kind, a["object_relation"].as_str(), value) {
-            if sel.shared_only && !shared_type(&k) {
-                continue;
-            }
+        let relation = a["object_relation"].as_str();
+        // for comparisons: only what misp-to-kunai itself takes (its types as such, not parts of others)
+        if sel.shared_only && !(shared_type(kind) || relation.is_some_and(shared_type)) {
+            return;
+        }
+        for (k, v, severity) in values(kind, relation, value) {
             out.push(IocLine {
                 kind: k,
                 uuid: a["uuid"].as_str().unwrap_or("").to_string(),
@@ -141,6 +143,95 @@ pub fn from_event(event: &Value, source: &str, sel: Select) -> Vec<IocLine> {
     }
     out
 }
+
+/// An attribute of an /attributes/restSearch answer, borrowed from its bytes.
+#[derive(Debug, Deserialize)]
+pub struct FoundAttribute<'a> {
+    /// MISP type.
+    #[serde(rename = "type", borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
+    /// Value.
+    #[serde(borrow)]
+    pub value: std::borrow::Cow<'a, str>,
+    /// Attribute uuid.
+    #[serde(borrow)]
+    pub uuid: std::borrow::Cow<'a, str>,
+    /// Relation inside its object.
+    #[serde(default, borrow)]
+    pub object_relation: Option<std::borrow::Cow<'a, str>>,
+    /// IDS flag.
+    #[serde(default, deserialize_with = "crate::model::input::lenient_bool")]
+    pub to_ids: Option<bool>,
+    /// Deleted.
+    #[serde(default, deserialize_with = "crate::model::input::lenient_bool")]
+    pub deleted: Option<bool>,
+    /// The event's uuid (`includeEventUuid`).
+    #[serde(default, borrow)]
+    pub event_uuid: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The body of /attributes/restSearch.
+#[derive(Debug, Deserialize)]
+pub struct AttributeSearch<'a> {
+    /// `{"Attribute": [...]}`.
+    #[serde(borrow)]
+    pub response: FoundAttributes<'a>,
+}
+
+/// The list inside.
+#[derive(Debug, Deserialize)]
+pub struct FoundAttributes<'a> {
+    /// The attributes.
+    #[serde(rename = "Attribute", default, borrow)]
+    pub attributes: Vec<FoundAttribute<'a>>,
+}
+
+/// IoC lines of attributes found by a search.
+pub fn from_attributes(found: &[FoundAttribute<'_>], source: &str, sel: Select) -> Vec<IocLine> {
+    let mut out = Vec::with_capacity(found.len());
+    for a in found {
+        if a.deleted == Some(true) || (sel.to_ids_only && a.to_ids != Some(true)) {
+            continue;
+        }
+        let relation = a.object_relation.as_deref();
+        if sel.shared_only && !(shared_type(&a.kind) || relation.is_some_and(shared_type)) {
+            continue;
+        }
+        for (k, v, severity) in values(&a.kind, relation, &a.value) {
+            out.push(IocLine {
+                kind: k,
+                uuid: a.uuid.to_string(),
+                source: source.to_string(),
+                value: v,
+                event_uuid: a.event_uuid.as_deref().unwrap_or("").to_string(),
+                severity,
+            });
+        }
+    }
+    out
+}
+
+/// The MISP types `values` takes (searches ask only for these); `text` for object `path` relations.
+pub const EXPORTED_TYPES: &[&str] = &[
+    "md5",
+    "sha1",
+    "sha256",
+    "sha512",
+    "domain",
+    "hostname",
+    "ip-dst",
+    "ip-src",
+    "filename|md5",
+    "filename|sha1",
+    "filename|sha256",
+    "filename|sha512",
+    "domain|ip",
+    "ip-dst|port",
+    "ip-src|port",
+    "url",
+    "uri",
+    "text",
+];
 
 #[cfg(test)]
 mod tests {

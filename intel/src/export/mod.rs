@@ -3,8 +3,10 @@
 //! options, plus: more types, warninglist filtering, an atomic output file,
 //! and `--sync` to drop IoCs whose attribute was deleted or lost its IDS flag.
 //!
-//! One `POST /events/restSearch` fetches every selected event with its
-//! attributes, where misp-to-kunai asks the index and then each event.
+//! One `POST /attributes/restSearch` fetches every selected attribute of the
+//! exported types, where misp-to-kunai asks the event index and then each
+//! event. (Its `tags` filter then matches attributes tagged themselves too,
+//! not only those of tagged events: a superset.)
 
 pub mod config;
 pub mod iocs;
@@ -84,38 +86,33 @@ fn since(days: u32) -> f64 {
     (day * 86_400 + 86_399) as f64 + 0.999_999
 }
 
-/// The events the options select, from MISP.
-async fn fetch_events(client: &MispClient, opts: &ExportOptions) -> Result<Vec<Value>, ExportError> {
-    let mut filters = json!({});
+/// The IoCs of the attributes the options select, from MISP: one
+/// /attributes/restSearch for the exported types, parsed without a JSON tree.
+async fn fetch_iocs(
+    client: &MispClient,
+    opts: &ExportOptions,
+    source: &str,
+    sel: Select,
+) -> Result<Vec<IocLine>, ExportError> {
+    let mut filters = json!({"includeEventUuid": true, "type": iocs::EXPORTED_TYPES});
     if !opts.all {
         filters["published"] = json!(true);
     }
+    if opts.to_ids_only {
+        filters["to_ids"] = json!(true);
+    }
     if let Some(days) = opts.last_days {
-        filters["timestamp"] = json!(since(days));
+        // events changed since then, as misp-to-kunai's index asks
+        filters["event_timestamp"] = json!(since(days));
     }
     if !opts.tags.is_empty() {
         filters["tags"] = json!(opts.tags);
     }
-    let v = client.post("/events/restSearch", &filters).await?;
-    let list = v.get("response").cloned().unwrap_or(v);
-    match list {
-        Value::Array(events) => Ok(events),
-        other => Err(ExportError::Shape(format!(
-            "/events/restSearch answered {} instead of a list of events",
-            kind_of(&other)
-        ))),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
+    let body = client.post_raw("/attributes/restSearch", &filters).await?;
+    let found: iocs::AttributeSearch<'_> = serde_json::from_slice(&body).map_err(|e| {
+        ExportError::Shape(format!("/attributes/restSearch answered something else than attributes: {e}"))
+    })?;
+    Ok(iocs::from_attributes(&found.response.attributes, source, sel))
 }
 
 /// The events of a feed changed since `since_ts`.
@@ -150,11 +147,8 @@ pub async fn export(
     let client = MispClient::new(&cfg.misp.url, &cfg.misp.key, cfg.misp.ssl, cfg.misp.ca_file.as_deref())?;
     let mut fresh: Vec<IocLine> = Vec::new();
     if cfg.misp.enable {
-        let events = fetch_events(&client, opts).await?;
-        report.events += events.len();
-        for e in &events {
-            fresh.extend(iocs::from_event(e, &cfg.misp.name, sel));
-        }
+        fresh.extend(fetch_iocs(&client, opts, &cfg.misp.name, sel).await?);
+        report.events += fresh.iter().map(|l| &l.event_uuid).collect::<HashSet<_>>().len();
     }
     for feed in cfg.feeds.iter().filter(|f| f.enable) {
         let events = fetch_feed(&client, &feed.url, opts.last_days.map(since)).await?;

@@ -392,7 +392,7 @@ impl Store {
     }
 
     /// Attributes matching `filters`, for /attributes/restSearch.
-    pub async fn search_attributes(&self, filters: &filter::Filters) -> Result<Vec<Value>, StoreError> {
+    pub async fn search_attributes(&self, filters: &filter::Filters) -> Result<Vec<filter::AttributeOut>, StoreError> {
         filter::attributes(&self.pool, filters).await
     }
 }
