@@ -32,8 +32,9 @@ enum Command {
     /// format: processes (execve, execve_script, clone, exit, exit_group),
     /// network (connect, dns_query, send_data), files (file_create, file_rename,
     /// file_unlink, read_config, write_config; read, write and write_close when
-    /// switched on), code loading (mmap_exec, mprotect_exec, bpf_prog_load,
-    /// bpf_socket_filter) and process interference (kill, ptrace, prctl), plus
+    /// switched on), code loading (mmap_exec, mprotect_exec, init_module,
+    /// bpf_prog_load, bpf_socket_filter) and process interference (kill,
+    /// ptrace, prctl), plus
     /// its own start, errors and event losses. `ioclab agent config
     /// --list-events` shows them with their switches. Given IoC files, it writes
     /// only the events that match them, with a `detection` section.

@@ -33,6 +33,7 @@ enum ioclab_kind {
 	IOCLAB_KIND_PATHS = 21,     /* rename, unlink: names as the process gave them */
 	IOCLAB_KIND_SYS = 22,       /* kill, ptrace, prctl, mprotect, modules, BPF */
 	IOCLAB_KIND_THROTTLED = 23, /* a task's file events went over max_eps_fs */
+	IOCLAB_KIND_MODULE = 24,    /* init_module / finit_module (modules.c) */
 };
 
 /* A task as userspace needs it for `info.task` / `info.parent_task`. */
@@ -191,7 +192,7 @@ struct ioclab_syscall {
 struct ioclab_file_rec {
 	struct ioclab_syscall sc;
 	__u32 f_mode;
-	__u32 config; /* the name given starts with a configuration directory (/etc/) */
+	__u32 config; /* the file is under a configuration directory (config_dirs.c) */
 	struct ioclab_file file;
 };
 
@@ -223,10 +224,42 @@ struct ioclab_sys_rec {
 	__u8 data[IOCLAB_SYS_DATA]; /* classic BPF filter of SO_ATTACH_FILTER */
 };
 
-/* IOCLAB_KIND_THROTTLED: file events of hdr.task dropped this second. */
+/* IOCLAB_KIND_THROTTLED: file events of hdr.task dropped this second
+ * (dropped = 0, sent when the throttle kicks in), or how many were dropped
+ * in a throttled second now over (sent at the task's next file event in a
+ * later second, or when its process exits). */
 struct ioclab_throttled {
 	struct ioclab_header hdr;
 	__u64 limit;
+	__u64 dropped;
 };
+
+/* A module's name (the kernel's MODULE_NAME_LEN is 56). */
+#define IOCLAB_MODNAME_LEN 64
+#define IOCLAB_MODARGS_LEN 256
+
+/* IOCLAB_KIND_MODULE: a kernel module load, loaded or refused. sc.op is
+ * IOCLAB_OP_MODULE, sc.nr tells init_module from finit_module. */
+struct ioclab_module_rec {
+	struct ioclab_syscall sc;
+	struct ioclab_file file; /* finit_module: the module file (userspace reads its .modinfo) */
+	__u32 args_len;          /* bytes of args, without NUL */
+	__u32 name_len;          /* init_module: bytes of name (0: no name= in the image's .modinfo) */
+	__u8 has_file;           /* finit_module and the fd was an open file */
+	__u8 _pad[7];
+	char args[IOCLAB_MODARGS_LEN];       /* the module parameters given */
+	char name[IOCLAB_MODNAME_LEN];       /* init_module: name= of the image's .modinfo */
+};
+
+/* The configuration directories of read_config / write_config, one list
+ * for the eBPF side (name prefixes, config_dirs.c) and userspace (their
+ * device and inode, agent/src/bpf/config_dirs.rs; a test compares both).
+ * Both spellings of merged-/usr directories are listed: names are compared
+ * as given. */
+#define IOCLAB_CONFIG_DIRS(X)                                                    \
+	X("/etc") X("/usr/lib/systemd") X("/lib/systemd") X("/usr/local/lib/systemd") \
+	X("/var/spool/cron") X("/usr/lib/modprobe.d") X("/lib/modprobe.d")           \
+	X("/usr/lib/modules-load.d") X("/usr/lib/sysctl.d") X("/usr/lib/tmpfiles.d") \
+	X("/usr/lib/udev/rules.d") X("/lib/udev/rules.d") X("/root/.ssh")
 
 #endif

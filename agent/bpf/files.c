@@ -31,9 +31,23 @@ struct {
 	__type(value, struct throttle);
 } fs_throttle SEC(".maps");
 
+/* A THROTTLED record: dropped = 0 when the throttle kicks in, else how many
+ * file events a throttled second now over lost. */
+static __always_inline void throttled(struct task_struct *task, __u64 dropped)
+{
+	struct ioclab_throttled *ev = reserve(sizeof(*ev));
+	if (!ev)
+		return;
+	fill_header(&ev->hdr, IOCLAB_KIND_THROTTLED, task, task->real_parent);
+	ev->limit = max_eps_fs;
+	ev->dropped = dropped;
+	submit(ev, sizeof(*ev));
+}
+
 /* Whether a file event of `task` may go out: at most max_eps_fs a second per
  * process, so a file storm cannot drown the other events. The first event
- * over the limit in a second makes a THROTTLED record. */
+ * over the limit in a second makes a THROTTLED record; the count of dropped
+ * ones follows at the first file event of a later second (or at exit). */
 static __always_inline bool file_budget(struct task_struct *task)
 {
 	if (!max_eps_fs)
@@ -47,21 +61,35 @@ static __always_inline bool file_budget(struct task_struct *task)
 		return true;
 	}
 	if (t->window != window) {
+		__u64 last = t->count;
 		t->window = window;
 		t->count = 0;
+		if (last > max_eps_fs)
+			throttled(task, last - max_eps_fs);
 	}
 	__u64 n = __sync_fetch_and_add(&t->count, 1) + 1;
 	if (n <= max_eps_fs)
 		return true;
-	if (n == max_eps_fs + 1) {
-		struct ioclab_throttled *ev = reserve(sizeof(*ev));
-		if (ev) {
-			fill_header(&ev->hdr, IOCLAB_KIND_THROTTLED, task, task->real_parent);
-			ev->limit = max_eps_fs;
-			submit(ev, sizeof(*ev));
-		}
-	}
+	if (n == max_eps_fs + 1)
+		throttled(task, 0);
 	return false;
+}
+
+/* The end of a process: how many file events its last throttled second
+ * lost, if that was not said yet; its throttle entry is freed. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ioclab_fs_exit, struct task_struct *task)
+{
+	if (!max_eps_fs || task->signal->live.counter != 0)
+		return 0; /* not the last thread of its process */
+	__u32 tgid = task->tgid;
+	struct throttle *t = bpf_map_lookup_elem(&fs_throttle, &tgid);
+	if (!t)
+		return 0;
+	if (t->count > max_eps_fs)
+		throttled(task, t->count - max_eps_fs);
+	bpf_map_delete_elem(&fs_throttle, &tgid);
+	return 0;
 }
 
 /* The open file behind `fd` in `task`, or NULL. */
@@ -120,15 +148,6 @@ static __always_inline void fill_syscall(struct ioclab_syscall *sc, __u32 kind, 
 	sc->args[5] = regs->r9;
 }
 
-/* Whether the user string starts with "/etc/". */
-static __always_inline bool config_name(const char *name)
-{
-	char head[6] = {};
-	if (bpf_probe_read_user(head, 5, name))
-		return false;
-	return head[0] == '/' && head[1] == 'e' && head[2] == 't' && head[3] == 'c' && head[4] == '/';
-}
-
 static __always_inline void file_record(struct task_struct *task, struct pt_regs *regs, long ret, __u32 op,
 					struct file *file, __u32 f_mode, bool config)
 {
@@ -142,6 +161,8 @@ static __always_inline void file_record(struct task_struct *task, struct pt_regs
 	submit(ev, sizeof(*ev));
 }
 
+#include "config_dirs.c"
+
 static __always_inline void on_open(struct task_struct *task, struct pt_regs *regs, long ret, const char *name)
 {
 	__u64 want = file_events;
@@ -153,7 +174,7 @@ static __always_inline void on_open(struct task_struct *task, struct pt_regs *re
 		return;
 	__u32 f_mode = BPF_CORE_READ((struct file___sys *)file, f_mode);
 	bool wr = f_mode & FMODE_WRITE, rd = f_mode & FMODE_READ;
-	bool config = (want & (IOCLAB_WANT_READ_CONFIG | IOCLAB_WANT_WRITE_CONFIG)) && config_name(name);
+	bool config = (want & (IOCLAB_WANT_READ_CONFIG | IOCLAB_WANT_WRITE_CONFIG)) && config_file(file, name);
 	bool emit = ((f_mode & FMODE_CREATED) && (want & IOCLAB_WANT_CREATE)) ||
 		    (config && ((wr && (want & IOCLAB_WANT_WRITE_CONFIG)) || (rd && (want & IOCLAB_WANT_READ_CONFIG)))) ||
 		    (wr && (want & IOCLAB_WANT_WRITE)) || (rd && (want & IOCLAB_WANT_READ));
@@ -299,6 +320,8 @@ static __always_inline void on_setsockopt(struct task_struct *task, struct pt_re
 	submit(ev, sizeof(*ev));
 }
 
+#include "modules.c"
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -321,6 +344,8 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 	case NR_prctl:
 	case NR_bpf:
 	case NR_setsockopt:
+	case NR_init_module:
+	case NR_finit_module:
 		break;
 	default:
 		return 0;
@@ -400,6 +425,11 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 	case NR_setsockopt:
 		if (want & IOCLAB_WANT_SOCK_FILTER)
 			on_setsockopt(task, regs, ret);
+		break;
+	case NR_init_module:
+	case NR_finit_module:
+		if (want & IOCLAB_WANT_MODULE)
+			on_module(task, regs, ret, nr);
 		break;
 	}
 	return 0;

@@ -105,6 +105,15 @@ int main(void)
 	SIZE(ioclab_throttled);
 	FIELD(ioclab_throttled, hdr);
 	FIELD(ioclab_throttled, limit);
+	FIELD(ioclab_throttled, dropped);
+	SIZE(ioclab_module_rec);
+	FIELD(ioclab_module_rec, sc);
+	FIELD(ioclab_module_rec, file);
+	FIELD(ioclab_module_rec, args_len);
+	FIELD(ioclab_module_rec, name_len);
+	FIELD(ioclab_module_rec, has_file);
+	FIELD(ioclab_module_rec, args);
+	FIELD(ioclab_module_rec, name);
 	printf("];\n");
 	printf("/// Constants of bpf/events.h.\n");
 	printf("pub const C_CONSTANTS: &[(&str, u64)] = &[\n");
@@ -153,6 +162,14 @@ int main(void)
 	printf("    (\"IOCLAB_WANT_MODULE\", %d),\n", IOCLAB_WANT_MODULE);
 	printf("    (\"IOCLAB_WANT_BPF_PROG\", %d),\n", IOCLAB_WANT_BPF_PROG);
 	printf("    (\"IOCLAB_WANT_SOCK_FILTER\", %d),\n", IOCLAB_WANT_SOCK_FILTER);
+	printf("    (\"IOCLAB_KIND_MODULE\", %d),\n", IOCLAB_KIND_MODULE);
+	printf("    (\"IOCLAB_MODNAME_LEN\", %d),\n", IOCLAB_MODNAME_LEN);
+	printf("    (\"IOCLAB_MODARGS_LEN\", %d),\n", IOCLAB_MODARGS_LEN);
+	printf("];\n");
+	printf("/// IOCLAB_CONFIG_DIRS of bpf/events.h.\n");
+	printf("pub const C_CONFIG_DIRS: &[&str] = &[\n");
+#define PRINT_DIR(d) printf("    \"%s\",\n", d);
+	IOCLAB_CONFIG_DIRS(PRINT_DIR)
 	printf("];\n");
 	return 0;
 }

@@ -31,7 +31,8 @@ pub struct Config {
     pub send_data_min_len: u64,
     /// File events (create, read/write, rename, unlink, write_close) per
     /// process and second; over it they are dropped for the rest of the
-    /// second and one `error` event says so (Kunai's option; 0: no limit).
+    /// second, one `error` event says so and another how many were dropped
+    /// (Kunai's option; 0: no limit).
     pub max_eps_fs: u64,
     /// Where events go.
     pub output: OutputConfig,

@@ -231,6 +231,26 @@ pub struct SysRec {
 pub struct Throttled {
     pub hdr: Header,
     pub limit: u64,
+    pub dropped: u64,
+}
+
+// Kernel module loads (bpf/modules.c).
+pub const KIND_MODULE: u32 = 24;
+pub const MODNAME_LEN: usize = 64;
+pub const MODARGS_LEN: usize = 256;
+
+/// `struct ioclab_module_rec`: init_module / finit_module.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleRec {
+    pub sc: Syscall,
+    pub file: File,
+    pub args_len: u32,
+    pub name_len: u32,
+    pub has_file: u8,
+    pub _pad: [u8; 7],
+    pub args: [u8; MODARGS_LEN],
+    pub name: [u8; MODNAME_LEN],
 }
 
 /// Marker for the plain-old-data records above: any bit pattern is valid.
@@ -247,6 +267,7 @@ unsafe impl Record for FileRec {}
 unsafe impl Record for PathsRec {}
 unsafe impl Record for SysRec {}
 unsafe impl Record for Throttled {}
+unsafe impl Record for ModuleRec {}
 
 /// Copies a record out of ring-buffer bytes; `None` when the bytes are too short.
 pub fn read<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -394,6 +415,15 @@ mod tests {
             "ioclab_throttled" => (0, size_of::<Throttled>()),
             "ioclab_throttled.hdr" => field!(Throttled, hdr),
             "ioclab_throttled.limit" => field!(Throttled, limit),
+            "ioclab_throttled.dropped" => field!(Throttled, dropped),
+            "ioclab_module_rec" => (0, size_of::<ModuleRec>()),
+            "ioclab_module_rec.sc" => field!(ModuleRec, sc),
+            "ioclab_module_rec.file" => field!(ModuleRec, file),
+            "ioclab_module_rec.args_len" => field!(ModuleRec, args_len),
+            "ioclab_module_rec.name_len" => field!(ModuleRec, name_len),
+            "ioclab_module_rec.has_file" => field!(ModuleRec, has_file),
+            "ioclab_module_rec.args" => field!(ModuleRec, args),
+            "ioclab_module_rec.name" => field!(ModuleRec, name),
             _ => return None,
         })
     }
@@ -456,10 +486,18 @@ mod tests {
                 "IOCLAB_WANT_MODULE" => WANT_MODULE,
                 "IOCLAB_WANT_BPF_PROG" => WANT_BPF_PROG,
                 "IOCLAB_WANT_SOCK_FILTER" => WANT_SOCK_FILTER,
+                "IOCLAB_KIND_MODULE" => KIND_MODULE as u64,
+                "IOCLAB_MODNAME_LEN" => MODNAME_LEN as u64,
+                "IOCLAB_MODARGS_LEN" => MODARGS_LEN as u64,
                 other => panic!("{other} has no Rust mirror"),
             };
             assert_eq!(rust, *value, "{name}");
         }
+    }
+
+    #[test]
+    fn config_dirs_match() {
+        assert_eq!(C_CONFIG_DIRS, super::super::config_dirs::CONFIG_DIRS, "IOCLAB_CONFIG_DIRS and CONFIG_DIRS differ");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! and loss counters they write to.
 
 pub mod abi;
+pub mod config_dirs;
 
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -41,11 +42,18 @@ const SYS_EXIT_EVENTS: &[EventKind] = &[
     Prctl,
     BpfProgLoad,
     BpfSocketFilter,
+    InitModule,
 ];
+
+/// Events counted by the max_eps_fs throttle (files.c, file_budget).
+const THROTTLED_EVENTS: &[EventKind] =
+    &[FileCreate, Read, ReadConfig, Write, WriteConfig, FileRename, FileUnlink, WriteClose];
 
 const HOOKS: &[Hook] = &[
     Hook { program: "ioclab_exec", tracepoint: "sched_process_exec", feeds: &[] },
     Hook { program: "ioclab_fork", tracepoint: "sched_process_fork", feeds: &[] },
+    // before ioclab_exit: a process's last throttle count comes before its exit_group
+    Hook { program: "ioclab_fs_exit", tracepoint: "sched_process_exit", feeds: THROTTLED_EVENTS },
     Hook { program: "ioclab_exit", tracepoint: "sched_process_exit", feeds: &[] },
     // sends also teach which unconnected UDP sockets talk to a DNS server
     Hook { program: "ioclab_sock_send", tracepoint: "sock_send_length", feeds: &[SendData, DnsQuery] },
@@ -185,6 +193,7 @@ impl Programs {
             .set_max_entries("events", ring_bytes)
             .load(SENSOR_OBJ)
             .map_err(BpfError::Load)?;
+        config_dirs::fill(&mut ebpf)?;
 
         for hook in HOOKS {
             if !hook.feeds.is_empty() && !hook.feeds.iter().any(|k| opts.events.contains(k)) {

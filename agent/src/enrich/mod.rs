@@ -4,5 +4,6 @@
 
 pub mod bpfprog;
 pub mod filemeta;
+pub mod modinfo;
 pub mod proctable;
 pub mod resolved;

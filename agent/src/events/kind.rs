@@ -45,7 +45,7 @@ kinds! {
     Prctl = 7, "prctl", produced: true, default_on: true;
     Kill = 8, "kill", produced: true, default_on: true;
     Ptrace = 9, "ptrace", produced: true, default_on: true;
-    InitModule = 20, "init_module", produced: false, default_on: true;
+    InitModule = 20, "init_module", produced: true, default_on: true;
     BpfProgLoad = 21, "bpf_prog_load", produced: true, default_on: true;
     BpfSocketFilter = 22, "bpf_socket_filter", produced: true, default_on: true;
     MprotectExec = 40, "mprotect_exec", produced: true, default_on: true;

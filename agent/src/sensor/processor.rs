@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 mod filesys;
+mod module;
 
 use super::network::Network;
 use super::record::{Exec, NetKind, Record};

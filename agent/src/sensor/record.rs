@@ -138,7 +138,7 @@ pub enum FileSysDetail {
     File {
         /// FMODE_* bits of the open file.
         f_mode: u32,
-        /// The name given starts with /etc/.
+        /// The file is under a configuration directory (`crate::bpf::config_dirs`).
         config: bool,
         /// Identity, for the hash cache.
         key: FileKey,
@@ -155,7 +155,39 @@ pub enum FileSysDetail {
     Throttled {
         /// max_eps_fs.
         limit: u64,
+        /// 0: the throttle kicks in; else how many a throttled second now over dropped.
+        dropped: u64,
     },
+    /// init_module / finit_module.
+    Module(Box<ModuleLoad>),
+}
+
+/// A decoded `struct ioclab_module_rec`.
+#[derive(Debug)]
+pub struct ModuleLoad {
+    /// finit_module (from a file), else init_module (from memory).
+    pub finit: bool,
+    /// finit_module: the module file's resolved path.
+    pub path: Option<String>,
+    /// The module parameters given.
+    pub args: String,
+    /// init_module: `name=` of the image's .modinfo section (None when not found).
+    pub name: Option<String>,
+}
+
+/// x86_64 number of finit_module (the syscall programs are x86_64 only).
+const NR_FINIT_MODULE: u32 = 313;
+
+fn module_load(m: &abi::ModuleRec) -> Record {
+    let args_len = (m.args_len as usize).min(abi::MODARGS_LEN);
+    let name_len = (m.name_len as usize).min(abi::MODNAME_LEN);
+    let load = ModuleLoad {
+        finit: m.sc.nr == NR_FINIT_MODULE,
+        path: (m.has_file != 0).then(|| lossy(m.file.path.bytes())),
+        args: lossy(abi::c_str(&m.args[..args_len])),
+        name: (name_len > 0).then(|| lossy(abi::c_str(&m.name[..name_len]))),
+    };
+    file_sys(&m.sc, FileSysDetail::Module(Box::new(load)))
 }
 
 const AF_INET6: u16 = 10;
@@ -288,9 +320,13 @@ pub fn decode(bytes: &[u8]) -> Record {
                 op: 0,
                 ret: 0,
                 args: [0; 6],
-                detail: FileSysDetail::Throttled { limit: t.limit },
+                detail: FileSysDetail::Throttled { limit: t.limit, dropped: t.dropped },
             })),
             None => short("throttled"),
+        },
+        abi::KIND_MODULE => match abi::view::<abi::ModuleRec>(bytes) {
+            Some(m) => module_load(m),
+            None => abi::read::<abi::ModuleRec>(bytes).map_or_else(|| short("module"), |m| module_load(&m)),
         },
         other => Record::Malformed { reason: format!("unknown record kind {other}") },
     }

@@ -115,6 +115,19 @@ pub fn prctl_option(option: u64) -> String {
     name.to_string()
 }
 
+/// The `error` message of the max_eps_fs throttle: when it kicks in
+/// (`dropped` 0), then how many file events that second lost.
+pub fn throttle_message(comm: &str, pid: u32, limit: u64, dropped: u64) -> String {
+    if dropped == 0 {
+        format!(
+            "file events of {comm} (pid {pid}) throttled: over max_eps_fs = {limit} a second, \
+             the rest of this second's are dropped"
+        )
+    } else {
+        format!("file events of {comm} (pid {pid}) throttled: {dropped} dropped in a second over max_eps_fs = {limit}")
+    }
+}
+
 fn hex(v: u64) -> String {
     format!("0x{v:x}")
 }
@@ -198,15 +211,15 @@ impl Processor {
                     out.push(d);
                 }
             }
-            FileSysDetail::Throttled { limit } => {
+            FileSysDetail::Module(m) if self.wanted(EventKind::InitModule) => {
+                out.push(self.module_load(r.ret, *m, (ancestors, command_line, exe)))
+            }
+            FileSysDetail::Module(_) => {}
+            FileSysDetail::Throttled { limit, dropped } => {
                 let comm = String::from_utf8_lossy(abi::c_str(&t.comm)).into_owned();
                 out.push(EventData::Error(ErrorData {
                     code: 2,
-                    message: format!(
-                        "file events of {comm} (pid {}) throttled: over max_eps_fs = {limit} a second, \
-                         the rest of this second's are dropped",
-                        t.tgid
-                    ),
+                    message: throttle_message(&comm, t.tgid, limit, dropped),
                 }));
             }
         }
