@@ -254,8 +254,11 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
         output: a.output.clone(),
     };
     let rt = runtime()?;
+    // parsing the shipped lists takes tens of ms: only when they are used
+    let none = Warninglists::empty();
+    let lists = if opts.warninglists { Warninglists::embedded() } else { &none };
     loop {
-        let report = rt.block_on(export::export(&cfg, &opts, Warninglists::embedded()))?;
+        let report = rt.block_on(export::export(&cfg, &opts, lists))?;
         for (line, hit) in &report.warned {
             tracing::info!(
                 "left out {} {} (event {}): on warninglist {}",
