@@ -5,8 +5,9 @@
 //!
 //! The agent runs with process and network events only (file events add a
 //! syscall hook whose cost syscall_storm measures). Prints rate ratios,
-//! events captured vs. sent, the network event rate the agent kept up with and its loss, and agent CPU per event. Run with
-//! `make bench` (as root). Figures, not pass/fail: targets are printed beside them.
+//! events captured vs. sent, the network event rate the agent kept up with
+//! and its loss, and agent CPU per event. Run with `make bench` (as root).
+//! Figures, not pass/fail: targets are printed beside them.
 
 mod common;
 
