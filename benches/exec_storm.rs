@@ -77,21 +77,6 @@ fn storm_with_agent(n: usize, out: &Path, args: &[&str]) -> (f64, AgentRun, usiz
     (rate, run, count_execs(out, truth.to_str().unwrap()))
 }
 
-/// The agent's configurations measured: the process sensor alone (the
-/// foundation's event set, which the targets are for), then every event on
-/// by default (Kunai's set: file events put every syscall on the slow path).
-const CONFIGS: &[(&str, Option<&[&str]>)] =
-    &[("process_events", Some(&["execve", "execve_script", "exit", "exit_group", "clone"])), ("default_events", None)];
-
-/// A config with only `only` on: every other produced event switched off.
-fn config_yaml(only: &[&str]) -> String {
-    let mut y = String::from("events:\n");
-    for k in ioclab_agent::events::EventKind::ALL.iter().filter(|k| k.produced() && !k.is_agent_event()) {
-        y.push_str(&format!("  {}: {{enable: {}}}\n", k.name(), only.contains(&k.name())));
-    }
-    y
-}
-
 fn main() {
     if !is_root("exec_storm") {
         return;

@@ -137,14 +137,8 @@ fn main() {
     // process and network events on, file and system events off: what is
     // measured here is the network sensor; the syscall hook the file events
     // add costs every syscall (see the syscall_storm benchmark)
-    let cfg = dir.path().join("network.yaml");
-    let mut yaml = String::from("events:\n");
-    for k in ioclab_agent::events::EventKind::ALL.iter().filter(|k| k.produced() && !k.is_agent_event()) {
-        let on = matches!(k.id(), 1..=6 | 60..=62);
-        yaml.push_str(&format!("  {}: {{enable: {on}}}\n", k.name()));
-    }
-    std::fs::write(&cfg, yaml).unwrap();
-    let args = ["-c", cfg.to_str().unwrap()];
+    let args = config_args(dir.path(), "network", Some(NETWORK_EVENTS));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     // TCP listener: accepts and drops
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -86,19 +86,6 @@ fn storm(w: Workload, plain: &Path, config: &Path) -> f64 {
     (n * THREADS) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The agent's configurations measured (`None`: the default events).
-const CONFIGS: &[(&str, Option<&[&str]>)] =
-    &[("process_events", Some(&["execve", "execve_script", "exit", "exit_group", "clone"])), ("default_events", None)];
-
-/// A config with only `only` on.
-fn config_yaml(only: &[&str]) -> String {
-    let mut y = String::from("events:\n");
-    for k in ioclab_agent::events::EventKind::ALL.iter().filter(|k| k.produced() && !k.is_agent_event()) {
-        y.push_str(&format!("  {}: {{enable: {}}}\n", k.name(), only.contains(&k.name())));
-    }
-    y
-}
-
 fn main() {
     if !is_root("syscall_storm") {
         return;

@@ -92,6 +92,37 @@ pub fn scratch_dir() -> tempfile::TempDir {
     tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap()
 }
 
+/// The agent's configurations the storms compare: the process sensor alone
+/// (the foundation's event set) and every event on by default (Kunai's set;
+/// file events put every syscall on the slow path). `None`: the defaults.
+pub const CONFIGS: &[(&str, Option<&[&str]>)] =
+    &[("process_events", Some(&["execve", "execve_script", "exit", "exit_group", "clone"])), ("default_events", None)];
+
+/// The process and network events (the network storms' configuration).
+pub const NETWORK_EVENTS: &[&str] =
+    &["execve", "execve_script", "exit", "exit_group", "clone", "connect", "dns_query", "send_data"];
+
+/// A config with only `only` on: every other produced event switched off.
+pub fn config_yaml(only: &[&str]) -> String {
+    let mut y = String::from("events:\n");
+    for k in ioclab_agent::events::EventKind::ALL.iter().filter(|k| k.produced() && !k.is_agent_event()) {
+        y.push_str(&format!("  {}: {{enable: {}}}\n", k.name(), only.contains(&k.name())));
+    }
+    y
+}
+
+/// Writes the config for `only` into `dir` and returns the agent's `-c FILE` arguments.
+pub fn config_args(dir: &Path, name: &str, only: Option<&[&str]>) -> Vec<String> {
+    match only {
+        Some(only) => {
+            let p = dir.join(format!("{name}.yaml"));
+            std::fs::write(&p, config_yaml(only)).unwrap();
+            vec!["-c".into(), p.to_str().unwrap().to_string()]
+        }
+        None => vec![],
+    }
+}
+
 pub fn verdict(ok: bool) -> &'static str {
     if ok {
         "MET"
