@@ -160,9 +160,9 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     tracing::info!("agent ready: {known} running processes known, writing {what} to {to}; Ctrl-C to stop");
 
     let (cpu0, _) = rusage();
-    // A few batches in flight: when the processor falls behind, the reader
-    // blocks, the kernel ring fills and losses are reported as event_loss,
-    // instead of userspace memory growing without bound.
+    // Bounded batches in flight: when the processor falls behind for long,
+    // the reader blocks, the kernel ring fills and losses are reported as
+    // event_loss, instead of userspace memory growing without bound.
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<Record>)>(QUEUED_BATCHES);
     // emptied batch vectors go back to the reader: no allocation per batch
     let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<Record>>(64);
@@ -211,10 +211,13 @@ fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
     }
 }
 
-/// Batches waiting for the processor, at most.
-const QUEUED_BATCHES: usize = 4;
+/// Batches waiting for the processor, at most: with BATCH_RECORDS, up to
+/// 64K records (tens of MB at worst) absorb a processor stalled by
+/// first-time hashing of a big binary (seconds at a high event rate) before
+/// the kernel ring has to drop and report losses.
+const QUEUED_BATCHES: usize = 64;
 /// Records in one batch, at most.
-const BATCH_RECORDS: usize = 4096;
+const BATCH_RECORDS: usize = 1024;
 
 /// Longest sleep of an idle reader: bounds how late it sees `control.stop`
 /// when no signal interrupts its poll (signals do).
