@@ -12,10 +12,13 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "ioclab", version, about, long_about = None, after_help = "\
 Examples:
-  sudo ioclab agent                          watch every process start and exit (JSON lines on stdout)
+  sudo ioclab agent                          processes, network, files: JSON lines on stdout
   sudo ioclab agent -i iocs.json -o det.json write only the events that match an IoC
   ioclab replay -i iocs.json events.json.gz  test IoCs on a recorded log, no root needed
   ioclab ioc check iocs.json                 find the bad lines of an IoC file
+  ioclab misp serve                          a MISP-compatible server for PyMISP, offline
+  ioclab misp export -c config.toml -o iocs.json --reload-agent
+                                             IoCs from MISP to the agent (misp-to-kunai's options)
 
 Logs go to stderr; set IOCLAB_LOG=debug for more.")]
 struct Cli {
