@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
+use aya_obj::btf::BtfKind;
 
 use crate::events::EventKind;
 
@@ -199,10 +200,21 @@ impl Programs {
             if !hook.feeds.is_empty() && !hook.feeds.iter().any(|k| opts.events.contains(k)) {
                 continue;
             }
+            let feeds = hook.feeds;
             let (name, hook) = (hook.program, hook.tracepoint);
             if ebpf.program(name).is_none() {
                 // the syscall programs are built for x86_64 only
                 tracing::warn!("eBPF program {name} is not built for this architecture: its events are off");
+                continue;
+            }
+            // an optional hook the kernel lacks (sock_send_length and sock_recv_length
+            // came in Linux 6.3; Debian 12 ships 6.1) turns its events off, not the agent
+            if !feeds.is_empty() && btf.id_by_type_name_kind(&format!("btf_trace_{hook}"), BtfKind::Typedef).is_err() {
+                let events: Vec<&str> = feeds.iter().map(|k| k.name()).collect();
+                tracing::warn!(
+                    "this kernel has no {hook} tracepoint (program {name}): {} come without it (Linux 6.3 or later has it)",
+                    events.join(", ")
+                );
                 continue;
             }
             let err = |source| BpfError::Program { program: name, hook, source };
