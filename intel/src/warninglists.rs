@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use crate::model::host_of;
+
 /// (file name, JSON) of every shipped list.
 const SHIPPED: &[(&str, &str)] = &[
     ("public-dns-v4", include_str!("../data/warninglists/public-dns-v4.json")),
@@ -149,19 +151,6 @@ pub struct Hit {
     pub slug: &'static str,
     /// The value (or part of a composite value) that matched.
     pub matched: String,
-}
-
-/// The host of a value: a URL's host, else the value itself, lowercased without a final dot.
-fn host_of(value: &str) -> String {
-    let v = value.trim();
-    let rest = v.split_once("://").map_or(v, |(_, r)| r);
-    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(h) => h.split(']').next().unwrap_or(h),
-        None => host.split(':').next().unwrap_or(host),
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// A MISP regex entry (`/pattern/flags`) for the regex crate.

@@ -44,14 +44,8 @@ pub fn shared_type(kind: &str) -> bool {
 
 /// The host of a URL (`https://user@Host.Example:8443/x` → `host.example`).
 fn url_host(url: &str) -> Option<String> {
-    let rest = url.trim().split_once("://").map(|(_, r)| r)?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(h) => h.split(']').next()?,
-        None => host.split(':').next()?,
-    };
-    (!host.is_empty()).then(|| host.trim_end_matches('.').to_ascii_lowercase())
+    let host = crate::model::host_of(url.split_once("://")?.1);
+    (!host.is_empty()).then_some(host)
 }
 
 /// The (kind, value) pairs an attribute gives: one for simple types, the

@@ -19,6 +19,20 @@ pub fn date_of(unix: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The host of a value: a URL's host (without user, port or path), else the
+/// value itself; lowercased, without a final dot.
+pub fn host_of(value: &str) -> String {
+    let v = value.trim();
+    let rest = v.split_once("://").map_or(v, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.split(']').next().unwrap_or(h),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -26,6 +40,13 @@ pub fn now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hosts() {
+        assert_eq!(super::host_of("https://u@Host.Example.:8443/x?y"), "host.example");
+        assert_eq!(super::host_of("http://[2001:db8::1]:80/"), "2001:db8::1");
+        assert_eq!(super::host_of(" Plain.Example "), "plain.example");
+    }
+
     #[test]
     fn dates() {
         assert_eq!(super::date_of(0), "1970-01-01");

@@ -8,12 +8,10 @@
 
 #![allow(missing_docs)] // filter fields are named after MISP's filters, listed in the module doc
 
-use std::collections::HashMap;
-
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use super::render::{self, AttributeOut, ATTRIBUTE_COLUMNS};
 use super::StoreError;
 use crate::model::now;
 
@@ -341,70 +339,6 @@ pub async fn event_ids(pool: &SqlitePool, f: &Filters) -> Result<Vec<i64>, Store
     Ok(q.build().fetch_all(pool).await?.iter().map(|r| r.get(0)).collect())
 }
 
-fn as_string<S: serde::Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
-/// A tag as attribute search results carry it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TagOut {
-    #[serde(serialize_with = "as_string")]
-    pub id: i64,
-    pub name: String,
-    pub colour: String,
-    pub local: bool,
-}
-
-/// The event summary MISP puts in each attribute search result.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventSummary {
-    #[serde(serialize_with = "as_string")]
-    pub org_id: i64,
-    #[serde(serialize_with = "as_string")]
-    pub distribution: i64,
-    #[serde(serialize_with = "as_string")]
-    pub id: i64,
-    pub info: String,
-    #[serde(serialize_with = "as_string")]
-    pub orgc_id: i64,
-    pub uuid: String,
-}
-
-/// One attribute search result, in MISP's JSON (ids and timestamps as strings).
-/// Typed rather than a JSON tree: 100,000 of them are written in well under a second.
-#[derive(Debug, Clone, Serialize)]
-pub struct AttributeOut {
-    #[serde(serialize_with = "as_string")]
-    pub id: i64,
-    #[serde(serialize_with = "as_string")]
-    pub event_id: i64,
-    #[serde(serialize_with = "as_string")]
-    pub object_id: i64,
-    pub object_relation: Option<String>,
-    pub category: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-    pub to_ids: bool,
-    pub uuid: String,
-    #[serde(serialize_with = "as_string")]
-    pub timestamp: i64,
-    #[serde(serialize_with = "as_string")]
-    pub distribution: i64,
-    pub sharing_group_id: &'static str,
-    pub comment: String,
-    pub deleted: bool,
-    pub disable_correlation: bool,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    #[serde(rename = "Tag", skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<TagOut>,
-    #[serde(rename = "Event")]
-    pub event: EventSummary,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_uuid: Option<String>,
-}
-
 /// WHERE clauses (after `WHERE 1 = 1`), order and page of an attribute search
 /// over `attributes a JOIN events e`.
 fn push_attribute_search(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
@@ -474,58 +408,17 @@ pub async fn attributes_json(pool: &SqlitePool, f: &Filters) -> Result<String, S
 
 /// The attributes that match, as restSearch returns them (each with an `Event` summary).
 pub async fn attributes(pool: &SqlitePool, f: &Filters) -> Result<Vec<AttributeOut>, StoreError> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT a.id, a.event_id, a.object_id, a.object_relation, a.category, a.type, a.value, a.to_ids, a.uuid, \
-         a.timestamp, a.distribution, a.comment, a.deleted, a.disable_correlation, a.first_seen, a.last_seen, \
-         e.uuid, e.info, e.org_id, e.orgc_id, e.distribution FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1",
-    );
+    let mut q = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT {ATTRIBUTE_COLUMNS} FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1"
+    ));
     push_attribute_search(&mut q, f);
     let rows = q.build().fetch_all(pool).await?;
-    let mut tags: HashMap<i64, Vec<TagOut>> = HashMap::new();
-    if !rows.is_empty() {
-        for r in sqlx::query(
-            "SELECT at.attribute_id, t.id, t.name, t.colour, at.local FROM attribute_tags at JOIN tags t ON t.id = at.tag_id",
-        )
-        .fetch_all(pool)
-        .await?
-        {
-            tags.entry(r.get(0)).or_default().push(TagOut { id: r.get(1), name: r.get(2), colour: r.get(3), local: r.get(4) });
-        }
-    }
+    let mut tags = if rows.is_empty() { Default::default() } else { render::attribute_tags(pool, None).await? };
     Ok(rows
         .iter()
         .map(|r| {
-            let id: i64 = r.get(0);
-            let event_uuid: String = r.get(16);
-            AttributeOut {
-                id,
-                event_id: r.get(1),
-                object_id: r.get::<Option<i64>, _>(2).unwrap_or(0),
-                object_relation: r.get(3),
-                category: r.get(4),
-                kind: r.get(5),
-                value: r.get(6),
-                to_ids: r.get(7),
-                uuid: r.get(8),
-                timestamp: r.get(9),
-                distribution: r.get(10),
-                sharing_group_id: "0",
-                comment: r.get(11),
-                deleted: r.get(12),
-                disable_correlation: r.get(13),
-                first_seen: r.get(14),
-                last_seen: r.get(15),
-                tags: tags.remove(&id).unwrap_or_default(),
-                event: EventSummary {
-                    org_id: r.get(18),
-                    distribution: r.get(20),
-                    id: r.get(1),
-                    info: r.get(17),
-                    orgc_id: r.get(19),
-                    uuid: event_uuid.clone(),
-                },
-                event_uuid: f.include_event_uuid.then_some(event_uuid),
-            }
+            let t = tags.remove(&r.get::<i64, _>(0)).unwrap_or_default();
+            render::attribute_row(r, t, true, f.include_event_uuid)
         })
         .collect())
 }

@@ -4,7 +4,7 @@
 
 pub mod filter;
 pub mod keys;
-mod render;
+pub mod render;
 
 use std::path::Path;
 
@@ -397,7 +397,7 @@ impl Store {
     }
 
     /// Attributes matching `filters`, for /attributes/restSearch.
-    pub async fn search_attributes(&self, filters: &filter::Filters) -> Result<Vec<filter::AttributeOut>, StoreError> {
+    pub async fn search_attributes(&self, filters: &filter::Filters) -> Result<Vec<render::AttributeOut>, StoreError> {
         filter::attributes(&self.pool, filters).await
     }
 }
