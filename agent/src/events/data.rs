@@ -4,6 +4,7 @@
 //! Every struct reads back leniently (`#[serde(default)]`) so `ioclab replay`
 //! accepts logs from other Kunai versions; unknown fields are ignored.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -313,13 +314,13 @@ pub struct BpfProgLoadData {
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(default)]
 pub struct SocketInfo {
-    /// "AF_INET", "AF_INET6"...
-    pub domain: String,
+    /// "AF_INET", "AF_INET6"... (static names: no allocation per network event)
+    pub domain: Cow<'static, str>,
     /// "SOCK_STREAM", "SOCK_DGRAM"...
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// "TCP", "UDP"...
-    pub proto: String,
+    pub proto: Cow<'static, str>,
 }
 
 /// `bpf_socket_filter`.

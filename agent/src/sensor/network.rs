@@ -12,8 +12,6 @@ use crate::net::{community_id, dns, entropy, ip_string, is_public, Proto};
 #[derive(Default)]
 pub struct Network {
     names: ResolvedNames,
-    /// Messages from port 53 that did not parse as DNS responses.
-    pub not_dns: u64,
 }
 
 /// `socket {domain, type, proto}` from the kernel's numbers.
@@ -70,7 +68,6 @@ impl Network {
                 let answer = match parsed {
                     Ok(a) => a,
                     Err(e) => {
-                        self.not_dns += 1;
                         tracing::debug!("{} bytes from {} are not a DNS response: {e}", r.data.len(), r.dst);
                         return None;
                     }

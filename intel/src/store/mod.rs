@@ -48,6 +48,14 @@ fn id_or_uuid(s: &str) -> (Option<i64>, Option<String>) {
     }
 }
 
+/// The uuid given (checked), or a new one.
+fn uuid_or_new(u: &Option<String>) -> Result<String, StoreError> {
+    match u {
+        Some(u) => check_uuid(u),
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
 fn check_uuid(u: &str) -> Result<String, StoreError> {
     uuid::Uuid::parse_str(u).map(|u| u.to_string()).map_err(|_| StoreError::Invalid(format!("{u:?} is not a UUID")))
 }
@@ -102,10 +110,7 @@ impl Store {
         let distribution = check_range("distribution", e.distribution.unwrap_or(0), 0, 4)?;
         let threat = check_range("threat_level_id", e.threat_level_id.unwrap_or(4), 1, 4)?;
         let analysis = check_range("analysis", e.analysis.unwrap_or(0), 0, 2)?;
-        let uuid = match &e.uuid {
-            Some(u) => check_uuid(u)?,
-            None => uuid::Uuid::new_v4().to_string(),
-        };
+        let uuid = uuid_or_new(&e.uuid)?;
         let ts = e.timestamp.unwrap_or_else(now);
         let date = match &e.date {
             Some(d) if is_date(d) => d.clone(),
@@ -458,10 +463,7 @@ fn check_attribute(a: &AttributeIn) -> Result<AttrRow, StoreError> {
         Some(c) => return Err(StoreError::Invalid(format!("unknown category {c:?}"))),
         None => default_category.to_string(),
     };
-    let uuid = match &a.uuid {
-        Some(u) => check_uuid(u)?,
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let uuid = uuid_or_new(&a.uuid)?;
     Ok(AttrRow { uuid, kind: kind.to_string(), category, value, to_ids: a.to_ids.unwrap_or(default_ids) })
 }
 
@@ -562,10 +564,7 @@ async fn insert_object(tx: &mut Tx<'_>, event_id: i64, o: &ObjectIn, ts: i64) ->
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| StoreError::Invalid("name is required".into()))?;
-    let uuid = match &o.uuid {
-        Some(u) => check_uuid(u)?,
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let uuid = uuid_or_new(&o.uuid)?;
     let id: i64 = sqlx::query(
         "INSERT INTO objects (event_id, uuid, name, meta_category, description, template_uuid, template_version, \
          comment, distribution, timestamp, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
