@@ -271,6 +271,33 @@ mod tests {
     }
 
     #[test]
+    fn bad_search_answers_are_errors() {
+        // MISP answers `{"response": []}` when nothing matches: an empty list, not an error
+        let empty: AttributeSearch<'_> = serde_json::from_slice(b"{\"response\": []}").unwrap();
+        assert!(empty.response.attributes.is_empty());
+        for body in [&b"not json"[..], b"{\"response\": {\"Attribute\": [{\"type\": 5}]}}", b"[]", b""] {
+            assert!(serde_json::from_slice::<AttributeSearch<'_>>(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+        let ok: AttributeSearch<'_> = serde_json::from_slice(
+            br#"{"response": {"Attribute": [{"type": "domain", "value": "a.example", "uuid": "u", "to_ids": "1", "event_uuid": "e"}]}}"#,
+        )
+        .unwrap();
+        let lines = from_attributes(&ok.response.attributes, "s", ALL);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].event_uuid, "e");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_event_json_or_answer_bytes_never_panic(s in "\\PC{0,200}", t in "(md5|domain|url|domain\\|ip|ip-dst\\|port|filename\\|sha1)", v in "\\PC{0,40}") {
+            let _ = serde_json::from_str::<AttributeSearch<'_>>(&s);
+            let ev = json!({"Event": {"Attribute": [{"type": t, "value": v, "to_ids": true, "uuid": s}], "Object": "x"}});
+            let _ = from_event(&ev, "s", ALL);
+            let _ = from_event(&json!(s), "s", ALL);
+        }
+    }
+
+    #[test]
     fn line_shape() {
         let l = IocLine {
             kind: "domain".into(),
