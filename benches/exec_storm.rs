@@ -85,14 +85,8 @@ fn main() {
     let out = dir.path().join("events.json");
     storm(2_000); // warm caches
     for (name, only) in CONFIGS {
-        let cfg = dir.path().join(format!("{name}.yaml"));
-        let args: Vec<&str> = match only {
-            Some(only) => {
-                std::fs::write(&cfg, config_yaml(only)).unwrap();
-                vec!["-c", cfg.to_str().unwrap()]
-            }
-            None => vec![],
-        };
+        let args = config_args(dir.path(), name, *only);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         LATENCY.with(|l| l.borrow_mut().clear());
         run_config(name, &out, &args);
     }

@@ -110,14 +110,8 @@ fn main() {
     let filter = std::env::var("SYSCALL_STORM_ONLY").unwrap_or_default();
     let wanted = |name: &str| filter.is_empty() || filter.split(',').any(|f| f == name);
     for (cname, only) in CONFIGS.iter().filter(|(c, _)| filter.is_empty() || !filter.contains("_events") || wanted(c)) {
-        let cfg = dir.path().join(format!("{cname}.yaml"));
-        let args: Vec<&str> = match only {
-            Some(only) => {
-                std::fs::write(&cfg, config_yaml(only)).unwrap();
-                vec!["-c", cfg.to_str().unwrap()]
-            }
-            None => vec![],
-        };
+        let args = config_args(dir.path(), cname, *only);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         for w in [Workload::Getppid, Workload::OpenClose, Workload::OpenConfig] {
             if !filter.is_empty() && filter.split(',').any(|f| !f.ends_with("_events")) && !wanted(w.name()) {
                 continue;

@@ -128,6 +128,8 @@ async fn fetch_feed(client: &MispClient, url: &str, since_ts: Option<f64>) -> Re
             .as_f64()
             .or_else(|| meta["timestamp"].as_str().and_then(|s| s.parse().ok()))
             .unwrap_or(0.0);
+        // misp-to-kunai compares dates: an event of the `since` day itself is
+        // in, and `since` is the last second of that day
         if since_ts.is_some_and(|s| ts < s - 86_400.0) {
             continue;
         }
