@@ -3,6 +3,7 @@
 //! superset of its types: sha512, ip-src, composite values (filename|hash,
 //! domain|ip, ip-dst|port) and the host of URLs.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -138,71 +139,75 @@ pub fn from_event(event: &Value, source: &str, sel: Select) -> Vec<IocLine> {
     out
 }
 
-/// An attribute of an /attributes/restSearch answer, borrowed from its bytes.
-#[derive(Debug, Deserialize)]
-pub struct FoundAttribute<'a> {
-    /// MISP type.
-    #[serde(rename = "type", borrow)]
-    pub kind: std::borrow::Cow<'a, str>,
-    /// Value.
-    #[serde(borrow)]
-    pub value: std::borrow::Cow<'a, str>,
-    /// Attribute uuid.
-    #[serde(borrow)]
-    pub uuid: std::borrow::Cow<'a, str>,
-    /// Relation inside its object.
-    #[serde(default, borrow)]
-    pub object_relation: Option<std::borrow::Cow<'a, str>>,
-    /// IDS flag.
-    #[serde(default, deserialize_with = "crate::model::input::lenient_bool")]
-    pub to_ids: Option<bool>,
-    /// Deleted.
-    #[serde(default, deserialize_with = "crate::model::input::lenient_bool")]
-    pub deleted: Option<bool>,
-    /// The event's uuid (`includeEventUuid`).
-    #[serde(default, borrow)]
-    pub event_uuid: Option<std::borrow::Cow<'a, str>>,
-}
+/// The columns the export asks MISP's CSV for (`requested_attributes`).
+pub const CSV_COLUMNS: &[&str] = &["uuid", "event_id", "type", "value", "to_ids", "object_relation"];
 
-/// The body of /attributes/restSearch.
-#[derive(Debug, Deserialize)]
-pub struct AttributeSearch<'a> {
-    /// `{"Attribute": [...]}`.
-    #[serde(borrow)]
-    pub response: FoundAttributes<'a>,
-}
-
-/// The list inside.
-#[derive(Debug, Deserialize)]
-pub struct FoundAttributes<'a> {
-    /// The attributes.
-    #[serde(rename = "Attribute", default, borrow)]
-    pub attributes: Vec<FoundAttribute<'a>>,
-}
-
-/// IoC lines of attributes found by a search.
-pub fn from_attributes(found: &[FoundAttribute<'_>], source: &str, sel: Select) -> Vec<IocLine> {
-    let mut out = Vec::with_capacity(found.len());
-    for a in found {
-        if a.deleted == Some(true) || (sel.to_ids_only && a.to_ids != Some(true)) {
+/// IoC lines of an /attributes/restSearch CSV answer with [`CSV_COLUMNS`]
+/// (any order; other columns ignored); `event_uuids` maps event ids to uuids.
+/// Errors name the line.
+pub fn from_csv(
+    body: &[u8],
+    event_uuids: &HashMap<u64, String>,
+    source: &str,
+    sel: Select,
+) -> Result<Vec<IocLine>, String> {
+    let mut rd = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(body);
+    let header = rd.byte_headers().map_err(|e| format!("the CSV header: {e}"))?.clone();
+    let col = |name: &str| {
+        header.iter().position(|h| h == name.as_bytes()).ok_or_else(|| {
+            format!("the CSV has no {name:?} column (header: {:?})", String::from_utf8_lossy(header.as_slice()))
+        })
+    };
+    let [uuid, event_id, kind, value, to_ids, relation] =
+        [col("uuid")?, col("event_id")?, col("type")?, col("value")?, col("to_ids")?, col("object_relation")?];
+    let mut out = Vec::new();
+    let mut rec = csv::ByteRecord::new();
+    loop {
+        match rd.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                return Err(match e.kind() {
+                    csv::ErrorKind::UnequalLengths { pos: Some(p), expected_len, len } => {
+                        format!("CSV line {}: {len} fields where the header has {expected_len}", p.line())
+                    }
+                    // csv's own message names the record, line and byte
+                    _ => e.to_string(),
+                });
+            }
+        }
+        // MISP ends its CSV with an empty line
+        if rec.len() == 1 && rec[0].is_empty() {
             continue;
         }
-        let relation = a.object_relation.as_deref();
-        if sel.shared_only && !(shared_type(&a.kind) || relation.is_some_and(shared_type)) {
+        let line = rec.position().map_or(0, |p| p.line());
+        let text =
+            |i: usize| std::str::from_utf8(&rec[i]).map_err(|_| format!("CSV line {line}: column {i} is not UTF-8"));
+        if sel.to_ids_only && !matches!(&rec[to_ids], b"1" | b"true") {
             continue;
         }
-        for (k, v, severity) in values(&a.kind, relation, &a.value) {
+        let (k, v) = (text(kind)?, text(value)?);
+        let r = Some(text(relation)?).filter(|r| !r.is_empty());
+        if sel.shared_only && !(shared_type(k) || r.is_some_and(shared_type)) {
+            continue;
+        }
+        let id: u64 = text(event_id)?
+            .parse()
+            .map_err(|_| format!("CSV line {line}: event_id {:?} is not a number", text(event_id)))?;
+        let event_uuid = event_uuids.get(&id).map(String::as_str).unwrap_or("");
+        let attribute_uuid = text(uuid)?;
+        for (k, v, severity) in values(k, r, v) {
             out.push(IocLine {
                 kind: k,
-                uuid: a.uuid.to_string(),
+                uuid: attribute_uuid.to_string(),
                 source: source.to_string(),
                 value: v,
-                event_uuid: a.event_uuid.as_deref().unwrap_or("").to_string(),
+                event_uuid: event_uuid.to_string(),
                 severity,
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// The MISP types `values` takes (searches ask only for these); `text` for object `path` relations.
@@ -270,27 +275,49 @@ mod tests {
         assert!(shared.iter().all(|l| shared_type(&l.kind)));
     }
 
+    fn uuids() -> HashMap<u64, String> {
+        HashMap::from([(7, "e7".to_string())])
+    }
+
     #[test]
-    fn bad_search_answers_are_errors() {
-        // MISP answers `{"response": []}` when nothing matches: an empty list, not an error
-        let empty: AttributeSearch<'_> = serde_json::from_slice(b"{\"response\": []}").unwrap();
-        assert!(empty.response.attributes.is_empty());
-        for body in [&b"not json"[..], b"{\"response\": {\"Attribute\": [{\"type\": 5}]}}", b"[]", b""] {
-            assert!(serde_json::from_slice::<AttributeSearch<'_>>(body).is_err(), "{}", String::from_utf8_lossy(body));
-        }
-        let ok: AttributeSearch<'_> = serde_json::from_slice(
-            br#"{"response": {"Attribute": [{"type": "domain", "value": "a.example", "uuid": "u", "to_ids": "1", "event_uuid": "e"}]}}"#,
-        )
-        .unwrap();
-        let lines = from_attributes(&ok.response.attributes, "s", ALL);
-        assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0].event_uuid, "e");
+    fn csv_answers() {
+        let body = b"uuid,event_id,type,value,to_ids,object_relation\n\
+            \"a1\",7,\"domain\",\"evil.example\",1,\"\"\n\
+            \"a2\",7,\"domain\",\"quiet.example\",0,\"\"\n\
+            \"a3\",8,\"text\",\"/tmp/x, \"\"quoted\"\"\",1,\"path\"\n\
+            \n";
+        let lines = from_csv(body, &uuids(), "s", ALL).unwrap();
+        let got: Vec<_> = lines.iter().map(|l| (&*l.uuid, &*l.kind, &*l.value, &*l.event_uuid)).collect();
+        assert_eq!(got, [("a1", "domain", "evil.example", "e7"), ("a3", "path", "/tmp/x, \"quoted\"", "")]);
+        let all = from_csv(body, &uuids(), "s", Select { to_ids_only: false, shared_only: false }).unwrap();
+        assert_eq!(all.len(), 3, "--no-to-ids keeps a2");
+        // columns in another order, and columns the export does not use
+        let body =
+            b"value,comment,type,object_relation,event_id,to_ids,uuid\n\"1.2.3.4\",\"c\",\"ip-dst\",\"\",7,1,\"a9\"\n";
+        assert_eq!(from_csv(body, &uuids(), "s", ALL).unwrap()[0].value, "1.2.3.4");
+    }
+
+    #[test]
+    fn bad_csv_answers_are_errors_that_say_where() {
+        let err = from_csv(b"uuid,type,value\n\"a\",\"md5\",\"x\"\n", &uuids(), "s", ALL).unwrap_err();
+        assert!(err.contains("no \"event_id\" column"), "{err}");
+        let err = from_csv(b"{\"response\": {\"Attribute\": []}}", &uuids(), "s", ALL).unwrap_err();
+        assert!(err.contains("no \"uuid\" column"), "JSON instead of CSV: {err}");
+        let h = "uuid,event_id,type,value,to_ids,object_relation\n";
+        let err = from_csv(format!("{h}\"a\",x,\"md5\",\"v\",1,\"\"\n").as_bytes(), &uuids(), "s", ALL).unwrap_err();
+        assert!(err.contains("line 2") && err.contains("event_id"), "{err}");
+        let err = from_csv(format!("{h}\"a\",7,\"md5\"\n").as_bytes(), &uuids(), "s", ALL).unwrap_err();
+        assert!(err.contains("line 2"), "a short line: {err}");
+        assert!(from_csv(h.as_bytes(), &uuids(), "s", ALL).unwrap().is_empty(), "no attribute: no IoC");
     }
 
     proptest::proptest! {
         #[test]
-        fn any_event_json_or_answer_bytes_never_panic(s in "\\PC{0,200}", t in "(md5|domain|url|domain\\|ip|ip-dst\\|port|filename\\|sha1)", v in "\\PC{0,40}") {
-            let _ = serde_json::from_str::<AttributeSearch<'_>>(&s);
+        fn any_event_json_or_answer_bytes_never_panic(s in "\\PC{0,200}", t in "(md5|domain|url|domain\\|ip|ip-dst\\|port|filename\\|sha1)", v in "\\PC{0,40}", raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = from_csv(s.as_bytes(), &uuids(), "s", ALL);
+            let _ = from_csv(&raw, &uuids(), "s", ALL);
+            let csv = format!("uuid,event_id,type,value,to_ids,object_relation\n{s},7,{t},{v},1,\n");
+            let _ = from_csv(csv.as_bytes(), &uuids(), "s", ALL);
             let ev = json!({"Event": {"Attribute": [{"type": t, "value": v, "to_ids": true, "uuid": s}], "Object": "x"}});
             let _ = from_event(&ev, "s", ALL);
             let _ = from_event(&json!(s), "s", ALL);

@@ -79,6 +79,29 @@ pub struct Filters {
     pub return_format: Option<String>,
     pub include_event_uuid: bool,
     pub enforce_warninglist: bool,
+    /// /events/index: id, uuid, timestamps, published and creator org only.
+    pub minimal: bool,
+    /// CSV columns (MISP's `requested_attributes`); None: MISP's default set.
+    pub requested_attributes: Option<Vec<String>>,
+    /// CSV object columns (`requested_obj_attributes`, without the `object_` prefix).
+    pub requested_obj_attributes: Option<Vec<String>>,
+    /// CSV without its header line.
+    pub headerless: bool,
+    /// Attribute ids left out (set by the server for `enforceWarninglist`, never from a body).
+    pub exclude_ids: Vec<i64>,
+}
+
+/// A list of names: a string or an array of strings.
+fn names(v: &Value, what: &str) -> Result<Option<Vec<String>>, StoreError> {
+    let bad = || StoreError::Invalid(format!("filter {what}: expected a list of field names, got {v}"));
+    Ok(match v {
+        Value::Null => None,
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(a) => {
+            Some(a.iter().map(|x| x.as_str().map(str::to_string).ok_or_else(bad)).collect::<Result<_, _>>()?)
+        }
+        _ => return Err(bad()),
+    })
 }
 
 fn cond(v: &Value, what: &str) -> Result<Cond, StoreError> {
@@ -220,6 +243,10 @@ impl Filters {
                 "returnFormat" => f.return_format = v.as_str().map(str::to_string),
                 "includeEventUuid" => f.include_event_uuid = flag(v, k)?.unwrap_or(false),
                 "enforceWarninglist" => f.enforce_warninglist = flag(v, k)?.unwrap_or(false),
+                "requested_attributes" => f.requested_attributes = names(v, k)?,
+                "requested_obj_attributes" => f.requested_obj_attributes = names(v, k)?,
+                "minimal" => f.minimal = flag(v, k)?.unwrap_or(false),
+                "headerless" => f.headerless = flag(v, k)?.unwrap_or(false),
                 _ => {}
             }
         }
@@ -341,7 +368,7 @@ pub async fn event_ids(pool: &SqlitePool, f: &Filters) -> Result<Vec<i64>, Store
 
 /// WHERE clauses (after `WHERE 1 = 1`), order and page of an attribute search
 /// over `attributes a JOIN events e`.
-fn push_attribute_search(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
+pub(super) fn push_attribute_search(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
     match (f.all_deleted, f.deleted) {
         (true, _) => {}
         (false, Some(true)) => {
@@ -361,6 +388,10 @@ fn push_attribute_search(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
     push_event_filters(q, f);
     push_range(q, "a.timestamp", &f.timestamp);
     push_range(q, "e.timestamp", &f.event_timestamp);
+    if !f.exclude_ids.is_empty() {
+        let ids = serde_json::to_string(&f.exclude_ids).unwrap_or_else(|_| "[]".into());
+        q.push(" AND a.id NOT IN (SELECT value FROM json_each(").push_bind(ids).push("))");
+    }
     // attribute scope: a tag of the event or of the attribute
     push_tags(q, &f.tags, &|q, t| {
         q.push("(EXISTS (SELECT 1 FROM event_tags et JOIN tags t ON t.id = et.tag_id WHERE et.event_id = e.id AND t.name = ")
@@ -404,6 +435,31 @@ pub async fn attributes_json(pool: &SqlitePool, f: &Filters) -> Result<String, S
     push_attribute_search(&mut q, f);
     q.push(")");
     Ok(q.build().fetch_one(pool).await?.get(0))
+}
+
+/// /events/index with `minimal`: MISP's short entries, rendered by SQLite.
+pub async fn minimal_index(pool: &SqlitePool, f: &Filters) -> Result<Vec<Value>, StoreError> {
+    let ids = serde_json::to_string(&event_ids(pool, f).await?).unwrap_or_else(|_| "[]".into());
+    let list: String = sqlx::query(
+        "SELECT COALESCE(json_group_array(json(j)), '[]') FROM (SELECT json_object('id', CAST(e.id AS TEXT), \
+         'timestamp', CAST(e.timestamp AS TEXT), 'sighting_timestamp', '0', \
+         'published', json(CASE WHEN e.published THEN 'true' ELSE 'false' END), 'uuid', e.uuid, 'orgc_uuid', o.uuid) AS j \
+         FROM json_each(?1) x JOIN events e ON e.id = x.value JOIN orgs o ON o.id = e.orgc_id ORDER BY e.id)",
+    )
+    .bind(ids)
+    .fetch_one(pool)
+    .await?
+    .get(0);
+    Ok(serde_json::from_str(&list).unwrap_or_default())
+}
+
+/// (id, type, value) of the attributes that match.
+pub async fn attribute_values(pool: &SqlitePool, f: &Filters) -> Result<Vec<(i64, String, String)>, StoreError> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT a.id, a.type, a.value FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1",
+    );
+    push_attribute_search(&mut q, f);
+    Ok(q.build().fetch_all(pool).await?.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
 /// The attributes that match, as restSearch returns them (each with an `Event` summary).

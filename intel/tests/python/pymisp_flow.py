@@ -56,6 +56,18 @@ recent = misp.search(controller="attributes", last="1d", to_ids=False, pythonify
 assert [a.value for a in recent] == ["benign.example"], [a.value for a in recent]
 index = misp.search_index(published=True)
 assert [e["uuid"] for e in index] == [added.uuid], index
+minimal = misp.search_index(published=True, minimal=True)
+assert [(e["id"], e["uuid"]) for e in minimal] == [(str(added.id), added.uuid)], minimal
+
+# the CSV export, as `ioclab misp export` asks for it
+rows = misp.search(controller="attributes", return_format="csv", type_attribute="ip-dst", to_ids=True,
+                   requested_attributes=["uuid", "event_id", "type", "value", "to_ids"], pythonify=True)
+assert sorted(r["value"] for r in rows) == ["203.0.113.7", "8.8.8.8"], rows
+assert all(r["to_ids"] == "1" and r["event_id"] == str(added.id) and len(r["uuid"]) == 36 for r in rows), rows
+# 8.8.8.8 (public DNS resolvers) and 203.0.113.7 (RFC 5735) are on warninglists
+clean = misp.search(controller="attributes", return_format="csv", type_attribute=["ip-dst", "domain"],
+                    enforce_warninglist=True, requested_attributes=["value"], headerless=True)
+assert clean == '"why.kunai.rocks"\n"benign.example"\n', repr(clean)
 
 sighting = misp.add_sighting({"value": "why.kunai.rocks"})
 assert "Sighting" in sighting, sighting
