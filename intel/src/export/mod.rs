@@ -323,6 +323,16 @@ mod tests {
     }
 
     #[test]
+    fn event_index_entries_give_ids_and_uuids() {
+        let index = json!([{"id": "12", "uuid": "u12"}, {"Event": {"id": 13, "uuid": "u13"}}, {"id": "x"}, 5]);
+        let map = event_uuids(&index).unwrap();
+        assert_eq!(map, HashMap::from([(12, "u12".to_string()), (13, "u13".to_string())]));
+        let err = event_uuids(&json!({"errors": "x".repeat(500)})).unwrap_err().to_string();
+        assert!(err.contains("not a list") || err.contains("something else than a list"), "{err}");
+        assert!(err.len() < 200, "a bad answer is quoted short: {err}");
+    }
+
+    #[test]
     fn since_is_the_end_of_a_day() {
         let s = since(1);
         assert_eq!((s as i64 + 1) % 86_400, 0);
