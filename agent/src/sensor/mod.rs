@@ -4,6 +4,7 @@
 
 pub(crate) mod network;
 mod processor;
+mod queue;
 pub mod record;
 mod start;
 
@@ -163,12 +164,13 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     // Bounded batches in flight: when the processor falls behind for long,
     // the reader blocks, the kernel ring fills and losses are reported as
     // event_loss, instead of userspace memory growing without bound.
-    let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<Record>)>(QUEUED_BATCHES);
+    let batches = Arc::new(queue::Queue::<(u64, Vec<Record>)>::new(QUEUED_BATCHES));
     // emptied batch vectors go back to the reader: no allocation per batch
     let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<Record>>(64);
+    let rx = batches.clone();
     let proc_thread = std::thread::Builder::new().name("ioclab-process".into()).spawn(move || {
         // blocks until a batch comes: no timer wakeups when the machine is quiet
-        while let Ok((batch, mut records)) = rx.recv() {
+        while let Some((batch, mut records)) = rx.pop() {
             processor.batch(&mut records, batch);
             let _ = free_tx.try_send(records);
         }
@@ -177,8 +179,8 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     })?;
 
     let reload = || spawn_reload(iocs_paths.clone(), iocs.clone());
-    read_loop(&mut programs, &config, &control, &tx, &free_rx, &reload);
-    drop(tx);
+    read_loop(&mut programs, &config, &control, &batches, &free_rx, &reload);
+    batches.close();
     let hash_stats = proc_thread.join().unwrap_or_default();
     let (cpu1, max_rss_kb) = rusage();
     Ok(Summary {
@@ -231,7 +233,7 @@ fn read_loop(
     programs: &mut Programs,
     config: &Config,
     control: &Control,
-    tx: &crossbeam_channel::Sender<(u64, Vec<Record>)>,
+    batches: &queue::Queue<(u64, Vec<Record>)>,
     free: &crossbeam_channel::Receiver<Vec<Record>>,
     reload: &dyn Fn(),
 ) {
@@ -287,7 +289,7 @@ fn read_loop(
         }
         if !records.is_empty() {
             batch_no += 1;
-            if tx.send((batch_no, records)).is_err() {
+            if batches.push((batch_no, records)).is_err() {
                 return;
             }
         }
