@@ -315,3 +315,56 @@ fn misp_event_to_agent_detection() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A one-shot HTTP proxy on loopback answering 502; returns its URL and the
+/// request line it will have received.
+fn fake_proxy() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 2 {
+            line.clear();
+        }
+        conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        first.trim_end().to_string()
+    });
+    (url, handle)
+}
+
+#[test]
+fn misp_requests_go_through_http_proxy_unless_no_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    // the "MISP" is a closed loopback port: only the proxy can answer
+    std::fs::write(&cfg, format!("[misp]\nname = \"lab\"\nurl = \"http://127.0.0.2:9\"\nkey = \"{}\"\n", "k".repeat(40)))
+        .unwrap();
+    let (proxy, request) = fake_proxy();
+    let out = ioclab()
+        .args(["misp", "check", "-c"])
+        .arg(&cfg)
+        .env("HTTP_PROXY", &proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(request.join().unwrap(), "GET http://127.0.0.2:9/servers/getVersion HTTP/1.1");
+    assert!(!out.status.success());
+    assert!(err.contains("502") && err.contains("NO_PROXY"), "the proxy is named as the cause: {err}");
+
+    let out = ioclab()
+        .args(["misp", "check", "-c"])
+        .arg(&cfg)
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect") && err.contains("127.0.0.2:9"), "direct, as NO_PROXY says: {err}");
+}
