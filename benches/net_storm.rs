@@ -102,9 +102,21 @@ struct Storm {
     run: AgentRun,
     captured: usize,
     expected: usize,
+    /// Each round's rate ratio and agent µs per event.
+    ratios: Vec<f64>,
+    per_events: Vec<f64>,
 }
 
 impl Storm {
+    /// Adds a round of `n`: rates without and with the agent, and the agent's counters.
+    fn round(&mut self, n: usize, base: f64, with: f64, run: AgentRun) {
+        self.base_time += n as f64 / base;
+        self.agent_time += n as f64 / with;
+        self.ratios.push(with / base);
+        self.per_events.push(run.cpu_us as f64 / run.read.max(1) as f64);
+        self.run.add(&run);
+    }
+
     fn print(&self) {
         let (base, with) = (self.sent as f64 / self.base_time, self.sent as f64 / self.agent_time);
         let ratio = with / base;
@@ -112,7 +124,7 @@ impl Storm {
         println!("{n}.{} {} on {THREADS} threads ({ROUNDS} interleaved rounds)", self.unit, self.sent);
         println!("{n}.rate_without_agent {base:.0}/s");
         println!("{n}.rate_with_agent {with:.0}/s");
-        println!("{n}.ratio {ratio:.3}  (target >= 0.90) {}", verdict(ratio >= 0.90));
+        println!("{n}.ratio {ratio:.3}  ({}; target >= 0.90) {}", spread(&self.ratios), verdict(ratio >= 0.90));
         println!("{n}.events_captured {} of {} expected", self.captured, self.expected);
         let eps = self.run.read as f64 / self.agent_time;
         println!(
@@ -122,7 +134,11 @@ impl Storm {
             verdict(self.run.lost == 0 && eps >= 100_000.0)
         );
         let per_event = self.run.cpu_us as f64 / self.run.read.max(1) as f64;
-        println!("{n}.agent_cpu_us_per_event {per_event:.2}  (target <= 0.5) {}", verdict(per_event <= 0.5));
+        println!(
+            "{n}.agent_cpu_us_per_event {per_event:.2}  ({}; target <= 0.5) {}",
+            spread(&self.per_events),
+            verdict(per_event <= 0.5)
+        );
         println!("{n}.agent_peak_rss_mb {:.1}", self.run.max_rss_kb as f64 / 1024.0);
     }
 }
@@ -179,6 +195,8 @@ fn main() {
         run: AgentRun::default(),
         captured: 0,
         expected: CONNECTS,
+        ratios: Vec::new(),
+        per_events: Vec::new(),
     };
     let mut dns = Storm {
         name: "dns_round_trips",
@@ -189,21 +207,23 @@ fn main() {
         run: AgentRun::default(),
         captured: 0,
         expected: 3 * ROUND_TRIPS,
+        ratios: Vec::new(),
+        per_events: Vec::new(),
     };
     // interleaved rounds (without, with, ...) so drift on the VM hits both sides alike
     for _ in 0..ROUNDS {
         let n = CONNECTS / ROUNDS;
-        connects.base_time += n as f64 / connect_storm(tcp_addr, n);
+        let base = connect_storm(tcp_addr, n);
         let agent = start_agent(&out, &args);
-        connects.agent_time += n as f64 / connect_storm(tcp_addr, n);
-        connects.run.add(&agent.stop());
+        let with = connect_storm(tcp_addr, n);
+        connects.round(n, base, with, agent.stop());
         connects.captured += count(&out, &["\"name\":\"connect\"", &port, "\"connected\":true"]);
 
         let n = ROUND_TRIPS / ROUNDS;
-        dns.base_time += n as f64 / dns_storm(server_addr, n);
+        let base = dns_storm(server_addr, n);
         let agent = start_agent(&out, &args);
-        dns.agent_time += n as f64 / dns_storm(server_addr, n);
-        dns.run.add(&agent.stop());
+        let with = dns_storm(server_addr, n);
+        dns.round(n, base, with, agent.stop());
         dns.captured += count(&out, &["\"name\":\"dns_query\"", "\"query\":\"why.kunai.rocks\""])
             + count(&out, &["\"name\":\"send_data\"", "127.0.53.99"]);
     }

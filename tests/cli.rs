@@ -342,8 +342,11 @@ fn misp_requests_go_through_http_proxy_unless_no_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
     // the "MISP" is a closed loopback port: only the proxy can answer
-    std::fs::write(&cfg, format!("[misp]\nname = \"lab\"\nurl = \"http://127.0.0.2:9\"\nkey = \"{}\"\n", "k".repeat(40)))
-        .unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[misp]\nname = \"lab\"\nurl = \"http://127.0.0.2:9\"\nkey = \"{}\"\n", "k".repeat(40)),
+    )
+    .unwrap();
     let (proxy, request) = fake_proxy();
     let out = ioclab()
         .args(["misp", "check", "-c"])

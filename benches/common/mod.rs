@@ -130,3 +130,9 @@ pub fn verdict(ok: bool) -> &'static str {
         "MISSED"
     }
 }
+
+/// "rounds LO..HI" of per-round figures: how much of a difference is noise.
+pub fn spread(v: &[f64]) -> String {
+    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+    format!("rounds {lo:.3}..{hi:.3}")
+}
