@@ -164,7 +164,7 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     // Bounded batches in flight: when the processor falls behind for long,
     // the reader blocks, the kernel ring fills and losses are reported as
     // event_loss, instead of userspace memory growing without bound.
-    let batches = Arc::new(queue::Queue::<(u64, Vec<Record>)>::new(QUEUED_BATCHES));
+    let batches = Arc::new(queue::Queue::<(u64, Vec<Record>)>::new(QUEUED_RECORDS));
     // emptied batch vectors go back to the reader: no allocation per batch
     let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<Record>>(64);
     let rx = batches.clone();
@@ -213,11 +213,12 @@ fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
     }
 }
 
-/// Batches waiting for the processor, at most: with BATCH_RECORDS, up to
-/// 64K records (tens of MB at worst) absorb a processor stalled by
-/// first-time hashing of a big binary (seconds at a high event rate) before
-/// the kernel ring has to drop and report losses.
-const QUEUED_BATCHES: usize = 64;
+/// Records waiting for the processor, at most (counted in records, not
+/// batches: a batch's size follows the event rate): up to tens of MB at
+/// worst, they absorb a processor stalled by first-time hashing of a big
+/// binary (seconds at a high event rate) before the kernel ring has to drop
+/// and report losses.
+const QUEUED_RECORDS: usize = 64 * BATCH_RECORDS;
 /// Records in one batch, at most.
 const BATCH_RECORDS: usize = 1024;
 
@@ -289,7 +290,8 @@ fn read_loop(
         }
         if !records.is_empty() {
             batch_no += 1;
-            if batches.push((batch_no, records)).is_err() {
+            let n = records.len();
+            if batches.push((batch_no, records), n).is_err() {
                 return;
             }
         }

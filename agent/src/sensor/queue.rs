@@ -8,7 +8,9 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-/// A bounded multi-producer, single-consumer queue that blocks without spinning.
+/// A bounded multi-producer, single-consumer queue that blocks without
+/// spinning. Bounded by the total weight of its items (records, for batches
+/// of records: a batch's size varies with the event rate).
 pub struct Queue<T> {
     state: Mutex<State<T>>,
     not_empty: Condvar,
@@ -17,7 +19,9 @@ pub struct Queue<T> {
 }
 
 struct State<T> {
-    items: VecDeque<T>,
+    items: VecDeque<(T, usize)>,
+    /// Sum of the weights of `items`.
+    weight: usize,
     closed: bool,
     /// The consumer sleeps: a push must wake it (no futex call otherwise).
     consumer_waits: bool,
@@ -26,12 +30,14 @@ struct State<T> {
 }
 
 impl<T> Queue<T> {
-    /// An empty queue holding at most `capacity` items (at least one).
+    /// An empty queue holding items of at most `capacity` weight in all
+    /// (one item is always taken, however heavy).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Queue {
             state: Mutex::new(State {
-                items: VecDeque::with_capacity(capacity),
+                items: VecDeque::new(),
+                weight: 0,
                 closed: false,
                 consumer_waits: false,
                 producers_wait: 0,
@@ -47,10 +53,11 @@ impl<T> Queue<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds `item`, waiting while the queue is full. Gives it back if the queue is closed.
-    pub fn push(&self, item: T) -> Result<(), T> {
+    /// Adds `item` of `weight`, waiting while the queue has no room for it.
+    /// Gives it back if the queue is closed.
+    pub fn push(&self, item: T, weight: usize) -> Result<(), T> {
         let mut s = self.lock();
-        while s.items.len() >= self.capacity && !s.closed {
+        while !s.items.is_empty() && s.weight + weight > self.capacity && !s.closed {
             s.producers_wait += 1;
             s = self.not_full.wait(s).unwrap_or_else(|e| e.into_inner());
             s.producers_wait -= 1;
@@ -58,7 +65,8 @@ impl<T> Queue<T> {
         if s.closed {
             return Err(item);
         }
-        s.items.push_back(item);
+        s.items.push_back((item, weight));
+        s.weight += weight;
         let wake = s.consumer_waits;
         drop(s);
         if wake {
@@ -72,7 +80,8 @@ impl<T> Queue<T> {
     pub fn pop(&self) -> Option<T> {
         let mut s = self.lock();
         loop {
-            if let Some(item) = s.items.pop_front() {
+            if let Some((item, weight)) = s.items.pop_front() {
+                s.weight -= weight;
                 let wake = s.producers_wait > 0;
                 drop(s);
                 if wake {
@@ -109,7 +118,7 @@ mod tests {
             let q = q.clone();
             std::thread::spawn(move || {
                 for i in 0..10_000u32 {
-                    q.push(i).unwrap();
+                    q.push(i, 1).unwrap();
                 }
                 q.close();
             })
@@ -120,27 +129,29 @@ mod tests {
         }
         producer.join().unwrap();
         assert_eq!(got, (0..10_000).collect::<Vec<_>>());
-        assert_eq!(q.push(1), Err(1), "closed: the item comes back");
+        assert_eq!(q.push(1, 1), Err(1), "closed: the item comes back");
     }
 
     #[test]
     fn a_full_queue_blocks_the_producer_until_the_consumer_takes() {
-        let q = Arc::new(Queue::new(2));
-        q.push(1).unwrap();
-        q.push(2).unwrap();
+        let q = Arc::new(Queue::new(10));
+        q.push(1, 4).unwrap();
+        q.push(2, 6).unwrap();
         let pushed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let t = {
             let (q, pushed) = (q.clone(), pushed.clone());
             std::thread::spawn(move || {
-                q.push(3).unwrap();
+                q.push(3, 3).unwrap();
                 pushed.store(true, std::sync::atomic::Ordering::SeqCst);
             })
         };
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!pushed.load(std::sync::atomic::Ordering::SeqCst), "the third push waits");
+        assert!(!pushed.load(std::sync::atomic::Ordering::SeqCst), "the third push waits: 13 > 10");
         assert_eq!(q.pop(), Some(1));
         t.join().unwrap();
         assert!(pushed.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!((q.pop(), q.pop()), (Some(2), Some(3)));
+        q.push(4, 50).unwrap();
+        assert_eq!(q.pop(), Some(4), "an item heavier than the capacity still passes, alone");
     }
 }
