@@ -317,8 +317,9 @@ async fn attributes_rest_search(
     let mut f = filters(body, &uri)?;
     let fail = |e| ApiError::from_store(e, "Invalid filters", &uri);
     if f.enforce_warninglist {
-        // the values on a warninglist are left out by id, then the answer is rendered as usual
-        let found = st.store.search_attribute_values(&f).await.map_err(fail)?;
+        // the values on a warninglist are left out by id, then the answer is rendered (and paged) as usual
+        let unpaged = Filters { limit: None, page: None, ..f.clone() };
+        let found = st.store.search_attribute_values(&unpaged).await.map_err(fail)?;
         f.exclude_ids = found
             .into_iter()
             .filter(|(_, kind, value)| !st.warninglists.check_attribute(kind, value).is_empty())

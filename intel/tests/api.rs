@@ -1,6 +1,6 @@
 //! The embedded store over HTTP without Python: MISP-shaped errors (bad key,
 //! bad JSON, wrong types, oversized bodies, unknown endpoints), the client's
-//! diagnoses, and export --sync.
+//! diagnoses, warninglists on paged searches, and export --sync.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,11 +14,15 @@ use ioclab_intel::warninglists::Warninglists;
 use serde_json::{json, Value};
 
 async fn start() -> (String, String, Store) {
+    start_with(Warninglists::empty()).await
+}
+
+async fn start_with(warninglists: Warninglists) -> (String, String, Store) {
     let store = Store::in_memory().await.unwrap();
     let key = store.create_key("analyst@lab.example", Role::User).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    let app = server::router(AppState { store: store.clone(), warninglists: Arc::new(Warninglists::empty()) });
+    let app = server::router(AppState { store: store.clone(), warninglists: Arc::new(warninglists) });
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}"), key, store)
 }
@@ -165,4 +169,34 @@ async fn export_sync_removes_deleted_and_non_ids_attributes() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 1);
     assert!(text.contains("keep.example"));
+}
+
+#[tokio::test]
+async fn warninglisted_values_never_reach_any_page() {
+    let (url, key, store) = start_with(Warninglists::shipped()).await;
+    let user = store.user_for_key(&key).await.unwrap().unwrap();
+    let attrs: Vec<Value> = ["a.example", "8.8.8.8", "b.example", "1.1.1.1", "c.example"]
+        .iter()
+        .map(|v| json!({"type": if v.ends_with(".example") { "domain" } else { "ip-dst" }, "value": v}))
+        .collect();
+    store
+        .add_event(&user, serde_json::from_value(json!({"info": "paged", "Attribute": attrs})).unwrap())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for page in 1..=4 {
+        let body = json!({"enforceWarninglist": true, "limit": 1, "page": page, "returnFormat": "csv",
+            "requested_attributes": ["value"], "headerless": true});
+        let r = reqwest::Client::new()
+            .post(format!("{url}/attributes/restSearch"))
+            .header("Authorization", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        seen.extend(r.text().await.unwrap().lines().map(str::to_string));
+    }
+    // the public resolvers are on a warninglist: pages are made of what is left
+    assert_eq!(seen, ["\"a.example\"", "\"b.example\"", "\"c.example\""]);
 }

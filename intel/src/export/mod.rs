@@ -5,8 +5,9 @@
 //!
 //! A minimal event index and one `POST /attributes/restSearch` (CSV) fetch
 //! every selected attribute of the exported types, where misp-to-kunai asks
-//! the event index and then each event. (Its `tags` filter then matches attributes tagged themselves too,
-//! not only those of tagged events: a superset.)
+//! the event index and then each event. (Its `tags` filter then matches
+//! attributes tagged themselves too, not only those of tagged events: a
+//! superset.)
 
 pub mod config;
 pub mod iocs;
@@ -97,24 +98,19 @@ async fn fetch_iocs(
     sel: Select,
 ) -> Result<Vec<IocLine>, ExportError> {
     // the same event filters on both calls: the index names every event an attribute can come from
-    let mut events = json!({"minimal": true});
-    if !opts.all {
-        events["published"] = json!(true);
-    }
-    if let Some(days) = opts.last_days {
-        // events changed since then, as misp-to-kunai's index asks
-        events["timestamp"] = json!(since(days));
-    }
-    let index = client.post("/events/index", &events).await?;
+    let published = (!opts.all).then_some(true);
+    // events changed since then, as misp-to-kunai's index asks
+    let changed_since = opts.last_days.map(since);
+    let index = client
+        .post(
+            "/events/index",
+            &without_nulls(json!({"minimal": true, "published": published, "timestamp": changed_since})),
+        )
+        .await?;
     let event_uuids = event_uuids(&index)?;
 
-    let mut filters =
-        json!({"returnFormat": "csv", "requested_attributes": iocs::CSV_COLUMNS, "type": iocs::EXPORTED_TYPES});
-    for key in ["published", "timestamp"] {
-        if let Some(v) = events.get(key) {
-            filters[if key == "timestamp" { "event_timestamp" } else { key }] = v.clone();
-        }
-    }
+    let mut filters = without_nulls(json!({"returnFormat": "csv", "requested_attributes": iocs::CSV_COLUMNS,
+        "type": iocs::EXPORTED_TYPES, "published": published, "event_timestamp": changed_since}));
     if opts.to_ids_only {
         filters["to_ids"] = json!(true);
     }
@@ -124,6 +120,14 @@ async fn fetch_iocs(
     let body = client.post_raw("/attributes/restSearch", &filters).await?;
     iocs::from_csv(&body, &event_uuids, source, sel)
         .map_err(|e| ExportError::Shape(format!("{}: {e}", client.url("/attributes/restSearch"))))
+}
+
+/// The object without its null members (filters left out, not sent empty).
+fn without_nulls(mut v: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.retain(|_, x| !x.is_null());
+    }
+    v
 }
 
 /// Event id → uuid, from an /events/index answer (ids as MISP's strings or numbers).
@@ -244,7 +248,7 @@ pub async fn export(
         out.flush()
     };
     match &opts.output {
-        None => write(&mut std::io::stdout().lock(), &[])
+        None => write(&mut std::io::BufWriter::new(std::io::stdout().lock()), &[])
             .map_err(|source| ExportError::Io { path: "stdout".into(), source })?,
         Some(path) => write_atomically(path, |out| write(out, &existing))?,
     }

@@ -426,7 +426,8 @@ impl Store {
         filter::attribute_values(&self.pool, filters).await
     }
 
-    /// Attributes matching `filters`, for /attributes/restSearch.
+    /// Attributes matching `filters`, typed: what the SQLite-rendered answers
+    /// of /attributes/restSearch are tested against.
     pub async fn search_attributes(&self, filters: &filter::Filters) -> Result<Vec<render::AttributeOut>, StoreError> {
         filter::attributes(&self.pool, filters).await
     }
