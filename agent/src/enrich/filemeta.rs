@@ -56,7 +56,8 @@ pub struct CacheStats {
     pub hash_cpu_us: u64,
 }
 
-fn thread_cpu_us() -> u64 {
+/// CPU time of the calling thread, µs.
+pub fn thread_cpu_us() -> u64 {
     (crate::events::time::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) / 1000) as u64
 }
 
@@ -88,7 +89,11 @@ impl HashCache {
     /// Metadata of the file at `path`. `key` is the identity the kernel saw;
     /// without it the file is stat'ed first. A cached entry found under another
     /// path (a hard link) is returned with this path.
-    pub fn get(&mut self, path: &str, key: Option<FileKey>) -> Arc<FileMeta> {
+    ///
+    /// While a file is hashed, `meanwhile` is called between chunks (the agent
+    /// reads its ring buffer there); it returns the CPU µs it took, which are
+    /// not counted as hashing.
+    pub fn get(&mut self, path: &str, key: Option<FileKey>, meanwhile: &mut dyn FnMut() -> u64) -> Arc<FileMeta> {
         let key = match key {
             Some(k) => k,
             None => match std::fs::metadata(path) {
@@ -108,8 +113,9 @@ impl HashCache {
         let path = &path;
         self.stats.hashed += 1;
         let t0 = thread_cpu_us();
-        let meta = Arc::new(hash_file(path, self.max_size));
-        self.stats.hash_cpu_us += thread_cpu_us().saturating_sub(t0);
+        let mut other_us = 0;
+        let meta = Arc::new(hash_file(path, self.max_size, &mut || other_us += meanwhile()));
+        self.stats.hash_cpu_us += thread_cpu_us().saturating_sub(t0).saturating_sub(other_us);
         if meta.error.is_none() {
             self.cache.put(key, meta.clone());
         }
@@ -121,8 +127,9 @@ fn error_meta(path: &Text, error: &str) -> FileMeta {
     FileMeta { path: path.clone(), error: Some(error.into()), ..Default::default() }
 }
 
-/// Reads and hashes a file (all four digests in one pass) and names its type.
-pub fn hash_file(path: &Text, max_size: u64) -> FileMeta {
+/// Reads and hashes a file (all four digests in one pass) and names its
+/// type, calling `between_chunks` after each 64 KB.
+pub fn hash_file(path: &Text, max_size: u64, between_chunks: &mut dyn FnMut()) -> FileMeta {
     let mut file = match File::open(&**path) {
         Ok(f) => f,
         Err(e) => return error_meta(path, &e.to_string()),
@@ -155,6 +162,7 @@ pub fn hash_file(path: &Text, max_size: u64) -> FileMeta {
         sha256.update(chunk);
         sha512.update(chunk);
         total += n as u64;
+        between_chunks();
     }
     FileMeta {
         path: path.clone(),
@@ -199,7 +207,7 @@ mod tests {
     fn hashes_known_content() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"abc").unwrap();
-        let m = hash_file(&text(f.path()), u64::MAX);
+        let m = hash_file(&text(f.path()), u64::MAX, &mut || {});
         assert_eq!(m.md5.unwrap().to_string(), "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(m.sha1.unwrap().to_string(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(m.sha256.unwrap().to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -222,7 +230,7 @@ mod tests {
 
     #[test]
     fn missing_file_gives_error_not_panic() {
-        let m = hash_file(&"/nonexistent/ioclab".into(), u64::MAX);
+        let m = hash_file(&"/nonexistent/ioclab".into(), u64::MAX, &mut || {});
         assert!(m.error.as_deref().unwrap().contains("No such file"));
         assert!(m.sha256.is_none());
         let json = serde_json::to_value(&m).unwrap();
@@ -233,7 +241,7 @@ mod tests {
     fn too_large_is_not_hashed() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&[0u8; 100]).unwrap();
-        let m = hash_file(&text(f.path()), 10);
+        let m = hash_file(&text(f.path()), 10, &mut || {});
         assert!(m.error.as_deref().unwrap().contains("limit"));
         assert_eq!(m.size, 100);
     }
@@ -245,15 +253,31 @@ mod tests {
         std::fs::write(&p, b"one").unwrap();
         let path = text(&p);
         let mut c = HashCache::new(16, u64::MAX);
-        let a = c.get(&path, None);
-        let b = c.get(&path, None);
+        let a = c.get(&path, None, &mut || 0);
+        let b = c.get(&path, None, &mut || 0);
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(c.stats().hashed, 1);
         assert_eq!(c.stats().hits, 1);
         std::fs::write(&p, b"two, longer").unwrap();
-        let d = c.get(&path, None);
+        let d = c.get(&path, None, &mut || 0);
         assert_ne!(a.sha256, d.sha256);
         assert_eq!(c.stats().hashed, 2);
+    }
+
+    #[test]
+    fn hashing_a_big_file_lets_the_caller_work_between_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        std::fs::write(&p, vec![7u8; 1 << 20]).unwrap();
+        let mut c = HashCache::new(4, u64::MAX);
+        let mut calls = 0;
+        let m = c.get(&text(&p), None, &mut || {
+            calls += 1;
+            0
+        });
+        assert_eq!(m.size, 1 << 20);
+        assert_eq!(calls, 16, "once per 64 KB chunk");
+        c.get(&text(&p), None, &mut || panic!("a cache hit reads nothing"));
     }
 
     #[test]
@@ -263,7 +287,7 @@ mod tests {
         for i in 0..5 {
             let p = dir.path().join(format!("f{i}"));
             std::fs::write(&p, format!("{i}")).unwrap();
-            c.get(&text(&p), None);
+            c.get(&text(&p), None, &mut || 0);
         }
         assert_eq!(c.cache.len(), 2);
     }

@@ -1,15 +1,21 @@
-//! The running agent: a reader thread drains the kernel ring buffer and
-//! decodes records; a processor thread enriches, matches and writes them.
-//! Hashing (the slow part) happens on the processor, never on the reader.
+//! The running agent: one thread drains the kernel ring buffer, decodes the
+//! records, enriches, matches and writes them. Hashing a new file (the slow
+//! part) never leaves the ring unread: between 64 KB chunks of the file the
+//! thread reads the ring into a bounded backlog, processed next.
+//!
+//! One thread, not a reader handing batches to a processor thread: each
+//! hand-off cost a wakeup, several µs on a VM, about a fifth of the agent's
+//! CPU in an exec storm.
 
 pub(crate) mod network;
 mod processor;
-mod queue;
 pub mod record;
 mod start;
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +28,7 @@ use crate::enrich::proctable::ProcessTable;
 use crate::events::EventKind;
 use crate::ioc::loader::{load_files, IocFileError};
 use crate::ioc::IocSet;
-pub use processor::Processor;
+pub use processor::{Processor, RingReader};
 use record::{decode, Record};
 
 /// Flags the caller sets (from signal handlers) to steer a running agent.
@@ -135,7 +141,7 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     }
 
     let ring_bytes = (config.max_buffered_events as u64 * std::mem::size_of::<abi::Exec>() as u64).min(1 << 30) as u32;
-    let mut programs = Programs::load(LoadOptions {
+    let programs = Programs::load(LoadOptions {
         events: EventKind::ALL.iter().copied().filter(|k| config.enabled(*k)).collect(),
         ring_bytes,
         wakeup_bytes: config.wakeup_bytes,
@@ -161,27 +167,13 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     tracing::info!("agent ready: {known} running processes known, writing {what} to {to}; Ctrl-C to stop");
 
     let (cpu0, _) = rusage();
-    // Bounded batches in flight: when the processor falls behind for long,
-    // the reader blocks, the kernel ring fills and losses are reported as
-    // event_loss, instead of userspace memory growing without bound.
-    let batches = Arc::new(queue::Queue::<(u64, Vec<Record>)>::new(QUEUED_RECORDS));
-    // emptied batch vectors go back to the reader: no allocation per batch
-    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<Record>>(64);
-    let rx = batches.clone();
-    let proc_thread = std::thread::Builder::new().name("ioclab-process".into()).spawn(move || {
-        // blocks until a batch comes: no timer wakeups when the machine is quiet
-        while let Some((batch, mut records)) = rx.pop() {
-            processor.batch(&mut records, batch);
-            let _ = free_tx.try_send(records);
-        }
-        processor.flush();
-        processor.hash_stats()
-    })?;
-
+    // the ring is read by the loop, and by the processor while it hashes a file
+    let programs = Rc::new(RefCell::new(programs));
+    processor.set_reader(ring_reader(programs.clone()));
     let reload = || spawn_reload(iocs_paths.clone(), iocs.clone());
-    read_loop(&mut programs, &config, &control, &batches, &free_rx, &reload);
-    batches.close();
-    let hash_stats = proc_thread.join().unwrap_or_default();
+    read_loop(&programs, &config, &control, &mut processor, &reload);
+    processor.flush();
+    let hash_stats = processor.hash_stats();
     let (cpu1, max_rss_kb) = rusage();
     Ok(Summary {
         read: stats.read.load(Ordering::Relaxed),
@@ -192,6 +184,24 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
         hash_cpu_us: hash_stats.hash_cpu_us,
         cpu_us: cpu1.saturating_sub(cpu0),
         max_rss_kb,
+    })
+}
+
+/// What the processor calls while it hashes a file: reads the ring into its
+/// backlog every READ_WHILE_HASHING, up to BACKLOG_RECORDS.
+fn ring_reader(programs: Rc<RefCell<Programs>>) -> RingReader {
+    let mut last = Instant::now();
+    Box::new(move |backlog: &mut Vec<Record>| {
+        if last.elapsed() < READ_WHILE_HASHING || backlog.len() >= BACKLOG_RECORDS {
+            return 0;
+        }
+        last = Instant::now();
+        let t0 = crate::enrich::filemeta::thread_cpu_us();
+        // the loop holds no borrow while the processor runs: this one succeeds
+        if let Ok(mut p) = programs.try_borrow_mut() {
+            p.drain(BATCH_RECORDS, |bytes| backlog.push(decode(bytes)));
+        }
+        crate::enrich::filemeta::thread_cpu_us().saturating_sub(t0)
     })
 }
 
@@ -213,12 +223,13 @@ fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
     }
 }
 
-/// Records waiting for the processor, at most (counted in records, not
-/// batches: a batch's size follows the event rate): up to tens of MB at
-/// worst, they absorb a processor stalled by first-time hashing of a big
-/// binary (seconds at a high event rate) before the kernel ring has to drop
-/// and report losses.
-const QUEUED_RECORDS: usize = 64 * BATCH_RECORDS;
+/// Records read while a file is hashed, at most: tens of MB at worst, they
+/// let the hashing of a big new binary (seconds, at worst) go on at a high
+/// event rate before the kernel ring has to drop and report losses.
+const BACKLOG_RECORDS: usize = 64 * BATCH_RECORDS;
+/// How often the ring is read while a file is hashed: well before it fills
+/// at 100k events/s.
+const READ_WHILE_HASHING: Duration = Duration::from_millis(2);
 /// Records in one batch, at most.
 const BATCH_RECORDS: usize = 1024;
 
@@ -226,25 +237,25 @@ const BATCH_RECORDS: usize = 1024;
 /// when no signal interrupts its poll (signals do).
 const IDLE_POLL_MS: i32 = 250;
 
-/// The reader. Busy, it drains the ring buffer every poll interval (or when
-/// the unread data crosses `wakeup_bytes`); after a drain that found nothing
-/// it sleeps until the kernel side wakes it with the next record. It notes
-/// kernel-side losses once a second.
+/// The agent's loop. Busy, it drains the ring buffer every poll interval (or
+/// when the unread data crosses `wakeup_bytes`) and processes what it read;
+/// after a drain that found nothing it sleeps until the kernel side wakes it
+/// with the next record. It notes kernel-side losses once a second.
 fn read_loop(
-    programs: &mut Programs,
+    programs: &RefCell<Programs>,
     config: &Config,
     control: &Control,
-    batches: &queue::Queue<(u64, Vec<Record>)>,
-    free: &crossbeam_channel::Receiver<Vec<Record>>,
+    processor: &mut Processor,
     reload: &dyn Fn(),
 ) {
-    let fd = programs.ring_fd();
+    let fd = programs.borrow().ring_fd();
     let busy_timeout = config.poll_interval_ms as i32;
     let mut idle = false;
     let mut more = false;
     let mut batch_no = 0u64;
     let mut last_check = Instant::now();
-    let mut lost_seen = programs.lost();
+    let mut lost_seen = programs.borrow().lost();
+    let mut records = Vec::with_capacity(BATCH_RECORDS);
     let mut read_since = 0u64;
     loop {
         let stopping = control.stop.load(Ordering::Relaxed);
@@ -263,23 +274,23 @@ fn read_loop(
             // SAFETY: one valid pollfd. EINTR (a signal) just ends the wait early.
             unsafe { libc::poll(&mut pfd, 1, timeout) };
         }
-        let mut records = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(256));
-        more = programs.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes))) == BATCH_RECORDS;
+        let mut ring = programs.borrow_mut();
+        more = ring.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes))) == BATCH_RECORDS;
         if records.is_empty() && !idle && !stopping {
             // arm the kernel-side wakeup, then look once more: a record that
             // came before the flag was visible would otherwise wait for the timer
-            programs.set_reader_idle(true);
+            ring.set_reader_idle(true);
             idle = true;
-            programs.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes)));
+            ring.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes)));
         }
         if !records.is_empty() && idle {
-            programs.set_reader_idle(false);
+            ring.set_reader_idle(false);
             idle = false;
         }
         read_since += records.len() as u64;
         let elapsed = last_check.elapsed();
         if elapsed >= Duration::from_secs(1) || stopping {
-            let lost = programs.lost();
+            let lost = ring.lost();
             if lost > lost_seen {
                 let eps = read_since as f64 / elapsed.as_secs_f64().max(1e-3);
                 records.push(Record::Lost { read: read_since, lost: lost - lost_seen, eps });
@@ -288,11 +299,14 @@ fn read_loop(
             read_since = 0;
             last_check = Instant::now();
         }
-        if !records.is_empty() {
+        drop(ring); // the processor reads the ring itself while it hashes
+                    // then what it read meanwhile, in order
+        while !records.is_empty() {
             batch_no += 1;
-            let n = records.len();
-            if batches.push((batch_no, records), n).is_err() {
-                return;
+            processor.batch(&mut records, batch_no);
+            let backlog = processor.take_backlog();
+            if !backlog.is_empty() {
+                records = backlog;
             }
         }
         if stopping {

@@ -37,6 +37,18 @@ pub struct Processor {
     stats: Arc<Stats>,
     batch: u64,
     net: Network,
+    /// Reads the kernel ring while a file is hashed (see [`Processor::set_reader`]).
+    reader: Option<RingReader>,
+    /// What `reader` read: processed after the current batch.
+    backlog: Vec<Record>,
+}
+
+/// Reads kernel records into a vector; returns the CPU µs it took.
+pub type RingReader = Box<dyn FnMut(&mut Vec<Record>) -> u64>;
+
+/// Runs the ring reader, if any, into `backlog`: called between the chunks of a file being hashed.
+fn read_meanwhile(reader: &mut Option<RingReader>, backlog: &mut Vec<Record>) -> u64 {
+    reader.as_mut().map_or(0, |read| read(backlog))
 }
 
 fn comm(t: &abi::Task) -> String {
@@ -96,8 +108,22 @@ impl Processor {
             stats,
             batch: 0,
             net: Network::default(),
+            reader: None,
+            backlog: Vec::new(),
             config,
         }
+    }
+
+    /// Lets file hashing, which can take long for a big new binary, read the
+    /// kernel ring meanwhile, so the ring does not fill while the thread that
+    /// reads it hashes. What is read is processed after the current batch.
+    pub fn set_reader(&mut self, reader: RingReader) {
+        self.reader = Some(reader);
+    }
+
+    /// Records read while hashing, to process next (empty when none were).
+    pub fn take_backlog(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.backlog)
     }
 
     fn task_info(&self, t: &abi::Task) -> TaskInfo {
@@ -219,11 +245,13 @@ impl Processor {
 
     fn exec(&mut self, e: Exec) -> Option<Event> {
         let command_line = crate::enrich::proctable::command_line(&e.argv);
-        let binary_meta = self.hashes.get(&e.exe_path, (!e.exe_truncated).then_some(e.exe_key));
+        let meanwhile = &mut || read_meanwhile(&mut self.reader, &mut self.backlog);
+        let binary_meta = self.hashes.get(&e.exe_path, (!e.exe_truncated).then_some(e.exe_key), meanwhile);
         let binary = binary_meta.path.clone();
         let parent = self.procs.lookup(e.hdr.parent.tgid, e.hdr.parent.start_boottime, 0);
         let (parent_exe, parent_command_line) = (parent.exe.clone(), parent.command_line.clone());
-        let script_meta = e.is_script.then(|| self.hashes.get(&absolute(&e.filename, e.cwd.as_deref()), None));
+        let script_meta =
+            e.is_script.then(|| self.hashes.get(&absolute(&e.filename, e.cwd.as_deref()), None, meanwhile));
         // later events of a script's process name the script, not its interpreter
         let exe = script_meta.as_ref().map_or_else(|| binary.clone(), |m| m.path.clone());
         let tgid = e.hdr.task.tgid;

@@ -179,7 +179,8 @@ impl Processor {
                         out.push(EventData::WriteClose(file(&text)))
                     }
                     abi::OP_MMAP_EXEC if self.wanted(EventKind::MmapExec) => {
-                        let mapped: Arc<FileMeta> = self.hashes.get(&path, (!truncated).then_some(key));
+                        let meanwhile = &mut || super::read_meanwhile(&mut self.reader, &mut self.backlog);
+                        let mapped: Arc<FileMeta> = self.hashes.get(&path, (!truncated).then_some(key), meanwhile);
                         out.push(EventData::MmapExec(MmapExecData { ancestors, command_line, exe, mapped }));
                     }
                     _ => {}
