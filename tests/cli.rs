@@ -20,6 +20,30 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A child killed when the test ends, failed assertions included: a leaked
+/// server or agent would hold the test's output open and outlive it.
+struct Reaped(std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
@@ -193,11 +217,13 @@ fn agent_writes_detections_to_a_file_reloads_on_sighup_and_flushes_on_sigterm() 
     let iocs = dir.path().join("iocs.json");
     std::fs::write(&iocs, "{\"uuid\":\"1\",\"source\":\"t\",\"value\":\"nothing.example\",\"severity\":3}\n").unwrap();
     let out = dir.path().join("events.json");
-    let mut agent = ioclab()
-        .args(["agent", "-i", iocs.to_str().unwrap(), "-o", out.to_str().unwrap(), "--stats"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut agent = Reaped(
+        ioclab()
+            .args(["agent", "-i", iocs.to_str().unwrap(), "-o", out.to_str().unwrap(), "--stats"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     wait_file(&out, |s| s.contains("\"start\""), "the start event");
 
     // add the script's path as an IoC and tell the agent
@@ -245,11 +271,13 @@ fn misp_event_to_agent_detection() {
     assert_eq!(key.len(), 40, "the key alone on stdout: {key:?}");
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = ioclab()
-        .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db", db.to_str().unwrap()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = Reaped(
+        ioclab()
+            .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db", db.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "misp serve did not listen");
@@ -278,11 +306,13 @@ fn misp_event_to_agent_detection() {
     let iocs = dir.path().join("iocs.json");
     std::fs::write(&iocs, "{\"uuid\":\"0\",\"source\":\"t\",\"value\":\"nothing.example\",\"severity\":3}\n").unwrap();
     let events = dir.path().join("events.json");
-    let mut agent = ioclab()
-        .args(["agent", "-i", iocs.to_str().unwrap(), "-o", events.to_str().unwrap()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = Reaped(
+        ioclab()
+            .args(["agent", "-i", iocs.to_str().unwrap(), "-o", events.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_file(&events, |s| s.contains("\"start\""), "the agent's start event");
 
     let cfg = dir.path().join("config.toml");
@@ -312,8 +342,7 @@ fn misp_event_to_agent_detection() {
 
     signal(agent.id(), libc::SIGTERM);
     assert!(agent.wait().unwrap().success());
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 /// A one-shot HTTP proxy on loopback answering 502; returns its URL and the

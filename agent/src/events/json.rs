@@ -6,7 +6,7 @@
 //!   compiler vectorises, and copied at once when there are none (almost
 //!   always: paths, names, uuids), where serde_json walks them byte by byte.
 //!
-//! It understands serde_json's `RawValue` (the cached `info.host`).
+//! It understands serde_json's `RawValue` (the cached `info.host` and tasks).
 
 use std::fmt::Display;
 
@@ -36,8 +36,8 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, JsonError> 
     String::from_utf8(out).map_err(|e| JsonError(e.to_string()))
 }
 
-/// serde_json's name for its raw JSON values.
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+/// serde_json's name for its raw JSON values (and their one field).
+pub(crate) const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
@@ -755,8 +755,8 @@ mod event_tests {
                 info: Info {
                     host: host.clone(),
                     event: EventInfo::new(&"kunai".into(), kind, 3),
-                    task: TaskInfo { name: "we\u{1}ird".into(), pid: 5, tgid: 5, ..Default::default() },
-                    parent_task: TaskInfo::default(),
+                    task: TaskJson::new(&TaskInfo { name: "we\u{1}ird".into(), pid: 5, tgid: 5, ..Default::default() }),
+                    parent_task: TaskJson::new(&TaskInfo::default()),
                     utc_time: time::UtcTime::now(),
                 },
                 data,

@@ -41,9 +41,9 @@ pub struct Info {
     /// What event this is.
     pub event: EventInfo,
     /// The task the event is about.
-    pub task: TaskInfo,
+    pub task: TaskJson,
     /// Its parent.
-    pub parent_task: TaskInfo,
+    pub parent_task: TaskJson,
     /// When it happened, RFC 3339 UTC with nanoseconds.
     pub utc_time: time::UtcTime,
 }
@@ -143,6 +143,40 @@ pub struct TaskInfo {
     pub flags: u32,
     /// The task has exited and waits to be reaped.
     pub zombie: bool,
+}
+
+/// A [`TaskInfo`] rendered to JSON once, for `info.task` and
+/// `info.parent_task`: every event of a process repeats them, so the agent
+/// keeps them rendered while the task's fields stay the same.
+#[derive(Debug, Clone)]
+pub struct TaskJson(Arc<str>);
+
+impl TaskJson {
+    /// Renders `task`.
+    pub fn new(task: &TaskInfo) -> Self {
+        // TaskInfo is plain strings and numbers: rendering cannot fail
+        TaskJson(json::to_string(task).unwrap_or_else(|_| "{}".into()).into())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The shared text (two renderings that are the same allocation are the same rendering).
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+}
+
+impl Serialize for TaskJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // serde_json's raw-value convention, which events/json.rs also follows: written as is
+        use serde::ser::SerializeStruct;
+        let mut raw = s.serialize_struct(json::RAW_VALUE_TOKEN, 1)?;
+        raw.serialize_field(json::RAW_VALUE_TOKEN, &*self.0)?;
+        raw.end()
+    }
 }
 
 /// `task.namespaces`.

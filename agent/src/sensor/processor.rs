@@ -9,6 +9,7 @@ use arc_swap::ArcSwapOption;
 
 mod filesys;
 mod module;
+mod tasks;
 
 use super::network::Network;
 use super::record::{Exec, NetKind, Record};
@@ -41,6 +42,8 @@ pub struct Processor {
     reader: Option<RingReader>,
     /// What `reader` read: processed after the current batch.
     backlog: Vec<Record>,
+    /// Tasks as rendered for `info` (interior: events are built through `&self`).
+    tasks: std::cell::RefCell<tasks::TaskCache>,
 }
 
 /// Reads kernel records into a vector; returns the CPU µs it took.
@@ -110,6 +113,7 @@ impl Processor {
             net: Network::default(),
             reader: None,
             backlog: Vec::new(),
+            tasks: Default::default(),
             config,
         }
     }
@@ -141,11 +145,14 @@ impl Processor {
     }
 
     fn info(&self, kind: EventKind, hdr: &abi::Header) -> Info {
+        // one borrow per statement: a borrow inside the struct literal would live to its end
+        let task = self.tasks.borrow_mut().get(&hdr.task, || self.task_info(&hdr.task));
+        let parent_task = self.tasks.borrow_mut().get(&hdr.parent, || self.task_info(&hdr.parent));
         Info {
             host: self.host.clone(),
             event: EventInfo::new(&self.source, kind, self.batch),
-            task: self.task_info(&hdr.task),
-            parent_task: self.task_info(&hdr.parent),
+            task,
+            parent_task,
             utc_time: self.clock.utc(hdr.time_ns),
         }
     }
@@ -293,8 +300,8 @@ impl Processor {
         let info = Info {
             host: self.host.clone(),
             event: EventInfo::new(&self.source, data.kind(), self.batch),
-            parent_task: TaskInfo::default(),
-            task,
+            parent_task: TaskJson::new(&TaskInfo::default()),
+            task: TaskJson::new(&task),
             utc_time: time::UtcTime::now(),
         };
         Event { data, info, detection: None }
