@@ -154,8 +154,17 @@ pub struct TaskJson(Arc<str>);
 impl TaskJson {
     /// Renders `task`.
     pub fn new(task: &TaskInfo) -> Self {
-        // TaskInfo is plain strings and numbers: rendering cannot fail
-        TaskJson(json::to_string(task).unwrap_or_else(|_| "{}".into()).into())
+        Self::render(task, &mut Vec::with_capacity(256))
+    }
+
+    /// Renders `task` through `scratch` (kept by the caller: one allocation per rendering).
+    pub fn render(task: &TaskInfo, scratch: &mut Vec<u8>) -> Self {
+        scratch.clear();
+        // TaskInfo is plain strings and numbers, and the writer writes UTF-8 only
+        match json::to_vec_into(scratch, task).ok().and_then(|_| std::str::from_utf8(scratch).ok()) {
+            Some(text) => TaskJson(text.into()),
+            None => TaskJson("{}".into()),
+        }
     }
 
     /// The JSON text.

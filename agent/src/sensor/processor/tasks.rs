@@ -10,6 +10,7 @@ use crate::events::{TaskInfo, TaskJson};
 /// the task, exit sets flags) only costs a new rendering.
 pub struct TaskCache {
     slots: Vec<Option<(abi::Task, TaskJson)>>,
+    scratch: Vec<u8>,
 }
 
 const SLOTS: usize = 1024;
@@ -29,7 +30,7 @@ fn same(a: &abi::Task, b: &abi::Task) -> bool {
 
 impl Default for TaskCache {
     fn default() -> Self {
-        TaskCache { slots: vec![None; SLOTS] }
+        TaskCache { slots: vec![None; SLOTS], scratch: Vec::with_capacity(256) }
     }
 }
 
@@ -40,7 +41,7 @@ impl TaskCache {
         match slot {
             Some((cached, json)) if same(cached, t) => json.clone(),
             _ => {
-                let json = TaskJson::new(&info());
+                let json = TaskJson::render(&info(), &mut self.scratch);
                 *slot = Some((*t, json.clone()));
                 json
             }
