@@ -299,8 +299,9 @@ fn read_loop(
             read_since = 0;
             last_check = Instant::now();
         }
-        drop(ring); // the processor reads the ring itself while it hashes
-                    // then what it read meanwhile, in order
+        // the processor reads the ring itself while it hashes; what it read
+        // meanwhile comes after the batch, in order
+        drop(ring);
         while !records.is_empty() {
             batch_no += 1;
             processor.batch(&mut records, batch_no);
