@@ -450,7 +450,7 @@ pub async fn minimal_index(pool: &SqlitePool, f: &Filters) -> Result<Vec<Value>,
     .fetch_one(pool)
     .await?
     .get(0);
-    Ok(serde_json::from_str(&list).unwrap_or_default())
+    serde_json::from_str(&list).map_err(|e| StoreError::Invalid(format!("event index: {e}")))
 }
 
 /// (id, type, value) of the attributes that match.

@@ -155,12 +155,7 @@ impl Store {
         }
         for t in &e.tags {
             let tag = tag_id(&mut tx, &t.name).await?;
-            sqlx::query("INSERT OR IGNORE INTO event_tags (event_id, tag_id, local) VALUES (?1, ?2, ?3)")
-                .bind(id)
-                .bind(tag)
-                .bind(t.local.unwrap_or(false))
-                .execute(&mut *tx)
-                .await?;
+            link_tag(&mut tx, Tagged::Event(id), tag, t.local.unwrap_or(false)).await?;
         }
         tx.commit().await?;
         if e.attributes.len() + e.objects.len() >= 1000 {
@@ -290,12 +285,7 @@ impl Store {
         let ev = sqlx::query("SELECT id FROM events WHERE uuid = ?1").bind(&uuid).fetch_optional(&mut *tx).await?;
         if let Some(ev) = ev {
             let eid: i64 = ev.get(0);
-            sqlx::query("INSERT OR IGNORE INTO event_tags (event_id, tag_id, local) VALUES (?1, ?2, ?3)")
-                .bind(eid)
-                .bind(tid)
-                .bind(local)
-                .execute(&mut *tx)
-                .await?;
+            link_tag(&mut tx, Tagged::Event(eid), tid, local).await?;
             sqlx::query("UPDATE events SET timestamp = ?1 WHERE id = ?2")
                 .bind(now())
                 .bind(eid)
@@ -309,12 +299,7 @@ impl Store {
             let Some(attr) = attr else {
                 return Err(StoreError::NotFound("Invalid Target.".into()));
             };
-            sqlx::query("INSERT OR IGNORE INTO attribute_tags (attribute_id, tag_id, local) VALUES (?1, ?2, ?3)")
-                .bind(attr.get::<i64, _>(0))
-                .bind(tid)
-                .bind(local)
-                .execute(&mut *tx)
-                .await?;
+            link_tag(&mut tx, Tagged::Attribute(attr.get(0)), tid, local).await?;
             sqlx::query("UPDATE events SET timestamp = ?1 WHERE id = ?2")
                 .bind(now())
                 .bind(attr.get::<i64, _>(1))
@@ -464,6 +449,24 @@ async fn tag_id(tx: &mut Tx<'_>, name: &str) -> Result<i64, StoreError> {
     Ok(sqlx::query("SELECT id FROM tags WHERE name = ?1").bind(name.trim()).fetch_one(&mut **tx).await?.get(0))
 }
 
+/// What a tag is put on.
+enum Tagged {
+    Event(i64),
+    Attribute(i64),
+}
+
+/// Tags an event or an attribute (once: a tag already there stays as it is).
+async fn link_tag(tx: &mut Tx<'_>, on: Tagged, tag: i64, local: bool) -> Result<(), StoreError> {
+    let (sql, id) = match on {
+        Tagged::Event(id) => ("INSERT OR IGNORE INTO event_tags (event_id, tag_id, local) VALUES (?1, ?2, ?3)", id),
+        Tagged::Attribute(id) => {
+            ("INSERT OR IGNORE INTO attribute_tags (attribute_id, tag_id, local) VALUES (?1, ?2, ?3)", id)
+        }
+    };
+    sqlx::query(sql).bind(id).bind(tag).bind(local).execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// The checked, normalised columns of an attribute.
 struct AttrRow {
     uuid: String,
@@ -535,12 +538,7 @@ async fn insert_attribute(
     .get(0);
     for t in &a.tags {
         let tag = tag_id(tx, &t.name).await?;
-        sqlx::query("INSERT OR IGNORE INTO attribute_tags (attribute_id, tag_id, local) VALUES (?1, ?2, ?3)")
-            .bind(id)
-            .bind(tag)
-            .bind(t.local.unwrap_or(false))
-            .execute(&mut **tx)
-            .await?;
+        link_tag(tx, Tagged::Attribute(id), tag, t.local.unwrap_or(false)).await?;
     }
     Ok(())
 }
