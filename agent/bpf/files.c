@@ -347,6 +347,10 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 	case NR_init_module:
 	case NR_finit_module:
 		break;
+	case NR_recvmmsg:
+	case NR_sendmmsg:
+		mmsg_done();
+		return 0;
 	default:
 		return 0;
 	}

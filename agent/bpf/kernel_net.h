@@ -43,6 +43,7 @@ struct pt_regs {
 } CORE;
 #define SYSCALL_NR(regs) ((regs)->orig_ax)
 #define SYSCALL_ARG2(regs) ((regs)->si)
+#define SYSCALL_ARG3(regs) ((regs)->dx)
 #define SYSCALL_ARG5(regs) ((regs)->r8)
 #define NR_read 0
 #define NR_write 1
@@ -71,6 +72,12 @@ struct user_msghdr_abi {
 	void *msg_control;
 	__u64 msg_controllen;
 	unsigned int msg_flags;
+};
+
+/* One entry of a sendmmsg/recvmmsg vector: the kernel writes msg_len after each message. */
+struct user_mmsghdr_abi {
+	struct user_msghdr_abi msg_hdr;
+	unsigned int msg_len;
 };
 
 /* sockaddr_in and sockaddr_in6 overlaid: family, port, then the address. */

@@ -73,16 +73,79 @@ static __always_inline void fill_socket(struct ioclab_net *ev, struct sock *sk)
 }
 
 #ifdef IOCLAB_HAVE_SYSCALL_ARGS
-/* The first user_msghdr of a sendmsg/recvmsg (or of the vector of a
- * sendmmsg/recvmmsg: only its first message is sampled). */
-static __always_inline int read_msghdr(struct pt_regs *regs, struct user_msghdr_abi *msg)
+/* Set by the loader: 1 when the syscall-exit program runs (a file or system
+ * event is on, as by default). sendmmsg/recvmmsg fire the socket tracepoints
+ * once per message, and only a per-call count tells which message of the
+ * vector is in progress: the count lives here and sys_exit ends it. Without
+ * sys_exit there is no end of call to see, and only single-message calls
+ * are sampled. */
+const volatile __u8 mmsg_at_exit = 0;
+
+/* The sendmmsg/recvmmsg in progress per thread: its vector and the index of
+ * the message the next socket tracepoint is about. */
+struct mmsg_call {
+	__u64 vec;
+	__u32 next;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct mmsg_call);
+} mmsg_calls SEC(".maps");
+
+static __always_inline bool mmsg_syscall(struct pt_regs *regs)
 {
-	return bpf_probe_read_user(msg, sizeof(*msg), (void *)SYSCALL_ARG2(regs));
+	long nr = SYSCALL_NR(regs);
+	return nr == NR_recvmmsg || nr == NR_sendmmsg;
+}
+
+/* The msghdr of the message the socket tracepoint is about, in user memory;
+ * NULL when the syscall has none or it cannot be told. Called once per
+ * tracepoint of an mmsg call (it advances the call's message count). */
+static __always_inline struct user_msghdr_abi *syscall_msghdr(struct pt_regs *regs)
+{
+	switch (SYSCALL_NR(regs)) {
+	case NR_recvmsg:
+	case NR_sendmsg:
+		return (struct user_msghdr_abi *)SYSCALL_ARG2(regs);
+	case NR_recvmmsg:
+	case NR_sendmmsg:
+		break;
+	default:
+		return NULL;
+	}
+	__u64 vec = SYSCALL_ARG2(regs), vlen = SYSCALL_ARG3(regs);
+	if (!mmsg_at_exit)
+		return vlen == 1 ? (struct user_msghdr_abi *)vec : NULL;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct mmsg_call *call = bpf_map_lookup_elem(&mmsg_calls, &id);
+	__u32 k = 0;
+	if (call && call->vec == vec) {
+		k = call->next;
+		call->next = k + 1;
+	} else {
+		struct mmsg_call first = { .vec = vec, .next = 1 };
+		bpf_map_update_elem(&mmsg_calls, &id, &first, BPF_ANY);
+	}
+	if (k >= vlen)
+		return NULL;
+	return &((struct user_mmsghdr_abi *)vec)[k].msg_hdr;
+}
+
+/* At the exit of a sendmmsg/recvmmsg (from files.c's sys_exit): the call's count ends. */
+static __always_inline void mmsg_done(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&mmsg_calls, &id);
 }
 
 /* Where the data of the send/receive in progress is in user memory, or NULL
- * when the syscall has no single buffer (sendfile, splice, io_uring...). */
-static __always_inline void *syscall_buffer(struct pt_regs *regs)
+ * when the syscall has no single buffer (sendfile, splice, io_uring...).
+ * `msg`: syscall_msghdr's answer. */
+static __always_inline void *syscall_buffer(struct pt_regs *regs, struct user_msghdr_abi *umsg)
 {
 	struct user_msghdr_abi msg;
 	struct user_iovec iov;
@@ -98,35 +161,25 @@ static __always_inline void *syscall_buffer(struct pt_regs *regs)
 		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)SYSCALL_ARG2(regs)))
 			return NULL;
 		return iov.iov_base;
-	case NR_recvmsg:
-	case NR_sendmsg:
-	case NR_recvmmsg:
-	case NR_sendmmsg:
-		if (read_msghdr(regs, &msg) || !msg.msg_iov || bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
-			return NULL;
-		return iov.iov_base;
 	}
-	return NULL;
+	if (!umsg || bpf_probe_read_user(&msg, sizeof(msg), umsg) || !msg.msg_iov ||
+	    bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
+		return NULL;
+	return iov.iov_base;
 }
 
-/* The destination named by an unconnected send (sendto's address, sendmsg's msg_name). */
-static __always_inline bool syscall_dest(struct pt_regs *regs, struct ioclab_endpoint *dst)
+/* The destination named by an unconnected send (sendto's address, a msghdr's msg_name). */
+static __always_inline bool syscall_dest(struct pt_regs *regs, struct user_msghdr_abi *umsg,
+					 struct ioclab_endpoint *dst)
 {
 	struct user_sockaddr_inet sa;
 	struct user_msghdr_abi msg;
 	void *name = NULL;
 
-	switch (SYSCALL_NR(regs)) {
-	case NR_sendto:
+	if (SYSCALL_NR(regs) == NR_sendto)
 		name = (void *)SYSCALL_ARG5(regs);
-		break;
-	case NR_sendmsg:
-	case NR_sendmmsg:
-		if (read_msghdr(regs, &msg))
-			return false;
+	else if (umsg && bpf_probe_read_user(&msg, sizeof(msg), umsg) == 0)
 		name = msg.msg_name;
-		break;
-	}
 	if (!name || bpf_probe_read_user(&sa, sizeof(sa), name))
 		return false;
 	__builtin_memset(dst->addr, 0, 16);
@@ -140,8 +193,10 @@ static __always_inline bool syscall_dest(struct pt_regs *regs, struct ioclab_end
 	return true;
 }
 #else
-static __always_inline void *syscall_buffer(void *regs) { return NULL; }
-static __always_inline bool syscall_dest(void *regs, struct ioclab_endpoint *dst) { return false; }
+static __always_inline bool mmsg_syscall(void *regs) { return false; }
+static __always_inline void *syscall_msghdr(void *regs) { return NULL; }
+static __always_inline void *syscall_buffer(void *regs, void *umsg) { return NULL; }
+static __always_inline bool syscall_dest(void *regs, void *umsg, struct ioclab_endpoint *dst) { return false; }
 #endif
 
 static __always_inline void fill_current(struct ioclab_header *h, __u32 kind)
@@ -154,18 +209,21 @@ static __always_inline void fill_current(struct ioclab_header *h, __u32 kind)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(ioclab_sock_send, struct sock *sk, int ret, int flags)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	/* before any early return: each message of an mmsg call counts */
+	struct user_msghdr_abi *umsg = syscall_msghdr(regs);
+
 	if (ret <= 0 || !inet_flow(sk))
 		return 0;
 
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	bool connected = sk->__sk_common.skc_dport != 0;
 
 	if (!send_records || ret < send_data_min_len) {
 		/* no record, but a DNS query from an unconnected socket still marks it */
 		if (!connected && sk->sk_protocol == IPPROTO_UDP) {
 			struct ioclab_endpoint dst;
-			if (syscall_dest(regs, &dst) && dst.port == 53) {
+			if (syscall_dest(regs, umsg, &dst) && dst.port == 53) {
 				__u64 cookie = bpf_get_socket_cookie(sk);
 				bpf_map_update_elem(&dns_sockets, &cookie, &dst, BPF_ANY);
 			}
@@ -180,14 +238,14 @@ int BPF_PROG(ioclab_sock_send, struct sock *sk, int ret, int flags)
 	fill_socket(ev, sk);
 	ev->size = ret;
 	ev->connected = connected;
-	if (!connected && syscall_dest(regs, &ev->dst) && ev->dst.port == 53 && ev->proto == IPPROTO_UDP) {
+	if (!connected && syscall_dest(regs, umsg, &ev->dst) && ev->dst.port == 53 && ev->proto == IPPROTO_UDP) {
 		/* map helpers take at most one pointer into a ring-buffer record: copy */
 		__u64 cookie = ev->cookie;
 		struct ioclab_endpoint server = ev->dst;
 		bpf_map_update_elem(&dns_sockets, &cookie, &server, BPF_ANY);
 	}
 
-	void *buf = syscall_buffer(regs);
+	void *buf = syscall_buffer(regs, umsg);
 	__u32 len = ret;
 	if (len > IOCLAB_SEND_SAMPLE)
 		len = IOCLAB_SEND_SAMPLE;
@@ -200,6 +258,12 @@ int BPF_PROG(ioclab_sock_send, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(ioclab_sock_recv, struct sock *sk, int ret, int flags)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	/* before any early return: each message of an mmsg call counts */
+	bool mmsg = mmsg_syscall(regs);
+	struct user_msghdr_abi *umsg = mmsg ? syscall_msghdr(regs) : NULL;
+
 	if (ret <= 0 || (flags & MSG_PEEK) || !inet_flow(sk))
 		return 0;
 
@@ -212,6 +276,12 @@ int BPF_PROG(ioclab_sock_recv, struct sock *sk, int ret, int flags)
 		if (!server)
 			return 0;
 	}
+	if (!mmsg)
+		umsg = syscall_msghdr(regs);
+	/* a DNS answer is only worth its bytes */
+	void *buf = syscall_buffer(regs, umsg);
+	if (!buf)
+		return 0;
 
 	struct ioclab_net *ev = reserve(sizeof(*ev) + IOCLAB_DNS_LEN);
 	if (!ev)
@@ -223,12 +293,10 @@ int BPF_PROG(ioclab_sock_recv, struct sock *sk, int ret, int flags)
 		ev->dst = *server;
 	ev->connected = !server;
 
-	struct task_struct *task = bpf_get_current_task_btf();
-	void *buf = syscall_buffer((struct pt_regs *)bpf_task_pt_regs(task));
 	__u32 len = ret;
 	if (len > IOCLAB_DNS_LEN)
 		len = IOCLAB_DNS_LEN;
-	if (buf && bpf_probe_read_user((void *)(ev + 1), len, buf) == 0)
+	if (bpf_probe_read_user((void *)(ev + 1), len, buf) == 0)
 		ev->data_len = len;
 	submit(ev, sizeof(*ev) + IOCLAB_DNS_LEN);
 	return 0;

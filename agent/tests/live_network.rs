@@ -223,3 +223,162 @@ fn ioc_on_a_destination_ip_detects_the_connect() {
     assert_eq!(send["data"]["data_size"], 6);
     assert_eq!(strs(&send["detection"]["iocs"]), ["127.0.66.81"]);
 }
+
+/// A DNS query for why.kunai.rocks of type `qtype`, id `id`.
+fn query(id: u16, qtype: hickory_proto::rr::RecordType) -> Vec<u8> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::Name;
+    use std::str::FromStr;
+    let mut m = Message::new();
+    m.set_id(id).set_recursion_desired(true);
+    m.add_query(Query::query(Name::from_str(&format!("{}.", dns_server::NAME)).unwrap(), qtype));
+    m.to_vec().unwrap()
+}
+
+/// Shannon entropy of bytes, in bits per byte (what send_data reports).
+fn shannon(data: &[u8]) -> f64 {
+    let mut counts = [0usize; 256];
+    data.iter().for_each(|&b| counts[b as usize] += 1);
+    let n = data.len() as f64;
+    counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 / n).map(|p| -p * p.log2()).sum()
+}
+
+/// sendmmsg of `queries` to `server` from the unconnected `sock`, then
+/// recvmmsg of up to `vlen` answers (after they all arrived); returns how many came.
+fn mmsg_round_trip(sock: &UdpSocket, server: std::net::SocketAddr, queries: &[Vec<u8>], vlen: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let std::net::SocketAddr::V4(v4) = server else { panic!("IPv4 server") };
+    let mut to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    let mut iovs: Vec<libc::iovec> =
+        queries.iter().map(|q| libc::iovec { iov_base: q.as_ptr() as *mut _, iov_len: q.len() }).collect();
+    // SAFETY: zeroed mmsghdr is valid; every pointer set below outlives the call.
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = &mut to as *mut _ as *mut libc::c_void;
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: valid socket, vector and length.
+    let sent = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0) };
+    assert_eq!(sent, queries.len() as i32, "sendmmsg: {}", std::io::Error::last_os_error());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let mut bufs = vec![[0u8; 512]; vlen];
+    let mut iovs: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut _, iov_len: b.len() }).collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: as above.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: valid socket, vector and length; no timeout.
+    let got = unsafe {
+        libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), vlen as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+    };
+    assert!(got > 0, "recvmmsg: {}", std::io::Error::last_os_error());
+    got as usize
+}
+
+#[test]
+fn sendmmsg_and_recvmmsg_report_each_message_with_its_own_bytes() {
+    use hickory_proto::rr::RecordType;
+    let server_ip = Ipv4Addr::new(127, 0, 53, 57);
+    let server = dns_server::start(server_ip);
+    let me = std::process::id();
+    // the default config: file and system events on, so the syscall-exit hook
+    // that tells the messages of one call apart is attached
+    let Some(agent) = start(config()) else { return };
+
+    let queries = [query(0x0000, RecordType::A), query(0xabcd, RecordType::TXT)];
+    assert_eq!(queries[0].len(), queries[1].len(), "same size: only their bytes tell them apart");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    assert_eq!(mmsg_round_trip(&sock, server.addr, &queries, 2), 2);
+
+    let from_sock = |kind: &'static str| move |e: &Value| is(kind, me)(e) && e["data"]["src"]["port"] == port;
+    agent.wait_for("second dns_query", |e| from_sock("dns_query")(e) && e["data"]["query_type"] == "TXT");
+    let (_, events) = agent.stop();
+
+    let mut sends: Vec<f64> = events
+        .iter()
+        .filter(|e| from_sock("send_data")(e))
+        .map(|e| {
+            assert_eq!(e["data"]["data_size"], queries[0].len());
+            assert_eq!(e["data"]["dst"]["ip"], "127.0.53.57");
+            e["data"]["data_entropy"].as_f64().unwrap()
+        })
+        .collect();
+    sends.sort_by(f64::total_cmp);
+    let mut expected: Vec<f64> = queries.iter().map(|q| shannon(q)).collect();
+    expected.sort_by(f64::total_cmp);
+    assert!((expected[0] - expected[1]).abs() > 1e-3, "the two queries differ in entropy: {expected:?}");
+    assert_eq!(sends.len(), 2, "one send_data per message: {sends:?}");
+    for (got, want) in sends.iter().zip(&expected) {
+        assert!((got - want).abs() < 1e-4, "each send_data samples its own message: {sends:?} vs {expected:?}");
+    }
+
+    let answers: Vec<&Value> = events.iter().filter(|e| from_sock("dns_query")(e)).collect();
+    let mut types: Vec<&str> = answers.iter().map(|e| e["data"]["query_type"].as_str().unwrap()).collect();
+    types.sort();
+    assert_eq!(types, ["A", "TXT"], "one dns_query per answer, each from its own bytes");
+    let a = answers.iter().find(|e| e["data"]["query_type"] == "A").unwrap();
+    assert_eq!(strs(&a["data"]["response"]), [dns_server::CNAME_TARGET, "127.0.66.80"]);
+    assert_eq!(a["data"]["dns_server"]["ip"], "127.0.53.57");
+}
+
+#[test]
+fn without_the_syscall_hook_only_single_message_mmsg_calls_are_read() {
+    use hickory_proto::rr::RecordType;
+    let server_ip = Ipv4Addr::new(127, 0, 53, 58);
+    let server = dns_server::start(server_ip);
+    let me = std::process::id();
+    let mut c = config();
+    for (name, switch) in c.events.iter_mut() {
+        switch.enable = matches!(name.as_str(), "execve" | "clone" | "exit_group" | "send_data" | "dns_query");
+    }
+    let Some(agent) = start(c) else { return };
+
+    // two messages per call: which one a socket tracepoint is about cannot be told
+    let batch = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let batch_port = batch.local_addr().unwrap().port();
+    let queries = [query(0x0000, RecordType::A), query(0xabcd, RecordType::TXT)];
+    assert_eq!(mmsg_round_trip(&batch, server.addr, &queries, 2), 2);
+    // one message per call: read as any recvmsg
+    let single = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let single_port = single.local_addr().unwrap().port();
+    assert_eq!(mmsg_round_trip(&single, server.addr, &queries[1..], 1), 1);
+
+    let on = |kind: &'static str, port: u16| move |e: &Value| is(kind, me)(e) && e["data"]["src"]["port"] == port;
+    let single_answer = agent.wait_for("single-message dns_query", on("dns_query", single_port));
+    assert_eq!(single_answer["data"]["query_type"], "TXT");
+    let (_, events) = agent.stop();
+
+    let single_send = events.iter().find(|e| on("send_data", single_port)(e)).expect("single-message send_data");
+    assert!((single_send["data"]["data_entropy"].as_f64().unwrap() - shannon(&queries[1])).abs() < 1e-4);
+    // the batch: sends reported, by size, without a sample to misattribute; answers not parsed
+    let batch_sends: Vec<&Value> = events.iter().filter(|e| on("send_data", batch_port)(e)).collect();
+    assert_eq!(batch_sends.len(), 2);
+    for s in batch_sends {
+        assert_eq!(s["data"]["data_size"], queries[0].len());
+        assert_eq!(s["data"]["data_entropy"], 0.0, "no sample: {s}");
+    }
+    assert!(
+        !events.iter().any(on("dns_query", batch_port)),
+        "no dns_query from a two-message recvmmsg (it could name the wrong message)"
+    );
+}

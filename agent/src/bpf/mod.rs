@@ -67,6 +67,12 @@ const HOOKS: &[Hook] = &[
     Hook { program: "ioclab_sys_enter", tracepoint: "sys_enter", feeds: &[WriteClose] },
 ];
 
+/// Whether the syscall-exit program is attached for these events (it also
+/// ends each sendmmsg/recvmmsg, which lets the socket programs tell its messages apart).
+fn sys_exit_attached(enabled: &[EventKind]) -> bool {
+    cfg!(target_arch = "x86_64") && SYS_EXIT_EVENTS.iter().any(|k| enabled.contains(k))
+}
+
 /// The `file_events` mask of files.c for the enabled events.
 fn file_events(enabled: &[EventKind]) -> u64 {
     let bits: &[(EventKind, u64)] = &[
@@ -189,6 +195,7 @@ impl Programs {
             .set_global("send_data_min_len", &opts.send_data_min_len, true)
             .set_global("send_records", &(opts.events.contains(&SendData) as u8), true)
             .set_global("file_events", &file_events(&opts.events), true)
+            .set_global("mmsg_at_exit", &(sys_exit_attached(&opts.events) as u8), true)
             .set_global("agent_tgid", &std::process::id(), true)
             .set_global("max_eps_fs", &opts.max_eps_fs, true)
             .set_max_entries("events", ring_bytes)
