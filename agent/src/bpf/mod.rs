@@ -191,7 +191,8 @@ impl Programs {
         let ring_bytes = opts.ring_bytes.max(4096).next_power_of_two();
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
-            .set_global("wakeup_bytes", &opts.wakeup_bytes, true)
+            // a threshold the ring cannot reach would leave only the timer
+            .set_global("wakeup_bytes", &opts.wakeup_bytes.min(ring_bytes as u64 / 4), true)
             .set_global("send_data_min_len", &opts.send_data_min_len, true)
             .set_global("send_records", &(opts.events.contains(&SendData) as u8), true)
             .set_global("file_events", &file_events(&opts.events), true)
