@@ -28,6 +28,20 @@ pub struct Process {
     pub command_line: Text,
     /// Executables of the ancestors, root first, joined by `|`.
     pub ancestors: Text,
+    /// Its children's `ancestors` (its own and its executable), joined once
+    /// for all of them: a shell forks many.
+    children_ancestors: std::cell::OnceCell<Text>,
+}
+
+impl Process {
+    fn new(guuid: Uuid, start_ticks: u64, ppid: u32, exe: Text, command_line: Text, ancestors: Text) -> Self {
+        Process { guuid, start_ticks, ppid, exe, command_line, ancestors, children_ancestors: Default::default() }
+    }
+
+    /// The `ancestors` of its children.
+    fn children_ancestors(&self) -> Text {
+        self.children_ancestors.get_or_init(|| join_ancestors(self)).clone()
+    }
 }
 
 /// Processes by tgid.
@@ -56,8 +70,12 @@ pub fn command_line(argv: &[u8]) -> Text {
         Some(end) => &argv[..=end],
         None => return "".into(),
     };
-    let s: String = String::from_utf8_lossy(trimmed).chars().map(|c| if c == '\0' { ' ' } else { c }).collect();
-    s.into()
+    // NUL is ASCII: replacing it byte for byte leaves valid UTF-8 valid
+    let joined: Vec<u8> = trimmed.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+    match std::str::from_utf8(&joined) {
+        Ok(s) => s.into(),
+        Err(_) => String::from_utf8_lossy(&joined).into(),
+    }
 }
 
 impl ProcessTable {
@@ -96,11 +114,11 @@ impl ProcessTable {
     pub fn fork(&mut self, parent: u32, child: u32, child_start_ns: u64) -> &Process {
         let start_ticks = child_start_ns / NS_PER_TICK;
         let (exe, command_line, ancestors) = match self.procs.get(&parent) {
-            Some(p) => (p.exe.clone(), p.command_line.clone(), join_ancestors(p)),
+            Some(p) => (p.exe.clone(), p.command_line.clone(), p.children_ancestors()),
             None => (self.empty.clone(), self.empty.clone(), self.empty.clone()),
         };
         let guuid = guuid(&self.host, child, start_ticks);
-        self.procs.insert(child, Process { guuid, start_ticks, ppid: parent, exe, command_line, ancestors });
+        self.procs.insert(child, Process::new(guuid, start_ticks, parent, exe, command_line, ancestors));
         &self.procs[&child]
     }
 
@@ -110,10 +128,10 @@ impl ProcessTable {
         let start_ticks = start_ns / NS_PER_TICK;
         let ancestors = match self.procs.get(&tgid) {
             Some(p) if p.start_ticks == start_ticks => p.ancestors.clone(),
-            _ => self.procs.get(&ppid).map(join_ancestors).unwrap_or_else(|| self.empty.clone()),
+            _ => self.procs.get(&ppid).map(Process::children_ancestors).unwrap_or_else(|| self.empty.clone()),
         };
         let guuid = guuid(&self.host, tgid, start_ticks);
-        self.procs.insert(tgid, Process { guuid, start_ticks, ppid, exe, command_line, ancestors });
+        self.procs.insert(tgid, Process::new(guuid, start_ticks, ppid, exe, command_line, ancestors));
         &self.procs[&tgid]
     }
 
@@ -124,9 +142,9 @@ impl ProcessTable {
         let known = self.procs.get(&tgid).is_some_and(|p| p.start_ticks == start_ticks);
         if !known {
             let (exe, command_line) = read_proc(tgid).unwrap_or_else(|| (self.empty.clone(), self.empty.clone()));
-            let ancestors = self.procs.get(&ppid).map(join_ancestors).unwrap_or_else(|| self.empty.clone());
+            let ancestors = self.procs.get(&ppid).map(Process::children_ancestors).unwrap_or_else(|| self.empty.clone());
             let guuid = guuid(&self.host, tgid, start_ticks);
-            self.procs.insert(tgid, Process { guuid, start_ticks, ppid, exe, command_line, ancestors });
+            self.procs.insert(tgid, Process::new(guuid, start_ticks, ppid, exe, command_line, ancestors));
         }
         &self.procs[&tgid]
     }
@@ -180,7 +198,7 @@ impl ProcessTable {
             chain.reverse();
             let ancestors: Text = chain.iter().map(|s| &**s).collect::<Vec<_>>().join("|").into();
             let guuid = guuid(&self.host, pid, start_ticks);
-            self.procs.entry(pid).or_insert(Process { guuid, start_ticks, ppid, exe, command_line, ancestors });
+            self.procs.entry(pid).or_insert(Process::new(guuid, start_ticks, ppid, exe, command_line, ancestors));
         }
         Ok(n)
     }

@@ -42,30 +42,42 @@ impl fmt::Display for UtcTime {
     }
 }
 
+thread_local! {
+    /// The last second formatted and its `YYYY-MM-DDTHH:MM:SS.`: events come
+    /// thousands per second, so the calendar arithmetic is done once per second.
+    static LAST_SECOND: std::cell::Cell<(i64, [u8; 20])> = const { std::cell::Cell::new((i64::MIN, [0; 20])) };
+}
+
 impl UtcTime {
     /// Writes `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` into `buf` (no formatting machinery:
     /// every event has a timestamp).
     fn rfc3339(&self, buf: &mut [u8; 30]) {
         let secs = self.0.div_euclid(1_000_000_000) as i64;
         let nanos = self.0.rem_euclid(1_000_000_000) as u64;
-        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-        let s = secs.rem_euclid(86_400) as u64;
-        let mut put = |at: usize, width: usize, mut v: u64| {
+        let put = |buf: &mut [u8], at: usize, width: usize, mut v: u64| {
             for i in (0..width).rev() {
                 buf[at + i] = b'0' + (v % 10) as u8;
                 v /= 10;
             }
         };
-        put(0, 4, y.clamp(0, 9999) as u64);
-        put(5, 2, mo as u64);
-        put(8, 2, d as u64);
-        put(11, 2, s / 3600);
-        put(14, 2, (s / 60) % 60);
-        put(17, 2, s % 60);
-        put(20, 9, nanos);
-        for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (29, b'Z')] {
-            buf[at] = c;
+        let (last, mut prefix) = LAST_SECOND.get();
+        if last != secs {
+            let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+            let s = secs.rem_euclid(86_400) as u64;
+            put(&mut prefix, 0, 4, y.clamp(0, 9999) as u64);
+            put(&mut prefix, 5, 2, mo as u64);
+            put(&mut prefix, 8, 2, d as u64);
+            put(&mut prefix, 11, 2, s / 3600);
+            put(&mut prefix, 14, 2, (s / 60) % 60);
+            put(&mut prefix, 17, 2, s % 60);
+            for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.')] {
+                prefix[at] = c;
+            }
+            LAST_SECOND.set((secs, prefix));
         }
+        buf[..20].copy_from_slice(&prefix);
+        put(buf, 20, 9, nanos);
+        buf[29] = b'Z';
     }
 }
 
@@ -139,6 +151,11 @@ mod tests {
         for t in [0, 1_732_010_153_138_247_256, 951_782_400_000_000_001, 4_102_444_799_999_999_999] {
             let json = serde_json::to_string(&UtcTime(t)).unwrap();
             assert_eq!(json, format!("\"{}\"", UtcTime(t)), "fast path equals Display");
+        }
+        // the cached second: same second, next second, back to an earlier one
+        for t in [1_732_010_153_000_000_001, 1_732_010_153_999_999_999, 1_732_010_154_000_000_000, 0] {
+            let json = serde_json::to_string(&UtcTime(t)).unwrap();
+            assert_eq!(json, format!("\"{}\"", UtcTime(t)));
         }
     }
 
