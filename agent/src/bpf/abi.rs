@@ -269,6 +269,12 @@ unsafe impl Record for SysRec {}
 unsafe impl Record for Throttled {}
 unsafe impl Record for ModuleRec {}
 
+/// A record of all zeroes (a valid value of any [`Record`]).
+pub fn zeroed<T: Record>() -> T {
+    // SAFETY: T is plain old data (Record): all zeroes is a valid T.
+    unsafe { std::mem::zeroed() }
+}
+
 /// Copies a record out of ring-buffer bytes; `None` when the bytes are too short.
 pub fn read<T: Record>(bytes: &[u8]) -> Option<T> {
     if bytes.len() < std::mem::size_of::<T>() {

@@ -15,7 +15,7 @@ use crate::hashes::{Md5, Sha1, Sha256, Sha512};
 
 /// What identifies a file's content without reading it: if none of these
 /// changed, the hashes have not either.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FileKey {
     /// Device, in the kernel's encoding (major << 20 | minor).
     pub dev: u32,

@@ -70,12 +70,19 @@ pub fn command_line(argv: &[u8]) -> Text {
         Some(end) => &argv[..=end],
         None => return "".into(),
     };
-    // NUL is ASCII: replacing it byte for byte leaves valid UTF-8 valid
-    let joined: Vec<u8> = trimmed.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
-    match std::str::from_utf8(&joined) {
-        Ok(s) => s.into(),
-        Err(_) => String::from_utf8_lossy(&joined).into(),
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    SCRATCH.with(|scratch| {
+        let mut joined = scratch.borrow_mut();
+        joined.clear();
+        // NUL is ASCII: replacing it byte for byte leaves valid UTF-8 valid
+        joined.extend(trimmed.iter().map(|&b| if b == 0 { b' ' } else { b }));
+        match std::str::from_utf8(&joined) {
+            Ok(s) => s.into(),
+            Err(_) => String::from_utf8_lossy(&joined).into(),
+        }
+    })
 }
 
 impl ProcessTable {

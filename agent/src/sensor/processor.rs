@@ -181,7 +181,11 @@ impl Processor {
 
     fn event(&mut self, r: Record) -> Option<Event> {
         match r {
-            Record::Exec(e) => self.exec(*e),
+            Record::Exec(e) => {
+                let ev = self.exec(&e);
+                Record::Exec(e).recycle();
+                ev
+            }
             Record::Clone { hdr, flags } => {
                 // make sure the parent is known (from /proc if need be) so the child inherits from it
                 self.procs.lookup(hdr.parent.tgid, hdr.parent.start_boottime, 0);
@@ -212,19 +216,9 @@ impl Processor {
                 self.wanted(kind).then(|| self.event_of(data, &hdr))
             }
             Record::Net(n) => {
-                let kind = match n.kind {
-                    NetKind::Connect => EventKind::Connect,
-                    NetKind::Send => EventKind::SendData,
-                    NetKind::Dns => EventKind::DnsQuery,
-                };
-                // DNS answers are read even when dns_query is off: they name connect/send_data peers
-                if !self.wanted(kind) && n.kind != NetKind::Dns {
-                    return None;
-                }
-                let (t, parent) = (&n.hdr.task, &n.hdr.parent);
-                let p = self.procs.lookup(t.tgid, t.start_boottime, parent.tgid);
-                let data = self.net.data(&n, p, (t.tgid, t.start_boottime))?;
-                self.wanted(kind).then(|| self.event_of(data, &n.hdr))
+                let ev = self.net_event(&n);
+                Record::Net(n).recycle();
+                ev
             }
             Record::FileSys(f) => {
                 // may make several events (an open: file_create and write): written here
@@ -242,6 +236,22 @@ impl Processor {
         }
     }
 
+    fn net_event(&mut self, n: &super::record::Net) -> Option<Event> {
+        let kind = match n.kind {
+            NetKind::Connect => EventKind::Connect,
+            NetKind::Send => EventKind::SendData,
+            NetKind::Dns => EventKind::DnsQuery,
+        };
+        // DNS answers are read even when dns_query is off: they name connect/send_data peers
+        if !self.wanted(kind) && n.kind != NetKind::Dns {
+            return None;
+        }
+        let (t, parent) = (&n.hdr.task, &n.hdr.parent);
+        let p = self.procs.lookup(t.tgid, t.start_boottime, parent.tgid);
+        let data = self.net.data(n, p, (t.tgid, t.start_boottime))?;
+        self.wanted(kind).then(|| self.event_of(data, &n.hdr))
+    }
+
     fn wanted(&self, kind: EventKind) -> bool {
         self.config.enabled(kind)
     }
@@ -250,7 +260,7 @@ impl Processor {
         Event { info: self.info(data.kind(), hdr), data, detection: None }
     }
 
-    fn exec(&mut self, e: Exec) -> Option<Event> {
+    fn exec(&mut self, e: &Exec) -> Option<Event> {
         let command_line = crate::enrich::proctable::command_line(&e.argv);
         let meanwhile = &mut || read_meanwhile(&mut self.reader, &mut self.backlog);
         let binary_meta = self.hashes.get(&e.exe_path, (!e.exe_truncated).then_some(e.exe_key), meanwhile);

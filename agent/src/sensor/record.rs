@@ -205,6 +205,86 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `s` = `b` (invalid UTF-8 replaced), in `s`'s allocation.
+fn set_lossy(s: &mut String, b: &[u8]) {
+    s.clear();
+    s.push_str(&String::from_utf8_lossy(b));
+}
+
+/// The boxes of decoded exec and network records, given back once their
+/// event is made ([`Record::recycle`]): with their buffers' capacity kept, a
+/// steady stream of records decodes without allocating. Per thread: records
+/// are decoded and processed on the agent's one thread.
+mod pool {
+    use std::cell::RefCell;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use super::{Exec, Net, NetKind};
+
+    /// Boxes kept per kind, at most: a batch's worth would keep megabytes of
+    /// DNS buffers; a few hundred cover the records in flight in a steady stream.
+    pub(super) const KEEP: usize = 256;
+
+    thread_local! {
+        pub(super) static EXECS: RefCell<Vec<Box<Exec>>> = const { RefCell::new(Vec::new()) };
+        pub(super) static NETS: RefCell<Vec<Box<Net>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn take_exec() -> Box<Exec> {
+        EXECS.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| {
+            Box::new(Exec {
+                hdr: crate::bpf::abi::zeroed(),
+                exe_key: Default::default(),
+                exe_path: String::new(),
+                exe_truncated: false,
+                argv: Vec::new(),
+                filename: String::new(),
+                is_script: false,
+                cwd: None,
+            })
+        })
+    }
+
+    pub(super) fn take_net() -> Box<Net> {
+        NETS.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| {
+            let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+            Box::new(Net {
+                kind: NetKind::Connect,
+                hdr: crate::bpf::abi::zeroed(),
+                cookie: 0,
+                size: 0,
+                family: 0,
+                sock_type: 0,
+                proto: 0,
+                src: any,
+                dst: any,
+                connected: false,
+                data: Vec::new(),
+            })
+        })
+    }
+
+    pub(super) fn give<T>(pool: &'static std::thread::LocalKey<RefCell<Vec<Box<T>>>>, b: Box<T>) {
+        pool.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < KEEP {
+                p.push(b);
+            }
+        })
+    }
+}
+
+impl Record {
+    /// Gives the record's buffers back for the next records to decode into.
+    pub fn recycle(self) {
+        match self {
+            Record::Exec(e) => pool::give(&pool::EXECS, e),
+            Record::Net(n) => pool::give(&pool::NETS, n),
+            _ => {}
+        }
+    }
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Record {
     let Some(hdr) = abi::read::<abi::Header>(bytes) else {
@@ -228,22 +308,23 @@ pub fn decode(bytes: &[u8]) -> Record {
             let argv_len = (e.argv_len as usize).min(abi::ARGV_LEN);
             let filename_len = (e.filename_len as usize).min(abi::PATH_LEN);
             let cwd = e.cwd.len;
-            Record::Exec(Box::new(Exec {
-                hdr: e.hdr,
-                exe_key: FileKey {
-                    dev: e.exe.dev,
-                    ino: e.exe.ino,
-                    size: e.exe.size,
-                    mtime_sec: e.exe.mtime_sec,
-                    mtime_nsec: e.exe.mtime_nsec,
-                },
-                exe_path: lossy(e.exe.path.bytes()),
-                exe_truncated: e.exe.path.truncated != 0,
-                argv: e.argv[..argv_len].to_vec(),
-                filename: lossy(&e.filename[..filename_len]),
-                is_script: e.is_script != 0,
-                cwd: (cwd > 0).then(|| lossy(e.cwd.bytes())),
-            }))
+            let mut x = pool::take_exec();
+            x.hdr = e.hdr;
+            x.exe_key = FileKey {
+                dev: e.exe.dev,
+                ino: e.exe.ino,
+                size: e.exe.size,
+                mtime_sec: e.exe.mtime_sec,
+                mtime_nsec: e.exe.mtime_nsec,
+            };
+            set_lossy(&mut x.exe_path, e.exe.path.bytes());
+            x.exe_truncated = e.exe.path.truncated != 0;
+            x.argv.clear();
+            x.argv.extend_from_slice(&e.argv[..argv_len]);
+            set_lossy(&mut x.filename, &e.filename[..filename_len]);
+            x.is_script = e.is_script != 0;
+            x.cwd = (cwd > 0).then(|| lossy(e.cwd.bytes()));
+            Record::Exec(x)
         }
         abi::KIND_CLONE => match abi::read::<abi::Clone>(bytes) {
             Some(c) => Record::Clone { hdr: c.hdr, flags: c.flags },
@@ -262,19 +343,20 @@ pub fn decode(bytes: &[u8]) -> Record {
             };
             let rest = &bytes[std::mem::size_of::<abi::Net>()..];
             let len = (n.data_len as usize).min(rest.len()).min(abi::DNS_LEN);
-            Record::Net(Box::new(Net {
-                kind,
-                hdr: n.hdr,
-                cookie: n.cookie,
-                size: n.size,
-                family: n.family,
-                sock_type: n.kind,
-                proto: n.proto,
-                src: endpoint(n.family, &n.src),
-                dst: endpoint(n.family, &n.dst),
-                connected: n.connected != 0,
-                data: rest[..len].to_vec(),
-            }))
+            let mut x = pool::take_net();
+            x.kind = kind;
+            x.hdr = n.hdr;
+            x.cookie = n.cookie;
+            x.size = n.size;
+            x.family = n.family;
+            x.sock_type = n.kind;
+            x.proto = n.proto;
+            x.src = endpoint(n.family, &n.src);
+            x.dst = endpoint(n.family, &n.dst);
+            x.connected = n.connected != 0;
+            x.data.clear();
+            x.data.extend_from_slice(&rest[..len]);
+            Record::Net(x)
         }
         abi::KIND_FILE => match abi::view::<abi::FileRec>(bytes).copied().or_else(|| abi::read(bytes)) {
             Some(f) => file_sys(
@@ -365,6 +447,55 @@ mod tests {
         assert_eq!(join_path("/home", "/etc/./passwd"), "/etc/passwd");
         assert_eq!(join_path("", "rel"), "/rel");
         assert_eq!(join_path("/", ".."), "/");
+    }
+
+    fn exec_bytes(argv: &[u8], script_cwd: Option<&[u8]>) -> Vec<u64> {
+        let mut e: abi::Exec = abi::zeroed();
+        e.hdr.kind = abi::KIND_EXEC;
+        e.argv[..argv.len()].copy_from_slice(argv);
+        e.argv_len = argv.len() as u32;
+        if let Some(cwd) = script_cwd {
+            e.is_script = 1;
+            e.cwd.start = 0;
+            e.cwd.len = cwd.len() as u16;
+            e.cwd.data[..cwd.len()].copy_from_slice(cwd);
+        }
+        // u64 storage: ring-buffer records are 8-byte aligned
+        let mut words = vec![0u64; std::mem::size_of::<abi::Exec>().div_ceil(8)];
+        let bytes = words_as_bytes_mut(&mut words);
+        bytes[..std::mem::size_of::<abi::Exec>()].copy_from_slice(as_bytes(&e));
+        words
+    }
+
+    fn as_bytes(e: &abi::Exec) -> &[u8] {
+        // SAFETY: viewing a plain-old-data record as its bytes.
+        unsafe { std::slice::from_raw_parts(e as *const abi::Exec as *const u8, std::mem::size_of::<abi::Exec>()) }
+    }
+
+    fn words_as_bytes_mut(w: &mut [u64]) -> &mut [u8] {
+        // SAFETY: u64s viewed as bytes, any value valid.
+        unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr() as *mut u8, w.len() * 8) }
+    }
+
+    fn words_as_bytes(w: &[u64]) -> &[u8] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(w.as_ptr() as *const u8, w.len() * 8) }
+    }
+
+    #[test]
+    fn a_recycled_record_keeps_nothing_of_the_previous_one() {
+        let script = exec_bytes(b"/bin/sh\0./long-script-name.sh\0--with --args\0", Some(b"/tmp/somewhere"));
+        let Record::Exec(first) = decode(words_as_bytes(&script)) else { panic!("exec") };
+        assert!(first.is_script);
+        assert_eq!(first.cwd.as_deref(), Some("/tmp/somewhere"));
+        Record::Exec(first).recycle();
+        let plain = exec_bytes(b"/bin/true\0", None);
+        let Record::Exec(second) = decode(words_as_bytes(&plain)) else { panic!("exec") };
+        assert!(!second.is_script);
+        assert_eq!(second.cwd, None);
+        assert_eq!(second.argv, b"/bin/true\0");
+        assert_eq!(second.exe_path, "");
+        assert!(second.argv.capacity() >= 40, "the recycled buffer was reused");
     }
 
     #[test]
