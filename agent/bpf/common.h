@@ -44,31 +44,35 @@ static __always_inline void *reserve(__u64 size)
 	return ev;
 }
 
-/* 1 while the reader sleeps with nothing to read (set by userspace, cleared
- * by the first record after it): an idle agent then needs no timer wakeups. */
+/* What the reader does, set by userspace before it sleeps and cleared by
+ * the record that wakes it: a sleeping reader is woken once, by the first
+ * record that finds it asleep and worth waking. Deciding on a crossing of
+ * the threshold instead would miss it when records of two CPUs pass it
+ * together, and leave the reader to its timer with the ring filling. */
+#define READER_RUNNING 0
+#define READER_BUSY_SLEEP 1 /* drains on a short timer: wake when wakeup_bytes are unread */
+#define READER_IDLE_SLEEP 2 /* found nothing to read: wake at the first record */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
-} reader_idle SEC(".maps");
+} reader_state SEC(".maps");
 
-/* Wakes the reader when it sleeps idle, or once when this record makes the
- * unread data cross wakeup_bytes; otherwise the busy reader's short poll
- * timer picks it up. Waking on every record above the threshold would wake
- * an already busy reader again and again. */
+/* Submits a record, waking the reader when it sleeps idle, or sleeps on
+ * its timer with wakeup_bytes unread; otherwise the reader, running or on
+ * its timer, gets the record without a wakeup (one per record would cost
+ * more than the record). */
 static __always_inline void submit(void *ev, __u64 size)
 {
 	__u32 zero = 0;
-	__u32 *idle = bpf_map_lookup_elem(&reader_idle, &zero);
+	__u32 *state = bpf_map_lookup_elem(&reader_state, &zero);
 	bool wake = false;
 
-	if (idle && *idle) {
-		*idle = 0;
+	if (state && *state != READER_RUNNING &&
+	    (*state == READER_IDLE_SLEEP || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)) {
+		*state = READER_RUNNING;
 		wake = true;
-	} else {
-		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-		wake = avail >= wakeup_bytes && avail < wakeup_bytes + size;
 	}
 	bpf_ringbuf_submit(ev, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }

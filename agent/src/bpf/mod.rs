@@ -140,11 +140,22 @@ pub struct LoadOptions {
     pub max_eps_fs: u64,
 }
 
+/// What the ring's reader does, as the programs see it (common.h, READER_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderState {
+    /// Reading: no record wakes it.
+    Running = 0,
+    /// Sleeping on its drain timer: woken when `wakeup_bytes` are unread.
+    BusySleep = 1,
+    /// Sleeping with nothing to read: woken by the first record.
+    IdleSleep = 2,
+}
+
 /// The loaded and attached programs. Dropping it detaches everything.
 pub struct Programs {
     ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
-    reader_idle: Array<MapData, u32>,
+    reader_state: Array<MapData, u32>,
     // keeps the programs attached
     _ebpf: Ebpf,
 }
@@ -234,9 +245,9 @@ impl Programs {
         let ring = RingBuf::try_from(ring).map_err(|e| BpfError::Map("events", e.to_string()))?;
         let lost = ebpf.take_map("lost").ok_or(BpfError::Map("lost", "missing".into()))?;
         let lost = PerCpuArray::try_from(lost).map_err(|e| BpfError::Map("lost", e.to_string()))?;
-        let idle = ebpf.take_map("reader_idle").ok_or(BpfError::Map("reader_idle", "missing".into()))?;
-        let reader_idle = Array::try_from(idle).map_err(|e| BpfError::Map("reader_idle", e.to_string()))?;
-        Ok(Programs { ring, lost, reader_idle, _ebpf: ebpf })
+        let state = ebpf.take_map("reader_state").ok_or(BpfError::Map("reader_state", "missing".into()))?;
+        let reader_state = Array::try_from(state).map_err(|e| BpfError::Map("reader_state", e.to_string()))?;
+        Ok(Programs { ring, lost, reader_state, _ebpf: ebpf })
     }
 
     /// The ring buffer's file descriptor, to poll for readability.
@@ -256,11 +267,11 @@ impl Programs {
         n
     }
 
-    /// Tells the programs whether the reader sleeps idle: while it does, the
-    /// next record wakes it at once (instead of the reader polling on a timer).
-    pub fn set_reader_idle(&mut self, idle: bool) {
-        if let Err(e) = self.reader_idle.set(0, idle as u32, 0) {
-            tracing::warn!("cannot update the reader_idle map: {e}");
+    /// Tells the programs what the reader is about to do (common.h's
+    /// `reader_state`): the record that finds it asleep and worth waking wakes it.
+    pub fn set_reader_state(&mut self, state: ReaderState) {
+        if let Err(e) = self.reader_state.set(0, state as u32, 0) {
+            tracing::warn!("cannot update the reader_state map: {e}");
         }
     }
 

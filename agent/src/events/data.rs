@@ -376,7 +376,7 @@ pub struct MmapExecData {
 #[serde(default)]
 pub struct SockAddr {
     /// Address.
-    pub ip: String,
+    pub ip: Text,
     /// Port.
     pub port: u16,
 }
@@ -387,9 +387,9 @@ pub struct SockAddr {
 pub struct Endpoint {
     /// Name the process resolved to this address, "?" when unknown (`dst` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
+    pub hostname: Option<Text>,
     /// Address.
-    pub ip: String,
+    pub ip: Text,
     /// Port.
     pub port: u16,
     /// Whether the address is globally routable.
@@ -415,7 +415,7 @@ pub struct ConnectData {
     /// Remote address.
     pub dst: Endpoint,
     /// Community ID v1 of the flow.
-    pub community_id: String,
+    pub community_id: Text,
     /// Whether the connection succeeded.
     pub connected: bool,
 }
@@ -437,7 +437,7 @@ pub struct SendDataData {
     /// Remote address.
     pub dst: Endpoint,
     /// Community ID v1 of the flow.
-    pub community_id: String,
+    pub community_id: Text,
     /// Whether the socket is connected.
     pub connected: bool,
     /// Shannon entropy of a sample of the data.
@@ -469,7 +469,7 @@ pub struct DnsQueryData {
     /// The server that answered.
     pub dns_server: Endpoint,
     /// Community ID v1 of the flow.
-    pub community_id: String,
+    pub community_id: Text,
 }
 
 /// `read`, `read_config`, `write`, `write_config`, `write_close`, `file_create`.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
-use crate::bpf::{abi, BpfError, LoadOptions, Programs};
+use crate::bpf::{abi, BpfError, LoadOptions, Programs, ReaderState};
 use crate::config::Config;
 use crate::enrich::proctable::ProcessTable;
 use crate::events::EventKind;
@@ -268,6 +268,8 @@ fn read_loop(
             } else if idle {
                 IDLE_POLL_MS
             } else {
+                // a record finding wakeup_bytes unread wakes the reader before its timer
+                programs.borrow_mut().set_reader_state(ReaderState::BusySleep);
                 busy_timeout
             };
             let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
@@ -277,14 +279,14 @@ fn read_loop(
         let mut ring = programs.borrow_mut();
         more = ring.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes))) == BATCH_RECORDS;
         if records.is_empty() && !idle && !stopping {
-            // arm the kernel-side wakeup, then look once more: a record that
-            // came before the flag was visible would otherwise wait for the timer
-            ring.set_reader_idle(true);
+            // let the next record wake the reader, then look once more: a record
+            // that came before the state was visible would otherwise wait for the idle timer
+            ring.set_reader_state(ReaderState::IdleSleep);
             idle = true;
             ring.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes)));
         }
         if !records.is_empty() && idle {
-            ring.set_reader_idle(false);
+            ring.set_reader_state(ReaderState::Running);
             idle = false;
         }
         read_since += records.len() as u64;
