@@ -10,7 +10,7 @@ use std::sync::Arc;
 use lru::LruCache;
 use md5::Digest as _;
 
-use crate::events::{FileMeta, Text};
+use crate::events::{FileMeta, FileRef, Text};
 use crate::hashes::{Md5, Sha1, Sha256, Sha512};
 
 /// What identifies a file's content without reading it: if none of these
@@ -63,7 +63,7 @@ pub fn thread_cpu_us() -> u64 {
 
 /// Bounded LRU cache of file metadata keyed by [`FileKey`].
 pub struct HashCache {
-    cache: LruCache<FileKey, Arc<FileMeta>>,
+    cache: LruCache<FileKey, FileRef>,
     max_size: u64,
     stats: CacheStats,
 }
@@ -93,12 +93,12 @@ impl HashCache {
     /// While a file is hashed, `meanwhile` is called between chunks (the agent
     /// reads its ring buffer there); it returns the CPU µs it took, which are
     /// not counted as hashing.
-    pub fn get(&mut self, path: &str, key: Option<FileKey>, meanwhile: &mut dyn FnMut() -> u64) -> Arc<FileMeta> {
+    pub fn get(&mut self, path: &str, key: Option<FileKey>, meanwhile: &mut dyn FnMut() -> u64) -> FileRef {
         let key = match key {
             Some(k) => k,
             None => match std::fs::metadata(path) {
                 Ok(m) => FileKey::from_metadata(&m),
-                Err(e) => return Arc::new(error_meta(&path.into(), &e.to_string())),
+                Err(e) => return error_meta(&path.into(), &e.to_string()).into(),
             },
         };
         if let Some(meta) = self.cache.get(&key) {
@@ -107,14 +107,14 @@ impl HashCache {
             if *meta.path == *path {
                 return meta.clone();
             }
-            return Arc::new(FileMeta { path: path.into(), ..(**meta).clone() });
+            return FileMeta { path: path.into(), ..(**meta).clone() }.into();
         }
         let path: Text = path.into();
         let path = &path;
         self.stats.hashed += 1;
         let t0 = thread_cpu_us();
         let mut other_us = 0;
-        let meta = Arc::new(hash_file(path, self.max_size, &mut || other_us += meanwhile()));
+        let meta = FileRef::rendered(Arc::new(hash_file(path, self.max_size, &mut || other_us += meanwhile())));
         self.stats.hash_cpu_us += thread_cpu_us().saturating_sub(t0).saturating_sub(other_us);
         if meta.error.is_none() {
             self.cache.put(key, meta.clone());
@@ -255,7 +255,7 @@ mod tests {
         let mut c = HashCache::new(16, u64::MAX);
         let a = c.get(&path, None, &mut || 0);
         let b = c.get(&path, None, &mut || 0);
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(a.meta(), b.meta()));
         assert_eq!(c.stats().hashed, 1);
         assert_eq!(c.stats().hits, 1);
         std::fs::write(&p, b"two, longer").unwrap();

@@ -42,6 +42,76 @@ pub struct FileMeta {
     pub error: Option<Text>,
 }
 
+/// A file's metadata as events carry it: shared, and rendered to JSON once
+/// when it comes from the hash cache (an executable's four digests appear in
+/// every execve of it).
+#[derive(Debug, Clone, Default)]
+pub struct FileRef {
+    meta: Arc<FileMeta>,
+    /// `meta` as JSON, when rendered.
+    json: Option<Arc<str>>,
+}
+
+impl FileRef {
+    /// `meta`, rendered to JSON now: for metadata that many events will carry.
+    pub fn rendered(meta: Arc<FileMeta>) -> Self {
+        let mut out = Vec::with_capacity(512);
+        // FileMeta is strings and numbers, and the writer writes UTF-8 only
+        let json = crate::events::json::to_vec_into(&mut out, &*meta)
+            .ok()
+            .and_then(|_| String::from_utf8(out).ok())
+            .map(Arc::from);
+        FileRef { meta, json }
+    }
+
+    /// The shared metadata.
+    pub fn meta(&self) -> &Arc<FileMeta> {
+        &self.meta
+    }
+}
+
+impl From<FileMeta> for FileRef {
+    fn from(meta: FileMeta) -> Self {
+        FileRef { meta: Arc::new(meta), json: None }
+    }
+}
+
+impl std::ops::Deref for FileRef {
+    type Target = FileMeta;
+    fn deref(&self) -> &FileMeta {
+        &self.meta
+    }
+}
+
+impl PartialEq for FileRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta == other.meta
+    }
+}
+
+impl Eq for FileRef {}
+
+impl Serialize for FileRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.json {
+            // serde_json's raw-value convention (events/json.rs follows it): written as is
+            Some(json) => {
+                use serde::ser::SerializeStruct;
+                let mut raw = s.serialize_struct(crate::events::json::RAW_VALUE_TOKEN, 1)?;
+                raw.serialize_field(crate::events::json::RAW_VALUE_TOKEN, &**json)?;
+                raw.end()
+            }
+            None => self.meta.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        FileMeta::deserialize(d).map(FileRef::from)
+    }
+}
+
 impl FileMeta {
     fn visit(&self, visit: &mut dyn FnMut(Observable<'_>)) {
         visit(Observable::Path(&self.path));
@@ -132,7 +202,7 @@ pub struct ExecveData {
     /// Command line of the new program.
     pub command_line: Text,
     /// The program executed.
-    pub exe: Arc<FileMeta>,
+    pub exe: FileRef,
 }
 
 /// `execve_script`: `exe` is the script, `interpreter` the program that runs it.
@@ -148,9 +218,9 @@ pub struct ExecveScriptData {
     /// Command line of the new program.
     pub command_line: Text,
     /// The script.
-    pub exe: Arc<FileMeta>,
+    pub exe: FileRef,
     /// Its interpreter.
-    pub interpreter: Arc<FileMeta>,
+    pub interpreter: FileRef,
 }
 
 /// `exit` (a thread ended) and `exit_group` (the process ended).
@@ -368,7 +438,7 @@ pub struct MmapExecData {
     /// Executable.
     pub exe: FilePath,
     /// The file mapped executable.
-    pub mapped: Arc<FileMeta>,
+    pub mapped: FileRef,
 }
 
 /// A local socket address (`src`).
@@ -772,5 +842,33 @@ impl Observables for EventData {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_rendered_once_writes_the_json_it_would_have_written() {
+        let meta = FileMeta {
+            path: "/usr/bin/needs \"escaping\"\n".into(),
+            magic: "application/x-executable".into(),
+            md5: Some(Md5([0x12; 16])),
+            sha1: Some(Sha1([0xab; 20])),
+            sha256: Some(Sha256([0; 32])),
+            sha512: None,
+            size: 35664,
+            error: None,
+        };
+        let plain = FileRef::from(meta.clone());
+        let rendered = FileRef::rendered(Arc::new(meta));
+        let expected = serde_json::to_string(&plain).unwrap();
+        assert!(expected.contains("\"md5\":\"1212"), "{expected}");
+        assert_eq!(serde_json::to_string(&rendered).unwrap(), expected);
+        assert_eq!(crate::events::json::to_string(&rendered).unwrap(), expected);
+        assert_eq!(rendered, plain);
+        let back: FileRef = serde_json::from_str(&expected).unwrap();
+        assert_eq!(back, plain);
     }
 }

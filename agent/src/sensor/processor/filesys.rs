@@ -3,7 +3,6 @@
 //! mprotect_exec, kill, ptrace, prctl, bpf_prog_load, bpf_socket_filter, and
 //! the `error` that says a task's file events are throttled.
 
-use std::sync::Arc;
 
 use sha2::Digest;
 
@@ -180,7 +179,7 @@ impl Processor {
                     }
                     abi::OP_MMAP_EXEC if self.wanted(EventKind::MmapExec) => {
                         let meanwhile = &mut || super::read_meanwhile(&mut self.reader, &mut self.backlog);
-                        let mapped: Arc<FileMeta> = self.hashes.get(&path, (!truncated).then_some(key), meanwhile);
+                        let mapped = self.hashes.get(&path, (!truncated).then_some(key), meanwhile);
                         out.push(EventData::MmapExec(MmapExecData { ancestors, command_line, exe, mapped }));
                     }
                     _ => {}
