@@ -149,7 +149,8 @@ impl ProcessTable {
         let known = self.procs.get(&tgid).is_some_and(|p| p.start_ticks == start_ticks);
         if !known {
             let (exe, command_line) = read_proc(tgid).unwrap_or_else(|| (self.empty.clone(), self.empty.clone()));
-            let ancestors = self.procs.get(&ppid).map(Process::children_ancestors).unwrap_or_else(|| self.empty.clone());
+            let ancestors =
+                self.procs.get(&ppid).map(Process::children_ancestors).unwrap_or_else(|| self.empty.clone());
             let guuid = guuid(&self.host, tgid, start_ticks);
             self.procs.insert(tgid, Process::new(guuid, start_ticks, ppid, exe, command_line, ancestors));
         }

@@ -225,8 +225,11 @@ mod pool {
     /// DNS buffers; a few hundred cover the records in flight in a steady stream.
     pub(super) const KEEP: usize = 256;
 
+    // the boxes themselves are what is reused: records carry them (Record::Exec(Box<Exec>))
     thread_local! {
+        #[allow(clippy::vec_box)]
         pub(super) static EXECS: RefCell<Vec<Box<Exec>>> = const { RefCell::new(Vec::new()) };
+        #[allow(clippy::vec_box)]
         pub(super) static NETS: RefCell<Vec<Box<Net>>> = const { RefCell::new(Vec::new()) };
     }
 

@@ -3,7 +3,6 @@
 //! mprotect_exec, kill, ptrace, prctl, bpf_prog_load, bpf_socket_filter, and
 //! the `error` that says a task's file events are throttled.
 
-
 use sha2::Digest;
 
 use super::Processor;
