@@ -63,7 +63,7 @@ struct {
  * its timer with wakeup_bytes unread; otherwise the reader, running or on
  * its timer, gets the record without a wakeup (one per record would cost
  * more than the record). */
-static __always_inline void submit(void *ev, __u64 size)
+static __always_inline void submit(void *ev)
 {
 	__u32 zero = 0;
 	__u32 *state = bpf_map_lookup_elem(&reader_state, &zero);

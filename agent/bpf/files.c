@@ -41,7 +41,7 @@ static __always_inline void throttled(struct task_struct *task, __u64 dropped)
 	fill_header(&ev->hdr, IOCLAB_KIND_THROTTLED, task, task->real_parent);
 	ev->limit = max_eps_fs;
 	ev->dropped = dropped;
-	submit(ev, sizeof(*ev));
+	submit(ev);
 }
 
 /* Whether a file event of `task` may go out: at most max_eps_fs a second per
@@ -158,7 +158,7 @@ static __always_inline void file_record(struct task_struct *task, struct pt_regs
 	ev->f_mode = f_mode;
 	ev->config = config;
 	fill_file_read(&ev->file, file);
-	submit(ev, sizeof(*ev));
+	submit(ev);
 }
 
 #include "config_dirs.c"
@@ -221,7 +221,7 @@ static __always_inline void on_paths(struct task_struct *task, struct pt_regs *r
 		ev->name_len[1] = n > 0 ? n - 1 : 0;
 		name_base(&ev->base[1], task, dirfd1, ev->name[1]);
 	}
-	submit(ev, sizeof(*ev));
+	submit(ev);
 }
 
 /* The zeroed parts of a sys record that the op at hand does not fill. */
@@ -279,7 +279,7 @@ static __always_inline void on_bpf(struct task_struct *task, struct pt_regs *reg
 		bpf_probe_read_user(&ev->prog_type, sizeof(ev->prog_type), attr);
 		bpf_probe_read_user(ev->prog_name, sizeof(ev->prog_name), attr + 48);
 	}
-	submit(ev, sizeof(*ev));
+	submit(ev);
 }
 
 static __always_inline void on_setsockopt(struct task_struct *task, struct pt_regs *regs, long ret)
@@ -317,7 +317,7 @@ static __always_inline void on_setsockopt(struct task_struct *task, struct pt_re
 		if (prog.filter && bpf_probe_read_user(ev->data, bytes, prog.filter) == 0)
 			ev->data_len = bytes;
 	}
-	submit(ev, sizeof(*ev));
+	submit(ev);
 }
 
 #include "modules.c"
@@ -382,7 +382,7 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 		if ((want & IOCLAB_WANT_MPROTECT_EXEC) && ret == 0 && (SYSCALL_ARG3(regs) & PROT_EXEC)) {
 			struct ioclab_sys_rec *ev = sys_record(task, regs, ret, IOCLAB_OP_MPROTECT_EXEC);
 			if (ev)
-				submit(ev, sizeof(*ev));
+				submit(ev);
 		}
 		break;
 	case NR_rename:
@@ -411,7 +411,7 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 		if ((want & IOCLAB_WANT_PTRACE) && (request == PTRACE_ATTACH || request == PTRACE_SEIZE)) {
 			struct ioclab_sys_rec *ev = sys_record(task, regs, ret, IOCLAB_OP_PTRACE);
 			if (ev)
-				submit(ev, sizeof(*ev));
+				submit(ev);
 		}
 		break;
 	}
@@ -419,7 +419,7 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 		if (want & IOCLAB_WANT_PRCTL) {
 			struct ioclab_sys_rec *ev = sys_record(task, regs, ret, IOCLAB_OP_PRCTL);
 			if (ev)
-				submit(ev, sizeof(*ev));
+				submit(ev);
 		}
 		break;
 	case NR_bpf:
@@ -487,6 +487,6 @@ int BPF_PROG(ioclab_signal, int sig, struct kernel_siginfo *info, struct task_st
 	ev->prog_verified_insns = 0;
 	ev->data_len = 0;
 	ev->text[0] = 0;
-	submit(ev, sizeof(*ev));
+	submit(ev);
 	return 0;
 }

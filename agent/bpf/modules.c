@@ -161,5 +161,5 @@ static __always_inline void on_module(struct task_struct *task, struct pt_regs *
 	}
 	long n = bpf_probe_read_user_str(ev->args, sizeof(ev->args), params);
 	ev->args_len = n > 0 ? n - 1 : 0;
-	submit(ev, sizeof(*ev));
+	submit(ev);
 }

@@ -96,12 +96,6 @@ struct {
 	__type(value, struct mmsg_call);
 } mmsg_calls SEC(".maps");
 
-static __always_inline bool mmsg_syscall(struct pt_regs *regs)
-{
-	long nr = SYSCALL_NR(regs);
-	return nr == NR_recvmmsg || nr == NR_sendmmsg;
-}
-
 /* The msghdr of the message the socket tracepoint is about, in user memory;
  * NULL when the syscall has none or it cannot be told. Called once per
  * tracepoint of an mmsg call (it advances the call's message count). */
@@ -144,7 +138,7 @@ static __always_inline void mmsg_done(void)
 
 /* Where the data of the send/receive in progress is in user memory, or NULL
  * when the syscall has no single buffer (sendfile, splice, io_uring...).
- * `msg`: syscall_msghdr's answer. */
+ * `umsg`: syscall_msghdr's answer. */
 static __always_inline void *syscall_buffer(struct pt_regs *regs, struct user_msghdr_abi *umsg)
 {
 	struct user_msghdr_abi msg;
@@ -193,7 +187,6 @@ static __always_inline bool syscall_dest(struct pt_regs *regs, struct user_msghd
 	return true;
 }
 #else
-static __always_inline bool mmsg_syscall(void *regs) { return false; }
 static __always_inline void *syscall_msghdr(void *regs) { return NULL; }
 static __always_inline void *syscall_buffer(void *regs, void *umsg) { return NULL; }
 static __always_inline bool syscall_dest(void *regs, void *umsg, struct ioclab_endpoint *dst) { return false; }
@@ -251,7 +244,7 @@ int BPF_PROG(ioclab_sock_send, struct sock *sk, int ret, int flags)
 		len = IOCLAB_SEND_SAMPLE;
 	if (buf && bpf_probe_read_user((void *)(ev + 1), len, buf) == 0)
 		ev->data_len = len;
-	submit(ev, sizeof(*ev) + IOCLAB_SEND_SAMPLE);
+	submit(ev);
 	return 0;
 }
 
@@ -277,7 +270,7 @@ static __always_inline void dns_record(struct sock *sk, int ret, void *buf, stru
 		len = cap;
 	if (bpf_probe_read_user((void *)(ev + 1), len, buf) == 0)
 		ev->data_len = len;
-	submit(ev, sizeof(*ev) + cap);
+	submit(ev);
 }
 
 SEC("tp_btf/sock_recv_length")
@@ -286,8 +279,7 @@ int BPF_PROG(ioclab_sock_recv, struct sock *sk, int ret, int flags)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	/* before any early return: each message of an mmsg call counts */
-	bool mmsg = mmsg_syscall(regs);
-	struct user_msghdr_abi *umsg = mmsg ? syscall_msghdr(regs) : NULL;
+	struct user_msghdr_abi *umsg = syscall_msghdr(regs);
 
 	if (ret <= 0 || (flags & MSG_PEEK) || !inet_flow(sk))
 		return 0;
@@ -301,8 +293,6 @@ int BPF_PROG(ioclab_sock_recv, struct sock *sk, int ret, int flags)
 		if (!server)
 			return 0;
 	}
-	if (!mmsg)
-		umsg = syscall_msghdr(regs);
 	/* a DNS answer is only worth its bytes */
 	void *buf = syscall_buffer(regs, umsg);
 	if (!buf)
@@ -342,7 +332,7 @@ int BPF_PROG(ioclab_sock_state, struct sock *sk, int oldstate, int newstate)
 		ev->hdr = *caller;
 		fill_socket(ev, sk);
 		ev->connected = newstate == TCP_ESTABLISHED;
-		submit(ev, sizeof(*ev));
+		submit(ev);
 	}
 	bpf_map_delete_elem(&connecting, &cookie);
 	return 0;

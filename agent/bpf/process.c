@@ -35,7 +35,7 @@ int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	if (ev->is_script && ev->filename[0] != '/')
 		resolve_path(&ev->cwd, task->fs->pwd.dentry, task->fs->pwd.mnt);
 
-	submit(ev, sizeof(*ev));
+	submit(ev);
 	return 0;
 }
 
@@ -82,7 +82,7 @@ int BPF_PROG(ioclab_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	fill_header(&ev->hdr, IOCLAB_KIND_CLONE, child, parent);
 	ev->flags = effective_clone_flags(parent, child);
-	submit(ev, sizeof(*ev));
+	submit(ev);
 	return 0;
 }
 
@@ -98,6 +98,6 @@ int BPF_PROG(ioclab_exit, struct task_struct *task)
 	fill_header(&ev->hdr, IOCLAB_KIND_EXIT, task, task->real_parent);
 	ev->exit_code = task->exit_code;
 	ev->group_dead = task->signal->live.counter == 0;
-	submit(ev, sizeof(*ev));
+	submit(ev);
 	return 0;
 }

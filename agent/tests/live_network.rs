@@ -243,6 +243,25 @@ fn shannon(data: &[u8]) -> f64 {
     counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 / n).map(|p| -p * p.log2()).sum()
 }
 
+/// One mmsghdr per iovec, each naming `to` when given.
+fn mmsg_vector(iovs: &mut [libc::iovec], to: Option<&mut libc::sockaddr_in>) -> Vec<libc::mmsghdr> {
+    let (name, namelen) = match to {
+        Some(to) => (to as *mut _ as *mut libc::c_void, std::mem::size_of::<libc::sockaddr_in>() as u32),
+        None => (std::ptr::null_mut(), 0),
+    };
+    iovs.iter_mut()
+        .map(|iov| {
+            // SAFETY: a zeroed mmsghdr is valid (null pointers, zero lengths).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = name;
+            m.msg_hdr.msg_namelen = namelen;
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
+}
+
 /// sendmmsg of `queries` to `server` from the unconnected `sock`, then
 /// recvmmsg of up to `vlen` answers (after they all arrived); returns how many came.
 fn mmsg_round_trip(sock: &UdpSocket, server: std::net::SocketAddr, queries: &[Vec<u8>], vlen: usize) -> usize {
@@ -256,19 +275,8 @@ fn mmsg_round_trip(sock: &UdpSocket, server: std::net::SocketAddr, queries: &[Ve
     };
     let mut iovs: Vec<libc::iovec> =
         queries.iter().map(|q| libc::iovec { iov_base: q.as_ptr() as *mut _, iov_len: q.len() }).collect();
-    // SAFETY: zeroed mmsghdr is valid; every pointer set below outlives the call.
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = &mut to as *mut _ as *mut libc::c_void;
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    // SAFETY: valid socket, vector and length.
+    let mut msgs = mmsg_vector(&mut iovs, Some(&mut to));
+    // SAFETY: valid socket; the vector, its buffers and `to` outlive the call.
     let sent = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0) };
     assert_eq!(sent, queries.len() as i32, "sendmmsg: {}", std::io::Error::last_os_error());
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -276,16 +284,7 @@ fn mmsg_round_trip(sock: &UdpSocket, server: std::net::SocketAddr, queries: &[Ve
     let mut bufs = vec![[0u8; 512]; vlen];
     let mut iovs: Vec<libc::iovec> =
         bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut _, iov_len: b.len() }).collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: as above.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = mmsg_vector(&mut iovs, None);
     // SAFETY: valid socket, vector and length; no timeout.
     let got = unsafe {
         libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), vlen as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
