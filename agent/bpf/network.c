@@ -308,7 +308,10 @@ int BPF_PROG(ioclab_sock_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(ioclab_sock_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (sk->sk_protocol != IPPROTO_TCP)
+	/* a connection changes state about ten times, both ends counted: only
+	 * the start and the end of a connect() matter, and the cookie is made
+	 * (a shared counter) only for those */
+	if (sk->sk_protocol != IPPROTO_TCP || (newstate != TCP_SYN_SENT && oldstate != TCP_SYN_SENT))
 		return 0;
 	__u64 cookie = bpf_get_socket_cookie(sk);
 
@@ -322,8 +325,7 @@ int BPF_PROG(ioclab_sock_state, struct sock *sk, int oldstate, int newstate)
 		bpf_map_update_elem(&connecting, &cookie, h, BPF_ANY);
 		return 0;
 	}
-	if (oldstate != TCP_SYN_SENT)
-		return 0;
+	/* the handshake ended (ESTABLISHED, or CLOSE when refused) */
 	struct ioclab_header *caller = bpf_map_lookup_elem(&connecting, &cookie);
 	if (!caller)
 		return 0;
