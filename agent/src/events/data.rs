@@ -55,12 +55,7 @@ pub struct FileRef {
 impl FileRef {
     /// `meta`, rendered to JSON now: for metadata that many events will carry.
     pub fn rendered(meta: Arc<FileMeta>) -> Self {
-        let mut out = Vec::with_capacity(512);
-        // FileMeta is strings and numbers, and the writer writes UTF-8 only
-        let json = crate::events::json::to_vec_into(&mut out, &*meta)
-            .ok()
-            .and_then(|_| String::from_utf8(out).ok())
-            .map(Arc::from);
+        let json = crate::events::json::render_shared(&*meta, &mut Vec::with_capacity(512));
         FileRef { meta, json }
     }
 
@@ -94,13 +89,7 @@ impl Eq for FileRef {}
 impl Serialize for FileRef {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.json {
-            // serde_json's raw-value convention (events/json.rs follows it): written as is
-            Some(json) => {
-                use serde::ser::SerializeStruct;
-                let mut raw = s.serialize_struct(crate::events::json::RAW_VALUE_TOKEN, 1)?;
-                raw.serialize_field(crate::events::json::RAW_VALUE_TOKEN, &**json)?;
-                raw.end()
-            }
+            Some(json) => crate::events::json::serialize_raw(s, json),
             None => self.meta.serialize(s),
         }
     }

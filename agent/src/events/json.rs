@@ -39,6 +39,24 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, JsonError> 
 /// serde_json's name for its raw JSON values (and their one field).
 pub(crate) const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
+/// Renders `value` once, through `scratch` (kept by the caller), for text
+/// that many events repeat; `None` only if a custom `Serialize` failed.
+pub(crate) fn render_shared<T: Serialize + ?Sized>(value: &T, scratch: &mut Vec<u8>) -> Option<std::sync::Arc<str>> {
+    scratch.clear();
+    to_vec_into(scratch, value).ok()?;
+    // only UTF-8 is ever written
+    std::str::from_utf8(scratch).ok().map(Into::into)
+}
+
+/// Serialises `json`, JSON text rendered earlier, as is: serde_json's
+/// raw-value convention, which this writer follows too.
+pub(crate) fn serialize_raw<S: ser::Serializer>(s: S, json: &str) -> Result<S::Ok, S::Error> {
+    use ser::SerializeStruct;
+    let mut raw = s.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+    raw.serialize_field(RAW_VALUE_TOKEN, json)?;
+    raw.end()
+}
+
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
 }

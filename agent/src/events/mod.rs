@@ -159,12 +159,8 @@ impl TaskJson {
 
     /// Renders `task` through `scratch` (kept by the caller: one allocation per rendering).
     pub fn render(task: &TaskInfo, scratch: &mut Vec<u8>) -> Self {
-        scratch.clear();
-        // TaskInfo is plain strings and numbers, and the writer writes UTF-8 only
-        match json::to_vec_into(scratch, task).ok().and_then(|_| std::str::from_utf8(scratch).ok()) {
-            Some(text) => TaskJson(text.into()),
-            None => TaskJson("{}".into()),
-        }
+        // TaskInfo is plain strings and numbers: rendering it cannot fail
+        TaskJson(json::render_shared(task, scratch).unwrap_or_else(|| "{}".into()))
     }
 
     /// The JSON text.
@@ -180,11 +176,7 @@ impl TaskJson {
 
 impl Serialize for TaskJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // serde_json's raw-value convention, which events/json.rs also follows: written as is
-        use serde::ser::SerializeStruct;
-        let mut raw = s.serialize_struct(json::RAW_VALUE_TOKEN, 1)?;
-        raw.serialize_field(json::RAW_VALUE_TOKEN, &*self.0)?;
-        raw.end()
+        json::serialize_raw(s, &self.0)
     }
 }
 
