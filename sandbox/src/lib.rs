@@ -11,5 +11,8 @@
 #![warn(missing_docs)]
 
 pub mod detonation;
+pub mod report;
+pub mod signatures;
 
-pub use detonation::{Detonation, Detonator, DetonateError, Job};
+pub use detonation::{DetonateError, Detonation, Detonator, Job};
+pub use report::Report;

@@ -7,6 +7,7 @@ pub mod json;
 mod kind;
 mod serde_helpers;
 pub mod time;
+pub mod written;
 
 use std::sync::Arc;
 

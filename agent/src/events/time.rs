@@ -89,6 +89,67 @@ impl Serialize for UtcTime {
     }
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (inverse of `civil_from_days`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A timestamp that is not `YYYY-MM-DDTHH:MM:SS[.fraction]Z`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad UTC time {0:?} (expected YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ)")]
+pub struct BadUtcTime(pub String);
+
+impl std::str::FromStr for UtcTime {
+    type Err = BadUtcTime;
+    /// Reads what `Display` writes (and any fraction of 0 to 9 digits).
+    fn from_str(s: &str) -> Result<Self, BadUtcTime> {
+        let bad = || BadUtcTime(s.to_string());
+        let b = s.as_bytes();
+        if b.len() < 20 || !s.is_ascii() || b[b.len() - 1] != b'Z' {
+            return Err(bad());
+        }
+        let num = |from: usize, to: usize| s[from..to].parse::<u32>().map_err(|_| bad());
+        let seps = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+        if seps.iter().any(|&(at, c)| b[at] != c) {
+            return Err(bad());
+        }
+        let (y, mo, d, h, mi, sec) = (num(0, 4)?, num(5, 7)?, num(8, 10)?, num(11, 13)?, num(14, 16)?, num(17, 19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+            return Err(bad());
+        }
+        let frac = &s[19..s.len() - 1];
+        let nanos = match frac.strip_prefix('.') {
+            None if frac.is_empty() => 0,
+            Some(digits) if (1..=9).contains(&digits.len()) && digits.bytes().all(|c| c.is_ascii_digit()) => {
+                digits.parse::<u64>().map_err(|_| bad())? * 10u64.pow(9 - digits.len() as u32)
+            }
+            _ => return Err(bad()),
+        };
+        let secs = days_from_civil(y as i64, mo, d) * 86_400 + (h * 3600 + mi * 60 + sec) as i64;
+        Ok(UtcTime(secs as i128 * 1_000_000_000 + nanos as i128))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UtcTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl UtcTime {
+    /// Seconds since the Unix epoch, as a float (Cuckoo's report times).
+    pub fn epoch_secs(&self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+}
+
 /// Converts the kernel's boot-clock timestamps (`bpf_ktime_get_boot_ns`) to UTC.
 #[derive(Debug, Clone, Copy)]
 pub struct BootClock {
@@ -156,6 +217,29 @@ mod tests {
         for t in [1_732_010_153_000_000_001, 1_732_010_153_999_999_999, 1_732_010_154_000_000_000, 0] {
             let json = serde_json::to_string(&UtcTime(t)).unwrap();
             assert_eq!(json, format!("\"{}\"", UtcTime(t)));
+        }
+    }
+
+    #[test]
+    fn parses_what_it_writes() {
+        for t in [0, 1_732_010_153_138_247_256, 951_782_400_000_000_001, 4_102_444_799_999_999_999, -86_400_000_000_000]
+        {
+            let text = UtcTime(t).to_string();
+            assert_eq!(text.parse::<UtcTime>().unwrap(), UtcTime(t), "{text}");
+            let back: UtcTime = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(back, UtcTime(t));
+        }
+        assert_eq!("2024-11-19T09:55:53Z".parse::<UtcTime>().unwrap(), UtcTime(1_732_010_153_000_000_000));
+        assert_eq!("2024-11-19T09:55:53.5Z".parse::<UtcTime>().unwrap(), UtcTime(1_732_010_153_500_000_000));
+        for bad in [
+            "",
+            "2024-11-19 09:55:53Z",
+            "2024-13-19T09:55:53Z",
+            "2024-11-19T09:55:53.Z",
+            "2024-11-19T09:55:53",
+            "é024-11-19T09:55:53Z",
+        ] {
+            assert!(bad.parse::<UtcTime>().is_err(), "{bad}");
         }
     }
 
