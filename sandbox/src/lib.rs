@@ -11,5 +11,10 @@
 #![warn(missing_docs)]
 
 pub mod detonation;
+pub mod dropped;
+pub mod fakenet;
+pub mod isolate;
+pub mod runner;
+pub mod sample;
 
-pub use detonation::{Detonation, Detonator, DetonateError, Job};
+pub use detonation::{DetonateError, Detonation, Detonator, Job};
