@@ -20,6 +20,7 @@ PACKAGES=(
   python3        # PyMISP and misp-to-kunai, run by the MISP tests
   python3-venv
   procps         # ps, pgrep for the tests
+  iproute2       # ip: the sandbox's network namespace (loopback, local route for every address)
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }

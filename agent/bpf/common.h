@@ -97,6 +97,7 @@ static __always_inline void fill_header(struct ioclab_header *h, __u32 kind,
 {
 	h->kind = kind;
 	h->time_ns = bpf_ktime_get_boot_ns();
+	h->cgroup_id = bpf_get_current_cgroup_id();
 	fill_task(&h->task, task);
 	fill_task(&h->parent, parent);
 }

@@ -54,6 +54,7 @@ struct ioclab_header {
 	__u32 kind;    /* enum ioclab_kind */
 	__u32 _pad;
 	__u64 time_ns; /* bpf_ktime_get_boot_ns() */
+	__u64 cgroup_id; /* cgroup v2 id of the task that made the record (the sandbox tells its tasks apart by it) */
 	struct ioclab_task task;
 	struct ioclab_task parent;
 };

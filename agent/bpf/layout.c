@@ -25,6 +25,7 @@ int main(void)
 	SIZE(ioclab_header);
 	FIELD(ioclab_header, kind);
 	FIELD(ioclab_header, time_ns);
+	FIELD(ioclab_header, cgroup_id);
 	FIELD(ioclab_header, task);
 	FIELD(ioclab_header, parent);
 	SIZE(ioclab_path);

@@ -11,7 +11,12 @@
 #![warn(missing_docs)]
 
 pub mod detonation;
+pub mod dropped;
+pub mod fakenet;
+pub mod isolate;
 pub mod report;
+pub mod runner;
+pub mod sample;
 pub mod signatures;
 
 pub use detonation::{DetonateError, Detonation, Detonator, Job};

@@ -79,6 +79,8 @@ pub struct Header {
     pub kind: u32,
     pub _pad: u32,
     pub time_ns: u64,
+    /// cgroup v2 id of the task that made the record.
+    pub cgroup_id: u64,
     pub task: Task,
     pub parent: Task,
 }
@@ -341,6 +343,7 @@ mod tests {
             "ioclab_header" => (0, size_of::<Header>()),
             "ioclab_header.kind" => field!(Header, kind),
             "ioclab_header.time_ns" => field!(Header, time_ns),
+            "ioclab_header.cgroup_id" => field!(Header, cgroup_id),
             "ioclab_header.task" => field!(Header, task),
             "ioclab_header.parent" => field!(Header, parent),
             "ioclab_path" => (0, size_of::<Path>()),

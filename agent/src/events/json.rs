@@ -776,6 +776,7 @@ mod event_tests {
                     task: TaskJson::new(&TaskInfo { name: "we\u{1}ird".into(), pid: 5, tgid: 5, ..Default::default() }),
                     parent_task: TaskJson::new(&TaskInfo::default()),
                     utc_time: time::UtcTime::now(),
+                    cgroup_id: 0,
                 },
                 data,
                 detection: (kind.id() % 2 == 0)

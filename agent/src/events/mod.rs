@@ -47,6 +47,9 @@ pub struct Info {
     pub parent_task: TaskJson,
     /// When it happened, RFC 3339 UTC with nanoseconds.
     pub utc_time: time::UtcTime,
+    /// cgroup v2 id of the task (not written: routes events to taps).
+    #[serde(skip)]
+    pub cgroup_id: u64,
 }
 
 /// `info.host`.

@@ -11,6 +11,7 @@ pub(crate) mod network;
 mod processor;
 pub mod record;
 mod start;
+pub mod tap;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -38,6 +39,8 @@ pub struct Control {
     pub stop: Arc<AtomicBool>,
     /// Reload the IoC files.
     pub reload: Arc<AtomicBool>,
+    /// Other consumers of the same programs (the sandbox): their cgroups' events go to them only.
+    pub taps: tap::Taps,
 }
 
 /// Counters shared by the agent's threads.
@@ -156,6 +159,7 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
 
     let stats = Arc::new(Stats::default());
     let mut processor = Processor::new(config.clone(), host, procs, iocs.clone(), out, stats.clone());
+    processor.set_taps(control.taps.clone());
     let start = processor.agent_event(start::start_data(&config));
     processor.emit(start);
     processor.flush();

@@ -44,6 +44,8 @@ pub struct Processor {
     backlog: Vec<Record>,
     /// Tasks as rendered for `info` (interior: events are built through `&self`).
     tasks: std::cell::RefCell<tasks::TaskCache>,
+    /// Consumers of some cgroups' events (see [`super::tap`]).
+    taps: super::tap::Taps,
 }
 
 /// Reads kernel records into a vector; returns the CPU µs it took.
@@ -114,6 +116,7 @@ impl Processor {
             reader: None,
             backlog: Vec::new(),
             tasks: Default::default(),
+            taps: Default::default(),
             config,
         }
     }
@@ -123,6 +126,11 @@ impl Processor {
     /// reads it hashes. What is read is processed after the current batch.
     pub fn set_reader(&mut self, reader: RingReader) {
         self.reader = Some(reader);
+    }
+
+    /// Sends the events of tapped cgroups to their taps instead of the output.
+    pub fn set_taps(&mut self, taps: super::tap::Taps) {
+        self.taps = taps;
     }
 
     /// Records read while hashing, to process next (empty when none were).
@@ -154,6 +162,7 @@ impl Processor {
             task,
             parent_task,
             utc_time: self.clock.utc(hdr.time_ns),
+            cgroup_id: hdr.cgroup_id,
         }
     }
 
@@ -313,12 +322,22 @@ impl Processor {
             parent_task: TaskJson::new(&TaskInfo::default()),
             task: TaskJson::new(&task),
             utc_time: time::UtcTime::now(),
+            cgroup_id: 0,
         };
         Event { data, info, detection: None }
     }
 
     /// Matches, filters and writes one event.
     pub fn emit(&mut self, mut ev: Event) {
+        if self.taps.wants(ev.info.cgroup_id) {
+            self.buf.clear();
+            match json::to_vec_into(&mut self.buf, &ev) {
+                // only UTF-8 is ever written
+                Ok(()) => self.taps.send(ev.info.cgroup_id, &String::from_utf8_lossy(&self.buf)),
+                Err(e) => tracing::error!("cannot serialise a {} event: {e}", ev.kind()),
+            }
+            return;
+        }
         if let Some(iocs) = &*self.iocs.load() {
             ev.detection = iocs.scan(&ev);
         }
