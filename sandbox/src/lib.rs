@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod detonation;
 pub mod dropped;
 pub mod fakenet;
