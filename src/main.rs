@@ -19,6 +19,8 @@ Examples:
   ioclab misp serve                          a MISP-compatible server for PyMISP, offline
   ioclab misp export -c config.toml -o iocs.json --reload-agent
                                              IoCs from MISP to the agent (misp-to-kunai's options)
+  sudo ioclab sandbox run ./dropper.sh       detonate a sample, isolated; Cuckoo-shaped report
+  sudo ioclab sandbox serve                  Cuckoo 2.0-compatible sandbox API on :8090
 
 Logs go to stderr; set IOCLAB_LOG=debug for more.")]
 struct Cli {
@@ -59,6 +61,14 @@ enum Command {
     /// misp-to-kunai use) on SQLite, so the lab works offline; `ioclab misp
     /// export` pulls IoCs from it or from a real MISP into the agent's IoC file.
     Misp(commands::misp::MispArgs),
+    /// Sandbox: detonate Linux samples isolated, Cuckoo 2.0-compatible reports and API.
+    ///
+    /// `ioclab sandbox run FILE` detonates once (namespaces on this machine's
+    /// kernel, a fake internet, the eBPF sensor) and prints what the sample
+    /// did; `ioclab sandbox serve` queues submissions behind Cuckoo 2.0.7's REST
+    /// API; `submit`, `status` and `report` are its clients (they also work
+    /// against a real Cuckoo 2.0).
+    Sandbox(commands::sandbox::SandboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +82,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay::run(args),
         Command::Ioc(args) => commands::ioc::run(args),
         Command::Misp(args) => commands::misp::run(args),
+        Command::Sandbox(args) => commands::sandbox::run(args),
     };
     match result {
         Ok(code) => code,

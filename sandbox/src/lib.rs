@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod client;
 pub mod detonation;
 pub mod dropped;
 pub mod fakenet;

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod ioc;
 pub mod misp;
 pub mod replay;
+pub mod sandbox;
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
