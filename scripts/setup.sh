@@ -72,9 +72,15 @@ fi
 # The real MISP clients, from PyPI, for the compatibility tests and the
 # export benchmark: PyMISP and pykunai (misp-to-kunai), pinned.
 VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-PY_PACKAGES=(pymisp==2.5.34 pykunai==0.1.14)
-if [ ! -x "$VENV/bin/misp-to-kunai" ] || ! "$VENV/bin/python" -c "import pymisp" >/dev/null 2>&1; then
-  echo "setup: creating $VENV with ${PY_PACKAGES[*]}" >&2
+PY_PACKAGES=(pymisp==2.5.34 pykunai==0.1.14 psutil==7.2.2)
+# misp-modules' Cuckoo modules (the sandbox tests' real clients), without the
+# libraries of its hundreds of other modules: cuckoo_submit needs requests
+# (from pymisp), cuckooimport pymisp, and the package's __init__ psutil.
+PY_NODEPS=(misp-modules==3.1.1)
+if [ ! -x "$VENV/bin/misp-to-kunai" ] \
+  || ! "$VENV/bin/python" -c "import pymisp, psutil, misp_modules.modules.import_mod.cuckooimport" >/dev/null 2>&1; then
+  echo "setup: creating $VENV with ${PY_PACKAGES[*]} ${PY_NODEPS[*]}" >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "${PY_NODEPS[@]}"
 fi
