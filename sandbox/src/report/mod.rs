@@ -250,7 +250,7 @@ impl Report {
 
     /// Cuckoo's score: the sum of the signatures' severities over 5, not capped.
     pub fn cuckoo_score(signatures: &[Signature]) -> f64 {
-        signatures.iter().map(|s| s.severity as f64).sum::<f64>() / 5.0
+        signatures.iter().fold(0.0, |sum, s| sum + s.severity as f64) / 5.0
     }
 }
 

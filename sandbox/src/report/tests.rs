@@ -104,6 +104,8 @@ fn bad_lines_and_a_timeout_are_reported_not_fatal() {
     det.timed_out = true;
     let r = build(&job(), &det);
     assert_eq!(r.behavior.processes.len(), 3);
+    // no signature: a score of 0, not -0 (an empty f64 sum is -0.0)
+    assert_eq!(Report::cuckoo_score(&[]).to_string(), "0");
     assert!(r.debug.errors[0].starts_with("kunai.jsonl line 2: not an event"), "{:?}", r.debug.errors);
     assert!(
         r.debug.errors[1].contains("line 12") && r.debug.errors[1].contains("unknown event"),
