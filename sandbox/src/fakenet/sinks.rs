@@ -427,7 +427,7 @@ async fn tap(sock: AsyncFd<OwnedFd>, log: Arc<Mutex<NetworkLog>>) {
         });
         let Ok(Ok((n, pkttype))) = got else { continue };
         // loopback shows each packet twice, leaving and arriving: keep one
-        if pkttype != libc::PACKET_OUTGOING as u8 {
+        if pkttype != libc::PACKET_OUTGOING {
             continue;
         }
         let pkt = &buf[..n];
