@@ -165,6 +165,7 @@ fn a_daemon_is_killed_at_the_timeout_and_nothing_is_left() {
         "the daemon ran"
     );
     assert!(processes_with("sleep 7771").is_empty(), "{:?}", processes_with("sleep 7771"));
+    assert!(in_task_namespaces(&d.events).is_empty(), "{:?}", in_task_namespaces(&d.events));
     assert!(leftovers(std::process::id(), Some(103)).is_empty(), "{:?}", leftovers(std::process::id(), Some(103)));
 }
 
@@ -192,6 +193,7 @@ fn a_fork_bomb_is_contained_and_nothing_is_left() {
     assert!(events(&d).iter().filter(|e| name(e) == "clone").count() > 20, "it did fork");
     assert!(d.timed_out);
     assert!(processes_with("sleep 7772").is_empty(), "{:?}", processes_with("sleep 7772"));
+    assert!(in_task_namespaces(&d.events).is_empty(), "{:?}", in_task_namespaces(&d.events));
     assert!(leftovers(std::process::id(), Some(104)).is_empty(), "{:?}", leftovers(std::process::id(), Some(104)));
 }
 
@@ -250,5 +252,72 @@ fn the_sample_sees_a_read_only_system_and_nothing_of_the_host() {
     // what it wrote in /tmp is collected
     assert!(
         d.dropped.iter().any(|f| f.guest_path == "/tmp/t") && d.dropped.iter().any(|f| f.guest_path == "/dev/shm/t")
+    );
+}
+
+#[test]
+fn the_memory_limit_holds() {
+    let Some(sb) = sandbox() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sample = "#!/usr/bin/env python3\nblocks = []\nfor i in range(64):\n    blocks.append(bytearray(16 << 20))\nprint('allocated 1 GiB')\n";
+    let mut job = job(107, dir.path(), "hog.py", sample, 60);
+    job.memory_bytes = 64 << 20;
+    let task_dir = dir.path().join("task");
+    let d = sb.detonate(&job, &task_dir).expect("detonation");
+    let out = std::fs::read_to_string(task_dir.join("output.log")).unwrap();
+    assert!(!out.contains("allocated"), "{out}");
+    assert_eq!(d.exit_code, Some(137), "killed by the OOM killer (SIGKILL): {out}");
+    assert!(leftovers(std::process::id(), Some(107)).is_empty());
+}
+
+#[test]
+fn a_url_job_fetches_with_curl_inside() {
+    let Some(sb) = sandbox() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = job(108, dir.path(), "unused", "", 60);
+    job.target = ioclab_sandbox::detonation::Target::Url("http://why.kunai.rocks/payload.sh".into());
+    let task_dir = dir.path().join("task");
+    let d = sb.detonate(&job, &task_dir).expect("detonation");
+    assert!(d.errors.is_empty(), "errors: {:?}", d.errors);
+    assert_eq!((d.package.as_str(), d.sample.is_none(), d.exit_code), ("curl", true, Some(0)));
+    let get = d.network.http.iter().find(|h| h.host == "why.kunai.rocks").expect("the fetch");
+    assert_eq!((get.path.as_str(), get.dst.to_string()), ("/payload.sh", "127.0.66.80:80".to_string()));
+    let out = std::fs::read_to_string(task_dir.join("output.log")).unwrap();
+    assert!(out.contains("ioclab sink"), "{out}");
+}
+
+/// Root when asked, still without the capabilities that reach the host
+/// kernel, still not seeing the host's secrets; writes to /var are private.
+const AS_ROOT: &str = r#"#!/bin/sh
+echo "uid=$(id -u)"
+grep CapEff /proc/self/status
+echo "shadow=$(wc -c < /etc/shadow)"
+echo '* * * * * root /tmp/x' > /var/spool/cron/crontabs/root && echo "cron written"
+mount -t tmpfs none /mnt 2>/dev/null && echo "mounted" || echo "mount refused"
+"#;
+
+#[test]
+fn root_when_asked_without_the_host_reaching_capabilities() {
+    let Some(sb) = sandbox() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = job(109, dir.path(), "root.sh", AS_ROOT, 30);
+    job.as_root = true;
+    let task_dir = dir.path().join("task");
+    let d = sb.detonate(&job, &task_dir).expect("detonation");
+    let out = std::fs::read_to_string(task_dir.join("output.log")).unwrap();
+    assert!(out.contains("uid=0") && out.contains("cron written") && out.contains("mount refused"), "{out}");
+    assert!(out.contains("shadow=0"), "the host's /etc/shadow is masked: {out}");
+    let cap_eff = out.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim();
+    let caps = u64::from_str_radix(cap_eff, 16).unwrap();
+    for cap in [16, 21, 39] {
+        assert_eq!(caps & (1 << cap), 0, "capability {cap} dropped: {out}");
+    }
+    let cron = d.dropped.iter().find(|f| f.guest_path == "/var/spool/cron/crontabs/root").expect("cron file dropped");
+    assert_eq!(cron.facts.size, 22);
+    assert!(
+        !std::path::Path::new("/var/spool/cron/crontabs/root").exists() || {
+            let host = std::fs::read_to_string("/var/spool/cron/crontabs/root").unwrap_or_default();
+            !host.contains("/tmp/x")
+        }
     );
 }

@@ -113,3 +113,27 @@ pub fn leftovers(pid: u32, task_id: Option<u64>) -> Vec<String> {
     left.extend(mounts.lines().filter(|l| l.contains(&prefix)).map(|l| format!("mount: {l}")));
     left
 }
+
+/// Processes still in one of the task's mount namespaces (their ids taken
+/// from the task's events: `info.task.namespaces.mnt`).
+pub fn in_task_namespaces(events: &[String]) -> Vec<String> {
+    let mut ids: Vec<u64> = events
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["info"]["task"]["namespaces"]["mnt"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mine = std::fs::read_link("/proc/self/ns/mnt").unwrap().to_string_lossy().into_owned();
+    let wanted: Vec<String> = ids.iter().map(|i| format!("mnt:[{i}]")).filter(|n| *n != mine).collect();
+    assert!(!wanted.is_empty(), "the task's events name its own mount namespace");
+    let mut found = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(l) = std::fs::read_link(p.path().join("ns/mnt")) {
+            if wanted.contains(&l.to_string_lossy().into_owned()) {
+                found.push(format!("pid {} in {}", p.file_name().to_string_lossy(), l.display()));
+            }
+        }
+    }
+    found
+}
