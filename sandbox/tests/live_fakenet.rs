@@ -58,6 +58,12 @@ fn the_lab_network_comes_up_answers_and_goes_away() {
     assert!(ok, "{out}");
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["kunai-project.github.io.", "127.0.66.80"]);
 
+    // over TCP too, and every other name gets the sink
+    let (ok, out) =
+        run_inside(&net, "dig", &["+short", "+tcp", "+time=3", "+tries=1", "@9.9.9.9", "evil.example", "AAAA"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "2001:db8::1");
+
     // only loopback; every address is local, so nothing has a way out
     let (_, links) = run_inside(&net, "ip", &["-o", "link"]);
     assert_eq!(links.lines().count(), 1, "{links}");

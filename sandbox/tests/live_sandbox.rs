@@ -321,3 +321,16 @@ fn root_when_asked_without_the_host_reaching_capabilities() {
         }
     );
 }
+
+#[test]
+fn enforce_timeout_runs_the_whole_timeout() {
+    let Some(sb) = sandbox() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = job(110, dir.path(), "quick.sh", "#!/bin/sh\nexit 3\n", 2);
+    job.enforce_timeout = true;
+    let d = sb.detonate(&job, &dir.path().join("task")).expect("detonation");
+    assert!(d.errors.is_empty(), "errors: {:?}", d.errors);
+    assert_eq!(d.exit_code, Some(3));
+    assert!(!d.timed_out, "nothing had to be killed");
+    assert!(d.ended - d.started >= 2.0, "the task lasted its timeout: {}", d.ended - d.started);
+}

@@ -203,7 +203,9 @@ async fn sink(mut s: TcpStream, port: u16, log: &Mutex<NetworkLog>) {
                 None
             });
             lock(log).tls.push(TlsHello { time: now(), src, dst, sni });
-            break;
+            // no certificate to offer: a fatal handshake_failure alert ends it at once
+            let _ = s.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]).await;
+            return;
         }
         if http::looks_like_http(&buf) {
             match http::parse_head(&buf) {
