@@ -201,22 +201,34 @@ unsafe fn keeper_main(
     if libc::sethostname(spec.hostname.as_ptr(), spec.hostname.as_bytes().len()) != 0 {
         die(err, "sethostname");
     }
-    let init = libc::fork();
-    if init < 0 {
-        die(err, "fork of the namespace's init");
+    fork_and_wait(err, "fork of the namespace's init", false, || init_main(spec, devnull, err, argv, env))
+}
+
+/// Forks `child`, closes the error pipe, then waits: for that child only,
+/// or (`reap_all`, an init's duty) for every process until none is left;
+/// leaves with the child's exit code.
+unsafe fn fork_and_wait(err: RawFd, what: &str, reap_all: bool, child: impl FnOnce()) -> ! {
+    let pid = libc::fork();
+    if pid < 0 {
+        die(err, what);
     }
-    if init == 0 {
-        init_main(spec, devnull, err, argv, env);
+    if pid == 0 {
+        child(); // execs or leaves by _exit
+        libc::_exit(127);
     }
     libc::close(err);
+    let mut code = 255;
     let mut status = 0;
     loop {
-        let r = libc::waitpid(init, &mut status, 0);
-        if r == init {
-            libc::_exit(exit_code(status));
-        }
-        if r < 0 && *libc::__errno_location() != libc::EINTR {
-            libc::_exit(255);
+        let r = libc::waitpid(if reap_all { -1 } else { pid }, &mut status, 0);
+        if r == pid {
+            code = exit_code(status);
+            if !reap_all {
+                libc::_exit(code);
+            }
+        } else if r < 0 && *libc::__errno_location() != libc::EINTR {
+            // ECHILD: the child and every orphan it left are gone
+            libc::_exit(code);
         }
     }
 }
@@ -249,25 +261,7 @@ unsafe fn init_main(
     if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), ro, std::ptr::null()) != 0 {
         die(err, "making / read-only");
     }
-    let sample = libc::fork();
-    if sample < 0 {
-        die(err, "fork of the sample");
-    }
-    if sample == 0 {
-        sample_main(spec, devnull, err, argv, env);
-    }
-    libc::close(err);
-    let mut code = 255;
-    let mut status = 0;
-    loop {
-        let r = libc::waitpid(-1, &mut status, 0);
-        if r == sample {
-            code = exit_code(status);
-        } else if r < 0 && *libc::__errno_location() != libc::EINTR {
-            // ECHILD: the sample and every orphan it left are gone
-            libc::_exit(code);
-        }
-    }
+    fork_and_wait(err, "fork of the sample", true, || sample_main(spec, devnull, err, argv, env))
 }
 
 unsafe fn run_op(op: &fs::Op, err: RawFd) {
