@@ -137,8 +137,9 @@ pub fn spawn(spec: &Spec) -> Result<Task, DetonateError> {
     if keeper == 0 {
         let err = err_w.as_raw_fd();
         // SAFETY: in the child; see above.
+        let ctx = Ctx { spec, devnull: devnull.as_raw_fd(), err, argv: &argv, env: &env };
         unsafe {
-            keeper_main(spec, &procs, devnull.as_raw_fd(), err, server, &argv, &env);
+            keeper_main(&ctx, &procs, server);
         }
     }
     drop(err_w);
@@ -166,16 +167,20 @@ pub fn spawn(spec: &Spec) -> Result<Task, DetonateError> {
     Ok(task)
 }
 
-/// The keeper: joins the cgroup and the namespaces, forks the init, waits for it.
-unsafe fn keeper_main(
-    spec: &Spec,
-    procs: &[File],
+/// What the forked processes share (prepared before fork).
+struct Ctx<'a> {
+    spec: &'a Spec,
+    /// stdin of the sample.
     devnull: RawFd,
+    /// Write end of the error pipe.
     err: RawFd,
-    server: libc::pid_t,
-    argv: &[*const libc::c_char],
-    env: &[*const libc::c_char],
-) -> ! {
+    argv: &'a [*const libc::c_char],
+    env: &'a [*const libc::c_char],
+}
+
+/// The keeper: joins the cgroup and the namespaces, forks the init, waits for it.
+unsafe fn keeper_main(c: &Ctx, procs: &[File], server: libc::pid_t) -> ! {
+    let (spec, err) = (c.spec, c.err);
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
     if libc::getppid() != server {
         libc::_exit(127); // the server died before the line above
@@ -201,7 +206,7 @@ unsafe fn keeper_main(
     if libc::sethostname(spec.hostname.as_ptr(), spec.hostname.as_bytes().len()) != 0 {
         die(err, "sethostname");
     }
-    fork_and_wait(err, "fork of the namespace's init", false, || init_main(spec, devnull, err, argv, env))
+    fork_and_wait(err, "fork of the namespace's init", false, || init_main(c))
 }
 
 /// Forks `child`, closes the error pipe, then waits: for that child only,
@@ -234,13 +239,8 @@ unsafe fn fork_and_wait(err: RawFd, what: &str, reap_all: bool, child: impl FnOn
 }
 
 /// Pid 1 of the task: builds the root, starts the sample, reaps everything.
-unsafe fn init_main(
-    spec: &Spec,
-    devnull: RawFd,
-    err: RawFd,
-    argv: &[*const libc::c_char],
-    env: &[*const libc::c_char],
-) -> ! {
+unsafe fn init_main(c: &Ctx) -> ! {
+    let (spec, err) = (c.spec, c.err);
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
     for op in &spec.mounts {
         run_op(op, err);
@@ -261,7 +261,7 @@ unsafe fn init_main(
     if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), ro, std::ptr::null()) != 0 {
         die(err, "making / read-only");
     }
-    fork_and_wait(err, "fork of the sample", true, || sample_main(spec, devnull, err, argv, env))
+    fork_and_wait(err, "fork of the sample", true, || sample_main(c))
 }
 
 unsafe fn run_op(op: &fs::Op, err: RawFd) {
@@ -293,16 +293,11 @@ unsafe fn run_op(op: &fs::Op, err: RawFd) {
 }
 
 /// The sample: its own session, stdio, no privileges (unless root was asked), then exec.
-unsafe fn sample_main(
-    spec: &Spec,
-    devnull: RawFd,
-    err: RawFd,
-    argv: &[*const libc::c_char],
-    env: &[*const libc::c_char],
-) -> ! {
+unsafe fn sample_main(c: &Ctx) -> ! {
+    let (spec, err) = (c.spec, c.err);
     libc::setsid();
     let out = spec.output.as_raw_fd();
-    if libc::dup2(devnull, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
+    if libc::dup2(c.devnull, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
         die(err, "stdio");
     }
     let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -324,7 +319,7 @@ unsafe fn sample_main(
     }
     // nothing of the server's reaches the sample; the error pipe closes at exec
     libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-    libc::execve(spec.exe.as_ptr(), argv.as_ptr(), env.as_ptr());
+    libc::execve(spec.exe.as_ptr(), c.argv.as_ptr(), c.env.as_ptr());
     die(err, &format!("execve {:?}", spec.exe));
 }
 
