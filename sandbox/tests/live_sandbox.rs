@@ -58,6 +58,8 @@ fn a_dropper_shows_its_events_network_and_dropped_file() {
         .iter()
         .find(|e| name(e) != "clone" && e["info"]["task"]["name"].as_str().is_some_and(|n| n.starts_with("a_dropper")));
     assert!(setup.is_none(), "the sandbox's own setup is not the sample's behaviour: {setup:?}");
+    let fork = ev.iter().find(|e| name(e) == "clone" && e["info"]["task"]["tgid"] == root).expect("the sample's clone");
+    assert_eq!(fork["info"]["task"]["name"], "ioclab-init", "the sandbox's init started it");
     // stored gzipped next to the report
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(task_dir.join("kunai.jsonl.gz")).unwrap())

@@ -182,6 +182,8 @@ struct Ctx<'a> {
 unsafe fn keeper_main(c: &Ctx, procs: &[File], server: libc::pid_t) -> ! {
     let (spec, err) = (c.spec, c.err);
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    // named in the events (the sample's fork shows its parent's name until it execs)
+    libc::prctl(libc::PR_SET_NAME, c"ioclab-keeper".as_ptr());
     if libc::getppid() != server {
         libc::_exit(127); // the server died before the line above
     }
@@ -242,6 +244,7 @@ unsafe fn fork_and_wait(err: RawFd, what: &str, reap_all: bool, child: impl FnOn
 unsafe fn init_main(c: &Ctx) -> ! {
     let (spec, err) = (c.spec, c.err);
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    libc::prctl(libc::PR_SET_NAME, c"ioclab-init".as_ptr());
     for op in &spec.mounts {
         run_op(op, err);
     }
