@@ -360,7 +360,7 @@ fn event_name(e: &Value) -> &str {
 
 /// How long the sensor may take to deliver a task's last events (it
 /// watches the whole host: a big new binary elsewhere is hashed first).
-const SENSOR_DRAIN: Duration = Duration::from_secs(30);
+const SENSOR_DRAIN: Duration = Duration::from_secs(120);
 
 /// The task's events, once all are in: a marker process joins the (now
 /// empty) task cgroup and exits; the ring buffer is ordered, so its exit

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::process::Command;
 
 use common::*;
@@ -18,24 +17,6 @@ fn run_inside(net: &FakeNet, program: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
-/// Whether any process or fd still holds network namespace `ino`.
-fn netns_in_use(ino: u64) -> Vec<String> {
-    let want = format!("net:[{ino}]");
-    let mut users = Vec::new();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        if std::fs::read_link(p.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == want) {
-            users.push(format!("pid {}", p.file_name().to_string_lossy()));
-        }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == want) {
-                users.push(format!("fd {}", fd.path().display()));
-            }
-        }
-    }
-    users
-}
-
 #[test]
 fn the_lab_network_comes_up_answers_and_goes_away() {
     if !can_isolate() {
@@ -46,12 +27,7 @@ fn the_lab_network_comes_up_answers_and_goes_away() {
         DnsRecord { name: "kunai-project.github.io".into(), data: DnsRecordData::A([127, 0, 66, 80].into()) },
     ];
     let net = FakeNet::start(FakeNetConfig { records, ..Default::default() }).expect("fake internet");
-    // SAFETY: fstat of an open fd into a zeroed struct.
-    let ino = unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        assert_eq!(libc::fstat(net.netns().fd().as_raw_fd(), &mut st), 0);
-        st.st_ino
-    };
+    let ino = ns_inode(net.netns().fd());
 
     // the blog's experiment, offline: a public resolver answers with the scenario's records
     let (ok, out) = run_inside(&net, "dig", &["+short", "+time=3", "+tries=1", "@1.1.1.1", "why.kunai.rocks"]);

@@ -336,3 +336,35 @@ fn enforce_timeout_runs_the_whole_timeout() {
     assert!(!d.timed_out, "nothing had to be killed");
     assert!(d.ended - d.started >= 2.0, "the task lasted its timeout: {}", d.ended - d.started);
 }
+
+#[test]
+fn a_task_holds_nothing_of_another() {
+    let Some(sb) = sandbox() else { return };
+    // a lab network that exists when the task starts...
+    let other = ioclab_sandbox::fakenet::FakeNet::start(Default::default()).expect("fake internet");
+    let other_ns = ns_inode(other.netns().fd());
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(111, dir.path(), "long.sh", "#!/bin/sh\nsleep 7790\n", 600);
+    let task_dir = dir.path().join("task");
+    std::thread::scope(|s| {
+        let task = s.spawn(|| sb.detonate(&job, &task_dir));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while processes_with("sleep 7790").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the task started within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // ...is gone when it stops, though the task (forked meanwhile) still runs
+        drop(other);
+        let held = netns_in_use(other_ns);
+        let running = processes_with("sleep 7790");
+        for p in &running {
+            let pid: i32 = p.split(':').next().unwrap().parse().unwrap();
+            // SAFETY: ends the test's own task early; the sandbox reaps it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let d = task.join().unwrap().expect("detonation");
+        assert!(!running.is_empty());
+        assert!(held.is_empty(), "the task held another network namespace: {held:?}");
+        assert_eq!(d.exit_code, Some(137));
+    });
+}

@@ -184,6 +184,12 @@ unsafe fn keeper_main(c: &Ctx, procs: &[File], server: libc::pid_t) -> ! {
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
     // named in the events (the sample's fork shows its parent's name until it execs)
     libc::prctl(libc::PR_SET_NAME, c"ioclab-keeper".as_ptr());
+    // another task's pipe or sockets, inherited from a fork in another thread, would be held for this whole task
+    let mut keep = [c.devnull, err, spec.netns, spec.output.as_raw_fd(), -1, -1, -1];
+    for (slot, f) in keep[4..].iter_mut().zip(procs) {
+        *slot = f.as_raw_fd();
+    }
+    close_all_but(&mut keep);
     if libc::getppid() != server {
         libc::_exit(127); // the server died before the line above
     }
@@ -238,6 +244,20 @@ unsafe fn fork_and_wait(err: RawFd, what: &str, reap_all: bool, child: impl FnOn
             libc::_exit(code);
         }
     }
+}
+
+/// Closes every fd from 3 up but those in `keep` (-1: unused slot).
+unsafe fn close_all_but(keep: &mut [RawFd]) {
+    keep.sort_unstable();
+    let mut from: u32 = 3;
+    for &fd in keep.iter().filter(|fd| **fd >= 3) {
+        let fd = fd as u32;
+        if fd > from {
+            libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32);
+        }
+        from = from.max(fd + 1);
+    }
+    libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
 }
 
 /// Pid 1 of the task: builds the root, starts the sample, reaps everything.

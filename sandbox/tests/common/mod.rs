@@ -114,26 +114,60 @@ pub fn leftovers(pid: u32, task_id: Option<u64>) -> Vec<String> {
     left
 }
 
-/// Processes still in one of the task's mount namespaces (their ids taken
-/// from the task's events: `info.task.namespaces.mnt`).
+/// The task's processes (tgids of its events) still alive in the task's
+/// mount namespace (`info.task.namespaces.mnt` of the same events). Only
+/// those pids are looked at: namespace inode numbers are reused at once by
+/// the next namespace made (another test's task), pids are handed out in turn.
 pub fn in_task_namespaces(events: &[String]) -> Vec<String> {
-    let mut ids: Vec<u64> = events
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["info"]["task"]["namespaces"]["mnt"].as_u64())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let values: Vec<serde_json::Value> = events.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let mine = std::fs::read_link("/proc/self/ns/mnt").unwrap().to_string_lossy().into_owned();
-    let wanted: Vec<String> = ids.iter().map(|i| format!("mnt:[{i}]")).filter(|n| *n != mine).collect();
-    assert!(!wanted.is_empty(), "the task's events name its own mount namespace");
+    let mut ns: Vec<String> = values
+        .iter()
+        .filter_map(|v| v["info"]["task"]["namespaces"]["mnt"].as_u64())
+        .map(|i| format!("mnt:[{i}]"))
+        .filter(|n| *n != mine)
+        .collect();
+    ns.sort_unstable();
+    ns.dedup();
+    assert!(!ns.is_empty(), "the task's events name its own mount namespace");
+    let mut pids: Vec<u64> = values.iter().filter_map(|v| v["info"]["task"]["tgid"].as_u64()).collect();
+    pids.sort_unstable();
+    pids.dedup();
     let mut found = Vec::new();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(l) = std::fs::read_link(p.path().join("ns/mnt")) {
-            if wanted.contains(&l.to_string_lossy().into_owned()) {
-                found.push(format!("pid {} in {}", p.file_name().to_string_lossy(), l.display()));
+    for pid in pids {
+        if let Ok(l) = std::fs::read_link(format!("/proc/{pid}/ns/mnt")) {
+            if ns.contains(&l.to_string_lossy().into_owned()) {
+                found.push(format!("pid {pid} in {}", l.display()));
             }
         }
     }
     found
+}
+
+/// Whether any process or fd still holds network namespace `ino`.
+pub fn netns_in_use(ino: u64) -> Vec<String> {
+    let want = format!("net:[{ino}]");
+    let mut users = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        if std::fs::read_link(p.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == want) {
+            users.push(format!("pid {}", p.file_name().to_string_lossy()));
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == want) {
+                users.push(format!("fd {}", fd.path().display()));
+            }
+        }
+    }
+    users
+}
+
+/// The inode of the network namespace behind `fd`.
+pub fn ns_inode(fd: std::os::fd::RawFd) -> u64 {
+    // SAFETY: fstat of an open fd into a zeroed struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(libc::fstat(fd, &mut st), 0);
+        st.st_ino
+    }
 }
