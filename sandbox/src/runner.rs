@@ -149,6 +149,9 @@ impl Sandbox {
     }
 }
 
+/// Largest file the sandbox's own sensor hashes: system binaries fit.
+const OWN_SENSOR_MAX_HASH: u64 = 16 << 20;
+
 fn start_sensor() -> Result<OwnSensor, DetonateError> {
     let control = Control::default();
     let ready = Arc::new(AtomicBool::new(false));
@@ -157,7 +160,12 @@ fn start_sensor() -> Result<OwnSensor, DetonateError> {
     let thread = std::thread::Builder::new()
         .name("ioclab-sandbox-sensor".into())
         .spawn(move || {
-            if let Err(e) = sensor::run(ioclab_agent::config::Config::default(), Box::new(Discard(r)), c) {
+            let config = ioclab_agent::config::Config {
+                // the host's big new binaries (a build's) would delay the task's events while hashed
+                max_hash_size: OWN_SENSOR_MAX_HASH,
+                ..Default::default()
+            };
+            if let Err(e) = sensor::run(config, Box::new(Discard(r)), c) {
                 let _ = err_tx.send(e.to_string());
             }
         })
@@ -350,8 +358,9 @@ fn event_name(e: &Value) -> &str {
     e["info"]["event"]["name"].as_str().unwrap_or("")
 }
 
-/// How long the sensor may take to deliver a task's last events.
-const SENSOR_DRAIN: Duration = Duration::from_secs(10);
+/// How long the sensor may take to deliver a task's last events (it
+/// watches the whole host: a big new binary elsewhere is hashed first).
+const SENSOR_DRAIN: Duration = Duration::from_secs(120);
 
 /// The task's events, once all are in: a marker process joins the (now
 /// empty) task cgroup and exits; the ring buffer is ordered, so its exit
@@ -384,7 +393,7 @@ fn collect_events(
         lines.push((line, v));
     }
     if marker.is_none() {
-        errors.push("cannot start the marker process: the task's last events may be missing".into());
+        errors.push("the marker process could not join the task cgroup: the task's last events may be missing".into());
     }
     let _ = seen;
     lines.extend(tap.drain().into_iter().map(|l| {
@@ -401,7 +410,17 @@ fn collect_events(
         t == Some(keeper) || (t.is_some() && t == init)
     };
     let lines: Vec<(String, Value)> = lines.into_iter().filter(|(_, v)| !plumbing(v) && !v.is_null()).collect();
-    let root = lines.iter().find(|(_, v)| event_name(v).starts_with("execve")).and_then(|(_, v)| tgid(v, "task"));
+    let first_exec = lines.iter().position(|(_, v)| event_name(v).starts_with("execve"));
+    let root = first_exec.and_then(|i| tgid(&lines[i].1, "task"));
+    // what the sample's process did before its exec is the sandbox's setup (dropping privileges)
+    let lines: Vec<(String, Value)> = lines
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (_, v))| {
+            !(first_exec.is_some_and(|f| *i < f) && tgid(v, "task") == root && event_name(v) != "clone")
+        })
+        .map(|(_, l)| l)
+        .collect();
     let exit = lines
         .iter()
         .find(|(_, v)| event_name(v) == "exit_group" && tgid(v, "task") == root && root.is_some())
@@ -421,16 +440,23 @@ fn spawn_marker(cgroup: &TaskCgroup) -> Option<u32> {
     }
     if pid == 0 {
         use std::os::fd::AsRawFd;
-        for f in &files {
+        let mut code = 0;
+        for (i, f) in files.iter().enumerate() {
             // SAFETY: writing a static buffer.
-            unsafe { libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+            if unsafe { libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
+                code = 10 + i as i32 * 1000 + std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            }
         }
         // SAFETY: leaving the child.
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(code.min(255)) };
     }
     let mut status = 0;
     // SAFETY: our child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        tracing::error!("the marker process could not join the task cgroup (status {status:#x})");
+        return None;
+    }
     Some(pid as u32)
 }
 

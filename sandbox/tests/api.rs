@@ -1,11 +1,11 @@
 //! The Cuckoo API over real HTTP, with the fixture detonator (no root needed).
 
-mod common;
+mod fixture;
 
 use std::io::Read;
 use std::time::Duration;
 
-use common::{block_on, fixture_path, serve, Server};
+use fixture::{block_on, fixture_path, serve, Server};
 use ioclab_sandbox::Report;
 use proptest::prelude::*;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! API: cuckoo_submit submits a sample, cuckooimport turns the task's
 //! /tasks/report/<id>/all tarball into MISP objects.
 
-mod common;
+mod fixture;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,8 +83,8 @@ fn values(objects: &[Value], name: &str, relation: &str) -> Vec<String> {
 #[test]
 fn cuckoo_submit_then_cuckooimport_against_the_sandbox_api() {
     let Some(py) = python() else { return };
-    let s = common::serve(Some(TOKEN));
-    let sample = common::fixture_path("dropper.sh");
+    let s = fixture::serve(Some(TOKEN));
+    let sample = fixture::fixture_path("dropper.sh");
     // a wrong key: the module reports Cuckoo's 401, nothing is queued
     let v = run_python(&py, SUBMIT, &[&s.url, "wrong", sample.to_str().unwrap()]);
     assert!(v["error"].as_str().unwrap().contains("Invalid or no Cuckoo Sandbox API key"), "{v}");
@@ -92,7 +92,7 @@ fn cuckoo_submit_then_cuckooimport_against_the_sandbox_api() {
     assert_eq!(v["results"][0]["values"], "Cuckoo task id: 1", "{v}");
 
     let client = ioclab_sandbox::client::CuckooClient::new(&s.url, Some(TOKEN.into()));
-    let report = common::block_on(async {
+    let report = fixture::block_on(async {
         loop {
             let t = client.task(1).await.unwrap();
             match t["status"].as_str().unwrap() {

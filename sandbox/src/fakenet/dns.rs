@@ -57,6 +57,16 @@ impl Zone {
         self.records.iter().filter(move |r| r.name.eq_ignore_ascii_case(name)).map(|r| &r.data)
     }
 
+    /// The addresses of `name` that `pick` selects, or the sink when it has none.
+    fn addresses<T>(&self, name: &str, pick: impl Fn(&DnsRecordData) -> Option<T>, sink: T) -> Vec<T> {
+        let mine: Vec<T> = self.lookup(name).filter_map(pick).collect();
+        if mine.is_empty() {
+            vec![sink]
+        } else {
+            mine
+        }
+    }
+
     /// Answers one query message (`peer` names the sender in errors):
     /// the response bytes and what to log.
     pub fn answer(&self, query: &[u8], peer: &str, time: f64) -> Result<(Vec<u8>, DnsQuery), DnsError> {
@@ -100,20 +110,14 @@ impl Zone {
         };
         match q.query_type() {
             RecordType::A => {
-                let mine: Vec<Ipv4Addr> = self
-                    .lookup(&current)
-                    .filter_map(|d| if let DnsRecordData::A(ip) = d { Some(*ip) } else { None })
-                    .collect();
-                for ip in if mine.is_empty() { vec![self.sink_v4] } else { mine } {
+                let pick = |d: &DnsRecordData| if let DnsRecordData::A(ip) = d { Some(*ip) } else { None };
+                for ip in self.addresses(&current, pick, self.sink_v4) {
                     add(RData::A(A(ip)), &mut log);
                 }
             }
             RecordType::AAAA => {
-                let mine: Vec<Ipv6Addr> = self
-                    .lookup(&current)
-                    .filter_map(|d| if let DnsRecordData::AAAA(ip) = d { Some(*ip) } else { None })
-                    .collect();
-                for ip in if mine.is_empty() { vec![self.sink_v6] } else { mine } {
+                let pick = |d: &DnsRecordData| if let DnsRecordData::AAAA(ip) = d { Some(*ip) } else { None };
+                for ip in self.addresses(&current, pick, self.sink_v6) {
                     add(RData::AAAA(AAAA(ip)), &mut log);
                 }
             }

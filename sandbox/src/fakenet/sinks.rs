@@ -203,7 +203,9 @@ async fn sink(mut s: TcpStream, port: u16, log: &Mutex<NetworkLog>) {
                 None
             });
             lock(log).tls.push(TlsHello { time: now(), src, dst, sni });
-            break;
+            // no certificate to offer: a fatal handshake_failure alert ends it at once
+            let _ = s.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]).await;
+            return;
         }
         if http::looks_like_http(&buf) {
             match http::parse_head(&buf) {
@@ -318,6 +320,24 @@ async fn dns_tcp(mut s: TcpStream, zone: &Zone, log: &Mutex<NetworkLog>) {
     }
 }
 
+/// A message header for one buffer, an IPv4 peer and `control_len` bytes of control data.
+fn msghdr(
+    peer: &mut libc::sockaddr_in,
+    iov: &mut libc::iovec,
+    control: &mut [u64],
+    control_len: usize,
+) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is valid; the fields set point at the caller's buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (peer as *mut libc::sockaddr_in).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control_len.min(std::mem::size_of_val(control));
+    msg
+}
+
 /// A datagram with the address it was sent to.
 fn recv_pktinfo(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4, Ipv4Addr)> {
     // SAFETY: msghdr points at buffers that outlive the call; control
@@ -326,13 +346,8 @@ fn recv_pktinfo(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4, I
         let mut from: libc::sockaddr_in = std::mem::zeroed();
         let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         let mut control = [0u64; 16];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
+        let len = std::mem::size_of_val(&control);
+        let mut msg = msghdr(&mut from, &mut iov, &mut control, len);
         let n = libc::recvmsg(fd, &mut msg, 0);
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -361,13 +376,8 @@ fn send_from(fd: RawFd, buf: &[u8], to: SocketAddrV4, from: Ipv4Addr) -> io::Res
         sa.sin_addr.s_addr = u32::from(*to.ip()).to_be();
         let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
         let mut control = [0u64; 8];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut sa as *mut libc::sockaddr_in).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
+        let len = libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
+        let msg = msghdr(&mut sa, &mut iov, &mut control, len);
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::IPPROTO_IP;
         (*c).cmsg_type = libc::IP_PKTINFO;
@@ -427,7 +437,7 @@ async fn tap(sock: AsyncFd<OwnedFd>, log: Arc<Mutex<NetworkLog>>) {
         });
         let Ok(Ok((n, pkttype))) = got else { continue };
         // loopback shows each packet twice, leaving and arriving: keep one
-        if pkttype != libc::PACKET_OUTGOING as u8 {
+        if pkttype != libc::PACKET_OUTGOING {
             continue;
         }
         let pkt = &buf[..n];

@@ -2,8 +2,11 @@
 //! private writable folders (/tmp, /var/tmp, /dev/shm, /home, /root), the
 //! sandbox's resolv.conf and the sample's output, so they can be read after
 //! the task's mount namespace is gone; the mount plan builds the root the
-//! sample sees: host system folders read-only, those private folders, a
-//! minimal /dev and (mounted inside the pid namespace) a fresh /proc.
+//! sample sees: host system folders read-only (their secrets masked), those
+//! private folders and a private /var, a minimal /dev, an empty /run and
+//! (mounted inside the pid namespace) a fresh /proc. The host's /var is not
+//! shown: it holds services' sockets and state; a private one catches the
+//! sample's writes there (cron spools...) as dropped files.
 
 use std::ffi::CString;
 use std::fs;
@@ -15,11 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::detonation::DetonateError;
 
 /// Host folders the sample sees read-only (those the host has).
-pub const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var"];
+pub const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt"];
+
+/// Host files hidden (an empty file bound over them): secrets a sample run as root could read.
+pub const MASKED: &[&str] = &["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/ssh"];
 
 /// Private writable folders: (path in the sandbox, folder in the staging tmpfs, mode).
 pub const PRIVATE_DIRS: &[(&str, &str, u32)] = &[
     ("/tmp", "tmp", 0o1777),
+    ("/var", "var", 0o755),
     ("/var/tmp", "var_tmp", 0o1777),
     ("/dev/shm", "shm", 0o1777),
     ("/home", "home", 0o755),
@@ -77,10 +84,18 @@ impl Staging {
             fs::create_dir_all(&p).map_err(io(format!("creating {}", p.display())))?;
             fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(io(format!("chmod {}", p.display())))?;
         }
+        // the private /var: mount point of /var/tmp, and where cron and logs expect folders
+        for d in ["tmp", "spool/cron/crontabs", "log", "lib", "cache"] {
+            let p = staging.rw("var").join(d);
+            fs::create_dir_all(&p).map_err(io(format!("creating {}", p.display())))?;
+        }
+        let run = staging.rw("var").join("run");
+        std::os::unix::fs::symlink("/run", &run).map_err(io(format!("creating {}", run.display())))?;
         let home = staging.rw("home").join("sandbox");
         fs::create_dir(&home).map_err(io(format!("creating {}", home.display())))?;
         chown(&home, Some(uid), Some(gid)).map_err(io(format!("chown {}", home.display())))?;
         fs::create_dir(staging.root()).map_err(io("creating the sandbox root's mount point"))?;
+        fs::write(staging.masked(), "").map_err(io("creating the mask file"))?;
         Ok(staging)
     }
 
@@ -102,6 +117,11 @@ impl Staging {
     /// The sandbox's /etc/resolv.conf, host side.
     pub fn resolv_conf(&self) -> PathBuf {
         self.dir.join("resolv.conf")
+    }
+
+    /// An empty file bound over masked host files.
+    pub fn masked(&self) -> PathBuf {
+        self.dir.join("masked")
     }
 
     /// Where the sample's stdout and stderr go.
@@ -234,10 +254,20 @@ pub fn plan(staging: &Staging) -> Vec<Op> {
     for (guest, sub, _) in PRIVATE_DIRS {
         let target = root.join(guest.trim_start_matches('/'));
         if !guest.starts_with("/var/") {
-            // /var/tmp: the host's /var (bound read-only) has it
+            // /var/tmp: the private /var has it
             ops.push(Op::Mkdir(cstr(&target), 0o755));
         }
         ops.extend(bind(&staging.rw(sub), &target, false, libc::MS_NOSUID | libc::MS_NODEV));
+    }
+    for m in MASKED {
+        let target = root.join(m.trim_start_matches('/'));
+        match fs::symlink_metadata(m) {
+            Ok(meta) if meta.is_dir() => ops.push(tmpfs(&target, "size=4k,mode=0755")),
+            Ok(meta) if meta.is_file() => {
+                ops.extend(bind(&staging.masked(), &target, true, libc::MS_NOSUID | libc::MS_NODEV))
+            }
+            _ => {}
+        }
     }
     // the host's /etc is bound read-only: the resolver's address is bound over its resolv.conf
     ops.extend(bind(&staging.resolv_conf(), &root.join("etc/resolv.conf"), true, libc::MS_NOSUID | libc::MS_NODEV));

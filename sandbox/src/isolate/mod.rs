@@ -137,8 +137,9 @@ pub fn spawn(spec: &Spec) -> Result<Task, DetonateError> {
     if keeper == 0 {
         let err = err_w.as_raw_fd();
         // SAFETY: in the child; see above.
+        let ctx = Ctx { spec, devnull: devnull.as_raw_fd(), err, argv: &argv, env: &env };
         unsafe {
-            keeper_main(spec, &procs, devnull.as_raw_fd(), err, server, &argv, &env);
+            keeper_main(&ctx, &procs, server);
         }
     }
     drop(err_w);
@@ -166,17 +167,29 @@ pub fn spawn(spec: &Spec) -> Result<Task, DetonateError> {
     Ok(task)
 }
 
-/// The keeper: joins the cgroup and the namespaces, forks the init, waits for it.
-unsafe fn keeper_main(
-    spec: &Spec,
-    procs: &[File],
+/// What the forked processes share (prepared before fork).
+struct Ctx<'a> {
+    spec: &'a Spec,
+    /// stdin of the sample.
     devnull: RawFd,
+    /// Write end of the error pipe.
     err: RawFd,
-    server: libc::pid_t,
-    argv: &[*const libc::c_char],
-    env: &[*const libc::c_char],
-) -> ! {
+    argv: &'a [*const libc::c_char],
+    env: &'a [*const libc::c_char],
+}
+
+/// The keeper: joins the cgroup and the namespaces, forks the init, waits for it.
+unsafe fn keeper_main(c: &Ctx, procs: &[File], server: libc::pid_t) -> ! {
+    let (spec, err) = (c.spec, c.err);
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    // named in the events (the sample's fork shows its parent's name until it execs)
+    libc::prctl(libc::PR_SET_NAME, c"ioclab-keeper".as_ptr());
+    // another task's pipe or sockets, inherited from a fork in another thread, would be held for this whole task
+    let mut keep = [c.devnull, err, spec.netns, spec.output.as_raw_fd(), -1, -1, -1];
+    for (slot, f) in keep[4..].iter_mut().zip(procs) {
+        *slot = f.as_raw_fd();
+    }
+    close_all_but(&mut keep);
     if libc::getppid() != server {
         libc::_exit(127); // the server died before the line above
     }
@@ -201,35 +214,57 @@ unsafe fn keeper_main(
     if libc::sethostname(spec.hostname.as_ptr(), spec.hostname.as_bytes().len()) != 0 {
         die(err, "sethostname");
     }
-    let init = libc::fork();
-    if init < 0 {
-        die(err, "fork of the namespace's init");
+    fork_and_wait(err, "fork of the namespace's init", false, || init_main(c))
+}
+
+/// Forks `child`, closes the error pipe, then waits: for that child only,
+/// or (`reap_all`, an init's duty) for every process until none is left;
+/// leaves with the child's exit code.
+unsafe fn fork_and_wait(err: RawFd, what: &str, reap_all: bool, child: impl FnOnce()) -> ! {
+    let pid = libc::fork();
+    if pid < 0 {
+        die(err, what);
     }
-    if init == 0 {
-        init_main(spec, devnull, err, argv, env);
+    if pid == 0 {
+        child(); // execs or leaves by _exit
+        libc::_exit(127);
     }
     libc::close(err);
+    let mut code = 255;
     let mut status = 0;
     loop {
-        let r = libc::waitpid(init, &mut status, 0);
-        if r == init {
-            libc::_exit(exit_code(status));
-        }
-        if r < 0 && *libc::__errno_location() != libc::EINTR {
-            libc::_exit(255);
+        let r = libc::waitpid(if reap_all { -1 } else { pid }, &mut status, 0);
+        if r == pid {
+            code = exit_code(status);
+            if !reap_all {
+                libc::_exit(code);
+            }
+        } else if r < 0 && *libc::__errno_location() != libc::EINTR {
+            // ECHILD: the child and every orphan it left are gone
+            libc::_exit(code);
         }
     }
 }
 
+/// Closes every fd from 3 up but those in `keep` (-1: unused slot).
+unsafe fn close_all_but(keep: &mut [RawFd]) {
+    keep.sort_unstable();
+    let mut from: u32 = 3;
+    for &fd in keep.iter().filter(|fd| **fd >= 3) {
+        let fd = fd as u32;
+        if fd > from {
+            libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32);
+        }
+        from = from.max(fd + 1);
+    }
+    libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
+}
+
 /// Pid 1 of the task: builds the root, starts the sample, reaps everything.
-unsafe fn init_main(
-    spec: &Spec,
-    devnull: RawFd,
-    err: RawFd,
-    argv: &[*const libc::c_char],
-    env: &[*const libc::c_char],
-) -> ! {
+unsafe fn init_main(c: &Ctx) -> ! {
+    let (spec, err) = (c.spec, c.err);
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    libc::prctl(libc::PR_SET_NAME, c"ioclab-init".as_ptr());
     for op in &spec.mounts {
         run_op(op, err);
     }
@@ -249,25 +284,7 @@ unsafe fn init_main(
     if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), ro, std::ptr::null()) != 0 {
         die(err, "making / read-only");
     }
-    let sample = libc::fork();
-    if sample < 0 {
-        die(err, "fork of the sample");
-    }
-    if sample == 0 {
-        sample_main(spec, devnull, err, argv, env);
-    }
-    libc::close(err);
-    let mut code = 255;
-    let mut status = 0;
-    loop {
-        let r = libc::waitpid(-1, &mut status, 0);
-        if r == sample {
-            code = exit_code(status);
-        } else if r < 0 && *libc::__errno_location() != libc::EINTR {
-            // ECHILD: the sample and every orphan it left are gone
-            libc::_exit(code);
-        }
-    }
+    fork_and_wait(err, "fork of the sample", true, || sample_main(c))
 }
 
 unsafe fn run_op(op: &fs::Op, err: RawFd) {
@@ -299,16 +316,11 @@ unsafe fn run_op(op: &fs::Op, err: RawFd) {
 }
 
 /// The sample: its own session, stdio, no privileges (unless root was asked), then exec.
-unsafe fn sample_main(
-    spec: &Spec,
-    devnull: RawFd,
-    err: RawFd,
-    argv: &[*const libc::c_char],
-    env: &[*const libc::c_char],
-) -> ! {
+unsafe fn sample_main(c: &Ctx) -> ! {
+    let (spec, err) = (c.spec, c.err);
     libc::setsid();
     let out = spec.output.as_raw_fd();
-    if libc::dup2(devnull, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
+    if libc::dup2(c.devnull, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
         die(err, "stdio");
     }
     let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -330,7 +342,7 @@ unsafe fn sample_main(
     }
     // nothing of the server's reaches the sample; the error pipe closes at exec
     libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-    libc::execve(spec.exe.as_ptr(), argv.as_ptr(), env.as_ptr());
+    libc::execve(spec.exe.as_ptr(), c.argv.as_ptr(), c.env.as_ptr());
     die(err, &format!("execve {:?}", spec.exe));
 }
 
