@@ -450,7 +450,13 @@ fn sandbox_run_detonates_once_and_prints_the_summary() {
     let (code, out, err) =
         run(&["sandbox", "run", sample.to_str().unwrap(), "--timeout", "20", "-o", out_dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}\n{err}");
-    for expected in ["score", "dropped_executed_from_tmp", "resolved why.kunai.rocks", "POST http://why.kunai.rocks/upload", "/tmp/stage2"] {
+    for expected in [
+        "score",
+        "dropped_executed_from_tmp",
+        "resolved why.kunai.rocks",
+        "POST http://why.kunai.rocks/upload",
+        "/tmp/stage2",
+    ] {
         assert!(out.contains(expected), "{expected} missing: {out}");
     }
     let report = out_dir.join("reports/report.json");
@@ -469,7 +475,14 @@ fn sandbox_serve_submit_wait_status_report() {
     let serve = || {
         Reaped(
             ioclab()
-                .args(["sandbox", "serve", "--listen", &format!("127.0.0.1:{port}"), "--storage", storage.to_str().unwrap()])
+                .args([
+                    "sandbox",
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--storage",
+                    storage.to_str().unwrap(),
+                ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -496,7 +509,9 @@ fn sandbox_serve_submit_wait_status_report() {
     };
     let (code, out, err) = client(&["sandbox", "submit", sample.to_str().unwrap(), "--wait", "--timeout", "20"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    for expected in ["task 1:", "dropped_executed_from_tmp", "resolved why.kunai.rocks", "/tmp/stage2", "/tasks/report/1"] {
+    for expected in
+        ["task 1:", "dropped_executed_from_tmp", "resolved why.kunai.rocks", "/tmp/stage2", "/tasks/report/1"]
+    {
         assert!(out.contains(expected), "{expected} missing: {out}");
     }
     let (code, out, _) = client(&["sandbox", "status", "1"]);

@@ -72,6 +72,6 @@ mod tests {
             }
             names.push(name);
         }
-        assert_eq!(names, ["reports/", "reports/report.json", "binary", "files/", "files/sub/", "files/sub/stage2"]);
+        assert_eq!(names, ["reports", "reports/report.json", "binary", "files", "files/sub", "files/sub/stage2"]);
     }
 }
