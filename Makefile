@@ -19,9 +19,9 @@ run: build
 test: setup
 	$(CARGO) test --workspace --locked
 
-## Benchmarks: exec storm with and without the agent, IoC table load and lookups.
+## Benchmarks: exec storm with and without the agent, IoC table load and lookups, sandbox latency and throughput.
 bench: setup
-	$(CARGO) bench --workspace --locked --bench exec_storm --bench net_storm --bench syscall_storm --bench misp_export --bench pipeline --bench ioc
+	$(CARGO) bench --workspace --locked --bench exec_storm --bench net_storm --bench syscall_storm --bench misp_export --bench pipeline --bench ioc --bench sandbox
 
 fmt:
 	$(CARGO) fmt --all

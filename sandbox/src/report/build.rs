@@ -404,16 +404,6 @@ fn network(net: &detonation::NetworkLog, events: &[TaskEvent]) -> Network {
         });
         hosts.insert(h.dst.ip().to_string());
     }
-    for t in &net.tls {
-        n.tls.push(Tls {
-            src: t.src.ip().to_string(),
-            sport: t.src.port().into(),
-            dst: t.dst.ip().to_string(),
-            dport: t.dst.port().into(),
-            sni: t.sni.clone().unwrap_or_default(),
-            time: t.time,
-        });
-    }
     let flow = |f: &detonation::Flow| Flow {
         src: f.src.ip().to_string(),
         sport: f.src.port().into(),
@@ -422,6 +412,10 @@ fn network(net: &detonation::NetworkLog, events: &[TaskEvent]) -> Network {
         time: f.time,
         bytes: f.bytes,
     };
+    for t in &net.tls {
+        let hello = detonation::Flow { time: t.time, src: t.src, dst: t.dst, bytes: 0, head: Vec::new() };
+        n.tls.push(Tls { flow: flow(&hello), sni: t.sni.clone().unwrap_or_default() });
+    }
     n.tcp = net.tcp.iter().map(flow).collect();
     n.udp = net.udp.iter().map(flow).collect();
     for f in net.tcp.iter().chain(&net.udp) {

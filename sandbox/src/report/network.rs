@@ -148,28 +148,16 @@ pub struct Http {
     pub time: f64,
 }
 
-/// A `network.tls` entry.
+/// A `network.tls` entry: the flow that carried a ClientHello, and its server name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Tls {
-    /// Client address.
-    #[serde(deserialize_with = "lenient::string")]
-    pub src: String,
-    /// Client port.
-    #[serde(deserialize_with = "lenient::u32_")]
-    pub sport: u32,
-    /// Server address.
-    #[serde(deserialize_with = "lenient::string")]
-    pub dst: String,
-    /// Server port.
-    #[serde(deserialize_with = "lenient::u32_")]
-    pub dport: u32,
+    /// Addresses, ports and time (`bytes` is 0: the sink keeps the hello's name only).
+    #[serde(flatten)]
+    pub flow: Flow,
     /// Server name indication (`""` when not sent).
     #[serde(deserialize_with = "lenient::string")]
     pub sni: String,
-    /// Epoch seconds.
-    #[serde(deserialize_with = "lenient::epoch")]
-    pub time: f64,
 }
 
 /// A `network.tcp` / `network.udp` entry.
