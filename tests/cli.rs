@@ -532,8 +532,22 @@ fn sandbox_serve_submit_wait_status_report() {
     let (code, _, err) = run(&["sandbox", "status", "1", "--url", &url, "--token", "wrong"]);
     assert_ne!(code, 0);
     assert!(err.contains("HTTP 401") && err.contains("Bearer"), "{err}");
+    // a server killed mid-detonation: the task fails with the reason at the next start, nothing of it runs on
+    let sleeper = dir.path().join("sleeper.sh");
+    std::fs::write(&sleeper, "#!/bin/sh\nsleep 7793\n").unwrap();
+    let (code, out, err) = client(&["sandbox", "submit", sleeper.to_str().unwrap(), "--timeout", "120"]);
+    assert_eq!((code, out.trim()), (0, "2"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, out, _) = client(&["sandbox", "status", "2"]);
+        if out.starts_with("task 2: running") && !sandbox_processes_with("sleep 7793").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "task 2 never ran: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // a second start keeps the token and does not print it again
-    drop(server);
+    drop(server); // SIGKILL
     let mut server = serve();
     let mut rest = String::new();
     let stdout = server.stdout.take().unwrap();
@@ -549,7 +563,17 @@ fn sandbox_serve_submit_wait_status_report() {
     }
     let (code, out, _) = client(&["sandbox", "status", "1"]);
     assert!(code == 0 && out.contains("reported"), "{out}");
+    let (code, out, _) = client(&["sandbox", "status", "2"]);
+    assert!(code == 0 && out.starts_with("task 2: failed_analysis"), "{out}");
+    assert!(out.contains("the server stopped during the analysis"), "{out}");
+    assert!(sandbox_processes_with("sleep 7793").is_empty(), "the killed server's task still runs");
     drop(server);
     rest.push_str(&reader.join().unwrap());
     assert!(!rest.contains(&token), "the token was printed again: {rest}");
+}
+
+/// Pids of the processes whose command line contains `marker`.
+fn sandbox_processes_with(marker: &str) -> Vec<String> {
+    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
