@@ -338,6 +338,9 @@ impl Processor {
             }
             return;
         }
+        if self.taps.only() && !ev.kind().is_agent_event() {
+            return;
+        }
         if let Some(iocs) = &*self.iocs.load() {
             ev.detection = iocs.scan(&ev);
         }

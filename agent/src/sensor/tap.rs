@@ -5,7 +5,7 @@
 //! to the tap only, never to the endpoint output, so a detonation is never
 //! an endpoint detection.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +22,8 @@ struct Inner {
     subs: Mutex<Vec<Subscription>>,
     /// `subs.len()`, read without the lock on every event.
     active: AtomicUsize,
+    /// The taps are the only consumers: other events are not even serialised.
+    only: AtomicBool,
     next_id: AtomicUsize,
 }
 
@@ -42,6 +44,17 @@ impl Taps {
         subs.push(Subscription { id, cgroup_id, tx });
         self.inner.active.store(subs.len(), Ordering::Release);
         Tap { id, rx, taps: self.clone() }
+    }
+
+    /// Makes the taps the sensor's only consumers (a sensor run for the
+    /// sandbox alone): the events no tap wants are dropped unwritten.
+    pub fn set_only(&self, only: bool) {
+        self.inner.only.store(only, Ordering::Relaxed);
+    }
+
+    /// Whether events no tap wants are dropped.
+    pub(crate) fn only(&self) -> bool {
+        self.inner.only.load(Ordering::Relaxed)
     }
 
     fn unsubscribe(&self, id: usize) {
@@ -110,5 +123,8 @@ mod tests {
         assert_eq!(tap.drain(), vec!["{\"a\":1}".to_string()]);
         drop(tap);
         assert!(!taps.wants(7));
+        assert!(!taps.only());
+        taps.clone().set_only(true);
+        assert!(taps.only(), "clones share the setting");
     }
 }
