@@ -33,8 +33,9 @@ pub struct Processor {
     clock: BootClock,
     procs: ProcessTable,
     hashes: Hashes,
-    /// Events in output order, from the first that waits for a file's
-    /// hashes: written once hashed, or at their deadline without hashes.
+    /// Events waiting for a new file's hashes, oldest first: each is
+    /// written once hashed, or at its deadline without hashes. Other events
+    /// do not wait behind them.
     pending: VecDeque<Waiting>,
     /// How long an event waits for its files' hashes.
     budget: Duration,
@@ -287,14 +288,18 @@ impl Processor {
         self.flush();
     }
 
-    /// Writes waiting events in order, as far as they are ready, or due, or
+    /// Writes the waiting events whose hashes came, or that are due, or
     /// (`force`) all.
     fn release(&mut self, force: bool) {
         if self.hashes.busy() {
             self.hashes.poll();
         }
+        if self.pending.is_empty() {
+            return;
+        }
         let now = Instant::now();
-        while let Some(mut w) = self.pending.pop_front() {
+        let overflow = self.pending.len().saturating_sub(MAX_WAITING);
+        for (i, mut w) in std::mem::take(&mut self.pending).into_iter().enumerate() {
             let hashes = &mut self.hashes;
             let data = &mut w.ev.data;
             w.waits.retain(|(s, key, path)| match hashes.finished(key, path) {
@@ -309,7 +314,7 @@ impl Processor {
             if !w.waits.is_empty() {
                 let why = if force {
                     "not hashed: the agent stopped before the file was read".to_string()
-                } else if self.pending.len() >= MAX_WAITING {
+                } else if i < overflow {
                     "not hashed: too many events were waiting for hashes".to_string()
                 } else if now >= w.deadline {
                     format!(
@@ -318,8 +323,8 @@ impl Processor {
                         self.budget.as_millis()
                     )
                 } else {
-                    self.pending.push_front(w);
-                    break;
+                    self.pending.push_back(w);
+                    continue;
                 };
                 for (s, _, path) in w.waits.drain(..) {
                     if let Some(f) = slot(&mut w.ev.data, s) {
@@ -327,12 +332,13 @@ impl Processor {
                     }
                 }
             }
-            self.write_event(w.ev);
+            self.emit(w.ev);
         }
         if self.pending.is_empty() {
             self.hashes.forget_finished();
         }
     }
+
 
     fn event(&mut self, r: Record) -> Option<Event> {
         match r {
@@ -526,21 +532,17 @@ impl Processor {
         Event { data, info, detection: None }
     }
 
-    /// Writes one event, after the events waiting for hashes if any.
-    pub fn emit(&mut self, ev: Event) {
-        self.emit_waiting(ev, Waits::new());
-    }
-
-    /// Writes `ev` once the files in `waits` are hashed (or at its deadline).
+    /// Writes `ev` once the files in `waits` are hashed (or at its
+    /// deadline): the event waits, not the events after it.
     pub(crate) fn emit_waiting(&mut self, ev: Event, waits: Waits) {
-        if waits.is_empty() && self.pending.is_empty() {
-            return self.write_event(ev);
+        if waits.is_empty() {
+            return self.emit(ev);
         }
         self.pending.push_back(Waiting { ev, waits, deadline: Instant::now() + self.budget });
     }
 
     /// Matches, filters and writes one event.
-    fn write_event(&mut self, mut ev: Event) {
+    pub fn emit(&mut self, mut ev: Event) {
         if let Some(iocs) = &*self.iocs.load() {
             ev.detection = iocs.scan(&ev);
         }
