@@ -106,7 +106,11 @@ fn a_binary_replaced_after_it_ran_is_hashed_as_it_ran_or_not_at_all() {
     assert!(out.status.success());
     let r1 = dir.path().join("r1");
     let execs = |agent: &LiveAgent| -> Vec<Value> {
-        agent.events().into_iter().filter(|e| name(e) == "execve" && exe_of(e)["path"] == r1.to_str().unwrap()).collect()
+        agent
+            .events()
+            .into_iter()
+            .filter(|e| name(e) == "execve" && exe_of(e)["path"] == r1.to_str().unwrap())
+            .collect()
     };
     let t0 = std::time::Instant::now();
     while execs(&agent).len() < 3 {
@@ -355,9 +359,8 @@ fn a_script_run_as_its_own_stdin_never_makes_the_agent_read_its_stdin() {
         return;
     };
     let mut kids = Kids::default();
-    let pid = kids.spawn(
-        Command::new("/bin/sh").args(["-c", "exec /proc/self/fd/0"]).stdin(std::fs::File::open(&s).unwrap()),
-    );
+    let pid = kids
+        .spawn(Command::new("/bin/sh").args(["-c", "exec /proc/self/fd/0"]).stdin(std::fs::File::open(&s).unwrap()));
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let e = agent.wait_for("execve_script read from stdin", is("execve_script", pid));
         assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &s), "{}", exe_of(&e));
@@ -445,4 +448,19 @@ fn an_event_not_hashed_within_the_budget_is_marked_and_later_ones_carry_the_hash
         assert!(t0.elapsed().as_secs() < 300, "never hashed: {}", exe_of(&e));
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_stop_writes_the_events_still_waiting_for_hashes_at_once() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let huge = variant(dir.path(), "huge", "/bin/true", "huge");
+    // 1 GB: the stop comes long before it is read
+    std::fs::OpenOptions::new().write(true).open(&huge).unwrap().set_len(1 << 30).unwrap();
+    let pid = Command::new(&huge).spawn().unwrap().id();
+    agent.wait_for("exit_group of the huge binary", is("exit_group", pid));
+    let (_, events) = agent.stop();
+    let e = events.iter().find(|e| is("execve", pid)(e)).expect("its execve is written at the stop");
+    let error = exe_of(e)["error"].as_str().unwrap_or_default();
+    assert!(error.contains("agent stopped"), "{}", exe_of(e));
 }

@@ -339,7 +339,6 @@ impl Processor {
         }
     }
 
-
     fn event(&mut self, r: Record) -> Option<Event> {
         match r {
             Record::Exec(e) => {
