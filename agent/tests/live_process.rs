@@ -212,8 +212,8 @@ fn hashing_a_big_new_binary_does_not_stop_the_ring_being_read() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big-true");
     std::fs::copy("/bin/true", &big).unwrap();
-    // an ELF runs the same with data after it: 128 MB to hash, over the budget (sparse: no disk needed)
-    std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(128 << 20).unwrap();
+    // an ELF runs the same with data after it: 64 MB to hash, over the budget (sparse: no disk needed)
+    std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(64 << 20).unwrap();
     let sha = digest("sha256sum", &big);
     let mut big_pids = vec![Command::new(&big).spawn().unwrap().id()];
 

@@ -157,7 +157,9 @@ impl Hashes {
     pub fn finished(&mut self, key: &FileKey, path: &Text) -> Option<FileRef> {
         match self.finished.get(key) {
             // keep the worker's name when it only adds " (deleted)"
-            Some(m) if m.path.starts_with(&**path) => Some(m.clone()),
+            Some(m) if m.path.strip_prefix(&**path).is_some_and(|rest| rest.is_empty() || rest == " (deleted)") => {
+                Some(m.clone())
+            }
             Some(m) => Some(renamed(m, path)),
             None => self.cache.get(key, path),
         }

@@ -591,6 +591,32 @@ mod tests {
     }
 
     #[test]
+    fn script_names_of_the_process_are_resolved_in_its_proc_entry() {
+        let p = |f: &[u8], cwd: Option<&[u8]>| script_path(f, cwd, 42, 43);
+        assert_eq!(p(b"/proc/self/fd/3", None), (PathBuf::from("/proc/42/fd/3"), true));
+        assert_eq!(p(b"/dev/fd/0", None), (PathBuf::from("/proc/42/fd/0"), true));
+        assert_eq!(p(b"/dev/stdin", None), (PathBuf::from("/proc/42/fd/0"), true));
+        assert_eq!(p(b"/proc/thread-self/fd/5", None), (PathBuf::from("/proc/42/task/43/fd/5"), true));
+        assert_eq!(p(b"./x.sh", Some(b"/tmp/d")), (PathBuf::from("/tmp/d/./x.sh"), false));
+        assert_eq!(p(b"/opt/x.sh", Some(b"/tmp")), (PathBuf::from("/opt/x.sh"), false));
+        // raw bytes, not a lossy string
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(p(b"/tmp/\xff.sh", None).0.as_os_str().as_bytes(), b"/tmp/\xff.sh");
+    }
+
+    #[test]
+    fn truncated_and_deleted_names_are_marked_and_not_opened() {
+        assert_eq!(&*shown_path(b"/a/b", false, false), "/a/b");
+        assert_eq!(&*shown_path(b"/b/r1", true, false), "…/b/r1");
+        assert_eq!(&*shown_path(b"/memfd:x", false, true), "/memfd:x (deleted)");
+        let links = ["/proc/1/exe".to_string()];
+        let only_proc = vec![Source::Lookup("/proc/1/exe".into())];
+        assert_eq!(kernel_sources(b"/b/r1", true, false, &links), only_proc, "a tail is never opened");
+        assert_eq!(kernel_sources(b"/a/b", false, true, &links), only_proc, "an unlinked name is someone else's");
+        assert_eq!(kernel_sources(b"/a/b", false, false, &links)[0], Source::Resolved("/a/b".into()));
+    }
+
+    #[test]
     fn script_paths_are_made_absolute() {
         assert_eq!(absolute("./x.sh", Some("/tmp/d")), "/tmp/d/x.sh");
         assert_eq!(absolute("../x.sh", Some("/tmp/d")), "/tmp/x.sh");
