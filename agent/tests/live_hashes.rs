@@ -64,7 +64,7 @@ fn hashing_config() -> ioclab_agent::config::Config {
     c
 }
 
-fn exe_of<'a>(e: &'a Value) -> &'a Value {
+fn exe_of(e: &Value) -> &Value {
     &e["data"]["exe"]
 }
 

@@ -249,12 +249,12 @@ pub struct Hashing {
 impl Hashing {
     /// Opens the first of `sources` that is the file `key` names. `path` is
     /// how events name it. Files over `max_size` bytes are not read.
-    pub fn start(path: &Text, key: FileKey, sources: &[Source], max_size: u64) -> Result<Hashing, FileMeta> {
+    pub fn start(path: &Text, key: FileKey, sources: &[Source], max_size: u64) -> Result<Hashing, Box<FileMeta>> {
         let size = key.size.max(0) as u64;
         if size > max_size {
             let mut meta = error_meta(path, &format!("not hashed: {size} bytes is over the {max_size} bytes limit"));
             meta.size = size;
-            return Err(meta);
+            return Err(meta.into());
         }
         let mut why = Vec::new();
         for src in sources {
@@ -279,7 +279,7 @@ impl Hashing {
         if why.is_empty() {
             why.push("no name reaches it".into());
         }
-        Err(error_meta(path, &format!("not hashed: the file that ran cannot be read ({})", why.join("; "))))
+        Err(error_meta(path, &format!("not hashed: the file that ran cannot be read ({})", why.join("; "))).into())
     }
 
     /// Reads and hashes up to `slice` more bytes through `buf`; the file's
@@ -363,7 +363,7 @@ pub fn hash_now(path: &Text, key: FileKey, sources: &[Source], max_size: u64) ->
                 }
             }
         }
-        Err(meta) => meta,
+        Err(meta) => *meta,
     }
 }
 

@@ -220,7 +220,7 @@ fn work(jobs: Receiver<Job>, results: Sender<(FileKey, FileMeta)>, shared: Arc<S
         if let Some(job) = job {
             match Hashing::start(&job.path, job.key, &job.sources, max_size) {
                 Ok(h) => active.push_front((job.key, h)),
-                Err(meta) => send(job.key, meta),
+                Err(meta) => send(job.key, *meta),
             }
         } else if let Some((key, mut h)) = active.pop_front() {
             match h.step(&mut buf, SLICE) {
