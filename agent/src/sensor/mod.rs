@@ -1,8 +1,8 @@
 //! The running agent: one thread drains the kernel ring buffer, decodes the
 //! records, enriches, matches and writes them. Hashing a new file (the slow
-//! part) is done by a worker thread (`enrich::hasher`): the event waits for
-//! it up to a budget, later events behind it, and the loop never stops
-//! reading the ring.
+//! part) is done by a worker thread (`enrich::hasher`): only the event that
+//! needs the hashes waits for them, up to a budget; the loop never stops
+//! reading the ring nor writing the other events.
 //!
 //! One thread for the events, not a reader handing batches to a processor
 //! thread: each hand-off cost a wakeup, several µs on a VM, about a fifth of
