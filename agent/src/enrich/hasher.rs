@@ -170,6 +170,14 @@ impl Hashes {
         self.finished.clear();
     }
 
+    /// Drops the results no waiting event needs, once they are many (events
+    /// keep waiting, one after another, through a long storm).
+    pub fn trim_finished(&mut self, needed: impl Fn(&FileKey) -> bool) {
+        if self.finished.len() > 2 * MAX_IN_FLIGHT {
+            self.finished.retain(|k, _| needed(k));
+        }
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> CacheStats {
         CacheStats {

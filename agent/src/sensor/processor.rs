@@ -336,6 +336,9 @@ impl Processor {
         }
         if self.pending.is_empty() {
             self.hashes.forget_finished();
+        } else {
+            let pending = &self.pending;
+            self.hashes.trim_finished(|k| pending.iter().any(|w| w.waits.iter().any(|(_, key, _)| key == k)));
         }
     }
 
