@@ -62,6 +62,8 @@ fn main() {
     exec.exe.size = meta.size() as i64;
     exec.exe.mtime_sec = meta.mtime();
     exec.exe.mtime_nsec = meta.mtime_nsec() as u32;
+    exec.exe.ctime_sec = meta.ctime();
+    exec.exe.ctime_nsec = meta.ctime_nsec() as u32;
     exec.exe.dev = ((libc::major(meta.dev())) << 20) | libc::minor(meta.dev());
     exec.argv[..10].copy_from_slice(b"/bin/true\0");
     exec.argv_len = 10;
@@ -74,7 +76,8 @@ fn main() {
     procs.seed_from_proc().unwrap();
     let stats = Arc::new(Stats::default());
     let mut p =
-        Processor::new(config, host, procs, Arc::new(ArcSwapOption::empty()), Box::new(std::io::sink()), stats.clone());
+        Processor::new(config, host, procs, Arc::new(ArcSwapOption::empty()), Box::new(std::io::sink()), stats.clone())
+            .unwrap();
 
     const SPAWNS: u32 = 100_000;
     const BATCH: u32 = 100;
@@ -105,6 +108,7 @@ fn main() {
         }
     }
     p.batch(&mut records, 0);
+    p.finish();
     let ns = t.elapsed().as_nanos() as f64 / (3 * SPAWNS) as f64;
     assert_eq!(stats.written(), 3 * SPAWNS as u64);
     println!("pipeline.userspace_ns_per_event {ns:.0}  (decode + enrich + JSON + write to a sink; includes building the test records)");

@@ -121,6 +121,7 @@ struct walk {
 	struct mount *mnt;
 	__u32 off;
 	__u8 complete;
+	__u8 pseudo;
 };
 
 /* One step of the walk up to the root of the global mount tree: either
@@ -133,8 +134,11 @@ static long walk_step(__u32 index, struct walk *w)
 	struct mount *mnt = w->mnt;
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	/* its own parent but not a mount's root: a pseudo file (memfd, anonymous
+	 * inode) or a disconnected dentry, named "/<name>" as /proc shows it */
+	bool pseudo = dentry == parent && dentry != mnt_root;
 
-	if (dentry == mnt_root || dentry == parent) {
+	if (!pseudo && (dentry == mnt_root || dentry == parent)) {
 		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
 		if (dentry != mnt_root || mnt_parent == mnt || !mnt_parent) {
 			w->complete = 1;
@@ -153,6 +157,11 @@ static long walk_step(__u32 index, struct walk *w)
 	__u32 at = w->off & (IOCLAB_PATH_LEN - 1);
 	w->buf->data[at] = '/';
 	bpf_probe_read_kernel(&w->buf->data[at + 1], len, name);
+	if (pseudo) {
+		w->pseudo = 1;
+		w->complete = 1;
+		return 1;
+	}
 	w->dentry = parent;
 	return 0;
 }
@@ -174,6 +183,7 @@ static __always_inline void resolve_path(struct ioclab_path *out, struct dentry 
 	out->start = 0;
 	out->len = 0;
 	out->truncated = 1;
+	out->deleted = 0;
 	if (!w.buf || !dentry)
 		return;
 	bpf_loop(IOCLAB_PATH_DEPTH, walk_step, &w, 0);
@@ -187,8 +197,38 @@ static __always_inline void resolve_path(struct ioclab_path *out, struct dentry 
 		len = IOCLAB_PATH_LEN - 1; /* full buffer: keep it within bounds, truncated */
 	bpf_probe_read_kernel(out->data, len, &w.buf->data[w.off & (IOCLAB_PATH_LEN - 1)]);
 	out->truncated = !w.complete || w.off == 0;
+	/* d_unlinked(): unhashed and not a root; pseudo files are never linked */
+	out->deleted = w.pseudo ||
+		       (BPF_CORE_READ(dentry, d_parent) != dentry && !BPF_CORE_READ(dentry, d_hash.pprev));
 	out->start = 0;
 	out->len = len;
+}
+
+/* ctime and mtime of an inode, whichever way this kernel stores them. ctime
+ * moves at every change and userspace cannot set it back (touch -r sets
+ * mtime only): with the size, it tells a rewritten file from the one seen. */
+static __always_inline void read_times(struct ioclab_file *f, struct inode *inode)
+{
+	if (bpf_core_field_exists(inode->i_mtime_sec)) {
+		f->mtime_sec = BPF_CORE_READ(inode, i_mtime_sec);
+		f->mtime_nsec = BPF_CORE_READ(inode, i_mtime_nsec);
+	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_mtime)) {
+		f->mtime_sec = BPF_CORE_READ((struct inode___v66 *)inode, __i_mtime.tv_sec);
+		f->mtime_nsec = BPF_CORE_READ((struct inode___v66 *)inode, __i_mtime.tv_nsec);
+	} else {
+		f->mtime_sec = BPF_CORE_READ((struct inode___old *)inode, i_mtime.tv_sec);
+		f->mtime_nsec = BPF_CORE_READ((struct inode___old *)inode, i_mtime.tv_nsec);
+	}
+	if (bpf_core_field_exists(inode->i_ctime_sec)) {
+		f->ctime_sec = BPF_CORE_READ(inode, i_ctime_sec);
+		f->ctime_nsec = BPF_CORE_READ(inode, i_ctime_nsec) & 0x7fffffff;
+	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_ctime)) {
+		f->ctime_sec = BPF_CORE_READ((struct inode___v66 *)inode, __i_ctime.tv_sec);
+		f->ctime_nsec = BPF_CORE_READ((struct inode___v66 *)inode, __i_ctime.tv_nsec);
+	} else {
+		f->ctime_sec = BPF_CORE_READ((struct inode___old *)inode, i_ctime.tv_sec);
+		f->ctime_nsec = BPF_CORE_READ((struct inode___old *)inode, i_ctime.tv_nsec);
+	}
 }
 
 static __always_inline void fill_file(struct ioclab_file *f, struct file *file)
@@ -198,18 +238,7 @@ static __always_inline void fill_file(struct ioclab_file *f, struct file *file)
 	f->ino = inode->i_ino;
 	f->size = inode->i_size;
 	f->dev = inode->i_sb->s_dev;
-	if (bpf_core_field_exists(inode->i_mtime_sec)) {
-		f->mtime_sec = inode->i_mtime_sec;
-		f->mtime_nsec = inode->i_mtime_nsec;
-	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_mtime)) {
-		struct inode___v66 *i = (void *)inode;
-		f->mtime_sec = i->__i_mtime.tv_sec;
-		f->mtime_nsec = i->__i_mtime.tv_nsec;
-	} else {
-		struct inode___old *i = (void *)inode;
-		f->mtime_sec = i->i_mtime.tv_sec;
-		f->mtime_nsec = i->i_mtime.tv_nsec;
-	}
+	read_times(f, inode);
 	resolve_path(&f->path, file->f_path.dentry, file->f_path.mnt);
 }
 

@@ -67,17 +67,23 @@ struct ioclab_path {
 	__u16 start;
 	__u16 len;
 	__u8 truncated; /* deeper than IOCLAB_PATH_DEPTH or longer than IOCLAB_PATH_LEN */
-	__u8 _pad[3];
+	__u8 deleted;   /* unlinked, or a pseudo file (memfd): /proc shows " (deleted)" after it */
+	__u8 _pad[2];
 	char data[IOCLAB_PATH_LEN + IOCLAB_NAME_PAD];
 };
 
-/* The identity of an opened file: userspace caches hashes by (dev, ino, size, mtime). */
+/* The identity of an opened file: userspace caches hashes by (dev, ino, size,
+ * mtime, ctime) and hashes only a file it opened with this identity. ctime,
+ * unlike mtime, cannot be set back from userspace: any write moves it. */
 struct ioclab_file {
 	__u64 ino;
 	__s64 size;
 	__s64 mtime_sec;
 	__u32 mtime_nsec;
 	__u32 dev;
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 _pad;
 	struct ioclab_path path;
 };
 

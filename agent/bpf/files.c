@@ -120,16 +120,7 @@ static __always_inline void fill_file_read(struct ioclab_file *f, struct file *f
 	f->ino = BPF_CORE_READ(inode, i_ino);
 	f->size = BPF_CORE_READ(inode, i_size);
 	f->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	if (bpf_core_field_exists(inode->i_mtime_sec)) {
-		f->mtime_sec = BPF_CORE_READ(inode, i_mtime_sec);
-		f->mtime_nsec = BPF_CORE_READ(inode, i_mtime_nsec);
-	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_mtime)) {
-		f->mtime_sec = BPF_CORE_READ((struct inode___v66 *)inode, __i_mtime.tv_sec);
-		f->mtime_nsec = BPF_CORE_READ((struct inode___v66 *)inode, __i_mtime.tv_nsec);
-	} else {
-		f->mtime_sec = BPF_CORE_READ((struct inode___old *)inode, i_mtime.tv_sec);
-		f->mtime_nsec = BPF_CORE_READ((struct inode___old *)inode, i_mtime.tv_nsec);
-	}
+	read_times(f, inode);
 	resolve_path(&f->path, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
 }
 

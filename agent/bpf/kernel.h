@@ -51,17 +51,27 @@ struct inode {
 	__s64 i_size;
 	__s64 i_mtime_sec; /* since 6.11 */
 	__u32 i_mtime_nsec;
+	__s64 i_ctime_sec;
+	__u32 i_ctime_nsec; /* bit 31: "ctime queried" flag of multigrain timestamps (6.13) */
 } CORE;
 
-/* The same inode before 6.11: mtime was a timespec64, renamed to __i_mtime in 6.6. */
+/* The same inode before 6.11: mtime and ctime were timespec64s, renamed to
+ * __i_mtime / __i_ctime in 6.6-6.7. */
 struct inode___v66 {
 	struct timespec64 __i_mtime;
+	struct timespec64 __i_ctime;
 } CORE;
 struct inode___old {
 	struct timespec64 i_mtime;
+	struct timespec64 i_ctime;
+} CORE;
+
+struct hlist_bl_node {
+	struct hlist_bl_node *next, **pprev;
 } CORE;
 
 struct dentry {
+	struct hlist_bl_node d_hash; /* unhashed (pprev NULL) once unlinked */
 	struct dentry *d_parent;
 	struct qstr d_name;
 	struct inode *d_inode;

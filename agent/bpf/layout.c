@@ -32,6 +32,7 @@ int main(void)
 	FIELD(ioclab_path, start);
 	FIELD(ioclab_path, len);
 	FIELD(ioclab_path, truncated);
+	FIELD(ioclab_path, deleted);
 	FIELD(ioclab_path, data);
 	SIZE(ioclab_file);
 	FIELD(ioclab_file, ino);
@@ -39,6 +40,8 @@ int main(void)
 	FIELD(ioclab_file, mtime_sec);
 	FIELD(ioclab_file, mtime_nsec);
 	FIELD(ioclab_file, dev);
+	FIELD(ioclab_file, ctime_sec);
+	FIELD(ioclab_file, ctime_nsec);
 	FIELD(ioclab_file, path);
 	SIZE(ioclab_exec);
 	FIELD(ioclab_exec, hdr);

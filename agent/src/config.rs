@@ -27,6 +27,10 @@ pub struct Config {
     pub max_hash_size: u64,
     /// How many files' hashes are kept.
     pub hash_cache_size: usize,
+    /// How long, in ms, an event waits for a new file to be hashed; past
+    /// it the event is written without hashes (its `error` says so) and
+    /// later events of the file carry them.
+    pub hash_budget_ms: u64,
     /// Sends of fewer bytes make no `send_data` event (Kunai's option).
     pub send_data_min_len: u64,
     /// File events (create, read/write, rename, unlink, write_close) per
@@ -83,6 +87,8 @@ impl Default for Config {
             poll_interval_ms: 30,
             max_hash_size: 256 << 20,
             hash_cache_size: 4096,
+            // a 10 MB binary is read in well under this; a big one does not hold the output longer
+            hash_budget_ms: 250,
             send_data_min_len: 1,
             max_eps_fs: 2048,
             output: OutputConfig::default(),

@@ -92,7 +92,8 @@ pub struct Path {
     pub start: u16,
     pub len: u16,
     pub truncated: u8,
-    pub _pad: [u8; 3],
+    pub deleted: u8,
+    pub _pad: [u8; 2],
     pub data: [u8; PATH_LEN + NAME_PAD],
 }
 
@@ -105,6 +106,9 @@ pub struct File {
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
     pub dev: u32,
+    pub ctime_sec: i64,
+    pub ctime_nsec: u32,
+    pub _pad: u32,
     pub path: Path,
 }
 
@@ -350,6 +354,7 @@ mod tests {
             "ioclab_path.start" => field!(Path, start),
             "ioclab_path.len" => field!(Path, len),
             "ioclab_path.truncated" => field!(Path, truncated),
+            "ioclab_path.deleted" => field!(Path, deleted),
             "ioclab_path.data" => field!(Path, data),
             "ioclab_file" => (0, size_of::<File>()),
             "ioclab_file.ino" => field!(File, ino),
@@ -357,6 +362,8 @@ mod tests {
             "ioclab_file.mtime_sec" => field!(File, mtime_sec),
             "ioclab_file.mtime_nsec" => field!(File, mtime_nsec),
             "ioclab_file.dev" => field!(File, dev),
+            "ioclab_file.ctime_sec" => field!(File, ctime_sec),
+            "ioclab_file.ctime_nsec" => field!(File, ctime_nsec),
             "ioclab_file.path" => field!(File, path),
             "ioclab_exec" => (0, size_of::<Exec>()),
             "ioclab_exec.hdr" => field!(Exec, hdr),
@@ -524,7 +531,8 @@ mod tests {
 
     #[test]
     fn path_bytes_stay_in_bounds() {
-        let mut p = Path { start: 1020, len: 500, truncated: 0, _pad: [0; 3], data: [b'a'; PATH_LEN + NAME_PAD] };
+        let mut p =
+            Path { start: 1020, len: 500, truncated: 0, deleted: 0, _pad: [0; 2], data: [b'a'; PATH_LEN + NAME_PAD] };
         assert_eq!(p.bytes().len(), 4);
         p.start = 5000;
         assert!(p.bytes().is_empty());

@@ -4,6 +4,7 @@
 
 pub mod bpfprog;
 pub mod filemeta;
+pub mod hasher;
 pub mod modinfo;
 pub mod proctable;
 pub mod resolved;

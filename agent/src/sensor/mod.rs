@@ -1,11 +1,12 @@
 //! The running agent: one thread drains the kernel ring buffer, decodes the
 //! records, enriches, matches and writes them. Hashing a new file (the slow
-//! part) never leaves the ring unread: between 64 KB chunks of the file the
-//! thread reads the ring into a bounded backlog, processed next.
+//! part) is done by a worker thread (`enrich::hasher`): only the event that
+//! needs the hashes waits for them, up to a budget; the loop never stops
+//! reading the ring nor writing the other events.
 //!
-//! One thread, not a reader handing batches to a processor thread: each
-//! hand-off cost a wakeup, several µs on a VM, about a fifth of the agent's
-//! CPU in an exec storm.
+//! One thread for the events, not a reader handing batches to a processor
+//! thread: each hand-off cost a wakeup, several µs on a VM, about a fifth of
+//! the agent's CPU in an exec storm. Only cache misses go to the worker.
 
 pub(crate) mod network;
 mod processor;
@@ -16,7 +17,6 @@ pub mod tap;
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use crate::enrich::proctable::ProcessTable;
 use crate::events::EventKind;
 use crate::ioc::loader::{load_files, IocFileError};
 use crate::ioc::IocSet;
-pub use processor::{Processor, RingReader};
+pub use processor::Processor;
 use record::{decode, Record};
 
 /// Flags the caller sets (from signal handlers) to steer a running agent.
@@ -158,7 +158,7 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     let known = procs.seed_from_proc()?;
 
     let stats = Arc::new(Stats::default());
-    let mut processor = Processor::new(config.clone(), host, procs, iocs.clone(), out, stats.clone());
+    let mut processor = Processor::new(config.clone(), host, procs, iocs.clone(), out, stats.clone())?;
     processor.set_taps(control.taps.clone());
     let start = processor.agent_event(start::start_data(&config));
     processor.emit(start);
@@ -171,12 +171,10 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     tracing::info!("agent ready: {known} running processes known, writing {what} to {to}; Ctrl-C to stop");
 
     let (cpu0, _) = rusage();
-    // the ring is read by the loop, and by the processor while it hashes a file
-    let programs = Rc::new(RefCell::new(programs));
-    processor.set_reader(ring_reader(programs.clone()));
+    let programs = RefCell::new(programs);
     let reload = || spawn_reload(iocs_paths.clone(), iocs.clone());
     read_loop(&programs, &config, &control, &mut processor, &reload);
-    processor.flush();
+    processor.finish();
     let hash_stats = processor.hash_stats();
     let (cpu1, max_rss_kb) = rusage();
     Ok(Summary {
@@ -188,24 +186,6 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
         hash_cpu_us: hash_stats.hash_cpu_us,
         cpu_us: cpu1.saturating_sub(cpu0),
         max_rss_kb,
-    })
-}
-
-/// What the processor calls while it hashes a file: reads the ring into its
-/// backlog every READ_WHILE_HASHING, up to BACKLOG_RECORDS.
-fn ring_reader(programs: Rc<RefCell<Programs>>) -> RingReader {
-    let mut last = Instant::now();
-    Box::new(move |backlog: &mut Vec<Record>| {
-        if last.elapsed() < READ_WHILE_HASHING || backlog.len() >= BACKLOG_RECORDS {
-            return 0;
-        }
-        last = Instant::now();
-        let t0 = crate::enrich::filemeta::thread_cpu_us();
-        // the loop holds no borrow while the processor runs: this one succeeds
-        if let Ok(mut p) = programs.try_borrow_mut() {
-            p.drain(BATCH_RECORDS, |bytes| backlog.push(decode(bytes)));
-        }
-        crate::enrich::filemeta::thread_cpu_us().saturating_sub(t0)
     })
 }
 
@@ -227,13 +207,6 @@ fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
     }
 }
 
-/// Records read while a file is hashed, at most: tens of MB at worst, they
-/// let the hashing of a big new binary (seconds, at worst) go on at a high
-/// event rate before the kernel ring has to drop and report losses.
-const BACKLOG_RECORDS: usize = 64 * BATCH_RECORDS;
-/// How often the ring is read while a file is hashed: well before it fills
-/// at 100k events/s.
-const READ_WHILE_HASHING: Duration = Duration::from_millis(2);
 /// Records in one batch, at most.
 const BATCH_RECORDS: usize = 1024;
 
@@ -276,9 +249,20 @@ fn read_loop(
                 programs.borrow_mut().set_reader_state(ReaderState::BusySleep);
                 busy_timeout
             };
-            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd. EINTR (a signal) just ends the wait early.
-            unsafe { libc::poll(&mut pfd, 1, timeout) };
+            // an event waiting for hashes is written at its deadline at the latest
+            let timeout = match processor.next_deadline() {
+                Some(d) => timeout.min(d.saturating_duration_since(Instant::now()).as_millis() as i32 + 1),
+                None => timeout,
+            };
+            let mut pfds = [
+                libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: processor.hash_wake_fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: two valid pollfds. EINTR (a signal) just ends the wait early.
+            unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout) };
+            if pfds[1].revents != 0 {
+                processor.woken();
+            }
         }
         let mut ring = programs.borrow_mut();
         more = ring.drain(BATCH_RECORDS, |bytes| records.push(decode(bytes))) == BATCH_RECORDS;
@@ -305,16 +289,12 @@ fn read_loop(
             read_since = 0;
             last_check = Instant::now();
         }
-        // the processor reads the ring itself while it hashes; what it read
-        // meanwhile comes after the batch, in order
         drop(ring);
-        while !records.is_empty() {
+        if !records.is_empty() {
             batch_no += 1;
             processor.batch(&mut records, batch_no);
-            let backlog = processor.take_backlog();
-            if !backlog.is_empty() {
-                records = backlog;
-            }
+        } else if processor.next_deadline().is_some() {
+            processor.tick();
         }
         if stopping {
             return;

@@ -1,9 +1,11 @@
 //! Turns decoded kernel records into Kunai events: process table, file
 //! hashes, IoC matching, then one JSON line each to the output.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
@@ -16,7 +18,8 @@ use super::record::{Exec, NetKind, Record};
 use super::Stats;
 use crate::bpf::abi;
 use crate::config::Config;
-use crate::enrich::filemeta::HashCache;
+use crate::enrich::filemeta::{self, FileKey, Source};
+use crate::enrich::hasher::{Hashes, Lookup};
 use crate::enrich::proctable::ProcessTable;
 use crate::events::time::BootClock;
 use crate::events::*;
@@ -29,7 +32,13 @@ pub struct Processor {
     source: Text,
     clock: BootClock,
     procs: ProcessTable,
-    hashes: HashCache,
+    hashes: Hashes,
+    /// Events waiting for a new file's hashes, oldest first: each is
+    /// written once hashed, or at its deadline without hashes. Other events
+    /// do not wait behind them.
+    pending: VecDeque<Waiting>,
+    /// How long an event waits for its files' hashes.
+    budget: Duration,
     /// None: no IoC file given, every event is written.
     iocs: Arc<ArcSwapOption<IocSet>>,
     filter: bool,
@@ -38,22 +47,104 @@ pub struct Processor {
     stats: Arc<Stats>,
     batch: u64,
     net: Network,
-    /// Reads the kernel ring while a file is hashed (see [`Processor::set_reader`]).
-    reader: Option<RingReader>,
-    /// What `reader` read: processed after the current batch.
-    backlog: Vec<Record>,
     /// Tasks as rendered for `info` (interior: events are built through `&self`).
     tasks: std::cell::RefCell<tasks::TaskCache>,
     /// Consumers of some cgroups' events (see [`super::tap`]).
     taps: super::tap::Taps,
 }
 
-/// Reads kernel records into a vector; returns the CPU µs it took.
-pub type RingReader = Box<dyn FnMut(&mut Vec<Record>) -> u64>;
+/// Events waiting for hashes, at most: past it the oldest is written
+/// without them (bounds memory when a flood of new files meets an event storm).
+const MAX_WAITING: usize = 8192;
 
-/// Runs the ring reader, if any, into `backlog`: called between the chunks of a file being hashed.
-fn read_meanwhile(reader: &mut Option<RingReader>, backlog: &mut Vec<Record>) -> u64 {
-    reader.as_mut().map_or(0, |read| read(backlog))
+/// Which file of an event waits for its hashes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Slot {
+    /// `exe` of execve / execve_script.
+    Exe,
+    /// `interpreter` of execve_script.
+    Interpreter,
+    /// `mapped` of mmap_exec.
+    Mapped,
+}
+
+/// The files an event waits for: where they go, their identity, their name.
+pub(crate) type Waits = Vec<(Slot, FileKey, Text)>;
+
+/// An event held until its files are hashed (or its deadline).
+struct Waiting {
+    ev: Event,
+    waits: Waits,
+    deadline: Instant,
+}
+
+fn slot(data: &mut EventData, s: Slot) -> Option<&mut FileRef> {
+    match (data, s) {
+        (EventData::Execve(d), Slot::Exe) => Some(&mut d.exe),
+        (EventData::ExecveScript(d), Slot::Exe) => Some(&mut d.exe),
+        (EventData::ExecveScript(d), Slot::Interpreter) => Some(&mut d.interpreter),
+        (EventData::MmapExec(d), Slot::Mapped) => Some(&mut d.mapped),
+        _ => None,
+    }
+}
+
+/// How events name a file the kernel resolved: a truncated path is only its
+/// tail and starts with "…" (never a name to open or to match); an unlinked
+/// or nameless file (memfd) ends with " (deleted)", as /proc shows it.
+pub(crate) fn shown_path(bytes: &[u8], truncated: bool, deleted: bool) -> Text {
+    let path = String::from_utf8_lossy(bytes);
+    match (truncated, deleted) {
+        (false, false) => path.as_ref().into(),
+        (true, false) => format!("…{path}").as_str().into(),
+        (false, true) => format!("{path} (deleted)").as_str().into(),
+        (true, true) => format!("…{path} (deleted)").as_str().into(),
+    }
+}
+
+/// Where the worker may read a file the kernel resolved: its name, unless
+/// truncated or unlinked, then the process's own `/proc` links to it.
+pub(crate) fn kernel_sources(bytes: &[u8], truncated: bool, deleted: bool, links: &[String]) -> Vec<Source> {
+    let mut v = Vec::with_capacity(1 + links.len());
+    if !truncated && !deleted && bytes.starts_with(b"/") {
+        v.push(Source::Resolved(filemeta::path_of(bytes)));
+    }
+    v.extend(links.iter().map(|l| Source::Lookup(l.into())));
+    v
+}
+
+/// A script name as the process that ran it sees it: `/proc/self`,
+/// `/proc/thread-self`, `/dev/fd` and `/dev/std*` name that process's
+/// files, never the agent's; a relative name is under its working directory.
+/// True when the name went through the process's /proc entry.
+fn script_path(filename: &[u8], cwd: Option<&[u8]>, tgid: u32, pid: u32) -> (PathBuf, bool) {
+    let own = |rest: &[u8], base: String| {
+        let mut p = base.into_bytes();
+        p.extend_from_slice(rest);
+        (filemeta::path_of(&p), true)
+    };
+    for (std, fd) in [(&b"/dev/stdin"[..], 0), (b"/dev/stdout", 1), (b"/dev/stderr", 2)] {
+        if filename == std {
+            return (format!("/proc/{tgid}/fd/{fd}").into(), true);
+        }
+    }
+    if let Some(rest) = filename.strip_prefix(b"/proc/self/") {
+        return own(rest, format!("/proc/{tgid}/"));
+    }
+    if let Some(rest) = filename.strip_prefix(b"/proc/thread-self/") {
+        return own(rest, format!("/proc/{tgid}/task/{pid}/"));
+    }
+    if let Some(rest) = filename.strip_prefix(b"/dev/fd/") {
+        return own(rest, format!("/proc/{tgid}/fd/"));
+    }
+    match cwd {
+        Some(cwd) if !filename.starts_with(b"/") => {
+            let mut p = cwd.to_vec();
+            p.push(b'/');
+            p.extend_from_slice(filename);
+            (filemeta::path_of(&p), false)
+        }
+        _ => (filemeta::path_of(filename), false),
+    }
 }
 
 fn comm(t: &abi::Task) -> String {
@@ -99,13 +190,15 @@ impl Processor {
         iocs: Arc<ArcSwapOption<IocSet>>,
         out: Box<dyn Write + Send>,
         stats: Arc<Stats>,
-    ) -> Self {
-        Processor {
+    ) -> std::io::Result<Self> {
+        Ok(Processor {
             source: config.event_source.as_str().into(),
             host,
             clock: BootClock::new(),
             procs,
-            hashes: HashCache::new(config.hash_cache_size, config.max_hash_size),
+            hashes: Hashes::new(config.hash_cache_size, config.max_hash_size)?,
+            pending: VecDeque::new(),
+            budget: Duration::from_millis(config.hash_budget_ms),
             iocs,
             filter: !config.scanner.iocs.is_empty(),
             out,
@@ -113,29 +206,15 @@ impl Processor {
             stats,
             batch: 0,
             net: Network::default(),
-            reader: None,
-            backlog: Vec::new(),
             tasks: Default::default(),
             taps: Default::default(),
             config,
-        }
-    }
-
-    /// Lets file hashing, which can take long for a big new binary, read the
-    /// kernel ring meanwhile, so the ring does not fill while the thread that
-    /// reads it hashes. What is read is processed after the current batch.
-    pub fn set_reader(&mut self, reader: RingReader) {
-        self.reader = Some(reader);
+        })
     }
 
     /// Sends the events of tapped cgroups to their taps instead of the output.
     pub fn set_taps(&mut self, taps: super::tap::Taps) {
         self.taps = taps;
-    }
-
-    /// Records read while hashing, to process next (empty when none were).
-    pub fn take_backlog(&mut self) -> Vec<Record> {
-        std::mem::take(&mut self.backlog)
     }
 
     fn task_info(&self, t: &abi::Task) -> TaskInfo {
@@ -185,15 +264,99 @@ impl Processor {
         if last_time > 0 {
             self.procs.sweep(last_time);
         }
+        self.release(false);
         self.flush();
+    }
+
+    /// An eventfd that becomes readable when the hashing worker has results:
+    /// poll it with the ring, and call [`Processor::woken`] when it is.
+    pub fn hash_wake_fd(&self) -> std::os::fd::RawFd {
+        self.hashes.wake_fd()
+    }
+
+    /// The hashing worker has results: clears its wakeup.
+    pub fn woken(&self) {
+        self.hashes.woken();
+    }
+
+    /// When the oldest event waiting for hashes is due, if one waits.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending.front().map(|w| w.deadline)
+    }
+
+    /// Writes the events whose hashes came or whose deadline passed.
+    pub fn tick(&mut self) {
+        self.release(false);
+        self.flush();
+    }
+
+    /// Writes every event still waiting, without the hashes not read yet:
+    /// a stop never waits for a file.
+    pub fn finish(&mut self) {
+        self.release(true);
+        self.flush();
+    }
+
+    /// Writes the waiting events whose hashes came, or that are due, or
+    /// (`force`) all.
+    fn release(&mut self, force: bool) {
+        if self.hashes.busy() {
+            self.hashes.poll();
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let overflow = self.pending.len().saturating_sub(MAX_WAITING);
+        for (i, mut w) in std::mem::take(&mut self.pending).into_iter().enumerate() {
+            let hashes = &mut self.hashes;
+            let data = &mut w.ev.data;
+            w.waits.retain(|(s, key, path)| match hashes.finished(key, path) {
+                Some(meta) => {
+                    if let Some(f) = slot(data, *s) {
+                        *f = meta;
+                    }
+                    false
+                }
+                None => true,
+            });
+            if !w.waits.is_empty() {
+                let why = if force {
+                    "not hashed: the agent stopped before the file was read".to_string()
+                } else if i < overflow {
+                    "not hashed: too many events were waiting for hashes".to_string()
+                } else if now >= w.deadline {
+                    format!(
+                        "not hashed within the {} ms budget: the file is still being read, \
+                         later events of it carry its hashes",
+                        self.budget.as_millis()
+                    )
+                } else {
+                    self.pending.push_back(w);
+                    continue;
+                };
+                for (s, _, path) in w.waits.drain(..) {
+                    if let Some(f) = slot(&mut w.ev.data, s) {
+                        *f = filemeta::error_meta(&path, &why).into();
+                    }
+                }
+            }
+            self.emit(w.ev);
+        }
+        if self.pending.is_empty() {
+            self.hashes.forget_finished();
+        } else {
+            let pending = &self.pending;
+            self.hashes.trim_finished(|k| pending.iter().any(|w| w.waits.iter().any(|(_, key, _)| key == k)));
+        }
     }
 
     fn event(&mut self, r: Record) -> Option<Event> {
         match r {
             Record::Exec(e) => {
-                let ev = self.exec(&e);
+                self.exec(&e);
                 Record::Exec(e).recycle();
-                ev
+                None
             }
             Record::Clone { hdr, flags } => {
                 // make sure the parent is known (from /proc if need be) so the child inherits from it
@@ -269,18 +432,69 @@ impl Processor {
         Event { info: self.info(data.kind(), hdr), data, detection: None }
     }
 
-    fn exec(&mut self, e: &Exec) -> Option<Event> {
-        let command_line = crate::enrich::proctable::command_line(&e.argv);
-        let meanwhile = &mut || read_meanwhile(&mut self.reader, &mut self.backlog);
-        let binary_meta = self.hashes.get(&e.exe_path, (!e.exe_truncated).then_some(e.exe_key), meanwhile);
-        let binary = binary_meta.path.clone();
+    /// The metadata of a file the kernel resolved (`key`, named `path`):
+    /// now, or a placeholder and a wait in `waits`.
+    pub(crate) fn file_ref(
+        &mut self,
+        key: FileKey,
+        path: &Text,
+        sources: impl FnOnce() -> Vec<Source>,
+        at: Slot,
+        waits: &mut Waits,
+    ) -> FileRef {
+        match self.hashes.lookup(key, path, sources) {
+            Lookup::Ready(meta) => meta,
+            Lookup::Pending => {
+                waits.push((at, key, path.clone()));
+                FileMeta { path: path.clone(), ..Default::default() }.into()
+            }
+        }
+    }
+
+    /// The script of an execve_script: no identity from the kernel (it only
+    /// keeps the interpreter's file), so the one its name reaches now, in
+    /// the process's view (see [`script_path`]).
+    fn script_ref(&mut self, e: &Exec, waits: &mut Waits) -> FileRef {
+        let (tgid, pid) = (e.hdr.task.tgid, e.hdr.task.pid);
+        let cwd = e.cwd.as_deref();
+        let given = String::from_utf8_lossy(&e.filename);
+        if e.filename_truncated {
+            let path: Text = format!("{given}…").as_str().into();
+            return filemeta::error_meta(&path, "not hashed: the script's name was truncated by the kernel").into();
+        }
+        let (source, via_proc) = script_path(&e.filename, cwd, tgid, pid);
+        let path: Text = if via_proc {
+            // what the process's link points to: the script's own name, or /memfd:... (deleted)
+            match std::fs::read_link(&source) {
+                Ok(t) => t.to_string_lossy().as_ref().into(),
+                Err(_) => given.as_ref().into(),
+            }
+        } else {
+            absolute(&given, cwd.map(String::from_utf8_lossy).as_deref()).as_str().into()
+        };
+        match filemeta::key_of(&source) {
+            Ok(key) => self.file_ref(key, &path, || vec![Source::Lookup(source)], Slot::Exe, waits),
+            Err(err) => filemeta::error_meta(&path, &format!("not hashed: {}: {err}", source.display())).into(),
+        }
+    }
+
+    fn exec(&mut self, e: &Exec) {
+        let mut command_line = crate::enrich::proctable::command_line(&e.argv);
+        if e.argv_truncated {
+            // the kernel kept only the first bytes of the arguments
+            command_line = format!("{command_line}…").as_str().into();
+        }
+        let tgid = e.hdr.task.tgid;
+        let mut waits = Waits::new();
+        let binary_path = shown_path(&e.exe_path, e.exe_truncated, e.exe_deleted);
+        let links = || kernel_sources(&e.exe_path, e.exe_truncated, e.exe_deleted, &[format!("/proc/{tgid}/exe")]);
+        let at = if e.is_script { Slot::Interpreter } else { Slot::Exe };
+        let binary_meta = self.file_ref(e.exe_key, &binary_path, links, at, &mut waits);
         let parent = self.procs.lookup(e.hdr.parent.tgid, e.hdr.parent.start_boottime, 0);
         let (parent_exe, parent_command_line) = (parent.exe.clone(), parent.command_line.clone());
-        let script_meta =
-            e.is_script.then(|| self.hashes.get(&absolute(&e.filename, e.cwd.as_deref()), None, meanwhile));
+        let script_meta = e.is_script.then(|| self.script_ref(e, &mut waits));
         // later events of a script's process name the script, not its interpreter
-        let exe = script_meta.as_ref().map_or_else(|| binary.clone(), |m| m.path.clone());
-        let tgid = e.hdr.task.tgid;
+        let exe = script_meta.as_ref().map_or_else(|| binary_path.clone(), |m| m.path.clone());
         let ancestors = self
             .procs
             .exec(tgid, e.hdr.task.start_boottime, e.hdr.parent.tgid, exe, command_line.clone())
@@ -303,7 +517,10 @@ impl Processor {
                 exe: binary_meta,
             }),
         };
-        self.wanted(data.kind()).then(|| self.event_of(data, &e.hdr))
+        if self.wanted(data.kind()) {
+            let ev = self.event_of(data, &e.hdr);
+            self.emit_waiting(ev, waits);
+        }
     }
 
     /// An event about the agent itself (start, loss, errors).
@@ -325,6 +542,15 @@ impl Processor {
             cgroup_id: 0,
         };
         Event { data, info, detection: None }
+    }
+
+    /// Writes `ev` once the files in `waits` are hashed (or at its
+    /// deadline): the event waits, not the events after it.
+    pub(crate) fn emit_waiting(&mut self, ev: Event, waits: Waits) {
+        if waits.is_empty() {
+            return self.emit(ev);
+        }
+        self.pending.push_back(Waiting { ev, waits, deadline: Instant::now() + self.budget });
     }
 
     /// Matches, filters and writes one event.
@@ -372,7 +598,7 @@ impl Processor {
     }
 
     /// Hash cache counters.
-    pub fn hash_stats(&self) -> crate::enrich::filemeta::CacheStats {
+    pub fn hash_stats(&self) -> filemeta::CacheStats {
         self.hashes.stats()
     }
 }
@@ -387,6 +613,32 @@ mod tests {
         assert_eq!(error_code(3 << 8), 3);
         assert_eq!(error_code(9), 137);
         assert_eq!(error_code(15 | 0x80), 143, "core dump bit ignored");
+    }
+
+    #[test]
+    fn script_names_of_the_process_are_resolved_in_its_proc_entry() {
+        let p = |f: &[u8], cwd: Option<&[u8]>| script_path(f, cwd, 42, 43);
+        assert_eq!(p(b"/proc/self/fd/3", None), (PathBuf::from("/proc/42/fd/3"), true));
+        assert_eq!(p(b"/dev/fd/0", None), (PathBuf::from("/proc/42/fd/0"), true));
+        assert_eq!(p(b"/dev/stdin", None), (PathBuf::from("/proc/42/fd/0"), true));
+        assert_eq!(p(b"/proc/thread-self/fd/5", None), (PathBuf::from("/proc/42/task/43/fd/5"), true));
+        assert_eq!(p(b"./x.sh", Some(b"/tmp/d")), (PathBuf::from("/tmp/d/./x.sh"), false));
+        assert_eq!(p(b"/opt/x.sh", Some(b"/tmp")), (PathBuf::from("/opt/x.sh"), false));
+        // raw bytes, not a lossy string
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(p(b"/tmp/\xff.sh", None).0.as_os_str().as_bytes(), b"/tmp/\xff.sh");
+    }
+
+    #[test]
+    fn truncated_and_deleted_names_are_marked_and_not_opened() {
+        assert_eq!(&*shown_path(b"/a/b", false, false), "/a/b");
+        assert_eq!(&*shown_path(b"/b/r1", true, false), "…/b/r1");
+        assert_eq!(&*shown_path(b"/memfd:x", false, true), "/memfd:x (deleted)");
+        let links = ["/proc/1/exe".to_string()];
+        let only_proc = vec![Source::Lookup("/proc/1/exe".into())];
+        assert_eq!(kernel_sources(b"/b/r1", true, false, &links), only_proc, "a tail is never opened");
+        assert_eq!(kernel_sources(b"/a/b", false, true, &links), only_proc, "an unlinked name is someone else's");
+        assert_eq!(kernel_sources(b"/a/b", false, false, &links)[0], Source::Resolved("/a/b".into()));
     }
 
     #[test]

@@ -64,18 +64,24 @@ pub struct Exec {
     pub hdr: abi::Header,
     /// Identity of the binary that runs (the interpreter, for scripts).
     pub exe_key: FileKey,
-    /// Its resolved path.
-    pub exe_path: String,
-    /// The path resolution hit a limit.
+    /// Its resolved path, as the kernel's bytes (opened by them, shown lossily).
+    pub exe_path: Vec<u8>,
+    /// The path resolution hit a limit: `exe_path` is only its tail.
     pub exe_truncated: bool,
+    /// The binary was unlinked when it started, or has no name (memfd).
+    pub exe_deleted: bool,
     /// Arguments, NUL-separated.
     pub argv: Vec<u8>,
-    /// The name given to execve.
-    pub filename: String,
+    /// The kernel kept only the first bytes of the arguments.
+    pub argv_truncated: bool,
+    /// The name given to execve, as the kernel's bytes.
+    pub filename: Vec<u8>,
+    /// `filename` filled its buffer: only its start.
+    pub filename_truncated: bool,
     /// Ran through an interpreter.
     pub is_script: bool,
     /// Working directory, for scripts named by a relative path.
-    pub cwd: Option<String>,
+    pub cwd: Option<Vec<u8>>,
 }
 
 /// What a network record reports.
@@ -146,6 +152,8 @@ pub enum FileSysDetail {
         path: String,
         /// Path resolution hit a limit.
         truncated: bool,
+        /// Unlinked, or a pseudo file (memfd).
+        deleted: bool,
     },
     /// rename (two names) or unlink (one), made absolute.
     Paths(Vec<String>),
@@ -205,10 +213,10 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `s` = `b` (invalid UTF-8 replaced), in `s`'s allocation.
-fn set_lossy(s: &mut String, b: &[u8]) {
-    s.clear();
-    s.push_str(&String::from_utf8_lossy(b));
+/// `v` = `b`, in `v`'s allocation.
+fn set_bytes(v: &mut Vec<u8>, b: &[u8]) {
+    v.clear();
+    v.extend_from_slice(b);
 }
 
 /// The boxes of decoded exec and network records, given back once their
@@ -238,10 +246,13 @@ mod pool {
             Box::new(Exec {
                 hdr: crate::bpf::abi::zeroed(),
                 exe_key: Default::default(),
-                exe_path: String::new(),
+                exe_path: Vec::new(),
                 exe_truncated: false,
+                exe_deleted: false,
                 argv: Vec::new(),
-                filename: String::new(),
+                argv_truncated: false,
+                filename: Vec::new(),
+                filename_truncated: false,
                 is_script: false,
                 cwd: None,
             })
@@ -313,20 +324,17 @@ pub fn decode(bytes: &[u8]) -> Record {
             let cwd = e.cwd.len;
             let mut x = pool::take_exec();
             x.hdr = e.hdr;
-            x.exe_key = FileKey {
-                dev: e.exe.dev,
-                ino: e.exe.ino,
-                size: e.exe.size,
-                mtime_sec: e.exe.mtime_sec,
-                mtime_nsec: e.exe.mtime_nsec,
-            };
-            set_lossy(&mut x.exe_path, e.exe.path.bytes());
+            x.exe_key = FileKey::of_kernel(&e.exe);
+            set_bytes(&mut x.exe_path, e.exe.path.bytes());
             x.exe_truncated = e.exe.path.truncated != 0;
-            x.argv.clear();
-            x.argv.extend_from_slice(&e.argv[..argv_len]);
-            set_lossy(&mut x.filename, &e.filename[..filename_len]);
+            x.exe_deleted = e.exe.path.deleted != 0;
+            set_bytes(&mut x.argv, &e.argv[..argv_len]);
+            x.argv_truncated = e.argv_truncated != 0;
+            set_bytes(&mut x.filename, &e.filename[..filename_len]);
+            // the kernel copies at most PATH_LEN - 1 bytes and a NUL
+            x.filename_truncated = filename_len >= abi::PATH_LEN - 1;
             x.is_script = e.is_script != 0;
-            x.cwd = (cwd > 0).then(|| lossy(e.cwd.bytes()));
+            x.cwd = (cwd > 0).then(|| e.cwd.bytes().to_vec());
             Record::Exec(x)
         }
         abi::KIND_CLONE => match abi::read::<abi::Clone>(bytes) {
@@ -367,15 +375,10 @@ pub fn decode(bytes: &[u8]) -> Record {
                 FileSysDetail::File {
                     f_mode: f.f_mode,
                     config: f.config != 0,
-                    key: FileKey {
-                        dev: f.file.dev,
-                        ino: f.file.ino,
-                        size: f.file.size,
-                        mtime_sec: f.file.mtime_sec,
-                        mtime_nsec: f.file.mtime_nsec,
-                    },
+                    key: FileKey::of_kernel(&f.file),
                     path: lossy(f.file.path.bytes()),
                     truncated: f.file.path.truncated != 0,
+                    deleted: f.file.path.deleted != 0,
                 },
             ),
             None => short("file"),
@@ -490,14 +493,14 @@ mod tests {
         let script = exec_bytes(b"/bin/sh\0./long-script-name.sh\0--with --args\0", Some(b"/tmp/somewhere"));
         let Record::Exec(first) = decode(words_as_bytes(&script)) else { panic!("exec") };
         assert!(first.is_script);
-        assert_eq!(first.cwd.as_deref(), Some("/tmp/somewhere"));
+        assert_eq!(first.cwd.as_deref(), Some(&b"/tmp/somewhere"[..]));
         Record::Exec(first).recycle();
         let plain = exec_bytes(b"/bin/true\0", None);
         let Record::Exec(second) = decode(words_as_bytes(&plain)) else { panic!("exec") };
         assert!(!second.is_script);
         assert_eq!(second.cwd, None);
         assert_eq!(second.argv, b"/bin/true\0");
-        assert_eq!(second.exe_path, "");
+        assert!(second.exe_path.is_empty());
         assert!(second.argv.capacity() >= 40, "the recycled buffer was reused");
     }
 

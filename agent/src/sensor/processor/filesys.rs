@@ -5,7 +5,10 @@
 
 use sha2::Digest;
 
-use super::Processor;
+use super::{Processor, Slot, Waits};
+
+/// Page size of the mappings (x86_64, like the syscall programs).
+const PAGE: u64 = 4096;
 use crate::bpf::abi;
 use crate::enrich::bpfprog;
 use crate::events::*;
@@ -143,8 +146,10 @@ impl Processor {
         let (ancestors, command_line, exe) =
             (p.ancestors.clone(), p.command_line.clone(), FilePath { path: p.exe.clone() });
         let mut out: Vec<EventData> = Vec::new();
+        // what an mmap_exec event waits for (no other event here has hashes)
+        let mut waits = Waits::new();
         match r.detail {
-            FileSysDetail::File { f_mode, config, key, path, truncated } => {
+            FileSysDetail::File { f_mode, config, key, path, truncated, deleted } => {
                 let text: Text = path.as_str().into();
                 let file = |path: &Text| FileData {
                     ancestors: ancestors.clone(),
@@ -177,8 +182,16 @@ impl Processor {
                         out.push(EventData::WriteClose(file(&text)))
                     }
                     abi::OP_MMAP_EXEC if self.wanted(EventKind::MmapExec) => {
-                        let meanwhile = &mut || super::read_meanwhile(&mut self.reader, &mut self.backlog);
-                        let mapped = self.hashes.get(&path, (!truncated).then_some(key), meanwhile);
+                        let shown = super::shown_path(path.as_bytes(), truncated, deleted);
+                        // the mapping itself reaches the file when its name does not (args: addr, len, .., fd)
+                        let (start, len, fd) = (r.ret as u64, r.args[1], r.args[4] as i32);
+                        let end = start.saturating_add(len.div_ceil(PAGE) * PAGE);
+                        let links = [
+                            format!("/proc/{}/map_files/{start:x}-{end:x}", t.tgid),
+                            format!("/proc/{}/fd/{fd}", t.tgid),
+                        ];
+                        let sources = || super::kernel_sources(path.as_bytes(), truncated, deleted, &links);
+                        let mapped = self.file_ref(key, &shown, sources, Slot::Mapped, &mut waits);
                         out.push(EventData::MmapExec(MmapExecData { ancestors, command_line, exe, mapped }));
                     }
                     _ => {}
@@ -223,8 +236,9 @@ impl Processor {
             }
         }
         for data in out {
+            let w = if matches!(data, EventData::MmapExec(_)) { std::mem::take(&mut waits) } else { Waits::new() };
             let ev = self.event_of(data, &r.hdr);
-            self.emit(ev);
+            self.emit_waiting(ev, w);
         }
     }
 

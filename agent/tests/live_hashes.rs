@@ -1,0 +1,466 @@
+//! Live attacks on the hashes of execve events: a hash is the hash of the
+//! file the kernel executed, or there is none and `error` says why; and no
+//! file an attacker chooses can stall the agent.
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use common::*;
+use serde_json::Value;
+
+/// A copy of `base` with `tag` appended (an ELF runs the same with data
+/// after it): a binary whose hash no other file has.
+fn variant(dir: &Path, name: impl AsRef<Path>, base: &str, tag: &str) -> PathBuf {
+    let p = dir.join(name);
+    let mut bytes = std::fs::read(base).unwrap();
+    bytes.extend_from_slice(format!("ioclab-test-{}-{tag}", std::process::id()).as_bytes());
+    std::fs::write(&p, bytes).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// Processes killed and reaped when the test ends, passed or not.
+#[derive(Default)]
+struct Kids(Vec<Child>);
+
+impl Kids {
+    fn spawn(&mut self, cmd: &mut Command) -> u32 {
+        let c = cmd.spawn().unwrap();
+        let pid = c.id();
+        self.0.push(c);
+        pid
+    }
+}
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Makes an agent that hashes on its event thread (the code before the
+/// worker) busy for seconds, so the next attacks happen before it looks:
+/// a fresh 200 MB binary (sparse). The agent under test hashes it aside.
+fn keep_an_inline_hasher_busy(dir: &Path) {
+    let big = dir.join("big-true");
+    std::fs::copy("/bin/true", &big).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(200 << 20).unwrap();
+    assert!(Command::new(&big).status().unwrap().success());
+}
+
+fn hashing_config() -> ioclab_agent::config::Config {
+    let mut c = config();
+    c.max_hash_size = 1 << 30;
+    // events wait for their hashes however loaded the machine: no test depends on timing
+    c.hash_budget_ms = 600_000;
+    c
+}
+
+fn exe_of(e: &Value) -> &Value {
+    &e["data"]["exe"]
+}
+
+/// Runs `check`; if it fails, an agent stuck in a file (the bug under test)
+/// is left behind rather than joined, so the test fails instead of hanging.
+fn or_abandon(agent: LiveAgent, check: impl FnOnce(&LiveAgent)) -> LiveAgent {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&agent))) {
+        Ok(()) => agent,
+        Err(e) => {
+            std::mem::forget(agent);
+            std::panic::resume_unwind(e)
+        }
+    }
+}
+
+/// The agent still writes events: a fresh `/bin/true` is reported.
+fn still_writing(agent: &LiveAgent) {
+    let pid = Command::new("/bin/true").spawn().unwrap().id();
+    agent.wait_for("execve of a later /bin/true", is("execve", pid));
+}
+
+#[test]
+fn a_binary_replaced_after_it_ran_is_hashed_as_it_ran_or_not_at_all() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        variant(dir.path(), "a", "/bin/true", "a"),
+        variant(dir.path(), "b", "/bin/true", "b"),
+        variant(dir.path(), "c", "/bin/true", "c"),
+    );
+    let shas = [digest("sha256sum", &a), digest("sha256sum", &b), digest("sha256sum", &c)];
+    keep_an_inline_hasher_busy(dir.path());
+    // the issue's sequence: rewritten in place twice, then replaced by rename
+    let out = Command::new("/bin/sh")
+        .current_dir(dir.path())
+        .args(["-c", "cp a r1; ./r1; cp b r1; ./r1; cp c r1.new; mv r1.new r1; ./r1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r1 = dir.path().join("r1");
+    let execs = |agent: &LiveAgent| -> Vec<Value> {
+        agent
+            .events()
+            .into_iter()
+            .filter(|e| name(e) == "execve" && exe_of(e)["path"] == r1.to_str().unwrap())
+            .collect()
+    };
+    let t0 = std::time::Instant::now();
+    while execs(&agent).len() < 3 {
+        assert!(t0.elapsed().as_secs() < 60, "three execve of r1: {:?}", execs(&agent));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for (e, sha) in execs(&agent).iter().zip(&shas) {
+        let exe = exe_of(e);
+        if exe["sha256"] != "" {
+            assert_eq!(&exe["sha256"], sha.as_str(), "the hash of the file that ran: {exe}");
+        } else {
+            assert!(exe["error"].as_str().unwrap().starts_with("not hashed"), "{exe}");
+        }
+    }
+
+    // running processes: replaced by rename while they run, their hash is theirs
+    let mut kids = Kids::default();
+    let mal = variant(dir.path(), "mal", "/bin/sleep", "mal");
+    let benign = variant(dir.path(), "benign", "/bin/sleep", "benign");
+    let mal_sha = digest("sha256sum", &mal);
+    keep_an_inline_hasher_busy(dir.path());
+    let pid = kids.spawn(Command::new(&mal).arg("30"));
+    std::fs::rename(&benign, &mal).unwrap();
+    let e = agent.wait_for("execve of mal", is("execve", pid));
+    let exe = exe_of(&e);
+    assert_eq!(exe["sha256"], mal_sha, "{exe}");
+    assert_eq!(exe["size"], std::fs::metadata(format!("/proc/{pid}/exe")).unwrap().len());
+}
+
+#[test]
+fn a_same_size_rewrite_with_its_mtime_restored_is_hashed_again() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let one = variant(dir.path(), "one", "/bin/true", "AAAA");
+    let two = variant(dir.path(), "two", "/bin/true", "BBBB");
+    let x = dir.path().join("x");
+    std::fs::copy(&one, &x).unwrap();
+    assert!(Command::new("cp").arg("-p").arg(&x).arg(dir.path().join("ref")).status().unwrap().success());
+    let pid = Command::new(&x).spawn().unwrap().id();
+    let first = agent.wait_for("first execve of x", is("execve", pid));
+    assert_eq!(exe_of(&first)["sha256"], digest("sha256sum", &one));
+
+    // same size, same mtime: only ctime tells
+    std::fs::write(&x, std::fs::read(&two).unwrap()).unwrap();
+    assert!(Command::new("touch").arg("-r").arg(dir.path().join("ref")).arg(&x).status().unwrap().success());
+    let pid = Command::new(&x).spawn().unwrap().id();
+    let second = agent.wait_for("second execve of x", is("execve", pid));
+    assert_eq!(exe_of(&second)["sha256"], digest("sha256sum", &two), "not the cached hash of the old content");
+}
+
+/// `Command` running `/proc/self/fd/3` where fd 3 is a memfd named `name` holding `content`.
+fn memfd_exec(name: &'static str, content: Vec<u8>) -> Command {
+    let mut cmd = Command::new("/proc/self/fd/3");
+    // SAFETY: the closure runs between fork and exec and makes only syscalls.
+    unsafe {
+        cmd.pre_exec(move || {
+            let c = std::ffi::CString::new(name).unwrap();
+            let fd = libc::memfd_create(c.as_ptr(), 0);
+            if fd < 0 || libc::write(fd, content.as_ptr().cast(), content.len()) != content.len() as isize {
+                return Err(std::io::Error::last_os_error());
+            }
+            if fd != 3 && (libc::dup2(fd, 3) < 0 || libc::close(fd) < 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    cmd
+}
+
+#[test]
+fn a_memfd_script_named_proc_self_fd_is_the_process_s_not_the_agent_s() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let body = b"#!/bin/sh\nexec sleep 30\n".to_vec();
+    let plain = dir.path().join("body");
+    std::fs::write(&plain, &body).unwrap();
+    let mut kids = Kids::default();
+    let pid = kids.spawn(&mut memfd_exec("ioclab-script", body));
+    let e = agent.wait_for("execve_script from a memfd", is("execve_script", pid));
+    let exe = exe_of(&e);
+    assert_eq!(exe["sha256"], digest("sha256sum", &plain), "{exe}");
+    assert_eq!(exe["path"], "/memfd:ioclab-script (deleted)");
+}
+
+#[test]
+fn a_memfd_binary_is_named_like_proc_shows_it_and_hashed() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let mut kids = Kids::default();
+    let sleep = std::fs::read(realpath("/bin/sleep")).unwrap();
+    let pid = kids.spawn(memfd_exec("ioclab-exe", sleep).arg("30"));
+    let e = agent.wait_for("execve from a memfd", is("execve", pid));
+    let exe = exe_of(&e);
+    assert_eq!(exe["path"], "/memfd:ioclab-exe (deleted)", "{exe}");
+    assert_eq!(exe["sha256"], digest("sha256sum", &realpath("/bin/sleep")), "{exe}");
+    let link = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe["path"], link.to_str().unwrap(), "as /proc shows it");
+}
+
+#[test]
+fn a_binary_deleted_before_or_right_after_it_starts_is_still_hashed() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut kids = Kids::default();
+
+    // unlinked before the exec, run through its descriptor
+    let gone = variant(dir.path(), "gone", "/bin/sleep", "gone");
+    let sha = digest("sha256sum", &gone);
+    let name = std::ffi::CString::new(gone.as_os_str().as_bytes()).unwrap();
+    let mut cmd = Command::new("/proc/self/fd/3");
+    cmd.arg("30");
+    // SAFETY: only syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(name.as_ptr(), libc::O_RDONLY);
+            if fd < 0 || libc::unlink(name.as_ptr()) < 0 || (fd != 3 && libc::dup2(fd, 3) < 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let pid = kids.spawn(&mut cmd);
+    let e = agent.wait_for("execve of an unlinked binary", is("execve", pid));
+    assert_eq!(exe_of(&e)["path"], format!("{} (deleted)", gone.display()));
+    assert_eq!(exe_of(&e)["sha256"], sha);
+
+    // unlinked right after it started
+    let brief = variant(dir.path(), "brief", "/bin/sleep", "brief");
+    let sha = digest("sha256sum", &brief);
+    let pid = kids.spawn(Command::new(&brief).arg("30"));
+    std::fs::remove_file(&brief).unwrap();
+    let e = agent.wait_for("execve of a binary deleted after it started", is("execve", pid));
+    let exe = exe_of(&e);
+    assert_eq!(exe["sha256"], sha, "{exe}");
+    let path = exe["path"].as_str().unwrap();
+    assert!(path == brief.to_str().unwrap() || path == format!("{} (deleted)", brief.display()), "{path}");
+}
+
+#[test]
+fn a_non_utf8_name_is_opened_by_its_bytes_and_its_hash_ioc_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"tru\xffe");
+    let bin = variant(dir.path(), name, "/bin/true", "non-utf8");
+    // sha256sum prints the name: digest a UTF-8 link to the same file
+    std::fs::hard_link(&bin, dir.path().join("ascii")).unwrap();
+    let sha = digest("sha256sum", &dir.path().join("ascii"));
+    let iocs = dir.path().join("iocs.json");
+    std::fs::write(&iocs, format!("{{\"uuid\":\"u1\",\"source\":\"test\",\"value\":\"{sha}\",\"severity\":7}}\n"))
+        .unwrap();
+    let mut c = hashing_config();
+    c.scanner.iocs = vec![iocs];
+    let Some(agent) = start(c) else { return };
+    let pid = Command::new(&bin).spawn().unwrap().id();
+    let e = agent.wait_for("detected execve of the non-UTF-8 name", is("execve", pid));
+    assert_eq!(exe_of(&e)["sha256"], sha);
+    assert_eq!(e["detection"]["iocs"][0], sha.as_str());
+    assert_eq!(exe_of(&e)["path"], format!("{}/tru\u{fffd}e", dir.path().display()), "shown lossily");
+}
+
+/// Directories made at `/` for a decoy, removed when the test ends.
+struct AtRoot(Vec<PathBuf>);
+
+impl Drop for AtRoot {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// A decoy at `/` + the last `keep` components of `real` (what a kernel
+/// path cut to its tail would name).
+fn decoy_for(real: &Path, keep: usize, roots: &mut AtRoot) -> PathBuf {
+    let parts: Vec<_> = real.components().skip(1).collect();
+    let tail: PathBuf = parts[parts.len() - keep..].iter().collect();
+    let decoy = Path::new("/").join(tail);
+    std::fs::create_dir_all(decoy.parent().unwrap()).unwrap();
+    roots.0.push(Path::new("/").join(parts[parts.len() - keep]));
+    std::fs::copy("/bin/true", &decoy).unwrap();
+    decoy
+}
+
+#[test]
+fn truncated_paths_are_marked_and_never_opened_by_their_tail() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    let mut roots = AtRoot(Vec::new());
+    let mut kids = Kids::default();
+
+    // over 1,023 bytes: the kernel keeps "/" + the last 5 directories + "/r1" (1,008 bytes)
+    let mut long = dir.path().to_path_buf();
+    for i in 0..6 {
+        long.push(format!("{:x<200}", format!("ioclab-{me}-long{i}-")));
+    }
+    // deeper than 48 directories: the walk keeps r1 and the 47 directories above it
+    let mut deep = dir.path().to_path_buf();
+    for i in 0..60 {
+        deep.push(format!("ioclab{me}d{i}"));
+    }
+    for (d, keep) in [(long, vec![6]), (deep, vec![47, 48, 49])] {
+        std::fs::create_dir_all(&d).unwrap();
+        let real = variant(&d, "r1", "/bin/sleep", "deep");
+        for k in keep {
+            decoy_for(&real, k, &mut roots);
+        }
+        let pid = kids.spawn(Command::new(&real).arg("30"));
+        let e = agent.wait_for("execve of a binary with a truncated path", is("execve", pid));
+        let exe = exe_of(&e);
+        let path = exe["path"].as_str().unwrap();
+        assert!(path.starts_with('…') && path.ends_with("/r1"), "marked as a tail: {path}");
+        assert_eq!(exe["sha256"], digest("sha256sum", &real), "hashed through the process, not the decoy: {exe}");
+    }
+
+    // arguments over the kernel's 1,024 bytes: the command line says it is cut
+    let pid = Command::new("/bin/true").arg("x".repeat(2000)).spawn().unwrap().id();
+    let e = agent.wait_for("execve with long arguments", is("execve", pid));
+    let cl = e["data"]["command_line"].as_str().unwrap();
+    assert!(cl.ends_with('…') && cl.len() < 1100, "{}", &cl[cl.len().saturating_sub(20)..]);
+}
+
+#[test]
+fn a_script_run_as_its_own_stdin_never_makes_the_agent_read_its_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = script(dir.path(), "in.sh", "exec sleep 30");
+    // the agent's stdin on a pipe nobody writes to, as `make run` leaves it
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two fds; dup/dup2 on valid fds.
+    let saved = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let saved = libc::dup(0);
+        libc::dup2(fds[0], 0);
+        saved
+    };
+    let restore = || {
+        // SAFETY: closing the pipe's write end (a blocked reader then sees EOF) and restoring stdin.
+        unsafe {
+            libc::close(fds[1]);
+            libc::dup2(saved, 0);
+            libc::close(saved);
+            libc::close(fds[0]);
+        }
+    };
+    let Some(agent) = start(hashing_config()) else {
+        restore();
+        return;
+    };
+    let mut kids = Kids::default();
+    let pid = kids
+        .spawn(Command::new("/bin/sh").args(["-c", "exec /proc/self/fd/0"]).stdin(std::fs::File::open(&s).unwrap()));
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let e = agent.wait_for("execve_script read from stdin", is("execve_script", pid));
+        assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &s), "{}", exe_of(&e));
+        assert_eq!(exe_of(&e)["path"], s.to_str().unwrap());
+        still_writing(&agent);
+    }));
+    restore();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn a_binary_swapped_for_a_symlink_to_dev_zero_never_stalls_the_agent() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mal = variant(dir.path(), "mal", "/bin/sleep", "zero");
+    let sha = digest("sha256sum", &mal);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    keep_an_inline_hasher_busy(dir.path());
+    let mut kids = Kids::default();
+    let pid = kids.spawn(Command::new(&mal).arg("30"));
+    std::fs::rename(&link, &mal).unwrap();
+    let agent = or_abandon(agent, |agent| {
+        let e = agent.wait_for("execve of the swapped binary", is("execve", pid));
+        assert_eq!(exe_of(&e)["sha256"], sha, "{}", exe_of(&e));
+        still_writing(agent);
+    });
+    agent.stop();
+}
+
+/// Fresh binaries of 64 MB (sparse), each its own file.
+fn bigs(dir: &Path, n: usize) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| {
+            let b = variant(dir, format!("big{i}"), "/bin/true", &format!("big{i}"));
+            std::fs::OpenOptions::new().write(true).open(&b).unwrap().set_len(64 << 20).unwrap();
+            b
+        })
+        .collect()
+}
+
+#[test]
+fn big_new_binaries_do_not_hold_back_the_events_after_them() {
+    // events wait for their hashes as long as it takes: only theirs wait
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let big_pids: Vec<u32> = bigs(dir.path(), 4).iter().map(|b| Command::new(b).spawn().unwrap().id()).collect();
+    let small = variant(dir.path(), "small", "/bin/true", "small");
+    let small_pid = Command::new(&small).spawn().unwrap().id();
+    let true_pid = Command::new("/bin/true").spawn().unwrap().id();
+    let e = agent.wait_for("execve of the small binary", is("execve", small_pid));
+    assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &small), "read before the 256 MB queued ahead of it");
+    agent.wait_for("exit_group of /bin/true", is("exit_group", true_pid));
+    let events = agent.events();
+    let at = |pid: u32| events.iter().position(|e| is("execve", pid)(e));
+    let small_at = at(small_pid).unwrap();
+    for pid in big_pids {
+        assert!(at(pid).is_none_or(|i| i > small_at), "the big binaries' execve come after");
+    }
+}
+
+#[test]
+fn an_event_not_hashed_within_the_budget_is_marked_and_later_ones_carry_the_hashes() {
+    let mut c = hashing_config();
+    c.hash_budget_ms = 1; // 64 MB are never read in 1 ms
+    let Some(agent) = start(c) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let big = bigs(dir.path(), 1).remove(0);
+    let pid = Command::new(&big).spawn().unwrap().id();
+    let e = agent.wait_for("execve of the big binary", is("execve", pid));
+    let exe = exe_of(&e);
+    assert!(exe["sha256"] == "" && exe["error"].as_str().unwrap().contains("1 ms budget"), "{exe}");
+    assert_eq!(exe["path"], big.to_str().unwrap());
+
+    let sha = digest("sha256sum", &big);
+    let t0 = std::time::Instant::now();
+    loop {
+        let pid = Command::new(&big).spawn().unwrap().id();
+        let e = agent.wait_for("execve of the big binary again", is("execve", pid));
+        if exe_of(&e)["sha256"] == sha.as_str() {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 300, "never hashed: {}", exe_of(&e));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_stop_writes_the_events_still_waiting_for_hashes_at_once() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let huge = variant(dir.path(), "huge", "/bin/true", "huge");
+    // 1 GB: the stop comes long before it is read
+    std::fs::OpenOptions::new().write(true).open(&huge).unwrap().set_len(1 << 30).unwrap();
+    let pid = Command::new(&huge).spawn().unwrap().id();
+    agent.wait_for("exit_group of the huge binary", is("exit_group", pid));
+    let (_, events) = agent.stop();
+    let e = events.iter().find(|e| is("execve", pid)(e)).expect("its execve is written at the stop");
+    let error = exe_of(e)["error"].as_str().unwrap_or_default();
+    assert!(error.contains("agent stopped"), "{}", exe_of(e));
+}
