@@ -5,7 +5,7 @@ use sha2::Digest as _;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::events::{ConfigDigest, EventData, HostInfo, SensorInfo, StartData, SystemInfo};
+use crate::events::{ConfigDigest, EventData, FileMeta, HostInfo, SensorInfo, StartData, SystemInfo};
 
 fn read_trim(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
@@ -24,6 +24,15 @@ pub fn host_info(config: &Config) -> HostInfo {
 fn uname_field(f: &[libc::c_char]) -> String {
     let bytes: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The agent's own executable with its hashes (`start.kunai.exe`), read
+/// through /proc/self/exe: the very file running, even if its path was replaced.
+fn own_exe(config: &Config) -> FileMeta {
+    let path = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+    let mut meta = crate::enrich::filemeta::hash_file(&"/proc/self/exe".into(), config.max_hash_size, &mut || {});
+    meta.path = path.into();
+    meta
 }
 
 /// `data` of the `start` event.
@@ -48,7 +57,7 @@ pub fn start_data(config: &Config) -> EventData {
         kunai: SensorInfo {
             name: "ioclab".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            exe: std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+            exe: own_exe(config),
             config: ConfigDigest { sha256: format!("{:x}", sha2::Sha256::digest(config.to_yaml().as_bytes())) },
         },
     })
