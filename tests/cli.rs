@@ -195,7 +195,8 @@ fn agent_without_privileges_fails_with_one_line() {
 }
 
 fn wait_file(path: &Path, pred: impl Fn(&str) -> bool, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // generous: on a busy machine the agent may take long to load its programs
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = std::fs::read_to_string(path).unwrap_or_default();
         if pred(&s) {
@@ -228,7 +229,8 @@ fn agent_writes_detections_to_a_file_reloads_on_sighup_and_flushes_on_sigterm() 
     let out = dir.path().join("events.json");
     let mut agent = Reaped(
         ioclab()
-            .args(["agent", "-i", iocs.to_str().unwrap(), "-o", out.to_str().unwrap(), "--stats"])
+            .args(["agent", "-c", &config_no_hashing(dir.path()), "-i", iocs.to_str().unwrap()])
+            .args(["-o", out.to_str().unwrap(), "--stats"])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -313,6 +315,15 @@ fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitS
     }
 }
 
+/// A config file without file hashing, for tests about the output: events
+/// must not wait behind the hashing of the big new binaries a busy build
+/// machine makes.
+fn config_no_hashing(dir: &Path) -> String {
+    let p = dir.join("agent.yaml");
+    std::fs::write(&p, "max_hash_size: 0\n").unwrap();
+    p.to_str().unwrap().to_string()
+}
+
 /// Runs /bin/true `n` times: each run is a few events for an agent with no IoC.
 fn run_true(n: usize) {
     for _ in 0..n {
@@ -326,7 +337,10 @@ fn agent_stops_when_the_reader_of_its_output_goes_away() {
     if !require_root() {
         return;
     }
-    let mut agent = Reaped(ioclab().arg("agent").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_no_hashing(dir.path());
+    let mut agent =
+        Reaped(ioclab().args(["agent", "-c", &config]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
     let stderr = collect_stderr(&mut agent);
     // `ioclab agent | head -1`: one line read, then the pipe's reader is gone
     let mut reader = std::io::BufReader::new(agent.stdout.take().unwrap());
@@ -348,8 +362,10 @@ fn a_deleted_output_file_is_created_again_and_sighup_reopens_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.json");
-    let mut agent =
-        Reaped(ioclab().args(["agent", "-o", out.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap());
+    let config = config_no_hashing(dir.path());
+    let mut agent = Reaped(
+        ioclab().args(["agent", "-c", &config, "-o", out.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap(),
+    );
     wait_file(&out, |s| s.contains("\"start\""), "the start event");
 
     std::fs::remove_file(&out).unwrap();
@@ -387,13 +403,16 @@ fn events_a_full_disk_drops_are_counted_and_reported_when_space_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    // a 64 KB tmpfs in a mount namespace of the agent's own: it goes away with the agent
+    // a small tmpfs in a mount namespace of the agent's own (it goes away
+    // with the agent); the filler below takes what the first events leave,
+    // and gives it back later: room for the agent's 64 KB buffer and more
     let mut agent = Reaped(
         Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(format!(
-                "mount -t tmpfs -o size=64k ioclab-test {m} && exec {bin} agent -o {m}/events.json --stats",
+                "mount -t tmpfs -o size=2m ioclab-test {m} && exec {bin} agent -c {c} -o {m}/events.json --stats",
                 m = mnt.display(),
+                c = config_no_hashing(dir.path()),
                 bin = env!("CARGO_BIN_EXE_ioclab")
             ))
             .stderr(Stdio::piped())
@@ -412,6 +431,7 @@ fn events_a_full_disk_drops_are_counted_and_reported_when_space_is_back() {
     let mut f = std::fs::File::create(&filler).unwrap();
     while f.write_all(&[0u8; 4096]).is_ok() {}
     drop(f);
+    assert!(std::fs::metadata(&filler).unwrap().len() > 512 * 1024, "the filler holds the space to give back");
     // events until the agent has had to drop some
     let deadline = Instant::now() + Duration::from_secs(60);
     while !stderr.lock().unwrap().contains("dropping events") {

@@ -400,6 +400,15 @@ fn without_the_syscall_hook_only_single_message_mmsg_calls_are_read() {
     );
 }
 
+/// The default config without file hashing: what these tests check comes
+/// right after a process's own DNS traffic, and must not wait behind the
+/// hashing of the big new binaries a busy build machine makes.
+fn config_no_hashing() -> ioclab_agent::config::Config {
+    let mut c = config();
+    c.max_hash_size = 0;
+    c
+}
+
 /// The dns_query of this process whose socket has local port `port`.
 fn dns_query_on(agent: &LiveAgent, port: u16) -> Value {
     let me = std::process::id();
@@ -410,7 +419,7 @@ fn dns_query_on(agent: &LiveAgent, port: u16) -> Value {
 fn answers_over_2048_bytes_give_a_dns_query_with_the_records_that_fit_marked_truncated() {
     use hickory_proto::rr::RecordType;
     let server = dns_server::start(Ipv4Addr::new(127, 0, 53, 59));
-    let Some(agent) = start(config()) else { return };
+    let Some(agent) = start(config_no_hashing()) else { return };
     let mut buf = vec![0u8; 16384];
 
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -449,7 +458,7 @@ fn an_answer_read_with_a_scatter_recvmsg_is_read_from_each_iovec() {
     use hickory_proto::rr::RecordType;
     use std::os::fd::AsRawFd;
     let server = dns_server::start(Ipv4Addr::new(127, 0, 53, 60));
-    let Some(agent) = start(config()) else { return };
+    let Some(agent) = start(config_no_hashing()) else { return };
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.send_to(&query(0x3333, RecordType::A), server.addr).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -482,7 +491,7 @@ fn an_answer_to_no_query_of_its_socket_teaches_no_hostname() {
     // a "server" this test speaks for: it answers when and what the test says
     let server = UdpSocket::bind((Ipv4Addr::new(127, 0, 53, 61), 53)).unwrap();
     server.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-    let Some(agent) = start(config()) else { return };
+    let Some(agent) = start(config_no_hashing()) else { return };
 
     let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
     victim.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();

@@ -154,6 +154,7 @@ fn start_load_problems(report: &LoadReport) -> Option<EventData> {
 /// been written or counted as lost.
 pub fn run(config: Config, out: impl Into<Output>, control: Control) -> Result<Summary, AgentError> {
     let config = Arc::new(config);
+    let own_exe = start::own_exe(config.max_hash_size);
     let iocs_paths = config.scanner.iocs.clone();
     let iocs = Arc::new(ArcSwapOption::empty());
     let mut start_problems = None;
@@ -179,7 +180,8 @@ pub fn run(config: Config, out: impl Into<Output>, control: Control) -> Result<S
 
     let stats = Arc::new(Stats::default());
     let mut processor = Processor::new(config.clone(), host, procs, iocs.clone(), out, stats.clone());
-    let start = processor.agent_event(start::start_data(&config));
+    let exe = own_exe.join().unwrap_or_default();
+    let start = processor.agent_event(start::start_data(&config, exe));
     processor.emit(start);
     if let Some(problems) = start_problems {
         let ev = processor.agent_event(problems);

@@ -27,16 +27,20 @@ fn uname_field(f: &[libc::c_char]) -> String {
 }
 
 /// The agent's own executable with its hashes (`start.kunai.exe`), read
-/// through /proc/self/exe: the very file running, even if its path was replaced.
-fn own_exe(config: &Config) -> FileMeta {
-    let path = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
-    let mut meta = crate::enrich::filemeta::hash_file(&"/proc/self/exe".into(), config.max_hash_size, &mut || {});
-    meta.path = path.into();
-    meta
+/// through /proc/self/exe: the very file running, even if its path was
+/// replaced. Started in a thread while the eBPF programs load: a debug
+/// build is hundreds of MB.
+pub fn own_exe(max_hash_size: u64) -> std::thread::JoinHandle<FileMeta> {
+    std::thread::spawn(move || {
+        let path = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+        let mut meta = crate::enrich::filemeta::hash_file(&"/proc/self/exe".into(), max_hash_size, &mut || {});
+        meta.path = path.into();
+        meta
+    })
 }
 
 /// `data` of the `start` event.
-pub fn start_data(config: &Config) -> EventData {
+pub fn start_data(config: &Config, exe: FileMeta) -> EventData {
     // SAFETY: zeroed utsname is valid; uname fills it.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     unsafe { libc::uname(&mut u) };
@@ -57,7 +61,7 @@ pub fn start_data(config: &Config) -> EventData {
         kunai: SensorInfo {
             name: "ioclab".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            exe: own_exe(config),
+            exe,
             config: ConfigDigest { sha256: format!("{:x}", sha2::Sha256::digest(config.to_yaml().as_bytes())) },
         },
     })
