@@ -331,6 +331,16 @@ fn run_true(n: usize) {
     }
 }
 
+/// Runs /bin/true (events) until `path` holds `needle` (up to 30 s).
+fn run_true_until(path: &Path, needle: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
+        assert!(Instant::now() < deadline, "no {what} in {}", path.display());
+        run_true(1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn agent_stops_when_the_reader_of_its_output_goes_away() {
     use std::io::BufRead;
@@ -369,23 +379,13 @@ fn a_deleted_output_file_is_created_again_and_sighup_reopens_it() {
     wait_file(&out, |s| s.contains("\"start\""), "the start event");
 
     std::fs::remove_file(&out).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("\"execve\"")) {
-        assert!(Instant::now() < deadline, "no new {} after it was deleted", out.display());
-        run_true(1);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    run_true_until(&out, "\"execve\"", "a new file after the old one was deleted");
 
     // logrotate: the file moves, SIGHUP says so
     let rotated = dir.path().join("events.json.1");
     std::fs::rename(&out, &rotated).unwrap();
     signal(agent.id(), libc::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("\"execve\"")) {
-        assert!(Instant::now() < deadline, "no new {} after SIGHUP", out.display());
-        run_true(1);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    run_true_until(&out, "\"execve\"", "a new file after SIGHUP");
     signal(agent.id(), libc::SIGTERM);
     assert!(wait_exit(&mut agent, "SIGTERM").success());
     for f in [&rotated, &out] {
@@ -439,12 +439,7 @@ fn events_a_full_disk_drops_are_counted_and_reported_when_space_is_back() {
         run_true(20);
     }
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&out).unwrap_or_default().contains("\"event_loss\"") {
-        assert!(Instant::now() < deadline, "no event_loss once space was back");
-        run_true(1);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    run_true_until(&out, "\"event_loss\"", "an event_loss once space was back");
     let text = std::fs::read_to_string(&out).unwrap();
     signal(agent.id(), libc::SIGTERM);
     assert!(wait_exit(&mut agent, "SIGTERM").success());

@@ -255,9 +255,8 @@ fn report_reloads(processor: &mut Processor, reloader: Option<&Reloader>) {
     let Some(r) = reloader else { return };
     let mut any = false;
     for outcome in r.outcomes() {
-        match &outcome {
-            reload::Outcome::Applied(report) => tracing::info!("IoCs reloaded: {}", report.counts()),
-            _ => {}
+        if let reload::Outcome::Applied(report) = &outcome {
+            tracing::info!("IoCs reloaded: {}", report.counts());
         }
         let data = outcome.event_data();
         if let EventData::Error(e) = &data {
