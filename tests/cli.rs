@@ -125,6 +125,15 @@ fn ioc_check_lists_every_bad_line() {
     let (code, out, _) = run(&["ioc", "check", p.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(out.is_empty());
+
+    // a value that could never match is a bad line; a repeated IoC a warning
+    let line = "{\"uuid\":\"1\",\"source\":\"s\",\"value\":\"/usr/bin//sleep\",\"severity\":4}\n";
+    std::fs::write(&p, format!("{line}{line}{{\"value\":\"127.000.066.081\",\"severity\":4}}\n")).unwrap();
+    let (code, out, err) = run(&["ioc", "check", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with(&format!("{}:3: ", p.display())) && out.contains("leading zeros"), "{out}");
+    assert!(err.contains(&format!("warning: {}:2: ", p.display())), "{err}");
+    assert!(err.contains("1 IoCs ok, 1 bad lines, 1 duplicates"), "{err}");
     let (code, _, err) = run(&["ioc", "check", "/nonexistent/iocs.json"]);
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/iocs.json"), "{err}");
@@ -186,7 +195,8 @@ fn agent_without_privileges_fails_with_one_line() {
 }
 
 fn wait_file(path: &Path, pred: impl Fn(&str) -> bool, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // generous: on a busy machine the agent may take long to load its programs
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = std::fs::read_to_string(path).unwrap_or_default();
         if pred(&s) {
@@ -219,7 +229,8 @@ fn agent_writes_detections_to_a_file_reloads_on_sighup_and_flushes_on_sigterm() 
     let out = dir.path().join("events.json");
     let mut agent = Reaped(
         ioclab()
-            .args(["agent", "-i", iocs.to_str().unwrap(), "-o", out.to_str().unwrap(), "--stats"])
+            .args(["agent", "-c", &config_no_hashing(dir.path()), "-i", iocs.to_str().unwrap()])
+            .args(["-o", out.to_str().unwrap(), "--stats"])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -238,6 +249,21 @@ fn agent_writes_detections_to_a_file_reloads_on_sighup_and_flushes_on_sigterm() 
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    wait_file(&out, |s| s.contains("\"ioc_reload\""), "the reload event");
+
+    // a download cut short, then an HTML error page: refused, the IoCs stay
+    let good = std::fs::read_to_string(&iocs).unwrap();
+    for (n, bad) in
+        [format!("{good}{{\"uuid\":\"3\",\"val"), "<html>502 Bad Gateway</html>\n".into()].iter().enumerate()
+    {
+        std::fs::write(&iocs, bad).unwrap();
+        signal(agent.id(), libc::SIGHUP);
+        wait_file(&out, |s| s.matches("IoC reload refused").count() == n + 1, "the refused reload's error event");
+    }
+    let before = std::fs::read_to_string(&out).unwrap().matches("\"detection\"").count();
+    assert!(Command::new(&script).status().unwrap().success());
+    wait_file(&out, |s| s.matches("\"detection\"").count() > before, "a detection with the IoCs kept");
+
     signal(agent.id(), libc::SIGTERM);
     let status = agent.wait().unwrap();
     assert!(status.success(), "SIGTERM is a clean stop");
@@ -249,10 +275,186 @@ fn agent_writes_detections_to_a_file_reloads_on_sighup_and_flushes_on_sigterm() 
     let text = std::fs::read_to_string(&out).unwrap();
     let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(events[0]["info"]["event"]["name"], "start");
+    let name = |e: &Value| e["info"]["event"]["name"].as_str().unwrap().to_string();
+    let reloads: Vec<&Value> = events.iter().filter(|e| name(e) == "ioc_reload").collect();
+    assert_eq!(reloads.len(), 1, "one reload applied");
+    assert_eq!(reloads[0]["data"]["iocs"], 2);
+    let refused: Vec<&Value> = events.iter().filter(|e| name(e) == "error").collect();
+    assert_eq!(refused.len(), 2, "two reloads refused");
+    assert!(refused.iter().all(|e| e["data"]["code"] == 3));
     let det: Vec<&Value> = events.iter().filter(|e| !e["detection"].is_null()).collect();
     assert!(!det.is_empty());
     assert!(det.iter().all(|e| e["detection"]["iocs"][0] == script.to_str().unwrap()));
-    assert_eq!(events.len(), det.len() + 1, "with IoCs only matches (and start) are written");
+    assert_eq!(events.len(), det.len() + 4, "with IoCs only matches (and the agent's own events) are written");
+}
+
+/// Stderr of a child, collected by a thread as it comes.
+fn collect_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::BufRead;
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (t, err) = (text.clone(), child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let mut t = t.lock().unwrap();
+            t.push_str(&line);
+            t.push('\n');
+        }
+    });
+    text
+}
+
+/// Waits (up to 60 s: the agent may be starting) for the child to exit.
+fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A config file without file hashing, for tests about the output: events
+/// must not wait behind the hashing of the big new binaries a busy build
+/// machine makes.
+fn config_no_hashing(dir: &Path) -> String {
+    let p = dir.join("agent.yaml");
+    std::fs::write(&p, "max_hash_size: 0\n").unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// Runs /bin/true `n` times: each run is a few events for an agent with no IoC.
+fn run_true(n: usize) {
+    for _ in 0..n {
+        assert!(Command::new("/bin/true").status().unwrap().success());
+    }
+}
+
+/// Runs /bin/true (events) until `path` holds `needle` (up to 30 s).
+fn run_true_until(path: &Path, needle: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
+        assert!(Instant::now() < deadline, "no {what} in {}", path.display());
+        run_true(1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn agent_stops_when_the_reader_of_its_output_goes_away() {
+    use std::io::BufRead;
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_no_hashing(dir.path());
+    let mut agent =
+        Reaped(ioclab().args(["agent", "-c", &config]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    let stderr = collect_stderr(&mut agent);
+    // `ioclab agent | head -1`: one line read, then the pipe's reader is gone
+    let mut reader = std::io::BufReader::new(agent.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("\"start\""), "{first}");
+    drop(reader);
+    let status = wait_exit(&mut agent, "the agent kept running with its reader gone");
+    assert!(status.success(), "a clean stop: {status:?}");
+    let err = stderr.lock().unwrap().clone();
+    assert!(err.contains("broken pipe"), "says why it stopped: {err}");
+    assert!(err.matches("cannot write events").count() <= 1, "not one error per event: {err}");
+}
+
+#[test]
+fn a_deleted_output_file_is_created_again_and_sighup_reopens_it() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.json");
+    let config = config_no_hashing(dir.path());
+    let mut agent = Reaped(
+        ioclab().args(["agent", "-c", &config, "-o", out.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    wait_file(&out, |s| s.contains("\"start\""), "the start event");
+
+    std::fs::remove_file(&out).unwrap();
+    run_true_until(&out, "\"execve\"", "a new file after the old one was deleted");
+
+    // logrotate: the file moves, SIGHUP says so
+    let rotated = dir.path().join("events.json.1");
+    std::fs::rename(&out, &rotated).unwrap();
+    signal(agent.id(), libc::SIGHUP);
+    run_true_until(&out, "\"execve\"", "a new file after SIGHUP");
+    signal(agent.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut agent, "SIGTERM").success());
+    for f in [&rotated, &out] {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", f.display()));
+        }
+    }
+}
+
+#[test]
+fn events_a_full_disk_drops_are_counted_and_reported_when_space_is_back() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    // a small tmpfs in a mount namespace of the agent's own (it goes away
+    // with the agent); the filler below takes what the first events leave,
+    // and gives it back later: room for the agent's 64 KB buffer and more
+    let mut agent = Reaped(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size=2m ioclab-test {m} && exec {bin} agent -c {c} -o {m}/events.json --stats",
+                m = mnt.display(),
+                c = config_no_hashing(dir.path()),
+                bin = env!("CARGO_BIN_EXE_ioclab")
+            ))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)"),
+    );
+    let stderr = collect_stderr(&mut agent);
+    // the agent's files, seen through its own mount namespace
+    let inside =
+        |name: &str| Path::new(&format!("/proc/{}/root", agent.id())).join(mnt.strip_prefix("/").unwrap()).join(name);
+    let out = inside("events.json");
+    wait_file(&out, |s| s.contains("\"start\""), "the start event");
+
+    // fill the disk
+    let filler = inside("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    while f.write_all(&[0u8; 4096]).is_ok() {}
+    drop(f);
+    assert!(std::fs::metadata(&filler).unwrap().len() > 512 * 1024, "the filler holds the space to give back");
+    // events until the agent has had to drop some
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stderr.lock().unwrap().contains("dropping events") {
+        assert!(Instant::now() < deadline, "the agent never dropped events: {}", stderr.lock().unwrap());
+        run_true(20);
+    }
+    std::fs::remove_file(&filler).unwrap();
+    run_true_until(&out, "\"event_loss\"", "an event_loss once space was back");
+    let text = std::fs::read_to_string(&out).unwrap();
+    signal(agent.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut agent, "SIGTERM").success());
+
+    let events: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let loss = events.iter().find(|e| e["info"]["event"]["name"] == "event_loss").unwrap();
+    let reported = loss["data"]["lost"].as_u64().unwrap();
+    assert!(reported > 0, "{loss}");
+    assert!(loss["data"]["read"].as_u64().unwrap() >= reported, "{loss}");
+    let err = stderr.lock().unwrap().clone();
+    let stats: Value = serde_json::from_str(err.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert!(stats["lost"].as_u64().unwrap() >= reported, "the exit summary counts them: {stats}");
+    assert!(stats["output_lost"].as_u64().unwrap() >= reported, "{stats}");
+    assert!(err.matches("cannot write events").count() <= 2, "write errors are rate-limited: {err}");
 }
 
 /// The product's path end to end: an event in the embedded MISP, `ioclab misp

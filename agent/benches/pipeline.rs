@@ -75,9 +75,15 @@ fn main() {
     let mut procs = ProcessTable::new(uuid::Uuid::nil());
     procs.seed_from_proc().unwrap();
     let stats = Arc::new(Stats::default());
-    let mut p =
-        Processor::new(config, host, procs, Arc::new(ArcSwapOption::empty()), Box::new(std::io::sink()), stats.clone())
-            .unwrap();
+    let mut p = Processor::new(
+        config,
+        host,
+        procs,
+        Arc::new(ArcSwapOption::empty()),
+        Box::new(std::io::sink()) as Box<dyn std::io::Write + Send>,
+        stats.clone(),
+    )
+    .unwrap();
 
     const SPAWNS: u32 = 100_000;
     const BATCH: u32 = 100;

@@ -72,6 +72,72 @@ static __always_inline void fill_socket(struct ioclab_net *ev, struct sock *sk)
 	ev->data_len = 0;
 }
 
+/* Where the data of the send/receive in progress is in user memory: one
+ * buffer, or an iovec array (readv/writev, a msghdr's). */
+struct user_data {
+	void *buf;
+	struct user_iovec *iov;
+	__u64 iovcnt;
+};
+
+/* iovecs of one call walked, at most: scatter reads of a DNS answer use a few. */
+#define IOCLAB_MAX_IOV 8
+
+/* Bytes gathered from several iovecs before they go into a record: twice
+ * the largest copy, so that a copy at any offset below IOCLAB_DNS_LEN of
+ * up to IOCLAB_DNS_LEN bytes stays inside (what the verifier checks). */
+struct gather {
+	__u8 bytes[2 * IOCLAB_DNS_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gather);
+} gather_scratch SEC(".maps");
+
+/* Copies the first `want` bytes (at most `cap`, a constant per call) of the
+ * call's data to `out`, walking the iovecs in order, never reading one
+ * past its length; returns the bytes copied (0 when none could be read). */
+static __always_inline __u32 copy_data(void *out, __u64 want, __u32 cap, struct user_data *d)
+{
+	if (want > cap)
+		want = cap;
+	if (d->buf) {
+		__u32 len = want;
+		barrier_var(len);
+		if (len > cap)
+			len = cap;
+		return bpf_probe_read_user(out, len, d->buf) == 0 ? len : 0;
+	}
+	__u32 zero = 0;
+	struct gather *g = bpf_map_lookup_elem(&gather_scratch, &zero);
+	if (!g || !d->iov)
+		return 0;
+	__u32 off = 0;
+	for (int i = 0; i < IOCLAB_MAX_IOV; i++) {
+		struct user_iovec iov;
+		if (i >= d->iovcnt || off >= want || bpf_probe_read_user(&iov, sizeof(iov), &d->iov[i]))
+			break;
+		__u64 n = want - off;
+		if (iov.iov_len < n)
+			n = iov.iov_len;
+		__u32 at = off & (IOCLAB_DNS_LEN - 1);
+		__u32 len = n & (2 * IOCLAB_DNS_LEN - 1);
+		if (len > IOCLAB_DNS_LEN)
+			len = IOCLAB_DNS_LEN;
+		if (len && bpf_probe_read_user(&g->bytes[at], len, iov.iov_base))
+			break;
+		off += len;
+	}
+	__u32 len = off;
+	barrier_var(len);
+	if (len > cap)
+		len = cap;
+	return bpf_probe_read_kernel(out, len, g->bytes) == 0 ? len : 0;
+}
+
 #ifdef IOCLAB_HAVE_SYSCALL_ARGS
 /* Set by the loader: 1 when the syscall-exit program runs (a file or system
  * event is on, as by default). sendmmsg/recvmmsg fire the socket tracepoints
@@ -136,32 +202,34 @@ static __always_inline void mmsg_done(void)
 	bpf_map_delete_elem(&mmsg_calls, &id);
 }
 
-/* Where the data of the send/receive in progress is in user memory, or NULL
- * when the syscall has no single buffer (sendfile, splice, io_uring...).
- * `umsg`: syscall_msghdr's answer. */
-static __always_inline void *syscall_buffer(struct pt_regs *regs, struct user_msghdr_abi *umsg)
+/* The data of the call in progress; false when the syscall has none to
+ * read (sendfile, splice, io_uring...). `umsg`: syscall_msghdr's answer. */
+static __always_inline bool syscall_data(struct pt_regs *regs, struct user_msghdr_abi *umsg, struct user_data *d)
 {
 	struct user_msghdr_abi msg;
-	struct user_iovec iov;
 
+	d->buf = NULL;
+	d->iov = NULL;
+	d->iovcnt = 0;
 	switch (SYSCALL_NR(regs)) {
 	case NR_read:
 	case NR_write:
 	case NR_recvfrom:
 	case NR_sendto:
-		return (void *)SYSCALL_ARG2(regs);
+		d->buf = (void *)SYSCALL_ARG2(regs);
+		return d->buf != NULL;
 	case NR_readv:
 	case NR_writev:
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)SYSCALL_ARG2(regs)))
-			return NULL;
-		return iov.iov_base;
+		d->iov = (struct user_iovec *)SYSCALL_ARG2(regs);
+		d->iovcnt = SYSCALL_ARG3(regs);
+		return d->iov != NULL;
 	}
-	if (!umsg || bpf_probe_read_user(&msg, sizeof(msg), umsg) || !msg.msg_iov ||
-	    bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
-		return NULL;
-	return iov.iov_base;
+	if (!umsg || bpf_probe_read_user(&msg, sizeof(msg), umsg) || !msg.msg_iov)
+		return false;
+	d->iov = msg.msg_iov;
+	d->iovcnt = msg.msg_iovlen;
+	return true;
 }
-
 /* The destination named by an unconnected send (sendto's address, a msghdr's msg_name). */
 static __always_inline bool syscall_dest(struct pt_regs *regs, struct user_msghdr_abi *umsg,
 					 struct ioclab_endpoint *dst)
@@ -188,7 +256,7 @@ static __always_inline bool syscall_dest(struct pt_regs *regs, struct user_msghd
 }
 #else
 static __always_inline void *syscall_msghdr(void *regs) { return NULL; }
-static __always_inline void *syscall_buffer(void *regs, void *umsg) { return NULL; }
+static __always_inline bool syscall_data(void *regs, void *umsg, struct user_data *d) { return false; }
 static __always_inline bool syscall_dest(void *regs, void *umsg, struct ioclab_endpoint *dst) { return false; }
 #endif
 
@@ -211,18 +279,19 @@ int BPF_PROG(ioclab_sock_send, struct sock *sk, int ret, int flags)
 		return 0;
 
 	bool connected = sk->__sk_common.skc_dport != 0;
+	struct ioclab_endpoint dst;
+	bool named = !connected && syscall_dest(regs, umsg, &dst);
+	/* a DNS query: userspace keeps its id, and only an answer carrying it
+	 * teaches names, so a query always makes a record (send_data or not) */
+	bool query = connected ? sk->__sk_common.skc_dport == bpf_htons(53) : named && dst.port == 53;
 
-	if (!send_records || ret < send_data_min_len) {
-		/* no record, but a DNS query from an unconnected socket still marks it */
-		if (!connected && sk->sk_protocol == IPPROTO_UDP) {
-			struct ioclab_endpoint dst;
-			if (syscall_dest(regs, umsg, &dst) && dst.port == 53) {
-				__u64 cookie = bpf_get_socket_cookie(sk);
-				bpf_map_update_elem(&dns_sockets, &cookie, &dst, BPF_ANY);
-			}
-		}
-		return 0;
+	if (query && named && sk->sk_protocol == IPPROTO_UDP) {
+		/* an unconnected socket that asked a server: its next receives are answers */
+		__u64 cookie = bpf_get_socket_cookie(sk);
+		bpf_map_update_elem(&dns_sockets, &cookie, &dst, BPF_ANY);
 	}
+	if (!query && (!send_records || ret < send_data_min_len))
+		return 0;
 
 	struct ioclab_net *ev = reserve(sizeof(*ev) + IOCLAB_SEND_SAMPLE);
 	if (!ev)
@@ -231,26 +300,20 @@ int BPF_PROG(ioclab_sock_send, struct sock *sk, int ret, int flags)
 	fill_socket(ev, sk);
 	ev->size = ret;
 	ev->connected = connected;
-	if (!connected && syscall_dest(regs, umsg, &ev->dst) && ev->dst.port == 53 && ev->proto == IPPROTO_UDP) {
-		/* map helpers take at most one pointer into a ring-buffer record: copy */
-		__u64 cookie = ev->cookie;
-		struct ioclab_endpoint server = ev->dst;
-		bpf_map_update_elem(&dns_sockets, &cookie, &server, BPF_ANY);
-	}
+	if (named)
+		ev->dst = dst;
 
-	void *buf = syscall_buffer(regs, umsg);
-	__u32 len = ret;
-	if (len > IOCLAB_SEND_SAMPLE)
-		len = IOCLAB_SEND_SAMPLE;
-	if (buf && bpf_probe_read_user((void *)(ev + 1), len, buf) == 0)
-		ev->data_len = len;
+	struct user_data d;
+	if (syscall_data(regs, umsg, &d))
+		ev->data_len = copy_data((void *)(ev + 1), ret, IOCLAB_SEND_SAMPLE, &d);
 	submit(ev);
 	return 0;
 }
 
-/* A DNS answer of `ret` bytes at `buf`, in a record with room for `cap` (a
- * constant per call: the ring reserves fixed sizes). */
-static __always_inline void dns_record(struct sock *sk, int ret, void *buf, struct ioclab_endpoint *server,
+/* A DNS answer of `ret` bytes, in a record with room for `cap` (a constant
+ * per call: the ring reserves fixed sizes). What does not fit is left out:
+ * `size` > `data_len` tells userspace the answer was cut. */
+static __always_inline void dns_record(struct sock *sk, int ret, struct user_data *d, struct ioclab_endpoint *server,
 				       __u32 cap)
 {
 	struct ioclab_net *ev = reserve(sizeof(*ev) + cap);
@@ -262,14 +325,7 @@ static __always_inline void dns_record(struct sock *sk, int ret, void *buf, stru
 	if (server)
 		ev->dst = *server;
 	ev->connected = !server;
-
-	__u32 len = ret;
-	/* keeps clang from reusing the caller's signed bound on ret: the verifier needs this one */
-	barrier_var(len);
-	if (len > cap)
-		len = cap;
-	if (bpf_probe_read_user((void *)(ev + 1), len, buf) == 0)
-		ev->data_len = len;
+	ev->data_len = copy_data((void *)(ev + 1), ret, cap, d);
 	submit(ev);
 }
 
@@ -294,14 +350,14 @@ int BPF_PROG(ioclab_sock_recv, struct sock *sk, int ret, int flags)
 			return 0;
 	}
 	/* a DNS answer is only worth its bytes */
-	void *buf = syscall_buffer(regs, umsg);
-	if (!buf)
+	struct user_data d;
+	if (!syscall_data(regs, umsg, &d))
 		return 0;
 
 	if (ret <= IOCLAB_DNS_SMALL)
-		dns_record(sk, ret, buf, server, IOCLAB_DNS_SMALL);
+		dns_record(sk, ret, &d, server, IOCLAB_DNS_SMALL);
 	else
-		dns_record(sk, ret, buf, server, IOCLAB_DNS_LEN);
+		dns_record(sk, ret, &d, server, IOCLAB_DNS_LEN);
 	return 0;
 }
 

@@ -62,6 +62,10 @@ pub struct ScannerConfig {
     pub iocs: Vec<PathBuf>,
     /// Matching events below this severity are not written.
     pub min_severity: u8,
+    /// On reload (SIGHUP), switch to IoC files even when they hold no valid
+    /// IoC or some bad lines (truncated, empty, HTML...). Off: such a load
+    /// is refused with an `error` event and the previous IoCs stay in use.
+    pub accept_partial_iocs: bool,
 }
 
 /// `events.<name>:`.

@@ -45,10 +45,13 @@ fn script_sha256_ioc_detects_execve_script_and_filters_the_rest() {
     assert_eq!(det["severity"], 10, "4 + 8 capped at 10");
 
     let (_, events) = agent.stop();
+    let problems = events.iter().find(|e| name(e) == "error").expect("the bad line is reported as an event");
+    let message = problems["data"]["message"].as_str().unwrap();
+    assert!(message.contains("1 bad line") && message.contains("iocs.json:2:"), "{message}");
     for e in &events {
         let n = name(e);
         assert!(
-            n == "start" || !e["detection"].is_null(),
+            n == "start" || n == "error" || !e["detection"].is_null(),
             "only matching events are written with IoCs loaded, got {n}: {e}"
         );
         assert_ne!(tgid(e), true_pid as i64, "/bin/true matched nothing");

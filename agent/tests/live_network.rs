@@ -226,12 +226,30 @@ fn ioc_on_a_destination_ip_detects_the_connect() {
 
 /// A DNS query for why.kunai.rocks of type `qtype`, id `id`.
 fn query(id: u16, qtype: hickory_proto::rr::RecordType) -> Vec<u8> {
+    query_for(dns_server::NAME, id, qtype)
+}
+
+/// A DNS query for `name`.
+fn query_for(name: &str, id: u16, qtype: hickory_proto::rr::RecordType) -> Vec<u8> {
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::Name;
     use std::str::FromStr;
     let mut m = Message::new();
     m.set_id(id).set_recursion_desired(true);
-    m.add_query(Query::query(Name::from_str(&format!("{}.", dns_server::NAME)).unwrap(), qtype));
+    m.add_query(Query::query(Name::from_str(&format!("{name}.")).unwrap(), qtype));
+    m.to_vec().unwrap()
+}
+
+/// A DNS answer with id `id`: `name` has address `ip`.
+fn answer_for(name: &str, id: u16, ip: Ipv4Addr) -> Vec<u8> {
+    use hickory_proto::op::{Message, MessageType, Query};
+    use hickory_proto::rr::{rdata::A, Name, RData, Record, RecordType};
+    use std::str::FromStr;
+    let name = Name::from_str(&format!("{name}.")).unwrap();
+    let mut m = Message::new();
+    m.set_id(id).set_message_type(MessageType::Response);
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    m.add_answer(Record::from_rdata(name, 60, RData::A(A(ip))));
     m.to_vec().unwrap()
 }
 
@@ -380,4 +398,123 @@ fn without_the_syscall_hook_only_single_message_mmsg_calls_are_read() {
         !events.iter().any(on("dns_query", batch_port)),
         "no dns_query from a two-message recvmmsg (it could name the wrong message)"
     );
+}
+
+/// The default config without file hashing: what these tests check comes
+/// right after a process's own DNS traffic, and must not wait behind the
+/// hashing of the big new binaries a busy build machine makes.
+fn config_no_hashing() -> ioclab_agent::config::Config {
+    let mut c = config();
+    c.max_hash_size = 0;
+    c
+}
+
+/// The dns_query of this process whose socket has local port `port`.
+fn dns_query_on(agent: &LiveAgent, port: u16) -> Value {
+    let me = std::process::id();
+    agent.wait_for("dns_query on the test socket", |e| is("dns_query", me)(e) && e["data"]["src"]["port"] == port)
+}
+
+#[test]
+fn answers_over_2048_bytes_give_a_dns_query_with_the_records_that_fit_marked_truncated() {
+    use hickory_proto::rr::RecordType;
+    let server = dns_server::start(Ipv4Addr::new(127, 0, 53, 59));
+    let Some(agent) = start(config_no_hashing()) else { return };
+    let mut buf = vec![0u8; 16384];
+
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    udp.send_to(&query_for(dns_server::BIG_NAME, 0x1111, RecordType::TXT), server.addr).unwrap();
+    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    assert!(n > 4000, "the test answer is over 4 KB: {n}");
+
+    let mut tcp = TcpStream::connect(server.addr).unwrap();
+    let q = query_for(dns_server::BIG_NAME, 0x2222, RecordType::TXT);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    tcp.write_all(&framed).unwrap();
+    // the whole answer is then waiting in the socket: one read takes it, prefix and all
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let n = tcp.read(&mut buf).unwrap();
+    assert!(n > 4000, "one read of the whole framed answer: {n}");
+
+    for (sock, proto) in [(udp.local_addr().unwrap(), "UDP"), (tcp.local_addr().unwrap(), "TCP")] {
+        let ev = dns_query_on(&agent, sock.port());
+        let d = &ev["data"];
+        assert_eq!(d["socket"]["proto"], proto);
+        assert_eq!(d["query"], dns_server::BIG_NAME);
+        assert_eq!(d["query_type"], "TXT");
+        assert_eq!(d["truncated"], true, "{proto}: {d}");
+        let response = strs(&d["response"]);
+        assert!(response.len() >= 8 && response.len() < dns_server::BIG_RECORDS, "{proto}: {response:?}");
+        for (i, r) in response.iter().enumerate() {
+            assert!(r.contains(&dns_server::big_record(i)), "{proto}: record {i} is {r}");
+        }
+    }
+}
+
+#[test]
+fn an_answer_read_with_a_scatter_recvmsg_is_read_from_each_iovec() {
+    use hickory_proto::rr::RecordType;
+    use std::os::fd::AsRawFd;
+    let server = dns_server::start(Ipv4Addr::new(127, 0, 53, 60));
+    let Some(agent) = start(config_no_hashing()) else { return };
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(&query(0x3333, RecordType::A), server.addr).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // the header in one buffer, the question in the next, the answers in a third
+    let mut parts = [vec![0u8; 12], vec![0u8; 21], vec![0u8; 512]];
+    let mut iovs: Vec<libc::iovec> =
+        parts.iter_mut().map(|p| libc::iovec { iov_base: p.as_mut_ptr() as *mut _, iov_len: p.len() }).collect();
+    // SAFETY: a zeroed msghdr is valid; it points at the iovecs, which outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iovs.as_mut_ptr();
+    msg.msg_iovlen = iovs.len();
+    // SAFETY: a valid socket and msghdr.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    assert!(n > 33, "the answer spans the three buffers: {n} ({})", std::io::Error::last_os_error());
+
+    let ev = dns_query_on(&agent, sock.local_addr().unwrap().port());
+    let d = &ev["data"];
+    assert_eq!(d["query"], dns_server::NAME);
+    assert_eq!(strs(&d["response"]), [dns_server::CNAME_TARGET, "127.0.66.80"]);
+    assert_eq!(d["truncated"], false);
+}
+
+#[test]
+fn an_answer_to_no_query_of_its_socket_teaches_no_hostname() {
+    use hickory_proto::rr::RecordType;
+    const NAME: &str = "spoof.kunai.rocks";
+    let (forged_ip, real_ip) = (Ipv4Addr::new(127, 0, 66, 90), Ipv4Addr::new(127, 0, 66, 91));
+    let me = std::process::id();
+    // a "server" this test speaks for: it answers when and what the test says
+    let server = UdpSocket::bind((Ipv4Addr::new(127, 0, 53, 61), 53)).unwrap();
+    server.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let Some(agent) = start(config_no_hashing()) else { return };
+
+    let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
+    victim.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    victim.send_to(&query_for(NAME, 0x1000, RecordType::A), server.local_addr().unwrap()).unwrap();
+    let mut buf = [0u8; 512];
+    let (_, client) = server.recv_from(&mut buf).unwrap();
+    // first a forged answer (another id), then the real one (the query's id)
+    server.send_to(&answer_for(NAME, 0x2000, forged_ip), client).unwrap();
+    victim.recv_from(&mut buf).unwrap();
+    server.send_to(&answer_for(NAME, 0x1000, real_ip), client).unwrap();
+    victim.recv_from(&mut buf).unwrap();
+
+    let mut ports = Vec::new();
+    for ip in [forged_ip, real_ip] {
+        let l = TcpListener::bind((ip, 0)).unwrap();
+        ports.push(l.local_addr().unwrap().port());
+        TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    }
+    let conn = |port: u16| agent.wait_for("connect", move |e| is("connect", me)(e) && e["data"]["dst"]["port"] == port);
+    assert_eq!(conn(ports[0])["data"]["dst"]["hostname"], "?", "the forged answer named {forged_ip}");
+    assert_eq!(conn(ports[1])["data"]["dst"]["hostname"], NAME, "the real answer names {real_ip}");
+    let (_, events) = agent.stop();
+    let port = victim.local_addr().unwrap().port();
+    let answers = events.iter().filter(|e| is("dns_query", me)(e) && e["data"]["src"]["port"] == port).count();
+    assert_eq!(answers, 2, "both answers are still reported as dns_query");
 }

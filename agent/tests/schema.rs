@@ -91,7 +91,8 @@ fn expected(kind: EventKind) -> Vec<String> {
         }
         DnsQuery => {
             let mut v = with(PROC, "", SOCKET_SRC);
-            v.extend(with(&[], "", &["query", "query_type", "response", "community_id"]));
+            // "truncated" is ioclab's addition: the answer did not fit the sensor's copy
+            v.extend(with(&[], "", &["query", "query_type", "response", "community_id", "truncated"]));
             v.extend(with(&[], "dns_server", &["ip", "port", "public", "is_v6"]));
             v
         }
@@ -111,8 +112,10 @@ fn expected(kind: EventKind) -> Vec<String> {
                 with(&[], "system", &["uptime", "boot_time", "sysname", "release", "version", "machine", "domainname"]);
             // "name" is ioclab's addition: the sensor says who it is under Kunai's key
             v.extend(with(&[], "kunai", &["name", "version", "exe", "config", "config.sha256"]));
+            v.extend(with(&[], "kunai.exe", META));
             v
         }
+        IocReload => ["iocs", "files", "bad_lines", "duplicates"].map(String::from).to_vec(),
     }
 }
 
@@ -164,10 +167,11 @@ fn spec_ids() {
         (1000, "error"),
         (1100, "event_loss"),
         (1101, "start"),
+        (1102, "ioc_reload"),
     ] {
         assert!(ids.contains(&(id, name)), "{id} {name} missing");
     }
-    assert_eq!(ids.len(), 29);
+    assert_eq!(ids.len(), 30);
 }
 
 #[test]

@@ -173,7 +173,7 @@ fn start_sensor() -> Result<OwnSensor, DetonateError> {
                 max_hash_size: OWN_SENSOR_MAX_HASH,
                 ..Default::default()
             };
-            if let Err(e) = sensor::run(config, Box::new(Discard(r)), c) {
+            if let Err(e) = sensor::run(config, Box::new(Discard(r)) as Box<dyn std::io::Write + Send>, c) {
                 let _ = err_tx.send(e.to_string());
             }
         })

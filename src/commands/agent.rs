@@ -19,11 +19,18 @@ Examples:
   sudo ioclab agent -i iocs.json -o /var/log/ioclab.json
   ioclab agent config --dump > agent.yaml            the settings, to edit
   sudo ioclab agent -c agent.yaml                    run with them
-  sudo kill -HUP $(pidof ioclab)                     reload the IoC files
+  sudo kill -HUP $(pidof ioclab)                     reload the IoC files, reopen -o FILE
+  sudo ioclab agent | head -1                        the start event, then the agent stops
 
 Events are switched on and off in the config file (events.<name>.enable);
 ioclab agent config --list-events shows them all. File events are limited
-to max_eps_fs per process and second (an `error` event says when)."
+to max_eps_fs per process and second (an `error` event says when).
+
+On SIGHUP the IoC files are read again, one load at a time: an `ioc_reload`
+event says the new set is in use; a load with bad lines or no IoC is refused
+with an `error` event and the previous IoCs stay (--accept-partial-iocs takes
+it anyway). Events the output cannot take (full disk) are counted and
+reported by an `event_loss` event once writing works again."
 )]
 pub struct AgentArgs {
     #[command(subcommand)]
@@ -40,6 +47,9 @@ pub struct AgentArgs {
     /// Write only detections of at least this severity (0-10).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=10))]
     min_severity: Option<u8>,
+    /// On reload, use IoC files even with bad lines or no IoC (default: keep the previous IoCs).
+    #[arg(long)]
+    accept_partial_iocs: bool,
     /// At exit, print counters (events read, written, lost; CPU time; peak memory) as JSON on stderr.
     #[arg(long)]
     stats: bool,
@@ -96,7 +106,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = args.min_severity {
         config.scanner.min_severity = s;
     }
-    let out = super::output(config.output.path.as_deref())?;
+    config.scanner.accept_partial_iocs |= args.accept_partial_iocs;
+    let path = config.output.path.as_deref();
+    let out = ioclab_agent::sensor::output::Output::open(path)
+        .with_context(|| format!("cannot open {} for writing", path.unwrap_or(std::path::Path::new("-")).display()))?;
 
     let control = Control::default();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -107,7 +120,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, control.reload.clone())?;
 
     let summary = sensor::run(config, out, control).context("ioclab agent")?;
-    tracing::info!("stopped: {} events read, {} written, {} lost", summary.read, summary.written, summary.lost);
+    tracing::info!(
+        "stopped: {} events read, {} written, {} lost ({} of them by the output)",
+        summary.read,
+        summary.written,
+        summary.lost,
+        summary.output_lost
+    );
     if args.stats {
         eprintln!("{}", serde_json::to_string(&summary)?);
     }

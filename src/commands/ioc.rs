@@ -20,7 +20,10 @@ enum IocCommand {
 An IoC line looks like:
   {\"uuid\": \"...\", \"source\": \"misp\", \"value\": \"why.kunai.rocks\", \"severity\": 4}
 value: a domain (matches its subdomains too), an IPv4/IPv6 address, an md5/sha1/sha256/sha512
-digest or an absolute path; severity: 0 to 10.")]
+digest or an absolute path (spelled as the kernel does: /usr/bin//sleep/ is read
+as /usr/bin/sleep); severity: 0 to 10. Dotted numbers that are not an IP address
+(127.000.066.081: leading zeros) are bad lines. A line repeating an IoC (same
+uuid and value) is a warning: its severity counts once.")]
     Check {
         /// IoC files (plain or .gz).
         #[arg(value_name = "FILE", required = true)]
@@ -36,7 +39,20 @@ pub fn run(args: IocArgs) -> anyhow::Result<ExitCode> {
             for bad in &report.bad {
                 println!("{bad}");
             }
-            eprintln!("{} IoCs ok, {} bad lines in {} file(s)", report.loaded, report.bad.len(), files.len());
+            // harmless (counted once) but worth knowing: warnings, not failures
+            for dup in &report.duplicates {
+                eprintln!("warning: {dup}");
+            }
+            for twice in &report.repeated_files {
+                eprintln!("warning: {}: named twice, read once", twice.display());
+            }
+            eprintln!(
+                "{} IoCs ok, {} bad lines, {} duplicates in {} file(s)",
+                report.loaded,
+                report.bad.len(),
+                report.duplicates.len(),
+                files.len()
+            );
             Ok(if report.bad.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }

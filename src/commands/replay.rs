@@ -34,7 +34,7 @@ const SHOWN: usize = 20;
 
 /// Runs `ioclab replay ...`.
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let iocs = load_iocs(&args.iocs)?;
+    let (iocs, _) = load_iocs(&args.iocs)?;
     let mut out = super::output(args.output.as_deref())?;
     let summary = replay(&args.logs, &iocs, args.min_severity, &mut *out)?;
     for bad in summary.bad.iter().take(SHOWN) {

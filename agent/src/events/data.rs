@@ -529,6 +529,9 @@ pub struct DnsQueryData {
     pub dns_server: Endpoint,
     /// Community ID v1 of the flow.
     pub community_id: Text,
+    /// ioclab's: the answer was longer than the sensor copies (2,048 bytes)
+    /// or cut short, and `response` holds only the records that fit.
+    pub truncated: bool,
 }
 
 /// `read`, `read_config`, `write`, `write_config`, `write_close`, `file_create`.
@@ -683,10 +686,25 @@ pub struct SensorInfo {
     pub name: String,
     /// Version.
     pub version: String,
-    /// Path of the agent's executable.
-    pub exe: String,
+    /// The agent's executable with its hashes, as Kunai writes it (`.exe.path`).
+    pub exe: FileMeta,
     /// Its configuration.
     pub config: ConfigDigest,
+}
+
+/// `ioc_reload` (ioclab's, not Kunai's): the agent switched to a new IoC set
+/// after a SIGHUP. A reload that was refused or failed is an `error` event.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct IocReloadData {
+    /// IoCs now in use.
+    pub iocs: u64,
+    /// IoC files read.
+    pub files: u64,
+    /// Lines skipped as not usable IoCs (only with `scanner.accept_partial_iocs`).
+    pub bad_lines: u64,
+    /// Repeated IoCs (same uuid and value) and files, counted once.
+    pub duplicates: u64,
 }
 
 /// `start`: written once when the agent is ready.
@@ -751,6 +769,7 @@ event_data! {
     Error => Error(ErrorData),
     EventLoss => EventLoss(EventLossData),
     Start => Start(StartData),
+    IocReload => IocReload(IocReloadData),
 }
 
 impl Observables for EventData {
@@ -778,7 +797,7 @@ impl Observables for EventData {
             D::FileUnlink(d) => Some(&d.exe.path),
             D::IoUringSqe(d) => Some(&d.exe.path),
             D::FileScan(d) => Some(&d.exe.path),
-            D::Execve(_) | D::ExecveScript(_) | D::Error(_) | D::EventLoss(_) | D::Start(_) => None,
+            D::Execve(_) | D::ExecveScript(_) | D::Error(_) | D::EventLoss(_) | D::Start(_) | D::IocReload(_) => None,
         };
         if let Some(p) = exe.filter(|p| !p.is_empty()) {
             visit(Observable::Path(p));

@@ -66,12 +66,14 @@ kinds! {
     Error = 1000, "error", produced: true, default_on: true;
     EventLoss = 1100, "event_loss", produced: true, default_on: true;
     Start = 1101, "start", produced: true, default_on: true;
+    // not Kunai's: ioclab says when its IoC set changed (a failed reload is an `error`)
+    IocReload = 1102, "ioc_reload", produced: true, default_on: true;
 }
 
 impl EventKind {
     /// Events about the agent itself: always written, whatever the IoC filter says.
     pub const fn is_agent_event(self) -> bool {
-        matches!(self, EventKind::Error | EventKind::EventLoss | EventKind::Start)
+        matches!(self, EventKind::Error | EventKind::EventLoss | EventKind::Start | EventKind::IocReload)
     }
 }
 

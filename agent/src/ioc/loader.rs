@@ -41,6 +41,31 @@ pub struct LoadReport {
     pub bad: Vec<IocLineError>,
     /// IoCs loaded from each file.
     pub per_file: Vec<(PathBuf, usize)>,
+    /// Lines repeating an IoC already loaded (same uuid and value): skipped,
+    /// so their severity does not count twice.
+    pub duplicates: Vec<IocLineError>,
+    /// Files named more than once: read once.
+    pub repeated_files: Vec<PathBuf>,
+}
+
+impl LoadReport {
+    /// Whether the files loaded cleanly: at least one IoC and no bad line.
+    /// A truncated, empty or HTML file fails this; the running agent keeps
+    /// its previous IoCs rather than switch to such a load (unless told to).
+    pub fn complete(&self) -> bool {
+        self.loaded > 0 && self.bad.is_empty()
+    }
+
+    /// One line for logs and events: `N IoCs from F file(s), B bad line(s), D duplicate(s)`.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} IoCs from {} file(s), {} bad line(s), {} duplicate(s)",
+            self.loaded,
+            self.per_file.len(),
+            self.bad.len(),
+            self.duplicates.len() + self.repeated_files.len()
+        )
+    }
 }
 
 /// The fields the matcher uses; anything else on the line is ignored.
@@ -139,22 +164,33 @@ fn parse_parallel(data: &[u8]) -> Vec<Parsed> {
     })
 }
 
-fn load_into(paths: &[PathBuf], mut keep: impl FnMut(Ioc)) -> Result<LoadReport, IocFileError> {
+fn load_into(paths: &[PathBuf], set: &mut IocSet) -> Result<LoadReport, IocFileError> {
     let mut report = LoadReport::default();
+    let mut seen = Vec::with_capacity(paths.len());
     for path in paths {
+        // the same file twice (maybe under two names) is read once
+        let id = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        if seen.contains(&id) {
+            report.repeated_files.push(path.clone());
+            continue;
+        }
+        seen.push(id);
         let data = read(path)?;
         let mut n = 0;
         let mut first_line = 0;
         for (parsed, lines) in parse_parallel(&data) {
             for (i, result) in parsed {
+                let line = first_line + i + 1;
                 match result {
-                    Ok(ioc) => {
-                        keep(ioc);
-                        n += 1;
-                    }
-                    Err(reason) => {
-                        report.bad.push(IocLineError { path: path.clone(), line: first_line + i + 1, reason })
-                    }
+                    Ok(ioc) => match set.insert(ioc) {
+                        true => n += 1,
+                        false => report.duplicates.push(IocLineError {
+                            path: path.clone(),
+                            line,
+                            reason: "same uuid and value as an IoC already loaded: counted once".into(),
+                        }),
+                    },
+                    Err(reason) => report.bad.push(IocLineError { path: path.clone(), line, reason }),
                 }
             }
             first_line += lines;
@@ -165,16 +201,17 @@ fn load_into(paths: &[PathBuf], mut keep: impl FnMut(Ioc)) -> Result<LoadReport,
     Ok(report)
 }
 
-/// Loads IoC files into one set. Unreadable files are errors; bad lines are reported and skipped.
+/// Loads IoC files into one set. Unreadable files are errors; bad lines are
+/// reported and skipped; an IoC repeated (same uuid and value) is kept once.
 pub fn load_files(paths: &[PathBuf]) -> Result<(IocSet, LoadReport), IocFileError> {
     let mut set = IocSet::new();
-    let report = load_into(paths, |ioc| set.insert(ioc))?;
+    let report = load_into(paths, &mut set)?;
     Ok((set, report))
 }
 
 /// Checks IoC files without keeping them (`ioclab ioc check`).
 pub fn check_files(paths: &[PathBuf]) -> Result<LoadReport, IocFileError> {
-    load_into(paths, |_| {})
+    load_files(paths).map(|(_, report)| report)
 }
 
 #[cfg(test)]
@@ -251,6 +288,49 @@ mod tests {
         let (set, report) = load_files(&[p]).unwrap();
         assert_eq!(report.bad.iter().map(|b| b.line).collect::<Vec<_>>(), bad);
         assert_eq!(set.len(), 40_000 - bad.len());
+    }
+
+    #[test]
+    fn duplicate_lines_and_files_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("iocs.json");
+        let line = "{\"uuid\":\"5d0b4a41-0000-4000-8000-000000000001\",\"value\":\"/tmp/x\",\"severity\":4}\n";
+        std::fs::write(&p, format!("{line}{line}")).unwrap();
+        let same = dir.path().join("same.json");
+        std::os::unix::fs::symlink(&p, &same).unwrap();
+        let (set, report) = load_files(&[p.clone(), p.clone(), same]).unwrap();
+        assert_eq!((report.loaded, set.len()), (1, 1));
+        assert_eq!(report.duplicates.len(), 1);
+        assert_eq!(report.duplicates[0].line, 2);
+        assert_eq!(report.repeated_files.len(), 2);
+        assert!(report.complete());
+        struct P;
+        impl Observables for P {
+            fn observables(&self, v: &mut dyn FnMut(Observable<'_>)) {
+                v(Observable::Path("/tmp/x"))
+            }
+        }
+        assert_eq!(set.scan(&P).unwrap().severity, 4, "not 4 per copy");
+    }
+
+    #[test]
+    fn empty_truncated_and_html_loads_are_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = "{\"value\":\"kunai.rocks\",\"severity\":4}\n";
+        for (name, text) in [
+            ("empty", String::new()),
+            ("truncated", format!("{good}{{\"value\":\"why.ku")),
+            ("html", "<html><body>502 Bad Gateway</body></html>\n".to_string()),
+            ("comments only", "# nothing\n".to_string()),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            let report = check_files(&[p]).unwrap();
+            assert!(!report.complete(), "{name}: {report:?}");
+        }
+        let p = dir.path().join("good");
+        std::fs::write(&p, good).unwrap();
+        assert!(check_files(&[p]).unwrap().complete());
     }
 
     proptest! {

@@ -204,8 +204,36 @@ impl IocSet {
         self.entries.reserve(n);
     }
 
-    /// Adds one IoC.
-    pub fn insert(&mut self, ioc: Ioc) {
+    /// Whether an entry among `ids` has this uuid (and, for domains and paths, this text).
+    fn has(&self, ids: Option<&Ids>, text: Option<&str>, uuid: Option<uuid::Uuid>) -> bool {
+        self.ids(ids).iter().any(|&id| {
+            let e = &self.entries[id as usize];
+            e.uuid == uuid && text.is_none_or(|t| *e.text == *t)
+        })
+    }
+
+    /// Whether the set already holds an IoC with this value and uuid (a
+    /// duplicate line, or a file given twice): its severity must not count twice.
+    pub fn contains(&self, value: &IocValue, uuid: Option<uuid::Uuid>) -> bool {
+        match value {
+            IocValue::Domain(d) => {
+                self.has(self.domains.get(&self.seed.hash_one(d.as_str())).map(|x| &x.0), Some(d.as_str()), uuid)
+            }
+            IocValue::Path(p) => self.has(self.paths.get(&self.seed.hash_one(&**p)).map(|x| &x.0), Some(p), uuid),
+            IocValue::Ip(ip) => self.has(self.ips.get(&canonical_ip(*ip)), None, uuid),
+            IocValue::Md5(h) => self.has(self.md5.get(h), None, uuid),
+            IocValue::Sha1(h) => self.has(self.sha1.get(h), None, uuid),
+            IocValue::Sha256(h) => self.has(self.sha256.get(h), None, uuid),
+            IocValue::Sha512(h) => self.has(self.sha512.get(h), None, uuid),
+        }
+    }
+
+    /// Adds one IoC; false (and nothing added) when the set already holds
+    /// one with the same value and uuid.
+    pub fn insert(&mut self, ioc: Ioc) -> bool {
+        if self.contains(&ioc.value, ioc.uuid) {
+            return false;
+        }
         let id = self.entries.len() as u32;
         let check = match &ioc.value {
             IocValue::Domain(d) => self.check_of(d.as_str()),
@@ -246,6 +274,7 @@ impl IocSet {
         };
         let source = ioc.source.and_then(|s| self.intern(s));
         self.entries.push(Entry { text, severity: ioc.severity, source, uuid: ioc.uuid });
+        true
     }
 
     fn intern(&mut self, source: Box<str>) -> Option<u16> {
@@ -474,11 +503,30 @@ mod tests {
 
     #[test]
     fn same_value_twice_counts_twice_listed_once() {
-        let s = set(&[("/tmp/x", 2), ("/tmp/x", 3), ("/tmp/x", 1)]);
+        let mut s = IocSet::new();
+        for (i, sev) in [2, 3, 1].into_iter().enumerate() {
+            // three IoCs (three uuids) on one value
+            assert!(s.insert(Ioc { uuid: Some(uuid::Uuid::from_u128(i as u128)), ..ioc("/tmp/x", sev) }));
+        }
         let d = s.scan(&Obs(vec![Observable::Path("/tmp/x"), Observable::Path("/tmp/x")])).unwrap();
         assert_eq!(d.iocs, vec!["/tmp/x"]);
         assert_eq!(d.severity, 6, "each IoC once, even if the value is seen twice");
         assert!(s.scan(&Obs(vec![Observable::Path("/tmp/y")])).is_none());
+    }
+
+    #[test]
+    fn the_same_ioc_twice_counts_once() {
+        let uuid = Some(uuid::Uuid::from_u128(7));
+        let mut s = IocSet::new();
+        for v in ["/tmp/x", "kunai.rocks", "10.0.0.1", &"a".repeat(64)] {
+            let ioc = Ioc { uuid, ..ioc(v, 4) };
+            assert!(s.insert(ioc.clone()), "{v} first");
+            assert!(!s.insert(ioc.clone()), "{v} again");
+            assert!(s.insert(Ioc { uuid: None, ..ioc }), "{v} without a uuid is another IoC");
+        }
+        assert_eq!(s.len(), 8);
+        let d = s.scan(&Obs(vec![Observable::Path("/tmp/x")])).unwrap();
+        assert_eq!(d.severity, 8, "two IoCs (uuid and none), not three");
     }
 
     #[test]

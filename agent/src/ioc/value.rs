@@ -39,6 +39,9 @@ pub enum BadValue {
     /// A path with a NUL byte.
     #[error("path {0:?} contains a NUL byte")]
     NulInPath(String),
+    /// Dotted numbers that are not an IP address: no domain name ends with an all-digit label.
+    #[error("{0:?} is not an IP address (leading zeros are ambiguous: octal or decimal?) and not a domain (no domain ends with an all-digit label)")]
+    NumericName(String),
     /// Something else.
     #[error("not a domain, IP address, md5/sha1/sha256/sha512 digest or absolute path: {0:?}")]
     Unrecognised(String),
@@ -63,8 +66,37 @@ impl FromStr for Domain {
         if name.is_empty() || name.len() > MAX_DOMAIN_LEN || !name.split('.').all(valid_label) {
             return Err(BadValue::Unrecognised(cut(s)));
         }
+        // `127.000.066.081`: the kernel never reports such a name, so it could never match
+        if name.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(BadValue::NumericName(cut(s)));
+        }
         Ok(Domain(name.to_ascii_lowercase().into()))
     }
+}
+
+/// `path` as the kernel names files: no empty or `.` component, `..`
+/// applied, no trailing slash (`/usr/bin//sleep/` is `/usr/bin/sleep`).
+/// Event paths come from the kernel in this form; any other spelling could never match.
+fn normal_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for p in &parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 /// An IoC value, typed when the IoC is loaded.
@@ -128,7 +160,7 @@ impl FromStr for IocValue {
             if s.contains('\0') {
                 return Err(BadValue::NulInPath(cut(s)));
             }
-            return Ok(IocValue::Path(s.into()));
+            return Ok(IocValue::Path(normal_path(s).into()));
         }
         if s.contains("://") {
             return Err(BadValue::Url(cut(s)));
@@ -169,5 +201,22 @@ mod tests {
             assert!(bad.parse::<IocValue>().is_err(), "{bad:?} accepted");
         }
         assert!(matches!("/a\0b".parse::<IocValue>(), Err(BadValue::NulInPath(_))));
+        for numeric in ["127.000.066.081", "1.2.3", "10.0.0.256", "example.123"] {
+            assert!(matches!(numeric.parse::<IocValue>(), Err(BadValue::NumericName(_))), "{numeric:?} accepted");
+        }
+        assert_eq!("1.2.3.example".parse::<IocValue>().unwrap().kind(), "domain", "digits are fine before the end");
+    }
+
+    #[test]
+    fn paths_are_spelled_as_the_kernel_reports_them() {
+        let path = |s: &str| match s.parse::<IocValue>().unwrap() {
+            IocValue::Path(p) => p.to_string(),
+            other => panic!("{s} gave {other:?}"),
+        };
+        assert_eq!(path("/tmp/x/"), "/tmp/x");
+        assert_eq!(path("/usr/bin//sleep"), "/usr/bin/sleep");
+        assert_eq!(path("/usr/./bin/../bin/sleep"), "/usr/bin/sleep");
+        assert_eq!(path("//"), "/");
+        assert_eq!(path("/tmp/dropper.sh"), "/tmp/dropper.sh");
     }
 }

@@ -9,13 +9,14 @@
 //! the agent's CPU in an exec storm. Only cache misses go to the worker.
 
 pub(crate) mod network;
+pub mod output;
 mod processor;
 pub mod record;
+pub mod reload;
 mod start;
 pub mod tap;
 
 use std::cell::RefCell;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,18 +27,20 @@ use arc_swap::ArcSwapOption;
 use crate::bpf::{abi, BpfError, LoadOptions, Programs, ReaderState};
 use crate::config::Config;
 use crate::enrich::proctable::ProcessTable;
-use crate::events::EventKind;
-use crate::ioc::loader::{load_files, IocFileError};
+use crate::events::{ErrorData, EventData, EventKind};
+use crate::ioc::loader::{load_files, IocFileError, LoadReport};
 use crate::ioc::IocSet;
+use output::Output;
 pub use processor::Processor;
 use record::{decode, Record};
+use reload::Reloader;
 
 /// Flags the caller sets (from signal handlers) to steer a running agent.
 #[derive(Debug, Default, Clone)]
 pub struct Control {
     /// Flush and return.
     pub stop: Arc<AtomicBool>,
-    /// Reload the IoC files.
+    /// Reload the IoC files and reopen the output file (SIGHUP).
     pub reload: Arc<AtomicBool>,
     /// Other consumers of the same programs (the sandbox): their cgroups' events go to them only.
     pub taps: tap::Taps,
@@ -74,8 +77,13 @@ pub struct Summary {
     pub read: u64,
     /// Events written.
     pub written: u64,
-    /// Records the kernel could not write (ring buffer full).
+    /// Events lost: records the kernel could not write (ring buffer full)
+    /// and events the output could not take (`output_lost`).
     pub lost: u64,
+    /// Events dropped because the output failed (full disk...), part of `lost`.
+    pub output_lost: u64,
+    /// The output's reader went away (broken pipe) and the agent stopped.
+    pub output_closed: bool,
     /// Files hashed.
     pub files_hashed: u64,
     /// Hash lookups answered from the cache.
@@ -119,28 +127,44 @@ fn peak_rss_kb() -> Option<u64> {
 }
 
 /// Loads the IoC files, logging each bad line as `file:line: reason`.
-pub fn load_iocs(paths: &[PathBuf]) -> Result<IocSet, IocFileError> {
+pub fn load_iocs(paths: &[PathBuf]) -> Result<(IocSet, LoadReport), IocFileError> {
     let (set, report) = load_files(paths)?;
-    for bad in &report.bad {
+    for bad in report.bad.iter().chain(&report.duplicates) {
         tracing::warn!("{bad}");
     }
-    tracing::info!(
-        "{} IoCs loaded from {} file(s), {} bad line(s) skipped",
-        report.loaded,
-        paths.len(),
-        report.bad.len()
-    );
-    Ok(set)
+    for twice in &report.repeated_files {
+        tracing::warn!("{}: named twice, read once", twice.display());
+    }
+    tracing::info!("IoCs loaded: {}", report.counts());
+    Ok((set, report))
 }
 
-/// Runs the agent until `control.stop` is set, writing JSON lines to `out`.
-/// Returns once every event read has been written.
-pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Result<Summary, AgentError> {
+/// `error` event for IoCs loaded at start with problems: the agent runs
+/// with what loaded (there is no previous set to keep), and says so.
+fn start_load_problems(report: &LoadReport) -> Option<EventData> {
+    if report.complete() {
+        return None;
+    }
+    let first = report.bad.first().map(|b| format!(" (first bad line {b})")).unwrap_or_default();
+    Some(EventData::Error(ErrorData {
+        code: reload::ERROR_RELOAD_REFUSED,
+        message: format!("IoC files loaded with problems: {}{first}; `ioclab ioc check` lists them", report.counts()),
+    }))
+}
+
+/// Runs the agent until `control.stop` is set (or the output's reader goes
+/// away), writing JSON lines to `out`. Returns once every event read has
+/// been written or counted as lost.
+pub fn run(config: Config, out: impl Into<Output>, control: Control) -> Result<Summary, AgentError> {
     let config = Arc::new(config);
+    let own_exe = start::own_exe(config.max_hash_size);
     let iocs_paths = config.scanner.iocs.clone();
     let iocs = Arc::new(ArcSwapOption::empty());
+    let mut start_problems = None;
     if !iocs_paths.is_empty() {
-        iocs.store(Some(Arc::new(load_iocs(&iocs_paths)?)));
+        let (set, report) = load_iocs(&iocs_paths)?;
+        start_problems = start_load_problems(&report);
+        iocs.store(Some(Arc::new(set)));
     }
 
     let ring_bytes = (config.max_buffered_events as u64 * std::mem::size_of::<abi::Exec>() as u64).min(1 << 30) as u32;
@@ -160,8 +184,13 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     let stats = Arc::new(Stats::default());
     let mut processor = Processor::new(config.clone(), host, procs, iocs.clone(), out, stats.clone())?;
     processor.set_taps(control.taps.clone());
-    let start = processor.agent_event(start::start_data(&config));
+    let exe = own_exe.join().unwrap_or_default();
+    let start = processor.agent_event(start::start_data(&config, exe));
     processor.emit(start);
+    if let Some(problems) = start_problems {
+        let ev = processor.agent_event(problems);
+        processor.emit(ev);
+    }
     processor.flush();
     let to = match &config.output.path {
         Some(p) if p.as_os_str() != "-" => p.display().to_string(),
@@ -170,17 +199,23 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     let what = if iocs_paths.is_empty() { "every event" } else { "events matching the IoCs" };
     tracing::info!("agent ready: {known} running processes known, writing {what} to {to}; Ctrl-C to stop");
 
+    let reloader = match iocs_paths.is_empty() {
+        true => None,
+        false => Some(Reloader::spawn(iocs_paths, config.scanner.accept_partial_iocs, iocs.clone())?),
+    };
     let (cpu0, _) = rusage();
     let programs = RefCell::new(programs);
-    let reload = || spawn_reload(iocs_paths.clone(), iocs.clone());
-    read_loop(&programs, &config, &control, &mut processor, &reload);
+    read_loop(&programs, &config, &control, &mut processor, reloader.as_ref());
     processor.finish();
     let hash_stats = processor.hash_stats();
     let (cpu1, max_rss_kb) = rusage();
+    let output_lost = processor.output().dropped_total();
     Ok(Summary {
         read: stats.read.load(Ordering::Relaxed),
         written: stats.written.load(Ordering::Relaxed),
-        lost: stats.lost.load(Ordering::Relaxed),
+        lost: stats.lost.load(Ordering::Relaxed) + output_lost,
+        output_lost,
+        output_closed: processor.output().closed(),
         files_hashed: hash_stats.hashed,
         hash_cache_hits: hash_stats.hits,
         hash_cpu_us: hash_stats.hash_cpu_us,
@@ -189,21 +224,34 @@ pub fn run(config: Config, out: Box<dyn Write + Send>, control: Control) -> Resu
     })
 }
 
-/// Reloads IoCs off the event path; the old set stays in use until the new one is ready.
-fn spawn_reload(paths: Vec<PathBuf>, target: Arc<ArcSwapOption<IocSet>>) {
-    if paths.is_empty() {
-        tracing::warn!("SIGHUP: no IoC file configured, nothing to reload");
-        return;
+/// SIGHUP: the output file is opened again (logrotate moved it) and the
+/// IoCs reloaded off the event path, one load at a time.
+fn on_sighup(processor: &mut Processor, reloader: Option<&Reloader>) {
+    processor.output().reopen();
+    match reloader {
+        Some(r) => r.request(),
+        None => tracing::info!("SIGHUP: output reopened; no IoC file configured, nothing to reload"),
     }
-    let spawned = std::thread::Builder::new().name("ioclab-reload".into()).spawn(move || match load_iocs(&paths) {
-        Ok(set) => {
-            target.store(Some(Arc::new(set)));
-            tracing::info!("IoCs reloaded");
+}
+
+/// Writes the outcome of each finished IoC reload as an event.
+fn report_reloads(processor: &mut Processor, reloader: Option<&Reloader>) {
+    let Some(r) = reloader else { return };
+    let mut any = false;
+    for outcome in r.outcomes() {
+        if let reload::Outcome::Applied(report) = &outcome {
+            tracing::info!("IoCs reloaded: {}", report.counts());
         }
-        Err(e) => tracing::error!("IoC reload failed, keeping the previous IoCs: {e}"),
-    });
-    if let Err(e) = spawned {
-        tracing::error!("IoC reload failed: {e}");
+        let data = outcome.event_data();
+        if let EventData::Error(e) = &data {
+            tracing::error!("{}", e.message);
+        }
+        let ev = processor.agent_event(data);
+        processor.emit(ev);
+        any = true;
+    }
+    if any {
+        processor.flush();
     }
 }
 
@@ -223,7 +271,7 @@ fn read_loop(
     config: &Config,
     control: &Control,
     processor: &mut Processor,
-    reload: &dyn Fn(),
+    reloader: Option<&Reloader>,
 ) {
     let fd = programs.borrow().ring_fd();
     let busy_timeout = config.poll_interval_ms as i32;
@@ -235,10 +283,11 @@ fn read_loop(
     let mut records = Vec::with_capacity(BATCH_RECORDS);
     let mut read_since = 0u64;
     loop {
-        let stopping = control.stop.load(Ordering::Relaxed);
+        let stopping = control.stop.load(Ordering::Relaxed) || processor.output().closed();
         if control.reload.swap(false, Ordering::Relaxed) {
-            reload();
+            on_sighup(processor, reloader);
         }
+        report_reloads(processor, reloader);
         if !stopping {
             let timeout = if more {
                 0 // the last drain stopped at a full batch: records are waiting
@@ -254,14 +303,21 @@ fn read_loop(
                 Some(d) => timeout.min(d.saturating_duration_since(Instant::now()).as_millis() as i32 + 1),
                 None => timeout,
             };
+            // the output's fd, if a pipe, reports POLLERR when its reader goes
+            // away: an idle agent notices `| head -1` closing without writing
+            let out_fd = processor.output().watch_fd();
             let mut pfds = [
                 libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: processor.hash_wake_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: out_fd.unwrap_or(-1), events: 0, revents: 0 },
             ];
-            // SAFETY: two valid pollfds. EINTR (a signal) just ends the wait early.
-            unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout) };
+            // SAFETY: valid pollfds (a negative fd is ignored). EINTR (a signal) just ends the wait early.
+            unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
             if pfds[1].revents != 0 {
                 processor.woken();
+            }
+            if pfds[2].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                processor.output().reader_gone();
             }
         }
         let mut ring = programs.borrow_mut();
@@ -280,6 +336,7 @@ fn read_loop(
         read_since += records.len() as u64;
         let elapsed = last_check.elapsed();
         if elapsed >= Duration::from_secs(1) || stopping {
+            processor.output().reopen_if_deleted();
             let lost = ring.lost();
             if lost > lost_seen {
                 let eps = read_since as f64 / elapsed.as_secs_f64().max(1e-3);

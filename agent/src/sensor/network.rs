@@ -9,11 +9,47 @@ use crate::enrich::resolved::ResolvedNames;
 use crate::events::*;
 use crate::net::{community_id, dns, entropy, ip_string, is_public, Proto};
 
-/// What network events need to remember: the names each process resolved.
+/// What network events need to remember: the names each process resolved,
+/// and the DNS queries each socket has in flight.
 #[derive(Default)]
 pub struct Network {
     names: ResolvedNames,
     texts: Texts,
+    queries: Queries,
+}
+
+/// Ids of the DNS queries each socket sent and got no answer to yet, by
+/// socket cookie: only an answer carrying one of them teaches names. An
+/// answer nobody asked for (forged, or for another socket) still makes a
+/// `dns_query`, but no `dst.hostname`.
+#[derive(Default)]
+struct Queries(HashMap<u64, Vec<u16>, ahash::RandomState>);
+
+/// Queries in flight per socket, at most (a resolver asks A and AAAA, and retries).
+const QUERIES_PER_SOCKET: usize = 16;
+
+impl Queries {
+    fn sent(&mut self, cookie: u64, id: u16) {
+        if self.0.len() >= TEXTS_MAX && !self.0.contains_key(&cookie) {
+            self.0.clear();
+        }
+        let ids = self.0.entry(cookie).or_default();
+        if ids.len() >= QUERIES_PER_SOCKET {
+            ids.remove(0);
+        }
+        ids.push(id);
+    }
+
+    /// Whether `id` answers a query of the socket; the query is then answered.
+    fn answered(&mut self, cookie: u64, id: u16) -> bool {
+        let Some(ids) = self.0.get_mut(&cookie) else { return false };
+        let Some(i) = ids.iter().position(|&q| q == id) else { return false };
+        ids.remove(i);
+        if ids.is_empty() {
+            self.0.remove(&cookie);
+        }
+        true
+    }
 }
 
 /// `socket {domain, type, proto}` from the kernel's numbers.
@@ -104,7 +140,9 @@ impl Network {
             (p.ancestors.clone(), p.command_line.clone(), FilePath { path: p.exe.clone() });
         match r.kind {
             NetKind::Dns => {
-                let parsed = if r.proto == 6 { dns::parse_tcp(&r.data) } else { dns::parse(&r.data) };
+                let received = r.size.max(0) as usize;
+                let parsed =
+                    if r.proto == 6 { dns::parse_tcp(&r.data, received) } else { dns::parse(&r.data, received) };
                 let answer = match parsed {
                     Ok(a) => a,
                     Err(e) => {
@@ -112,7 +150,11 @@ impl Network {
                         return None;
                     }
                 };
-                self.names.learn(key, &answer.query, &answer.addresses);
+                if self.queries.answered(r.cookie, answer.id) {
+                    self.names.learn(key, &answer.query, &answer.addresses);
+                } else {
+                    tracing::debug!("DNS answer id {} from {} answers no query of its socket", answer.id, r.dst);
+                }
                 Some(EventData::DnsQuery(DnsQueryData {
                     ancestors,
                     command_line,
@@ -124,9 +166,15 @@ impl Network {
                     response: answer.answers,
                     dns_server: self.texts.remote(r.dst, None),
                     community_id: self.texts.flow_id(r),
+                    truncated: answer.truncated,
                 }))
             }
             NetKind::Connect | NetKind::Send => {
+                if r.kind == NetKind::Send && r.dst.port() == 53 {
+                    if let Some(id) = dns::query_id(&r.data, r.size.max(0) as usize, r.proto == 6) {
+                        self.queries.sent(r.cookie, id);
+                    }
+                }
                 let hostname = match self.names.name(key, r.dst.ip()) {
                     Some(name) => name.clone(),
                     None => self.texts.unknown_host(),
@@ -175,6 +223,65 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Some process (its fields do not matter to these tests).
+    fn some_process() -> Process {
+        crate::enrich::proctable::ProcessTable::new(uuid::Uuid::nil()).lookup(u32::MAX - 1, 0, 0).clone()
+    }
+
+    fn dns_net(kind: NetKind, cookie: u64, data: Vec<u8>) -> Net {
+        Net {
+            kind,
+            hdr: crate::bpf::abi::zeroed(),
+            cookie,
+            size: data.len() as i64,
+            family: 2,
+            sock_type: 2,
+            proto: 17,
+            src: "127.0.0.1:4000".parse().unwrap(),
+            dst: "127.0.53.53:53".parse().unwrap(),
+            connected: false,
+            data,
+        }
+    }
+
+    #[test]
+    fn only_an_answer_to_a_query_of_the_socket_teaches_names() {
+        let mut net = Network::default();
+        let p = some_process();
+        let key = (1, 1);
+        let answer = crate::net::dns::tests::sample_response(); // id 7, why.kunai.rocks -> 127.0.66.80
+        let ip: IpAddr = "127.0.66.80".parse().unwrap();
+        let mut query = answer.clone();
+        query[2] &= 0x7f; // QR bit off: the query with the same id
+
+        // no query sent: a dns_query, but no name learned
+        assert!(net.data(&dns_net(NetKind::Dns, 10, answer.clone()), &p, key).is_some());
+        assert!(net.names.name(key, ip).is_none(), "an unsolicited answer taught a name");
+        // a query with another id on the socket, or id 7 on another socket
+        query[..2].copy_from_slice(&8u16.to_be_bytes());
+        net.data(&dns_net(NetKind::Send, 10, query.clone()), &p, key);
+        query[..2].copy_from_slice(&7u16.to_be_bytes());
+        net.data(&dns_net(NetKind::Send, 11, query.clone()), &p, key);
+        net.data(&dns_net(NetKind::Dns, 10, answer.clone()), &p, key);
+        assert!(net.names.name(key, ip).is_none(), "the answer's id matches no query of its socket");
+        // the query, then its answer: learned; the same answer again answers nothing
+        net.data(&dns_net(NetKind::Send, 10, query), &p, key);
+        net.data(&dns_net(NetKind::Dns, 10, answer.clone()), &p, key);
+        assert_eq!(net.names.name(key, ip).map(|n| n.to_string()).as_deref(), Some("why.kunai.rocks"));
+        assert!(!net.queries.answered(10, 7), "a query is answered once");
+    }
+
+    #[test]
+    fn a_truncated_answer_is_a_dns_query_marked_truncated() {
+        let mut net = Network::default();
+        let msg = crate::net::dns::tests::big_response(20);
+        let mut r = dns_net(NetKind::Dns, 1, msg[..2048].to_vec());
+        r.size = msg.len() as i64;
+        let Some(EventData::DnsQuery(d)) = net.data(&r, &some_process(), (1, 1)) else { panic!("no dns_query") };
+        assert!(d.truncated);
+        assert_eq!(d.response.len(), 9);
+    }
 
     #[test]
     fn shared_texts_equal_what_they_stand_for_and_stay_bounded() {

@@ -2,7 +2,6 @@
 //! hashes, IoC matching, then one JSON line each to the output.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ mod module;
 mod tasks;
 
 use super::network::Network;
+use super::output::Output;
 use super::record::{Exec, NetKind, Record};
 use super::Stats;
 use crate::bpf::abi;
@@ -42,7 +42,7 @@ pub struct Processor {
     /// None: no IoC file given, every event is written.
     iocs: Arc<ArcSwapOption<IocSet>>,
     filter: bool,
-    out: Box<dyn Write + Send>,
+    out: Output,
     buf: Vec<u8>,
     stats: Arc<Stats>,
     batch: u64,
@@ -188,7 +188,7 @@ impl Processor {
         host: Arc<Host>,
         procs: ProcessTable,
         iocs: Arc<ArcSwapOption<IocSet>>,
-        out: Box<dyn Write + Send>,
+        out: impl Into<Output>,
         stats: Arc<Stats>,
     ) -> std::io::Result<Self> {
         Ok(Processor {
@@ -201,7 +201,7 @@ impl Processor {
             budget: Duration::from_millis(config.hash_budget_ms),
             iocs,
             filter: !config.scanner.iocs.is_empty(),
-            out,
+            out: out.into(),
             buf: Vec::with_capacity(4096),
             stats,
             batch: 0,
@@ -290,11 +290,14 @@ impl Processor {
         self.flush();
     }
 
-    /// Writes every event still waiting, without the hashes not read yet:
-    /// a stop never waits for a file.
+    /// Writes every event still waiting, without the hashes not read yet (a
+    /// stop never waits for a file); then lines still buffered that cannot be
+    /// written are counted as lost, and not as written.
     pub fn finish(&mut self) {
         self.release(true);
         self.flush();
+        let unwritten = self.out.finish();
+        self.stats.written.fetch_sub(unwritten, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Writes the waiting events whose hashes came, or that are due, or
@@ -414,14 +417,18 @@ impl Processor {
             NetKind::Send => EventKind::SendData,
             NetKind::Dns => EventKind::DnsQuery,
         };
-        // DNS answers are read even when dns_query is off: they name connect/send_data peers
-        if !self.wanted(kind) && n.kind != NetKind::Dns {
+        // DNS answers, and the queries they must answer, are read even when
+        // their events are off: they name connect/send_data peers
+        let dns_query_sent = n.kind == NetKind::Send && n.dst.port() == 53;
+        if !self.wanted(kind) && n.kind != NetKind::Dns && !dns_query_sent {
             return None;
         }
         let (t, parent) = (&n.hdr.task, &n.hdr.parent);
         let p = self.procs.lookup(t.tgid, t.start_boottime, parent.tgid);
         let data = self.net.data(n, p, (t.tgid, t.start_boottime))?;
-        self.wanted(kind).then(|| self.event_of(data, &n.hdr))
+        // the kernel side sends every DNS query, whatever its size
+        let big_enough = n.kind != NetKind::Send || n.size >= self.config.send_data_min_len as i64;
+        (self.wanted(kind) && big_enough).then(|| self.event_of(data, &n.hdr))
     }
 
     fn wanted(&self, kind: EventKind) -> bool {
@@ -583,18 +590,30 @@ impl Processor {
             return;
         }
         self.buf.push(b'\n');
-        if let Err(e) = self.out.write_all(&self.buf) {
-            tracing::error!("cannot write events: {e}");
-            return;
+        if self.out.write_line(&self.buf) {
+            self.stats.add_written(1);
         }
-        self.stats.add_written(1);
     }
 
-    /// Pushes buffered lines to the output.
+    /// Pushes buffered lines to the output; once writing works again after
+    /// lines were dropped, says how many (`event_loss`).
     pub fn flush(&mut self) {
-        if let Err(e) = self.out.flush() {
-            tracing::error!("cannot write events: {e}");
+        if !self.out.flush() {
+            return;
         }
+        if let Some(loss) = self.out.take_loss() {
+            tracing::warn!("event output works again: {} of {} events dropped meanwhile", loss.dropped, loss.offered);
+            let eps = loss.offered as f64 / loss.secs.max(1e-3);
+            let ev =
+                self.agent_event(EventData::EventLoss(EventLossData { read: loss.offered, lost: loss.dropped, eps }));
+            self.emit(ev);
+            self.out.flush();
+        }
+    }
+
+    /// The event output (reopened on SIGHUP, watched for a reader gone).
+    pub fn output(&mut self) -> &mut Output {
+        &mut self.out
     }
 
     /// Hash cache counters.

@@ -5,7 +5,7 @@ use sha2::Digest as _;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::events::{ConfigDigest, EventData, HostInfo, SensorInfo, StartData, SystemInfo};
+use crate::events::{ConfigDigest, EventData, FileMeta, HostInfo, SensorInfo, StartData, SystemInfo};
 
 fn read_trim(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
@@ -26,8 +26,25 @@ fn uname_field(f: &[libc::c_char]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The agent's own executable with its hashes (`start.kunai.exe`), read
+/// through /proc/self/exe: the very file running, even if its path was
+/// replaced. Started in a thread while the eBPF programs load: a debug
+/// build is hundreds of MB.
+pub fn own_exe(max_hash_size: u64) -> std::thread::JoinHandle<FileMeta> {
+    std::thread::spawn(move || {
+        let path = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+        use crate::enrich::filemeta::{error_meta, hash_now, key_of, Source};
+        let path: crate::events::Text = path.into();
+        let link = std::path::Path::new("/proc/self/exe");
+        match key_of(link) {
+            Ok(key) => hash_now(&path, key, &[Source::Lookup(link.into())], max_hash_size),
+            Err(e) => error_meta(&path, &e.to_string()),
+        }
+    })
+}
+
 /// `data` of the `start` event.
-pub fn start_data(config: &Config) -> EventData {
+pub fn start_data(config: &Config, exe: FileMeta) -> EventData {
     // SAFETY: zeroed utsname is valid; uname fills it.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     unsafe { libc::uname(&mut u) };
@@ -48,7 +65,7 @@ pub fn start_data(config: &Config) -> EventData {
         kunai: SensorInfo {
             name: "ioclab".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            exe: std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+            exe,
             config: ConfigDigest { sha256: format!("{:x}", sha2::Sha256::digest(config.to_yaml().as_bytes())) },
         },
     })

@@ -1,6 +1,8 @@
 //! A tiny authoritative DNS responder on a loopback address, UDP and TCP
 //! port 53, for the network tests. It answers `why.kunai.rocks` with
-//! `CNAME kunai-project.github.io` and `A 127.0.66.80`; other names get NXDOMAIN.
+//! `CNAME kunai-project.github.io` and `A 127.0.66.80`, `big.kunai.rocks`
+//! with BIG_RECORDS TXT records (an answer over 4 KB, see [`big_record`]);
+//! other names get NXDOMAIN.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -10,12 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME};
+use hickory_proto::rr::rdata::{A, CNAME, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 pub const NAME: &str = "why.kunai.rocks";
 pub const CNAME_TARGET: &str = "kunai-project.github.io";
 pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 80);
+pub const BIG_NAME: &str = "big.kunai.rocks";
+pub const BIG_RECORDS: usize = 20;
+
+/// The text of TXT record `i` of the big answer: 200 bytes, numbered.
+pub fn big_record(i: usize) -> String {
+    format!("{i:03}{}", "t".repeat(197))
+}
 
 pub struct DnsServer {
     pub addr: SocketAddr,
@@ -36,7 +45,12 @@ fn answer(query: &[u8]) -> Option<Vec<u8>> {
     let question = q.queries().first()?.clone();
     r.add_query(question.clone());
     let name = Name::from_str(&format!("{NAME}.")).unwrap();
-    if question.name().to_lowercase() == name {
+    let big = Name::from_str(&format!("{BIG_NAME}.")).unwrap();
+    if question.name().to_lowercase() == big {
+        for i in 0..BIG_RECORDS {
+            r.add_answer(Record::from_rdata(big.clone(), 60, RData::TXT(TXT::new(vec![big_record(i)]))));
+        }
+    } else if question.name().to_lowercase() == name {
         let target = Name::from_str(&format!("{CNAME_TARGET}.")).unwrap();
         r.add_answer(Record::from_rdata(name, 60, RData::CNAME(CNAME(target.clone()))));
         if question.query_type() == RecordType::A {
@@ -58,7 +72,7 @@ pub fn start(ip: Ipv4Addr) -> DnsServer {
     tcp.set_nonblocking(true).unwrap();
     let s = stop.clone();
     std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; 8192];
         while !s.load(Ordering::Relaxed) {
             if let Ok((n, peer)) = udp.recv_from(&mut buf) {
                 if let Some(resp) = answer(&buf[..n]) {

@@ -59,7 +59,7 @@ pub fn start(config: Config) -> Option<LiveAgent> {
     let out = SharedBuf::default();
     let control = Control::default();
     let (c, o) = (control.clone(), out.clone());
-    let thread = std::thread::spawn(move || sensor::run(config, Box::new(o), c));
+    let thread = std::thread::spawn(move || sensor::run(config, Box::new(o) as Box<dyn Write + Send>, c));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if !out.0.lock().unwrap().is_empty() {
