@@ -218,6 +218,19 @@ fn may_modify(user: &User, org: i64, uri: &Uri) -> Result<(), ApiError> {
     user.may_modify(org).then_some(()).ok_or_else(|| forbidden(uri))
 }
 
+/// Route guard: `rule` ([`User::may_modify`] or [`User::may_publish`]) on
+/// the organisation of the event `id`.
+async fn guard_event(
+    st: &AppState,
+    user: &User,
+    id: &str,
+    uri: &Uri,
+    rule: fn(&User, i64) -> bool,
+) -> Result<(), ApiError> {
+    let org = st.store.event_org(id).await.map_err(|e| ApiError::from_store(e, "Invalid event", uri))?;
+    rule(user, org).then_some(()).ok_or_else(|| forbidden(uri))
+}
+
 /// Route guard: a body asking to publish needs `perm_publish`.
 fn may_publish_body(user: &User, e: &EventIn, uri: &Uri) -> Result<(), ApiError> {
     (e.published != Some(true) || user.role.can_publish()).then_some(()).ok_or_else(|| forbidden(uri))
@@ -276,8 +289,7 @@ async fn events_edit(
     let v = json_body(body, &uri)?;
     let e = EventIn::from_body(v)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "Could not edit Event", format!("Event: {e}"), &uri))?;
-    let org = st.store.event_org(&id).await.map_err(|e| ApiError::from_store(e, "Invalid event", &uri))?;
-    may_modify(&user, org, &uri)?;
+    guard_event(&st, &user, &id, &uri, User::may_modify).await?;
     may_publish_body(&user, &e, &uri)?;
     let id = st.store.edit_event(&id, e).await.map_err(|e| ApiError::from_store(e, "Could not edit Event", &uri))?;
     let ev =
@@ -286,10 +298,7 @@ async fn events_edit(
 }
 
 async fn publish(st: AppState, user: User, id: String, uri: Uri, published: bool) -> ApiResult {
-    let org = st.store.event_org(&id).await.map_err(|e| ApiError::from_store(e, "Invalid event", &uri))?;
-    if !user.may_publish(org) {
-        return Err(forbidden(&uri));
-    }
+    guard_event(&st, &user, &id, &uri, User::may_publish).await?;
     let id =
         st.store.set_published(&id, published).await.map_err(|e| ApiError::from_store(e, "Invalid event", &uri))?;
     let msg = if published { "Event published without alerts" } else { "Event unpublished." };
@@ -323,8 +332,7 @@ async fn events_delete(
     Path(id): Path<String>,
     uri: Uri,
 ) -> ApiResult {
-    let org = st.store.event_org(&id).await.map_err(|e| ApiError::from_store(e, "Invalid event", &uri))?;
-    may_modify(&user, org, &uri)?;
+    guard_event(&st, &user, &id, &uri, User::may_modify).await?;
     st.store.delete_event(&id).await.map_err(|e| ApiError::from_store(e, "Invalid event", &uri))?;
     Ok(Json(json!({"saved": true, "success": true, "name": "Event deleted.", "message": "Event deleted.", "url": uri.path()}))
         .into_response())

@@ -170,7 +170,8 @@ impl Store {
         if req.org.is_some_and(|o| o.trim().is_empty()) {
             return Err(StoreError::Invalid("the organisation name is empty".into()));
         }
-        let mut tx = self.pool().begin().await?;
+        // IMMEDIATE: the write lock first, so that reading the user then writing never fails on the upgrade
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query(
             "SELECT u.id, u.role, o.name, (SELECT count(*) FROM api_keys k WHERE k.user_id = u.id) \
              FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.email = ?1",
