@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ioclab_intel::client::MispClient;
 use ioclab_intel::export::config::ExportConfig;
+use ioclab_intel::export::output::Target;
 use ioclab_intel::export::{self, ExportOptions};
 use ioclab_intel::model::date_of;
 use ioclab_intel::server::{self, AppState};
@@ -253,7 +253,7 @@ pub fn run(args: MispArgs) -> anyhow::Result<ExitCode> {
         }
         MispCommand::Check { config } => runtime()?.block_on(async {
             let cfg = ExportConfig::from_file(&config)?;
-            let c = MispClient::new(&cfg.misp.url, &cfg.misp.key, cfg.misp.ssl, cfg.misp.ca_file.as_deref())?;
+            let c = cfg.misp.client()?;
             let v = c.get("/servers/getVersion").await?;
             println!("MISP {} at {}", v["version"].as_str().unwrap_or("?"), cfg.misp.url);
             let me = c.get("/users/view/me").await?;
@@ -344,7 +344,8 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
             report.warned.len(),
             a.output.as_ref().map(|p| format!(" -> {}", p.display())).unwrap_or_default()
         );
-        if a.reload_agent && a.output.is_some() {
+        // only a replaced file is worth reloading (not standard output)
+        if a.reload_agent && matches!(Target::new(a.output.as_deref()), Target::File(_)) {
             let n = signal_agents()?;
             eprintln!("ioclab misp export: asked {n} running agent(s) to reload their IoCs");
         }

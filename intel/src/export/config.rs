@@ -32,6 +32,14 @@ fn default_answer_mib() -> usize {
     crate::client::DEFAULT_ANSWER_LIMIT >> 20
 }
 
+impl MispConfig {
+    /// A client for this MISP as configured (TLS, CA file, answer limit).
+    pub fn client(&self) -> Result<crate::client::MispClient, crate::client::ClientError> {
+        Ok(crate::client::MispClient::new(&self.url, &self.key, self.ssl, self.ca_file.as_deref())?
+            .with_answer_limit(self.max_answer_mib.saturating_mul(1 << 20)))
+    }
+}
+
 /// `[[misp-feeds]]`: a MISP feed (manifest.json and one JSON file per event).
 #[derive(Debug, Clone, Deserialize)]
 pub struct FeedConfig {

@@ -197,8 +197,7 @@ pub async fn export(
         Target::File(path) => output::current(path, !opts.overwrite)?,
     };
     let sel = Select { to_ids_only: opts.to_ids_only, shared_only: opts.shared_only };
-    let client = MispClient::new(&cfg.misp.url, &cfg.misp.key, cfg.misp.ssl, cfg.misp.ca_file.as_deref())?
-        .with_answer_limit(cfg.misp.max_answer_mib.saturating_mul(1 << 20));
+    let client = cfg.misp.client()?;
     let mut fresh: Vec<IocLine> = Vec::new();
     if cfg.misp.enable {
         fresh.extend(fetch_iocs(&client, opts, &cfg.misp.name, sel).await?);
