@@ -457,21 +457,19 @@ fn events_a_full_disk_drops_are_counted_and_reported_when_space_is_back() {
     assert!(err.matches("cannot write events").count() <= 2, "write errors are rate-limited: {err}");
 }
 
-/// The product's path end to end: an event in the embedded MISP, `ioclab misp
-/// export --reload-agent`, a running agent, and a detection when the sample runs.
-#[test]
-fn misp_event_to_agent_detection() {
-    if !require_root() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("misp.db");
-    let (code, key, err) =
-        run(&["misp", "keys", "create", "--email", "trainer@lab.example", "--db", db.to_str().unwrap()]);
+/// A key made by `ioclab misp keys create` (extra arguments: role, org) in the store `db`.
+fn misp_key(db: &Path, email: &str, extra: &[&str]) -> String {
+    let mut args = vec!["misp", "keys", "create", "--email", email, "--db", db.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, key, err) = run(&args);
     assert_eq!(code, 0, "{err}");
     let key = key.trim().to_string();
     assert_eq!(key.len(), 40, "the key alone on stdout: {key:?}");
+    key
+}
 
+/// `ioclab misp serve` on a free loopback port over the store `db`; returns it and its URL.
+fn misp_serve(db: &Path) -> (Reaped, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let server = Reaped(
         ioclab()
@@ -485,6 +483,115 @@ fn misp_event_to_agent_detection() {
         assert!(Instant::now() < deadline, "misp serve did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// POSTs JSON to the store with curl; the answer's body (the request must succeed).
+fn misp_post(url: &str, key: &str, path: &str, body: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-f", "-H", &format!("Authorization: {key}"), "-H", "Content-Type: application/json", "-d", body])
+        .arg(format!("{url}{path}"))
+        .output()
+        .expect("curl (installed by scripts/setup.sh)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{path}: {text} {}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+/// misp-to-kunai's config.toml for the store at `url`.
+fn export_config(dir: &Path, url: &str, key: &str) -> std::path::PathBuf {
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("[misp]\nname = \"lab-misp\"\nurl = \"{url}\"\nkey = \"{key}\"\nssl = false\nenable = true\n"),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Every type the export takes, through `ioclab misp serve` and `ioclab misp
+/// export`: composite types were lost when the store split list filters on `|`.
+#[test]
+fn misp_export_takes_every_exported_type_from_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("misp.db");
+    let key = misp_key(&db, "trainer@lab.example", &["--role", "publisher"]);
+    let (_server, url) = misp_serve(&db);
+    let (md5, sha1, sha256, sha512) = ("1".repeat(32), "2".repeat(40), "3".repeat(64), "4".repeat(128));
+    // (MISP type, value, the IoC lines it gives: type and value)
+    type Case = (&'static str, String, Vec<(&'static str, String)>);
+    let cases: Vec<Case> = vec![
+        ("md5", md5.clone(), vec![("md5", md5.clone())]),
+        ("sha1", sha1.clone(), vec![("sha1", sha1.clone())]),
+        ("sha256", sha256.clone(), vec![("sha256", sha256.clone())]),
+        ("sha512", sha512.clone(), vec![("sha512", sha512.clone())]),
+        ("domain", "plain.example".into(), vec![("domain", "plain.example".into())]),
+        ("hostname", "host.plain.example".into(), vec![("hostname", "host.plain.example".into())]),
+        ("ip-dst", "192.0.2.10".into(), vec![("ip-dst", "192.0.2.10".into())]),
+        ("ip-src", "192.0.2.11".into(), vec![("ip-src", "192.0.2.11".into())]),
+        ("filename|md5", format!("a.exe|{md5}"), vec![("md5", md5.clone())]),
+        ("filename|sha1", format!("b.exe|{sha1}"), vec![("sha1", sha1.clone())]),
+        ("filename|sha256", format!("c.exe|{sha256}"), vec![("sha256", sha256.clone())]),
+        ("filename|sha512", format!("d.exe|{sha512}"), vec![("sha512", sha512.clone())]),
+        (
+            "domain|ip",
+            "pair.example|192.0.2.12".into(),
+            vec![("domain", "pair.example".into()), ("ip-dst", "192.0.2.12".into())],
+        ),
+        ("ip-dst|port", "192.0.2.13|4444".into(), vec![("ip-dst", "192.0.2.13".into())]),
+        ("ip-src|port", "192.0.2.14|5555".into(), vec![("ip-src", "192.0.2.14".into())]),
+        ("url", "https://url.example:8443/gate.php".into(), vec![("domain", "url.example".into())]),
+        ("uri", "http://192.0.2.15/x".into(), vec![("ip-dst", "192.0.2.15".into())]),
+    ];
+    let mut attributes: Vec<Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (t, v, _))| serde_json::json!({"uuid": format!("00000000-0000-4000-8000-{i:012}"), "type": t, "value": v, "to_ids": true}))
+        .collect();
+    // without the IDS flag: left out
+    attributes.push(serde_json::json!({"type": "domain", "value": "not-ids.example", "to_ids": false}));
+    // a path is an object's `text` attribute with the relation `path`
+    let event = serde_json::json!({"Event": {"info": "every type", "published": true, "Attribute": attributes,
+        "Object": [{"name": "file", "Attribute": [{"uuid": "00000000-0000-4000-8000-999999999999",
+            "type": "text", "object_relation": "path", "value": "/tmp/dropper.sh", "to_ids": true}]}]}});
+    misp_post(&url, &key, "/events/add", &event.to_string());
+
+    let cfg = export_config(dir.path(), &url, &key);
+    let out = dir.path().join("iocs.json");
+    let (code, _, err) =
+        run(&["misp", "export", "-c", cfg.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-warninglists"]);
+    assert_eq!(code, 0, "{err}");
+    let got: std::collections::BTreeSet<(String, String, String)> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_string();
+            (s("uuid"), s("type"), s("value"))
+        })
+        .collect();
+    let mut want: std::collections::BTreeSet<(String, String, String)> = cases
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, _, lines))| {
+            lines.iter().map(move |(k, v)| (format!("00000000-0000-4000-8000-{i:012}"), k.to_string(), v.clone()))
+        })
+        .collect();
+    want.insert(("00000000-0000-4000-8000-999999999999".into(), "path".into(), "/tmp/dropper.sh".into()));
+    assert_eq!(got, want, "one line per matchable part of every exported type: {err}");
+}
+
+/// The product's path end to end: an event in the embedded MISP, `ioclab misp
+/// export --reload-agent`, a running agent, and a detection when the sample runs.
+#[test]
+fn misp_event_to_agent_detection() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("misp.db");
+    let key = misp_key(&db, "trainer@lab.example", &["--role", "publisher"]);
+    let (server, url) = misp_serve(&db);
 
     // the sample, and its hash as an IDS attribute of a published event
     let sample = dir.path().join("sample.sh");
@@ -498,12 +605,7 @@ fn misp_event_to_agent_detection() {
     let event = format!(
         r#"{{"Event": {{"info": "E2E sample", "published": true, "threat_level_id": 1, "Attribute": [{{"type": "sha256", "value": "{sha}", "to_ids": true}}]}}}}"#
     );
-    let added = Command::new("curl")
-        .args(["-sf", "-H", &format!("Authorization: {key}"), "-H", "Content-Type: application/json", "-d", &event])
-        .arg(format!("http://127.0.0.1:{port}/events/add"))
-        .output()
-        .expect("curl (installed by scripts/setup.sh)");
-    assert!(added.status.success(), "events/add: {}", String::from_utf8_lossy(&added.stdout));
+    misp_post(&url, &key, "/events/add", &event);
 
     let iocs = dir.path().join("iocs.json");
     std::fs::write(&iocs, "{\"uuid\":\"0\",\"source\":\"t\",\"value\":\"nothing.example\",\"severity\":3}\n").unwrap();
@@ -517,8 +619,7 @@ fn misp_event_to_agent_detection() {
     );
     wait_file(&events, |s| s.contains("\"start\""), "the agent's start event");
 
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, format!("[misp]\nname = \"lab-misp\"\nurl = \"http://127.0.0.1:{port}\"\nkey = \"{key}\"\nssl = false\nenable = true\n")).unwrap();
+    let cfg = export_config(dir.path(), &url, &key);
     let (code, _, err) =
         run(&["misp", "export", "-c", cfg.to_str().unwrap(), "-o", iocs.to_str().unwrap(), "--reload-agent"]);
     assert_eq!(code, 0, "{err}");
@@ -778,4 +879,92 @@ fn sandbox_serve_submit_wait_status_report() {
 fn sandbox_processes_with(marker: &str) -> Vec<String> {
     let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// The HTTP status of GET `path` with `key`.
+fn misp_get_status(url: &str, key: &str, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Authorization: {key}")])
+        .arg(format!("{url}{path}"))
+        .output()
+        .expect("curl (installed by scripts/setup.sh)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `keys create` made admins by default and, run again for an e-mail,
+/// changed the role of all its keys; keys could not be listed or revoked.
+#[test]
+fn misp_keys_default_to_user_keep_roles_list_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("misp.db");
+    let dbs = db.to_str().unwrap();
+    let first = misp_key(&db, "trainee@lab.example", &[]);
+    let list = || {
+        let (code, out, err) = run(&["misp", "keys", "list", "--db", dbs]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let out = list();
+    let row = out.lines().find(|l| l.contains("trainee@lab.example")).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains(" user ") && row.contains(" ioclab ") && row.contains(&first[36..]), "{out}");
+
+    // another role for the same e-mail: refused, the first key keeps its role
+    let (code, out, err) =
+        run(&["misp", "keys", "create", "--email", "trainee@lab.example", "--role", "admin", "--db", dbs]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("has the role user") && err.contains("--change-role"), "{err}");
+    assert_eq!(list().matches(" user ").count(), 1, "no new key, no new role");
+    // the same role: a second key
+    let second = misp_key(&db, "trainee@lab.example", &[]);
+    assert_eq!(list().matches(" user ").count(), 2);
+    // asked explicitly: every key of the user changes
+    misp_key(&db, "trainee@lab.example", &["--role", "publisher", "--change-role"]);
+    assert_eq!(list().matches(" publisher ").count(), 3, "{}", list());
+
+    // revoke the first: it stops working, the second still works
+    let out = list();
+    let shown = format!("...{}", &first[36..]);
+    let id = out.lines().find(|l| l.contains(&shown)).unwrap().split_whitespace().next().unwrap().to_string();
+    let (code, _, err) = run(&["misp", "keys", "revoke", &id, "--db", dbs]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("revoked key {id}")), "{err}");
+    assert!(!list().contains(&shown));
+    let (_server, url) = misp_serve(&db);
+    assert_eq!(misp_get_status(&url, &first, "/users/view/me"), "403");
+    assert_eq!(misp_get_status(&url, &second, "/users/view/me"), "200");
+    let (code, _, err) = run(&["misp", "keys", "revoke", &id, "--db", dbs]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no key with id"), "{err}");
+}
+
+/// `-o` named a symlink, FIFO or device: it was replaced by a regular file.
+/// Now such targets are refused before anything is fetched, and `-o -` or
+/// `/dev/stdout` write to standard output in place.
+#[test]
+fn misp_export_refuses_special_targets_and_writes_stdout_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("misp.db");
+    let key = misp_key(&db, "trainer@lab.example", &["--role", "publisher"]);
+    let (_server, url) = misp_serve(&db);
+    let event = serde_json::json!({"Event": {"info": "t", "published": true,
+        "Attribute": [{"type": "domain", "value": "out.example", "to_ids": true}]}});
+    misp_post(&url, &key, "/events/add", &event.to_string());
+    let cfg = export_config(dir.path(), &url, &key);
+    let export = |out: &str| run(&["misp", "export", "-c", cfg.to_str().unwrap(), "-o", out, "--no-warninglists"]);
+
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "theirs\n").unwrap();
+    let link = dir.path().join("iocs.json");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let (code, _, err) = export(link.to_str().unwrap());
+    assert_eq!(code, 1);
+    assert!(err.contains("symbolic link") && err.contains("iocs.json"), "{err}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "theirs\n");
+
+    for stdout in ["-", "/dev/stdout"] {
+        let (code, out, err) = export(stdout);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("\"out.example\""), "{stdout}: {out}");
+    }
 }

@@ -62,6 +62,14 @@ pub enum ClientError {
         /// MISP's message, or the start of the body.
         message: String,
     },
+    /// The answer is bigger than the client takes.
+    #[error("{url}: the answer is larger than the {} limit; if that much is expected, raise `max_answer_mib` in the [misp] section", size(*limit))]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit, bytes.
+        limit: usize,
+    },
     /// The answer is not the JSON expected.
     #[error("{url}: the answer is not JSON ({detail}); is this a MISP?")]
     NotJson {
@@ -78,6 +86,37 @@ pub struct MispClient {
     http: reqwest::Client,
     base: String,
     key: String,
+    answer_limit: usize,
+}
+
+/// The largest answer read by default (a CSV export of a million attributes is about 100 MiB).
+pub const DEFAULT_ANSWER_LIMIT: usize = 256 << 20;
+
+/// The body of `resp`, read until it ends or passes `limit` bytes (an error then).
+async fn body_within(mut resp: reqwest::Response, url: &str, limit: usize) -> Result<bytes::Bytes, ClientError> {
+    let too_large = || ClientError::TooLarge { url: url.into(), limit };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) =
+        resp.chunk().await.map_err(|e| ClientError::Unreachable { url: url.into(), detail: chain(&e) })?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A size as people read it: whole MiB, or bytes.
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes}-byte")
+    }
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -106,7 +145,18 @@ impl MispClient {
             b = b.add_root_certificate(cert);
         }
         let http = b.build().map_err(|e| ClientError::Setup(chain(&e)))?;
-        Ok(MispClient { http, base: url.trim_end_matches('/').to_string(), key: key.to_string() })
+        Ok(MispClient {
+            http,
+            base: url.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+            answer_limit: DEFAULT_ANSWER_LIMIT,
+        })
+    }
+
+    /// The same client, reading answers of at most `bytes`.
+    pub fn with_answer_limit(mut self, bytes: usize) -> Self {
+        self.answer_limit = bytes;
+        self
     }
 
     /// The URL of an API path.
@@ -137,7 +187,7 @@ impl MispClient {
                 }
             })?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| ClientError::Unreachable { url: url.into(), detail: chain(&e) })?;
+        let body = body_within(resp, url, self.answer_limit).await?;
         match status {
             200..=299 => {}
             401 | 403 => return Err(ClientError::Auth { url: url.into(), status }),
@@ -184,6 +234,7 @@ impl MispClient {
         if !(200..300).contains(&status) {
             return Err(ClientError::Http { url: url.into(), status, message: "feed file not served".into() });
         }
-        resp.json().await.map_err(|e| ClientError::NotJson { url: url.into(), detail: chain(&e) })
+        let body = body_within(resp, url, self.answer_limit).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::NotJson { url: url.into(), detail: e.to_string() })
     }
 }

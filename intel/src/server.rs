@@ -190,18 +190,50 @@ async fn get_version() -> Json<Value> {
 
 async fn users_view_me(Extension(user): Extension<User>) -> Json<Value> {
     let admin = user.role == crate::store::Role::Admin;
+    let publish = user.role.can_publish();
+    let role_id = user.role.misp_id();
     Json(json!({
         "User": {"id": user.id.to_string(), "email": user.email, "org_id": user.org_id.to_string(),
-            "role_id": if admin { "1" } else { "3" }, "password": "*****", "disabled": false, "autoalert": false,
+            "role_id": role_id, "password": "*****", "disabled": false, "autoalert": false,
             "termsaccepted": true, "change_pw": false, "last_login": "0", "date_created": "0"},
-        "Role": {"id": if admin { "1" } else { "3" }, "name": user.role.name(), "perm_add": true, "perm_modify": true,
-            "perm_modify_org": true, "perm_publish": true, "perm_delegate": false, "perm_sync": false, "perm_admin": admin,
+        "Role": {"id": role_id, "name": user.role.name(), "perm_add": true, "perm_modify": true,
+            "perm_modify_org": true, "perm_publish": publish, "perm_delegate": false, "perm_sync": false, "perm_admin": admin,
             "perm_audit": false, "perm_auth": true, "perm_site_admin": admin, "perm_regexp_access": false,
             "perm_tagger": true, "perm_template": false, "perm_sharing_group": false, "perm_tag_editor": true,
             "perm_sighting": true, "perm_object_template": false, "perm_galaxy_editor": false, "perm_warninglist": admin},
         "UserSetting": [],
         "Organisation": {"id": user.org_id.to_string(), "name": user.org_name, "uuid": user.org_uuid, "local": true},
     }))
+}
+
+/// MISP's answer to a key without the right: 403.
+fn forbidden(uri: &Uri) -> ApiError {
+    const NO: &str = "You do not have permission to do that.";
+    ApiError::new(StatusCode::FORBIDDEN, NO, NO, uri)
+}
+
+/// Route guard: `user` may edit, tag or delete what belongs to `org`
+/// (the organisation that created the event).
+fn may_modify(user: &User, org: i64, uri: &Uri) -> Result<(), ApiError> {
+    user.may_modify(org).then_some(()).ok_or_else(|| forbidden(uri))
+}
+
+/// Route guard: `rule` ([`User::may_modify`] or [`User::may_publish`]) on
+/// the organisation of the event `id`.
+async fn guard_event(
+    st: &AppState,
+    user: &User,
+    id: &str,
+    uri: &Uri,
+    rule: fn(&User, i64) -> bool,
+) -> Result<(), ApiError> {
+    let org = st.store.event_org(id).await.map_err(|e| ApiError::from_store(e, "Invalid event", uri))?;
+    rule(user, org).then_some(()).ok_or_else(|| forbidden(uri))
+}
+
+/// Route guard: a body asking to publish needs `perm_publish`.
+fn may_publish_body(user: &User, e: &EventIn, uri: &Uri) -> Result<(), ApiError> {
+    (e.published != Some(true) || user.role.can_publish()).then_some(()).ok_or_else(|| forbidden(uri))
 }
 
 async fn describe_types() -> Json<Value> {
@@ -230,6 +262,7 @@ async fn events_add(
     let v = json_body(body, &uri)?;
     let e = EventIn::from_body(v)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "Could not add Event", format!("Event: {e}"), &uri))?;
+    may_publish_body(&user, &e, &uri)?;
     let id = st.store.add_event(&user, e).await.map_err(|e| ApiError::from_store(e, "Could not add Event", &uri))?;
     let ev = st.store.event(&id.to_string()).await.map_err(|e| ApiError::from_store(e, "Could not add Event", &uri))?;
     Ok(Json(ev).into_response())
@@ -248,6 +281,7 @@ async fn events_view(State(st): State<AppState>, Path(id): Path<String>, uri: Ur
 
 async fn events_edit(
     State(st): State<AppState>,
+    Extension(user): Extension<User>,
     Path(id): Path<String>,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
@@ -255,13 +289,16 @@ async fn events_edit(
     let v = json_body(body, &uri)?;
     let e = EventIn::from_body(v)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "Could not edit Event", format!("Event: {e}"), &uri))?;
+    guard_event(&st, &user, &id, &uri, User::may_modify).await?;
+    may_publish_body(&user, &e, &uri)?;
     let id = st.store.edit_event(&id, e).await.map_err(|e| ApiError::from_store(e, "Could not edit Event", &uri))?;
     let ev =
         st.store.event(&id.to_string()).await.map_err(|e| ApiError::from_store(e, "Could not edit Event", &uri))?;
     Ok(Json(ev).into_response())
 }
 
-async fn publish(st: AppState, id: String, uri: Uri, published: bool) -> ApiResult {
+async fn publish(st: AppState, user: User, id: String, uri: Uri, published: bool) -> ApiResult {
+    guard_event(&st, &user, &id, &uri, User::may_publish).await?;
     let id =
         st.store.set_published(&id, published).await.map_err(|e| ApiError::from_store(e, "Invalid event", &uri))?;
     let msg = if published { "Event published without alerts" } else { "Event unpublished." };
@@ -271,21 +308,44 @@ async fn publish(st: AppState, id: String, uri: Uri, published: bool) -> ApiResu
     .into_response())
 }
 
-async fn events_publish(State(st): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult {
-    publish(st, id, uri, true).await
+async fn events_publish(
+    State(st): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult {
+    publish(st, user, id, uri, true).await
 }
 
-async fn events_unpublish(State(st): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult {
-    publish(st, id, uri, false).await
+async fn events_unpublish(
+    State(st): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult {
+    publish(st, user, id, uri, false).await
 }
 
-async fn events_delete(State(st): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult {
+async fn events_delete(
+    State(st): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult {
+    guard_event(&st, &user, &id, &uri, User::may_modify).await?;
     st.store.delete_event(&id).await.map_err(|e| ApiError::from_store(e, "Invalid event", &uri))?;
     Ok(Json(json!({"saved": true, "success": true, "name": "Event deleted.", "message": "Event deleted.", "url": uri.path()}))
         .into_response())
 }
 
-async fn attributes_delete(State(st): State<AppState>, Path(uuid): Path<String>, uri: Uri) -> ApiResult {
+async fn attributes_delete(
+    State(st): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(uuid): Path<String>,
+    uri: Uri,
+) -> ApiResult {
+    let org = st.store.owner_org(&uuid).await.map_err(|e| ApiError::from_store(e, "Invalid attribute", &uri))?;
+    may_modify(&user, org, &uri)?;
     st.store.delete_attribute(&uuid).await.map_err(|e| ApiError::from_store(e, "Invalid attribute", &uri))?;
     Ok(Json(json!({"message": "Attribute deleted."})).into_response())
 }
@@ -296,7 +356,9 @@ fn filters(body: Result<Bytes, BytesRejection>, uri: &Uri) -> Result<Filters, Ap
 }
 
 async fn events_index(State(st): State<AppState>, uri: Uri, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    let f = filters(body, &uri)?;
+    // the index splits a bare string filter on `|`, restSearch does not
+    let v = json_body(body, &uri)?;
+    let f = Filters::from_index_body(&v).map_err(|e| ApiError::from_store(e, "Invalid filters", &uri))?;
     let events = st.store.index(&f).await.map_err(|e| ApiError::from_store(e, "Invalid filters", &uri))?;
     let mut headers = HeaderMap::new();
     headers.insert("X-Result-Count", HeaderValue::from(events.len()));
@@ -346,7 +408,12 @@ async fn attributes_rest_search(
     }
 }
 
-async fn tags_attach(State(st): State<AppState>, uri: Uri, body: Result<Bytes, BytesRejection>) -> ApiResult {
+async fn tags_attach(
+    State(st): State<AppState>,
+    Extension(user): Extension<User>,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     let v = json_body(body, &uri)?;
     let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(uuid), Some(tag)) = (field("uuid"), field("tag")) else {
@@ -358,6 +425,8 @@ async fn tags_attach(State(st): State<AppState>, uri: Uri, body: Result<Bytes, B
         Some(Value::String(s)) => s == "1" || s == "true",
         _ => false,
     };
+    let org = st.store.owner_org(&uuid).await.map_err(|e| ApiError::from_store(e, "Invalid Target.", &uri))?;
+    may_modify(&user, org, &uri)?;
     st.store.attach_tag(&uuid, &tag, local).await.map_err(|e| ApiError::from_store(e, "Invalid Target.", &uri))?;
     Ok(Json(json!({"saved": true, "success": format!("Tag {tag} successfully attached."), "check_publish": true}))
         .into_response())

@@ -9,6 +9,7 @@ use ioclab_intel::client::{ClientError, MispClient};
 use ioclab_intel::export::config::ExportConfig;
 use ioclab_intel::export::{self, ExportOptions};
 use ioclab_intel::server::{self, AppState, BODY_LIMIT};
+use ioclab_intel::store::keys::KeyRequest;
 use ioclab_intel::store::{Role, Store};
 use ioclab_intel::warninglists::Warninglists;
 use serde_json::{json, Value};
@@ -137,17 +138,7 @@ async fn export_sync_removes_deleted_and_non_ids_attributes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("iocs.json");
     let cfg = ExportConfig::from_toml(&format!("[misp]\nname = \"lab\"\nurl = \"{url}\"\nkey = \"{key}\"\n")).unwrap();
-    let mut opts = ExportOptions {
-        last_days: Some(1),
-        all: false,
-        tags: vec![],
-        to_ids_only: true,
-        warninglists: true,
-        sync: false,
-        overwrite: false,
-        shared_only: false,
-        output: Some(out.clone()),
-    };
+    let mut opts = ExportOptions { output: Some(out.clone()), ..Default::default() };
     let r = export::export(&cfg, &opts, Warninglists::embedded()).await.unwrap();
     assert_eq!(r.added, 3);
     let r = export::export(&cfg, &opts, Warninglists::embedded()).await.unwrap();
@@ -199,4 +190,176 @@ async fn warninglisted_values_never_reach_any_page() {
     }
     // the public resolvers are on a warninglist: pages are made of what is left
     assert_eq!(seen, ["\"a.example\"", "\"b.example\"", "\"c.example\""]);
+}
+
+/// A fake MISP on loopback: an empty event index, an empty CSV export, and
+/// `sync_answer` (with HTTP 200) for the JSON search --sync makes.
+async fn fake_misp(sync_answer: Value) -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route("/events/index", post(|| async { axum::Json(json!([])) })).route(
+        "/attributes/restSearch",
+        post(move |body: String| {
+            let sync_answer = sync_answer.clone();
+            async move {
+                if body.contains("\"csv\"") {
+                    "uuid,event_id,type,value,to_ids,object_relation\n".to_string()
+                } else {
+                    sync_answer.to_string()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// `--sync` read a mis-shaped answer as "nothing is alive" and removed every
+/// IoC of the source; now it fails and the file stays as it was.
+#[tokio::test]
+async fn export_sync_aborts_on_a_mis_shaped_answer_and_keeps_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("iocs.json");
+    let before: String = (1..=4)
+        .map(|i| {
+            format!("{{\"type\":\"domain\",\"uuid\":\"u{i}\",\"source\":\"lab\",\"value\":\"d{i}.example\",\"event_uuid\":\"e\",\"severity\":7}}\n")
+        })
+        .collect();
+    for answer in [
+        json!({"response": []}),
+        json!({"name": "Internal error", "message": "database is locked", "url": "/attributes/restSearch"}),
+        json!({"response": {"Attribute": [{"uuid": "u1"}]}}),
+    ] {
+        std::fs::write(&out, &before).unwrap();
+        let url = fake_misp(answer.clone()).await;
+        let cfg = ExportConfig::from_toml(&format!(
+            "[misp]\nname = \"lab\"\nurl = \"{url}\"\nkey = \"{}\"\n",
+            "k".repeat(40)
+        ))
+        .unwrap();
+        let opts = ExportOptions { warninglists: false, sync: true, output: Some(out.clone()), ..Default::default() };
+        let err = export::export(&cfg, &opts, &Warninglists::empty()).await.unwrap_err().to_string();
+        assert!(err.contains("/attributes/restSearch") && err.contains("--sync"), "{answer}: {err}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), before, "{answer}: the file is as it was");
+    }
+}
+
+/// The export client read answers of any size into memory; now it stops at
+/// its limit, announced (Content-Length) or not (chunked), and names it.
+#[tokio::test]
+async fn client_answers_have_a_size_limit() {
+    let (url, key, _) = start().await;
+    let small = MispClient::new(&url, &key, true, None).unwrap().with_answer_limit(1000);
+    let e = small.get("/attributes/describeTypes.json").await.unwrap_err();
+    assert!(matches!(e, ClientError::TooLarge { limit: 1000, .. }), "{e}");
+    assert!(e.to_string().contains("1000-byte limit") && e.to_string().contains("max_answer_mib"), "{e}");
+    let ok = MispClient::new(&url, &key, true, None).unwrap();
+    assert!(ok.get("/attributes/describeTypes.json").await.is_ok(), "the default limit takes it");
+
+    // chunked, without a length: 64 chunks of 1 KiB
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf).await;
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await;
+        for _ in 0..64 {
+            if conn.write_all(format!("400\r\n{}\r\n", " ".repeat(1024)).as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        let _ = conn.write_all(b"0\r\n\r\n").await;
+    });
+    let c = MispClient::new(&format!("http://{addr}"), &key, true, None).unwrap().with_answer_limit(16 << 10);
+    let e = c.get("/events/index").await.unwrap_err();
+    assert!(matches!(e, ClientError::TooLarge { .. }), "{e}");
+}
+
+/// A key for `email` in organisation `org` with `role`.
+async fn key_of(store: &Store, email: &str, org: &str, role: Role) -> String {
+    store.create_key_with(&KeyRequest { email, role: Some(role), org: Some(org), change_role: false }).await.unwrap()
+}
+
+/// The status of a POST (body JSON) to `path`.
+async fn status(url: &str, key: &str, path: &str, body: Value) -> u16 {
+    raw(url, key, path, body.to_string().into_bytes()).await.0
+}
+
+/// MISP's rules for the routes served: a `user` edits, tags and deletes only
+/// its organisation's events and publishes none; a publisher publishes its
+/// organisation's; an admin does everything. (A user-role key could edit,
+/// publish and delete an admin's event.)
+#[tokio::test]
+async fn roles_and_organisations_are_enforced() {
+    let (url, _, store) = start().await;
+    let admin = key_of(&store, "admin@lab.example", "ioclab", Role::Admin).await;
+    let blue = key_of(&store, "blue@lab.example", "blue", Role::User).await;
+    let blue_pub = key_of(&store, "blue-pub@lab.example", "blue", Role::Publisher).await;
+    let red = key_of(&store, "red@lab.example", "red", Role::User).await;
+    let red_pub = key_of(&store, "red-pub@lab.example", "red", Role::Publisher).await;
+    let event = |info: &str, uuid: &str| {
+        json!({"Event": {"info": info, "uuid": uuid, "Attribute": [
+            {"type": "domain", "value": format!("{info}.example"), "uuid": uuid.replace("-4000-", "-4001-")}]}})
+    };
+    let (blue_ev, admin_ev) = ("11111111-1111-4000-8000-000000000001", "11111111-1111-4000-8000-000000000002");
+    let blue_attr = blue_ev.replace("-4000-", "-4001-");
+    assert_eq!(status(&url, &blue, "/events/add", event("blue", blue_ev)).await, 200);
+    assert_eq!(status(&url, &admin, "/events/add", event("admin", admin_ev)).await, 200);
+
+    // another organisation's user: no edit, tag, attribute delete, publish or delete
+    let edit = json!({"Event": {"info": "defaced"}});
+    assert_eq!(status(&url, &red, &format!("/events/edit/{blue_ev}"), edit.clone()).await, 403);
+    assert_eq!(status(&url, &red, &format!("/events/edit/{admin_ev}"), edit.clone()).await, 403);
+    assert_eq!(status(&url, &red, "/tags/attachTagToObject", json!({"uuid": blue_ev, "tag": "x"})).await, 403);
+    assert_eq!(status(&url, &red, "/tags/attachTagToObject", json!({"uuid": blue_attr, "tag": "x"})).await, 403);
+    assert_eq!(status(&url, &red, &format!("/attributes/delete/{blue_attr}"), json!({})).await, 403);
+    assert_eq!(status(&url, &red_pub, &format!("/events/publish/{blue_ev}"), json!({})).await, 403);
+    assert_eq!(status(&url, &red, &format!("/events/delete/{blue_ev}"), json!({})).await, 403);
+    let ev = store.event(blue_ev).await.unwrap();
+    assert_eq!(ev["Event"]["info"], "blue", "unchanged");
+    assert_eq!(ev["Event"]["Attribute"][0]["deleted"], false);
+    assert!(ev["Event"]["Tag"].as_array().is_none_or(Vec::is_empty), "{ev}");
+
+    // a user publishes nothing, not even its own organisation's, nor through add or edit
+    assert_eq!(status(&url, &blue, &format!("/events/publish/{blue_ev}"), json!({})).await, 403);
+    assert_eq!(status(&url, &blue, &format!("/events/unpublish/{blue_ev}"), json!({})).await, 403);
+    let published = json!({"Event": {"info": "p", "published": true}});
+    assert_eq!(status(&url, &blue, "/events/add", published.clone()).await, 403);
+    assert_eq!(status(&url, &blue, &format!("/events/edit/{blue_ev}"), published).await, 403);
+    assert_eq!(store.event(blue_ev).await.unwrap()["Event"]["published"], false);
+
+    // its own organisation's events: edit, tag, delete an attribute; a publisher publishes them
+    assert_eq!(
+        status(&url, &blue, &format!("/events/edit/{blue_ev}"), json!({"Event": {"info": "edited"}})).await,
+        200
+    );
+    assert_eq!(status(&url, &blue, "/tags/attachTagToObject", json!({"uuid": blue_ev, "tag": "tlp:green"})).await, 200);
+    assert_eq!(status(&url, &blue_pub, &format!("/events/publish/{blue_ev}"), json!({})).await, 200);
+    assert_eq!(store.event(blue_ev).await.unwrap()["Event"]["published"], true);
+    assert_eq!(status(&url, &blue, &format!("/attributes/delete/{blue_attr}"), json!({})).await, 200);
+
+    // the admin: any event
+    assert_eq!(status(&url, &admin, &format!("/events/unpublish/{blue_ev}"), json!({})).await, 200);
+    assert_eq!(status(&url, &admin, &format!("/events/edit/{blue_ev}"), edit).await, 200);
+    assert_eq!(status(&url, &blue, &format!("/events/delete/{admin_ev}"), json!({})).await, 403);
+    assert_eq!(status(&url, &blue, &format!("/events/delete/{blue_ev}"), json!({})).await, 200);
+    assert_eq!(status(&url, &admin, &format!("/events/delete/{admin_ev}"), json!({})).await, 200);
+
+    // the role /users/view/me reports, as PyMISP reads it
+    let me: Value = reqwest::Client::new()
+        .get(format!("{url}/users/view/me"))
+        .header("Authorization", &blue)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((me["Role"]["name"].as_str(), me["Role"]["perm_publish"].as_bool()), (Some("user"), Some(false)));
+    assert_eq!(me["Organisation"]["name"], "blue");
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use ioclab_intel::export::config::ExportConfig;
 use ioclab_intel::export::{self, ExportOptions};
 use ioclab_intel::server::{self, AppState};
+use ioclab_intel::store::keys::KeyRequest;
 use ioclab_intel::store::{Role, Store};
 use ioclab_intel::warninglists::Warninglists;
 
@@ -121,4 +122,35 @@ async fn pymisp_and_misp_to_kunai_unmodified_against_the_embedded_store() {
     let left_out: BTreeSet<&str> = report.warned.iter().map(|(l, _)| l.value.as_str()).collect();
     assert_eq!(left_out, ["203.0.113.7", "8.8.8.8"].into_iter().collect());
     assert_eq!(report.added, 3);
+}
+
+/// Roles and organisations as PyMISP meets them: another organisation's user
+/// cannot edit, tag, publish or delete; a user cannot publish; a publisher and
+/// an admin can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymisp_meets_the_roles_of_the_embedded_store() {
+    let Some(venv) = venv() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (url, admin) = start_store(dir.path()).await;
+    let store = Store::open(&dir.path().join("misp.db")).await.unwrap();
+    let key = |email: &'static str, org: &'static str, role: Role| {
+        let store = store.clone();
+        async move {
+            let req = KeyRequest { email, role: Some(role), org: Some(org), change_role: false };
+            store.create_key_with(&req).await.unwrap()
+        }
+    };
+    let blue = key("blue@lab.example", "blue", Role::User).await;
+    let blue_pub = key("blue-pub@lab.example", "blue", Role::Publisher).await;
+    let red = key("red@lab.example", "red", Role::User).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/pymisp_roles.py");
+    let py = venv.join("bin/python");
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new(py).arg(script).arg(&url).arg(&blue).arg(&blue_pub).arg(&red).arg(&admin))
+    })
+    .await
+    .unwrap();
+    let summary: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(summary["rules"], 9);
+    assert!(store.event(summary["event_uuid"].as_str().unwrap()).await.is_err(), "deleted by the admin");
 }

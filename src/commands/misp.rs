@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ioclab_intel::client::MispClient;
 use ioclab_intel::export::config::ExportConfig;
+use ioclab_intel::export::output::Target;
 use ioclab_intel::export::{self, ExportOptions};
+use ioclab_intel::model::date_of;
 use ioclab_intel::server::{self, AppState};
+use ioclab_intel::store::keys::KeyRequest;
 use ioclab_intel::store::{Role, Store};
 use ioclab_intel::warninglists::Warninglists;
 
@@ -32,7 +34,7 @@ enum MispCommand {
     /// Serve the embedded MISP-compatible store (PyMISP and misp-to-kunai work against it).
     #[command(after_help = "\
 Examples:
-  ioclab misp keys create --email trainer@lab.example        a key, printed alone
+  ioclab misp keys create --email trainer@lab.example --role publisher   a key, printed alone
   ioclab misp serve                                          http://127.0.0.1:8080
   python3 -c 'from pymisp import PyMISP; print(PyMISP(\"http://127.0.0.1:8080\", KEY, False).misp_instance_version)'
 
@@ -91,13 +93,47 @@ reloading it never reads half a file.")]
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create an API key (and its user if new); prints the key alone on stdout.
+    #[command(after_help = "\
+Examples:
+  ioclab misp keys create --email trainee1@lab.example                    a user of the organisation ioclab
+  ioclab misp keys create --email trainer@lab.example --role publisher    may also publish
+  ioclab misp keys create --email red@lab.example --org \"red team\"        another organisation
+  ioclab misp keys create --email trainee1@lab.example --role publisher --change-role
+
+Roles (MISP's): user adds events and edits, tags and deletes its organisation's;
+publisher may also publish them; admin may do everything on every event.
+A user's keys share its role and organisation: a second key for an e-mail gets
+the role it has, and another --role is refused unless --change-role says to
+change it for all of that user's keys.")]
     Create {
         /// The user's e-mail.
         #[arg(long)]
         email: String,
-        /// admin or user.
-        #[arg(long, default_value = "admin")]
-        role: Role,
+        /// user, publisher or admin (default: user for a new user, its role for an existing one).
+        #[arg(long)]
+        role: Option<Role>,
+        /// The organisation of a new user (default: ioclab).
+        #[arg(long)]
+        org: Option<String>,
+        /// Change the role of an existing user, and so of all its keys.
+        #[arg(long, requires = "role")]
+        change_role: bool,
+        /// SQLite database of the store.
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+    /// List the keys: id, user, organisation, role, the key's last 4 characters, creation date.
+    List {
+        /// SQLite database of the store.
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+    /// Revoke keys by id (as `keys list` shows it); they stop working at once.
+    #[command(after_help = "Example:\n  ioclab misp keys list\n  ioclab misp keys revoke 3")]
+    Revoke {
+        /// Key ids.
+        #[arg(required = true)]
+        ids: Vec<i64>,
         /// SQLite database of the store.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
@@ -194,12 +230,7 @@ pub fn run(args: MispArgs) -> anyhow::Result<ExitCode> {
             server::serve(state, listen).await.with_context(|| format!("cannot serve on {listen}"))?;
             Ok(ExitCode::SUCCESS)
         }),
-        MispCommand::Keys { command: KeysCommand::Create { email, role, db } } => runtime()?.block_on(async {
-            let store = open_store(&db).await?;
-            let key = store.create_key(&email, role).await?;
-            println!("{key}");
-            Ok(ExitCode::SUCCESS)
-        }),
+        MispCommand::Keys { command } => runtime()?.block_on(keys(command)),
         MispCommand::Export(a) => export_cmd(a),
         MispCommand::Warninglist { command: WarninglistCommand::Check { values, kind } } => {
             let lists = Warninglists::embedded();
@@ -222,7 +253,7 @@ pub fn run(args: MispArgs) -> anyhow::Result<ExitCode> {
         }
         MispCommand::Check { config } => runtime()?.block_on(async {
             let cfg = ExportConfig::from_file(&config)?;
-            let c = MispClient::new(&cfg.misp.url, &cfg.misp.key, cfg.misp.ssl, cfg.misp.ca_file.as_deref())?;
+            let c = cfg.misp.client()?;
             let v = c.get("/servers/getVersion").await?;
             println!("MISP {} at {}", v["version"].as_str().unwrap_or("?"), cfg.misp.url);
             let me = c.get("/users/view/me").await?;
@@ -238,6 +269,39 @@ pub fn run(args: MispArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
     }
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::Create { email, role, org, change_role, db } => {
+            let store = open_store(&db).await?;
+            let req = KeyRequest { email: &email, role, org: org.as_deref(), change_role };
+            println!("{}", store.create_key_with(&req).await?);
+        }
+        KeysCommand::List { db } => {
+            let store = open_store(&db).await?;
+            println!("{:>4}  {:<30}  {:<16}  {:<9}  {:<8}  CREATED", "ID", "E-MAIL", "ORGANISATION", "ROLE", "KEY");
+            for k in store.keys().await? {
+                println!(
+                    "{:>4}  {:<30}  {:<16}  {:<9}  ...{:<5}  {}",
+                    k.id,
+                    k.email,
+                    k.org,
+                    k.role.name(),
+                    k.key_end,
+                    date_of(k.created)
+                );
+            }
+        }
+        KeysCommand::Revoke { ids, db } => {
+            let store = open_store(&db).await?;
+            for id in ids {
+                let k = store.revoke_key(id).await?;
+                eprintln!("revoked key {} (...{}) of {}", k.id, k.key_end, k.email);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -280,7 +344,8 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
             report.warned.len(),
             a.output.as_ref().map(|p| format!(" -> {}", p.display())).unwrap_or_default()
         );
-        if a.reload_agent && a.output.is_some() {
+        // only a replaced file is worth reloading (not standard output)
+        if a.reload_agent && matches!(Target::new(a.output.as_deref()), Target::File(_)) {
             let n = signal_agents()?;
             eprintln!("ioclab misp export: asked {n} running agent(s) to reload their IoCs");
         }

@@ -23,6 +23,21 @@ pub struct MispConfig {
     /// A CA certificate (PEM) to trust besides the system's (ioclab extension).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The largest answer read from this MISP or its feeds, MiB (ioclab extension).
+    #[serde(default = "default_answer_mib")]
+    pub max_answer_mib: usize,
+}
+
+fn default_answer_mib() -> usize {
+    crate::client::DEFAULT_ANSWER_LIMIT >> 20
+}
+
+impl MispConfig {
+    /// A client for this MISP as configured (TLS, CA file, answer limit).
+    pub fn client(&self) -> Result<crate::client::MispClient, crate::client::ClientError> {
+        Ok(crate::client::MispClient::new(&self.url, &self.key, self.ssl, self.ca_file.as_deref())?
+            .with_answer_limit(self.max_answer_mib.saturating_mul(1 << 20)))
+    }
 }
 
 /// `[[misp-feeds]]`: a MISP feed (manifest.json and one JSON file per event).

@@ -11,10 +11,11 @@
 
 pub mod config;
 pub mod iocs;
+pub mod output;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
@@ -23,6 +24,7 @@ use crate::model::now;
 use crate::warninglists::{Hit, Warninglists};
 use config::ExportConfig;
 use iocs::{IocLine, Select};
+use output::{OutputError, Target};
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -43,8 +45,25 @@ pub struct ExportOptions {
     pub overwrite: bool,
     /// Only the types misp-to-kunai takes.
     pub shared_only: bool,
-    /// The file; None writes to stdout.
+    /// The file; None (or `-`, `/dev/stdout`) writes to stdout.
     pub output: Option<PathBuf>,
+}
+
+impl Default for ExportOptions {
+    /// misp-to-kunai's defaults (the last day, published events, IDS flag only), with warninglists, to stdout.
+    fn default() -> Self {
+        ExportOptions {
+            last_days: Some(1),
+            all: false,
+            tags: vec![],
+            to_ids_only: true,
+            warninglists: true,
+            sync: false,
+            overwrite: false,
+            shared_only: false,
+            output: None,
+        }
+    }
 }
 
 /// What an export did.
@@ -68,14 +87,9 @@ pub enum ExportError {
     /// MISP or a feed answered badly.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// Reading or writing the output failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// Reading or writing the output failed, or it is not a file to replace.
+    #[error(transparent)]
+    Output(#[from] OutputError),
     /// MISP's answer had an unexpected shape.
     #[error("{0}")]
     Shape(String),
@@ -176,8 +190,14 @@ pub async fn export(
     lists: &Warninglists,
 ) -> Result<ExportReport, ExportError> {
     let mut report = ExportReport::default();
+    // the target is checked before anything is fetched: a wrong -o fails at once
+    let target = Target::new(opts.output.as_deref());
+    let current = match &target {
+        Target::Stdout => None,
+        Target::File(path) => output::current(path, !opts.overwrite)?,
+    };
     let sel = Select { to_ids_only: opts.to_ids_only, shared_only: opts.shared_only };
-    let client = MispClient::new(&cfg.misp.url, &cfg.misp.key, cfg.misp.ssl, cfg.misp.ca_file.as_deref())?;
+    let client = cfg.misp.client()?;
     let mut fresh: Vec<IocLine> = Vec::new();
     if cfg.misp.enable {
         fresh.extend(fetch_iocs(&client, opts, &cfg.misp.name, sel).await?);
@@ -201,20 +221,16 @@ pub async fn export(
     }
 
     // what the file holds already (kept unless --overwrite, pruned by --sync)
-    let mut existing: Vec<(Option<IocLine>, String)> = Vec::new();
-    if let Some(path) = opts.output.as_deref().filter(|_| !opts.overwrite) {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                existing = text
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| (serde_json::from_str(l).ok(), l.to_string()))
-                    .collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ExportError::Io { path: path.into(), source }),
-        }
-    }
+    let mut existing: Vec<(Option<IocLine>, String)> = current
+        .as_ref()
+        .map(|c| {
+            c.text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| (serde_json::from_str(l).ok(), l.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
     if opts.sync && cfg.misp.enable {
         let ours: Vec<String> = existing
             .iter()
@@ -247,32 +263,30 @@ pub async fn export(
         }
         out.flush()
     };
-    match &opts.output {
-        None => write(&mut std::io::BufWriter::new(std::io::stdout().lock()), &[])
-            .map_err(|source| ExportError::Io { path: "stdout".into(), source })?,
-        Some(path) => write_atomically(path, |out| write(out, &existing))?,
+    match &target {
+        Target::Stdout => write(&mut std::io::BufWriter::new(std::io::stdout().lock()), &[])
+            .map_err(|source| OutputError::Io { path: "stdout".into(), source })?,
+        Target::File(path) => output::replace(path, current.as_ref().map(|c| &c.meta), |out| write(out, &existing))?,
     }
     Ok(report)
 }
 
 /// The uuids, among `uuids`, of attributes that still exist, are not deleted
-/// and (with `to_ids_only`) still have the IDS flag.
+/// and (with `to_ids_only`) still have the IDS flag. An answer of another
+/// shape (an error envelope sent with HTTP 200, `{"response": []}`, an entry
+/// without its uuid or flags) is an error: read as "no attribute is alive",
+/// it would remove every IoC of the source.
 async fn alive_attributes(
     client: &MispClient,
     uuids: &[String],
     to_ids_only: bool,
 ) -> Result<HashSet<String>, ExportError> {
     let mut alive = HashSet::new();
-    for chunk in uuids.chunks(500) {
-        let v = client.post("/attributes/restSearch", &json!({"uuid": chunk, "deleted": [0, 1]})).await?;
-        let attrs = v["response"]["Attribute"].as_array().cloned().unwrap_or_default();
-        let state: HashMap<String, (bool, bool)> = attrs
-            .iter()
-            .filter_map(|a| {
-                let flag = |k: &str| a[k].as_bool().unwrap_or_else(|| a[k].as_str() == Some("1"));
-                Some((a["uuid"].as_str()?.to_string(), (flag("deleted"), flag("to_ids"))))
-            })
-            .collect();
+    for chunk in uuids.chunks(SYNC_CHUNK) {
+        let body = json!({"uuid": chunk, "deleted": [0, 1], "limit": chunk.len(), "page": 1});
+        let v = client.post("/attributes/restSearch", &body).await?;
+        let state = attribute_states(&v)
+            .map_err(|e| ExportError::Shape(format!("{} (for --sync): {e}", client.url("/attributes/restSearch"))))?;
         for u in chunk {
             if let Some((deleted, to_ids)) = state.get(u) {
                 if !deleted && (*to_ids || !to_ids_only) {
@@ -284,47 +298,38 @@ async fn alive_attributes(
     Ok(alive)
 }
 
-/// Writes to `path` through a temporary file in the same directory and a
-/// rename: a reader (the agent reloading) sees the old file or the new one,
-/// never half of one.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<(), ExportError> {
-    let io = |source| ExportError::Io { path: path.into(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "iocs".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let file = std::fs::File::create(&tmp).map_err(io)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let written = write(&mut out)
-        .and_then(|_| out.into_inner().map_err(|e| e.into_error()))
-        .and_then(|f| f.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+/// Uuids asked per --sync request (an explicit `limit` of as many: a server's
+/// default page size never cuts the answer short).
+const SYNC_CHUNK: usize = 500;
+
+/// uuid → (deleted, to_ids) of a JSON /attributes/restSearch answer
+/// (`{"response": {"Attribute": [...]}}`), or what is wrong with its shape.
+fn attribute_states(v: &Value) -> Result<HashMap<String, (bool, bool)>, String> {
+    let short = |v: &Value| v.to_string().chars().take(120).collect::<String>();
+    let Some(list) = v.get("response").and_then(|r| r.get("Attribute")).and_then(Value::as_array) else {
+        return Err(match v.get("message").or_else(|| v.get("errors")) {
+            Some(m) => format!("MISP answered an error with a success status: {}", short(m)),
+            None => format!("the answer is not {{\"response\": {{\"Attribute\": [...]}}}}: {}", short(v)),
+        });
+    };
+    let flag = |a: &Value, i: usize, k: &str| match &a[k] {
+        Value::Bool(b) => Ok(*b),
+        Value::Number(n) if n.as_u64().is_some_and(|n| n <= 1) => Ok(n.as_u64() == Some(1)),
+        Value::String(s) if s == "0" || s == "1" => Ok(s == "1"),
+        other => Err(format!("attribute {i}: {k} is {}, not a boolean", short(other))),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| -> Result<_, String> {
+            let uuid = a["uuid"].as_str().ok_or_else(|| format!("attribute {i} has no uuid: {}", short(a)))?;
+            Ok((uuid.to_string(), (flag(a, i, "deleted")?, flag(a, i, "to_ids")?)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_write_replaces_the_whole_file() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("iocs.json");
-        write_atomically(&p, |w| w.write_all(b"one\n")).unwrap();
-        write_atomically(&p, |w| w.write_all(b"two\n")).unwrap();
-        let failed = write_atomically(&p, |w| {
-            w.write_all(b"half")?;
-            Err(std::io::Error::other("the export failed half way"))
-        });
-        assert!(failed.is_err());
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
-    }
 
     #[test]
     fn event_index_entries_give_ids_and_uuids() {
@@ -334,6 +339,27 @@ mod tests {
         let err = event_uuids(&json!({"errors": "x".repeat(500)})).unwrap_err().to_string();
         assert!(err.contains("not a list") || err.contains("something else than a list"), "{err}");
         assert!(err.len() < 200, "a bad answer is quoted short: {err}");
+    }
+
+    #[test]
+    fn sync_answers_of_another_shape_are_errors() {
+        let ok = json!({"response": {"Attribute": [{"uuid": "u1", "deleted": false, "to_ids": "1"}]}});
+        assert_eq!(attribute_states(&ok).unwrap(), HashMap::from([("u1".to_string(), (false, true))]));
+        assert!(attribute_states(&json!({"response": {"Attribute": []}})).unwrap().is_empty());
+        for bad in [
+            json!({"response": []}),
+            json!([]),
+            json!({"name": "Too many requests", "message": "Slow down.", "url": "/attributes/restSearch"}),
+            json!({"errors": "The server is in maintenance"}),
+            json!({"response": {"Attribute": [{"deleted": false, "to_ids": true}]}}),
+            json!({"response": {"Attribute": [{"uuid": "u1", "to_ids": true}]}}),
+            json!({"response": {"Attribute": [{"uuid": "u1", "deleted": "maybe", "to_ids": true}]}}),
+        ] {
+            let err = attribute_states(&bad).unwrap_err();
+            assert!(err.len() < 300, "{err}");
+        }
+        let err = attribute_states(&json!({"name": "x", "message": "Slow down."})).unwrap_err();
+        assert!(err.contains("Slow down") && err.contains("error"), "{err}");
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //! request body, and the SQL they become.
 //!
 //! A filter value is a string, a list, or `{"OR": [...], "AND": [...],
-//! "NOT": [...]}`; a `!` prefix negates a value and `|` separates
-//! alternatives. Time filters take a Unix time (int or float), a duration
+//! "NOT": [...]}`, read as MISP reads them: only a bare string names several
+//! values (restSearch separates them with `&&`, /events/index with `|`, see
+//! [`Syntax`]), and in a bare string or a plain list a `!` prefix negates a
+//! value. Items of a list are never split, so `["filename|md5"]` is one type;
+//! the lists of `OR`, `AND` and `NOT` are taken literally, so `{"OR": ["!x"]}`
+//! searches the value `!x`. Time filters take a Unix time (int or float), a duration
 //! back from now ("7d", "12h", "30m", "45s", "2w"), or a `[from, to]` pair.
 
 #![allow(missing_docs)] // filter fields are named after MISP's filters, listed in the module doc
@@ -26,13 +30,34 @@ pub struct Cond {
     pub none: Vec<String>,
 }
 
+/// How a bare string filter separates several values: MISP's restSearch
+/// splits `"a&&!b"`, its /events/index `"a|!b"` (there a type such as
+/// `filename|md5` is given in a list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// /events/restSearch and /attributes/restSearch: `&&`.
+    RestSearch,
+    /// /events/index: `|`.
+    Index,
+}
+
 impl Cond {
-    fn push(&mut self, s: &str) {
-        for part in s.split('|').map(str::trim).filter(|p| !p.is_empty()) {
-            match part.strip_prefix('!') {
-                Some(neg) => self.none.push(neg.to_string()),
-                None => self.any.push(part.to_string()),
-            }
+    /// A bare string: the values its endpoint's separator splits it into.
+    fn push_split(&mut self, s: &str, syntax: Syntax) {
+        let sep = match syntax {
+            Syntax::RestSearch => "&&",
+            Syntax::Index => "|",
+        };
+        s.split(sep).map(str::trim).for_each(|part| self.push_item(part));
+    }
+
+    /// One value of a plain list (or a bare string's part): `!` negates it, nothing else is special.
+    fn push_item(&mut self, s: &str) {
+        match s.strip_prefix('!') {
+            Some(neg) if !neg.is_empty() => self.none.push(neg.to_string()),
+            Some(_) => {}
+            None if !s.is_empty() => self.any.push(s.to_string()),
+            None => {}
         }
     }
 
@@ -104,7 +129,7 @@ fn names(v: &Value, what: &str) -> Result<Option<Vec<String>>, StoreError> {
     })
 }
 
-fn cond(v: &Value, what: &str) -> Result<Cond, StoreError> {
+fn cond(v: &Value, what: &str, syntax: Syntax) -> Result<Cond, StoreError> {
     let mut c = Cond::default();
     let scalar = |v: &Value| -> Result<String, StoreError> {
         match v {
@@ -118,7 +143,7 @@ fn cond(v: &Value, what: &str) -> Result<Cond, StoreError> {
         Value::Null => {}
         Value::Array(items) => {
             for i in items {
-                c.push(&scalar(i)?);
+                c.push_item(&scalar(i)?);
             }
         }
         Value::Object(m) => {
@@ -128,14 +153,14 @@ fn cond(v: &Value, what: &str) -> Result<Cond, StoreError> {
                     other => vec![scalar(other)?],
                 };
                 match k.to_ascii_uppercase().as_str() {
-                    "OR" => list.iter().for_each(|s| c.push(s)),
+                    "OR" => c.any.extend(list),
                     "AND" => c.all.extend(list),
                     "NOT" => c.none.extend(list),
                     other => return Err(StoreError::Invalid(format!("filter {what}: unknown operator {other:?}"))),
                 }
             }
         }
-        other => c.push(&scalar(other)?),
+        other => c.push_split(&scalar(other)?, syntax),
     }
     Ok(c)
 }
@@ -205,8 +230,18 @@ fn int(v: &Value, what: &str) -> Result<Option<i64>, StoreError> {
 }
 
 impl Filters {
-    /// Reads the filters of a request body (a JSON object; unknown keys are ignored, as MISP does).
+    /// Reads the filters of a restSearch body (a JSON object; unknown keys are ignored, as MISP does).
     pub fn from_body(body: &Value) -> Result<Self, StoreError> {
+        Self::parse(body, Syntax::RestSearch)
+    }
+
+    /// Reads the filters of an /events/index body (bare strings split on `|`).
+    pub fn from_index_body(body: &Value) -> Result<Self, StoreError> {
+        Self::parse(body, Syntax::Index)
+    }
+
+    fn parse(body: &Value, syntax: Syntax) -> Result<Self, StoreError> {
+        let cond = |v: &Value, what: &str| cond(v, what, syntax);
         let empty = Map::new();
         let m = match body {
             Value::Object(m) => m,
@@ -487,7 +522,7 @@ mod tests {
 
     #[test]
     fn filter_shapes() {
-        let f = Filters::from_body(&json!({"type": "ip-dst|!domain", "tags": {"OR": ["a", "b"], "NOT": ["c"]},
+        let f = Filters::from_body(&json!({"type": "ip-dst&&!domain", "tags": {"OR": ["a", "b"], "NOT": ["c"]},
             "to_ids": 1, "last": "7d", "timestamp": [10, 20], "limit": "5"}))
         .unwrap();
         assert_eq!(f.kind.any, ["ip-dst"]);
@@ -506,6 +541,65 @@ mod tests {
             Filters::from_body(&json!({"timestamp": 1727780000.9})).unwrap().timestamp.unwrap().from,
             1727780000
         );
+    }
+
+    #[test]
+    fn only_bare_strings_are_split_and_operator_lists_are_literal() {
+        // composite types and values in a list stay whole (they were split on `|`)
+        let f = Filters::from_body(&json!({"type": ["filename|md5", "domain|ip", "!ip-dst|port"],
+            "value": ["x.exe|d41d8cd98f00b204e9800998ecf8427e"]}))
+        .unwrap();
+        assert_eq!(f.kind.any, ["filename|md5", "domain|ip"]);
+        assert_eq!(f.kind.none, ["ip-dst|port"], "a plain list item is negated by `!`, as MISP does");
+        assert_eq!(f.value.any, ["x.exe|d41d8cd98f00b204e9800998ecf8427e"]);
+        // restSearch: a bare string is split on `&&` only
+        let f = Filters::from_body(&json!({"type": "filename|sha1", "value": "a&&!b"})).unwrap();
+        assert_eq!(f.kind.any, ["filename|sha1"]);
+        assert_eq!((f.value.any, f.value.none), (vec!["a".to_string()], vec!["b".to_string()]));
+        // /events/index: a bare string is split on `|`, a list is not
+        let f = Filters::from_index_body(&json!({"tags": "tlp:white|!tlp:red", "org": ["a|b"]})).unwrap();
+        assert_eq!((f.tags.any, f.tags.none), (vec!["tlp:white".to_string()], vec!["tlp:red".to_string()]));
+        assert_eq!(f.org.any, ["a|b"]);
+        // OR, AND and NOT take their values literally: `!` and `|` searchable
+        let f = Filters::from_index_body(&json!({"value": {"OR": ["!bang", "a|b"], "AND": ["!c"], "NOT": ["d|e"]}}))
+            .unwrap();
+        assert_eq!(
+            f.value,
+            Cond { any: vec!["!bang".into(), "a|b".into()], all: vec!["!c".into()], none: vec!["d|e".into()] }
+        );
+    }
+
+    #[tokio::test]
+    async fn composite_values_and_bang_values_are_found_in_lists() {
+        use crate::store::{Role, Store};
+        let store = Store::in_memory().await.unwrap();
+        let key = store.create_key("t@lab.example", Role::User).await.unwrap();
+        let user = store.user_for_key(&key).await.unwrap().unwrap();
+        let ev = serde_json::from_value(json!({"info": "composites", "Attribute": [
+            {"type": "filename|md5", "value": "x.exe|d41d8cd98f00b204e9800998ecf8427e"},
+            {"type": "domain|ip", "value": "evil.example|203.0.113.5"},
+            {"type": "text", "value": "!important"},
+            {"type": "domain", "value": "plain.example"},
+        ]}))
+        .unwrap();
+        store.add_event(&user, ev).await.unwrap();
+        let found = |body: Value| {
+            let store = store.clone();
+            async move {
+                let f = Filters::from_body(&body).unwrap();
+                let mut v: Vec<String> =
+                    store.search_attributes(&f).await.unwrap().into_iter().map(|a| a.value).collect();
+                v.sort();
+                v
+            }
+        };
+        assert_eq!(
+            found(json!({"type": ["filename|md5", "domain|ip"]})).await,
+            ["evil.example|203.0.113.5", "x.exe|d41d8cd98f00b204e9800998ecf8427e"]
+        );
+        assert_eq!(found(json!({"value": ["evil.example|203.0.113.5"]})).await, ["evil.example|203.0.113.5"]);
+        assert_eq!(found(json!({"type": "filename|md5"})).await, ["x.exe|d41d8cd98f00b204e9800998ecf8427e"]);
+        assert_eq!(found(json!({"value": {"OR": ["!important"]}})).await, ["!important"]);
     }
 
     #[tokio::test]
