@@ -453,3 +453,37 @@ async fn warninglists_check(State(st): State<AppState>, uri: Uri, body: Result<B
     }
     Ok(if out.is_empty() { Json(json!([])) } else { Json(Value::Object(out)) }.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, HeaderMap, Value) {
+        let r = e.into_response();
+        let (status, headers) = (r.status(), r.headers().clone());
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, headers, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn database_errors_reach_the_log_not_the_client() {
+        let uri: Uri = "/events/add".parse().unwrap();
+        let secret = "no such table: api_keys_v2 at /var/lib/ioclab/misp.db";
+        let e = StoreError::Db(sqlx::Error::Protocol(secret.into()));
+        let (status, _, v) = body(ApiError::from_store(e, "Could not add Event", &uri)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let message = v["message"].as_str().unwrap();
+        assert!(!message.contains("api_keys") && !message.contains("/var/lib"), "{message}");
+        assert!(message.starts_with("internal error ") && message.contains("log"), "an id to quote: {message}");
+    }
+
+    #[tokio::test]
+    async fn busy_is_503_with_retry_after() {
+        let uri: Uri = "/events/add".parse().unwrap();
+        let e = StoreError::Busy { what: "the writer was busy for 15 s".into(), retry_after: 5 };
+        let (status, headers, v) = body(ApiError::from_store(e, "Could not add Event", &uri)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers.get("retry-after").unwrap(), "5");
+        assert!(v["message"].as_str().unwrap().contains("15 s"), "{v}");
+    }
+}

@@ -613,3 +613,46 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         Err(e) => Err(StoreError::Db(sqlx::Error::Io(e))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_are_private_to_their_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("misp.db");
+        let store = Store::open(&db).await.unwrap();
+        store.create_key("t@lab.example", Role::User).await.unwrap();
+        for name in ["misp.db", "misp.db-wal", "misp.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{name} is {mode:o}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_import_is_all_or_nothing_and_keeps_its_order() {
+        let store = Store::in_memory().await.unwrap();
+        let key = store.create_key("t@lab.example", Role::User).await.unwrap();
+        let user = store.user_for_key(&key).await.unwrap().unwrap();
+        let attrs: Vec<Value> =
+            (0..12_000).map(|i| serde_json::json!({"type": "domain", "value": format!("d{i}.example")})).collect();
+        let mut bad = attrs.clone();
+        bad.push(serde_json::json!({"type": "ip-dst", "value": "999.1.1.1"}));
+        let e = store
+            .add_event(&user, serde_json::from_value(serde_json::json!({"info": "x", "Attribute": bad})).unwrap())
+            .await;
+        assert!(matches!(&e, Err(StoreError::Invalid(m)) if m.starts_with("Attribute 12000")), "{e:?}");
+        let ev = serde_json::json!({"info": "x", "Attribute": attrs, "Object": [{"name": "file", "Attribute": [
+            {"type": "md5", "object_relation": "md5", "value": "a".repeat(32), "Tag": [{"name": "t"}]}]}]});
+        store.add_event(&user, serde_json::from_value(ev).unwrap()).await.unwrap();
+        let all = store.search_attributes(&filter::Filters::default()).await.unwrap();
+        assert_eq!(all.len(), 12_001, "chunks of the bulk insert all written");
+        assert_eq!(all[11_999].value, "d11999.example");
+        assert_eq!((all[12_000].object_id, all[12_000].tags.len()), (1, 1), "object and tag linked");
+        let dup = serde_json::json!({"info": "y", "Attribute": [{"uuid": all[0].uuid, "type": "domain", "value": "z.example"}]});
+        let e = store.add_event(&user, serde_json::from_value(dup).unwrap()).await;
+        assert!(matches!(&e, Err(StoreError::Invalid(m)) if m.contains("already exists")), "{e:?}");
+    }
+}
