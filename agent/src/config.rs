@@ -76,6 +76,9 @@ pub struct EventSwitch {
     pub enable: bool,
 }
 
+/// How long an event waits for its file's hashes by default, ms (`hash_budget_ms`).
+pub const DEFAULT_HASH_BUDGET_MS: u64 = 250;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -92,7 +95,7 @@ impl Default for Config {
             max_hash_size: 256 << 20,
             hash_cache_size: 4096,
             // a 10 MB binary is read in well under this; a big one does not hold the output longer
-            hash_budget_ms: 250,
+            hash_budget_ms: DEFAULT_HASH_BUDGET_MS,
             send_data_min_len: 1,
             max_eps_fs: 2048,
             output: OutputConfig::default(),

@@ -370,6 +370,10 @@ fn event_name(e: &Value) -> &str {
 /// watches the whole host: a big new binary elsewhere is hashed first).
 const SENSOR_DRAIN: Duration = Duration::from_secs(120);
 
+/// Longest an event can be held for its hashes after the events behind it
+/// (the sensor's hash budget), and a margin.
+const HASH_WAIT: Duration = Duration::from_millis(ioclab_agent::config::DEFAULT_HASH_BUDGET_MS + 250);
+
 /// The task's events, once all are in: a marker process joins the (now
 /// empty) task cgroup and exits; the ring buffer is ordered, so its exit
 /// arriving means every earlier record of the task has. The sandbox's
@@ -384,7 +388,6 @@ fn collect_events(
     let marker = spawn_marker(cgroup);
     let mut lines: Vec<(String, Value)> = Vec::new();
     let deadline = Instant::now() + SENSOR_DRAIN;
-    let mut seen = false;
     while let Some(marker) = marker {
         let Some(line) = tap.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
             errors.push(format!("the sensor did not deliver the task's last events within {SENSOR_DRAIN:?}"));
@@ -393,7 +396,6 @@ fn collect_events(
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         if tgid(&v, "task") == Some(marker) {
             if event_name(&v) == "exit_group" {
-                seen = true;
                 break;
             }
             continue;
@@ -403,11 +405,17 @@ fn collect_events(
     if marker.is_none() {
         errors.push("the marker process could not join the task cgroup: the task's last events may be missing".into());
     }
-    let _ = seen;
-    lines.extend(tap.drain().into_iter().map(|l| {
-        let v = serde_json::from_str(&l).unwrap_or(Value::Null);
-        (l, v)
-    }));
+    // an event waiting for its file's hashes is written at its deadline at
+    // the latest, after the events behind it: the marker's exit can pass it
+    let late_until = Instant::now() + HASH_WAIT;
+    while let Some(line) = tap.recv_timeout(late_until.saturating_duration_since(Instant::now())) {
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if marker.is_none() || tgid(&v, "task") != marker {
+            lines.push((line, v));
+        }
+    }
+    // back in the order they happened (same-width RFC 3339 times, from one clock)
+    lines.sort_by(|(_, a), (_, b)| a["info"]["utc_time"].as_str().cmp(&b["info"]["utc_time"].as_str()));
     // the namespace's init is the keeper's child
     let init = lines
         .iter()
