@@ -157,7 +157,7 @@ fn start_load_problems(report: &LoadReport) -> Option<EventData> {
 /// been written or counted as lost.
 pub fn run(config: Config, out: impl Into<Output>, control: Control) -> Result<Summary, AgentError> {
     let config = Arc::new(config);
-    let own_exe = start::own_exe(config.max_hash_size);
+    let own_exe = start::own_exe(config.max_hash_size.min(start::OWN_EXE_HASH_MAX));
     let iocs_paths = config.scanner.iocs.clone();
     let iocs = Arc::new(ArcSwapOption::empty());
     let mut start_problems = None;

@@ -26,6 +26,11 @@ fn uname_field(f: &[libc::c_char]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The agent's own executable is hashed up to this size: a release build is
+/// a few tens of MB; a debug build (hundreds of MB) would delay the start
+/// event by seconds, and gets the usual "not hashed: over the limit" error.
+pub const OWN_EXE_HASH_MAX: u64 = 64 << 20;
+
 /// The agent's own executable with its hashes (`start.kunai.exe`), read
 /// through /proc/self/exe: the very file running, even if its path was
 /// replaced. Started in a thread while the eBPF programs load: a debug
