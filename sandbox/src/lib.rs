@@ -12,4 +12,4 @@
 
 pub mod detonation;
 
-pub use detonation::{DetonateError, Detonation, Detonator, Job};
+pub use detonation::{Detonation, Detonator, DetonateError, Job};
