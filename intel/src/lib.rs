@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod connections;
 pub mod export;
 pub mod model;
 pub mod server;

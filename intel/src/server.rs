@@ -16,9 +16,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 
+pub use crate::connections::ConnLimits;
 use crate::model::input::EventIn;
 use crate::model::types;
 use crate::store::filter::Filters;
+use crate::store::stream::Format;
 use crate::store::{Store, StoreError, User};
 use crate::warninglists::Warninglists;
 
@@ -44,20 +46,36 @@ pub struct ApiError {
     name: String,
     message: String,
     url: String,
+    /// Seconds for `Retry-After` (503 when the store is busy).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, name: impl Into<String>, message: impl Into<String>, uri: &Uri) -> Self {
-        ApiError { status, name: name.into(), message: message.into(), url: uri.path().to_string() }
+    pub(crate) fn new(status: StatusCode, name: impl Into<String>, message: impl Into<String>, uri: &Uri) -> Self {
+        ApiError { status, name: name.into(), message: message.into(), url: uri.path().to_string(), retry_after: None }
     }
 
     fn from_store(e: StoreError, name: &str, uri: &Uri) -> Self {
         match e {
             StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m.clone(), m, uri),
             StoreError::Invalid(m) => ApiError::new(StatusCode::FORBIDDEN, name, m, uri),
+            StoreError::Busy { ref what, retry_after } => {
+                tracing::warn!("{} {}: {what}", name, uri.path());
+                let mut a = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Service busy", e.to_string(), uri);
+                a.retry_after = Some(retry_after);
+                a
+            }
+            StoreError::Interrupted(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Search stopped", m, uri),
             other => {
-                tracing::error!("{} {}: {other}", name, uri.path());
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", other.to_string(), uri)
+                // the details (SQL, paths, schema) go to the log; the client gets an id to quote
+                let id = format!("{:08x}", rand::random::<u32>());
+                tracing::error!(error_id = %id, "{} {}: {other}", name, uri.path());
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error",
+                    format!("internal error {id}: the details are in the server's log"),
+                    uri,
+                )
             }
         }
     }
@@ -65,7 +83,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"name": self.name, "message": self.message, "url": self.url}))).into_response()
+        let mut r =
+            (self.status, Json(json!({"name": self.name, "message": self.message, "url": self.url}))).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
     }
 }
 
@@ -123,11 +146,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `addr` until Ctrl-C or SIGTERM.
+/// Serves `router` on `addr` until Ctrl-C or SIGTERM, with the default [`ConnLimits`].
 pub async fn serve(state: AppState, addr: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("MISP-compatible API on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await
+    serve_on(listener, state, ConnLimits::default(), shutdown()).await
+}
+
+/// Serves `router` on `listener` within `limits` until `stop` completes.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ConnLimits,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    crate::connections::serve(listener, router(state), limits, stop).await
 }
 
 async fn shutdown() {
@@ -352,7 +385,16 @@ async fn attributes_delete(
 
 fn filters(body: Result<Bytes, BytesRejection>, uri: &Uri) -> Result<Filters, ApiError> {
     let v = json_body(body, uri)?;
-    Filters::from_body(&v).map_err(|e| ApiError::from_store(e, "Invalid filters", uri))
+    Filters::from_body(&v).map_err(|e| match e {
+        // a malformed or oversized filter is the request's fault: 400, saying which and why
+        StoreError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "Invalid filters", m, uri),
+        other => ApiError::from_store(other, "Invalid filters", uri),
+    })
+}
+
+/// A streamed answer.
+fn streamed(content_type: &'static str, chunks: crate::store::stream::Chunks) -> Response {
+    ([("content-type", content_type)], axum::body::Body::from_stream(chunks)).into_response()
 }
 
 async fn events_index(State(st): State<AppState>, uri: Uri, body: Result<Bytes, BytesRejection>) -> ApiResult {
@@ -367,8 +409,8 @@ async fn events_index(State(st): State<AppState>, uri: Uri, body: Result<Bytes, 
 
 async fn events_rest_search(State(st): State<AppState>, uri: Uri, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let f = filters(body, &uri)?;
-    let events = st.store.search_events(&f).await.map_err(|e| ApiError::from_store(e, "Invalid filters", &uri))?;
-    Ok(Json(json!({"response": events})).into_response())
+    let events = st.store.stream_events(&f).await.map_err(|e| ApiError::from_store(e, "Invalid filters", &uri))?;
+    Ok(streamed("application/json", events))
 }
 
 async fn attributes_rest_search(
@@ -388,17 +430,10 @@ async fn attributes_rest_search(
             .map(|(id, _, _)| id)
             .collect();
     }
-    match f.return_format.as_deref().unwrap_or("json") {
-        "json" => {
-            // JSON straight from SQLite: no per-row cost for 100,000 attributes
-            let list = st.store.search_attributes_json(&f).await.map_err(fail)?;
-            let body = format!("{{\"response\":{{\"Attribute\":{list}}}}}");
-            Ok(([("content-type", "application/json")], body).into_response())
-        }
-        "csv" => {
-            let csv = st.store.search_attributes_csv(&f).await.map_err(fail)?;
-            Ok(([("content-type", "text/csv")], csv).into_response())
-        }
+    // JSON or CSV rendered by SQLite in chunks, sent as they come
+    match f.return_format.clone().as_deref().unwrap_or("json") {
+        "json" => Ok(streamed("application/json", st.store.stream_attributes(f, Format::Json).await.map_err(fail)?)),
+        "csv" => Ok(streamed("text/csv", st.store.stream_attributes(f, Format::Csv).await.map_err(fail)?)),
         other => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "Invalid return format",
@@ -445,7 +480,7 @@ async fn sightings_add(
         Some(Value::Number(n)) => n.as_i64().unwrap_or(-1),
         _ => 0,
     };
-    let sightings = st
+    let (first, _) = st
         .store
         .add_sighting(
             &user,
@@ -456,7 +491,7 @@ async fn sightings_add(
         )
         .await
         .map_err(|e| ApiError::from_store(e, "Could not add the Sighting", &uri))?;
-    Ok(Json(sightings.into_iter().next().unwrap_or(Value::Null)).into_response())
+    Ok(Json(first).into_response())
 }
 
 async fn warninglists_check(State(st): State<AppState>, uri: Uri, body: Result<Bytes, BytesRejection>) -> ApiResult {
@@ -486,4 +521,38 @@ async fn warninglists_check(State(st): State<AppState>, uri: Uri, body: Result<B
         }
     }
     Ok(if out.is_empty() { Json(json!([])) } else { Json(Value::Object(out)) }.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, HeaderMap, Value) {
+        let r = e.into_response();
+        let (status, headers) = (r.status(), r.headers().clone());
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, headers, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn database_errors_reach_the_log_not_the_client() {
+        let uri: Uri = "/events/add".parse().unwrap();
+        let secret = "no such table: api_keys_v2 at /var/lib/ioclab/misp.db";
+        let e = StoreError::Db(sqlx::Error::Protocol(secret.into()));
+        let (status, _, v) = body(ApiError::from_store(e, "Could not add Event", &uri)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let message = v["message"].as_str().unwrap();
+        assert!(!message.contains("api_keys") && !message.contains("/var/lib"), "{message}");
+        assert!(message.starts_with("internal error ") && message.contains("log"), "an id to quote: {message}");
+    }
+
+    #[tokio::test]
+    async fn busy_is_503_with_retry_after() {
+        let uri: Uri = "/events/add".parse().unwrap();
+        let e = StoreError::Busy { what: "the writer was busy for 15 s".into(), retry_after: 5 };
+        let (status, headers, v) = body(ApiError::from_store(e, "Could not add Event", &uri)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers.get("retry-after").unwrap(), "5");
+        assert!(v["message"].as_str().unwrap().contains("15 s"), "{v}");
+    }
 }

@@ -154,3 +154,63 @@ async fn pymisp_meets_the_roles_of_the_embedded_store() {
     assert_eq!(summary["rules"], 9);
     assert!(store.event(summary["event_uuid"].as_str().unwrap()).await.is_err(), "deleted by the admin");
 }
+
+/// A class: 20 PyMISP clients at once, each adding 3 events, tagging them
+/// and an attribute, sighting a value and searching. No client may see an
+/// error; afterwards every event is there once, with its attributes and tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_pymisp_clients_at_once_lose_and_duplicate_nothing() {
+    const TRAINEES: usize = 20;
+    let Some(venv) = venv() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (url, key) = start_store(dir.path()).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/class_client.py");
+    let (py, u, k) = (venv.join("bin/python"), url.clone(), key.clone());
+    let outputs = tokio::task::spawn_blocking(move || {
+        let children: Vec<_> = (0..TRAINEES)
+            .map(|n| {
+                Command::new(&py)
+                    .arg(&script)
+                    .arg(&u)
+                    .arg(&k)
+                    .arg(n.to_string())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children.into_iter().map(|c| c.wait_with_output().unwrap()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let mut reported = BTreeSet::new();
+    for (n, out) in outputs.iter().enumerate() {
+        let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "trainee {n} failed\nstdout:\n{so}\nstderr:\n{se}");
+        let summary: serde_json::Value = serde_json::from_str(so.trim().lines().last().unwrap()).unwrap();
+        for u in summary["events"].as_array().unwrap() {
+            assert!(reported.insert(u.as_str().unwrap().to_string()), "uuid {u} reported twice");
+        }
+    }
+    assert_eq!(reported.len(), TRAINEES * 3);
+
+    let client = ioclab_intel::client::MispClient::new(&url, &key, true, None).unwrap();
+    let index = client.post("/events/index", &serde_json::json!({})).await.unwrap();
+    let stored: Vec<String> =
+        index.as_array().unwrap().iter().map(|e| e["uuid"].as_str().unwrap().to_string()).collect();
+    assert_eq!(stored.len(), TRAINEES * 3, "no event lost or stored twice");
+    assert_eq!(stored.iter().cloned().collect::<BTreeSet<_>>(), reported);
+    let count = |body: serde_json::Value| {
+        let client = &client;
+        async move {
+            let v = client.post("/attributes/restSearch", &body).await.unwrap();
+            v["response"]["Attribute"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count(serde_json::json!({})).await, TRAINEES * 15, "every attribute once");
+    assert_eq!(count(serde_json::json!({"tags": "class:shared"})).await, TRAINEES * 3, "every attribute tag");
+    for n in [0, TRAINEES - 1] {
+        assert_eq!(count(serde_json::json!({"tags": format!("class:trainee-{n}")})).await, 15);
+    }
+}

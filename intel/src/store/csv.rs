@@ -8,9 +8,7 @@
 //! with `"` doubled inside, numbers and flags bare, a field the attribute
 //! lacks (or an unknown column) as `""`.
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
-
-use super::filter::{push_attribute_search, Filters};
+use super::filter::Filters;
 use super::StoreError;
 
 /// MISP's columns when `requested_attributes` is absent.
@@ -92,9 +90,9 @@ pub fn header(cols: &[String]) -> String {
         .join(",")
 }
 
-/// The CSV answer of an attribute search: header (unless `headerless`) and lines.
-pub async fn attributes_csv(pool: &SqlitePool, f: &Filters) -> Result<String, StoreError> {
-    let cols = columns(f);
+/// The SQL of one CSV line of `cols` (a `printf()`), and whether it needs
+/// `objects o` joined.
+pub(super) fn line_sql(cols: &[String]) -> Result<(String, bool), StoreError> {
     if cols.is_empty() {
         return Err(StoreError::Invalid("requested_attributes is empty: no column to export".into()));
     }
@@ -114,21 +112,7 @@ pub async fn attributes_csv(pool: &SqlitePool, f: &Filters) -> Result<String, St
         }
     }
     let objects = cols.iter().any(|c| c.starts_with("object_") && c != "object_id" && c != "object_relation");
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT group_concat(line, char(10)) FROM (SELECT printf('{format}'{args}) AS line \
-         FROM attributes a JOIN events e ON e.id = a.event_id{} WHERE 1 = 1",
-        if objects { " LEFT JOIN objects o ON o.id = a.object_id" } else { "" }
-    ));
-    push_attribute_search(&mut q, f);
-    q.push(")");
-    let lines: Option<String> = q.build().fetch_one(pool).await?.get(0);
-    let mut out = if f.headerless { String::new() } else { header(&cols) + "\n" };
-    if let Some(lines) = lines {
-        out.reserve(lines.len() + 1);
-        out.push_str(&lines);
-        out.push('\n');
-    }
-    Ok(out)
+    Ok((format!("printf('{format}'{args})"), objects))
 }
 
 #[cfg(test)]
@@ -164,7 +148,7 @@ mod tests {
         .unwrap();
         store.add_event(&user, ev).await.unwrap();
         let f = Filters::from_body(&json!({"returnFormat": "csv", "requested_attributes": ["type", "value", "to_ids", "comment", "attribute_tag", "nonsense"]})).unwrap();
-        let csv = attributes_csv(store.pool(), &f).await.unwrap();
+        let csv = store.search_attributes_csv(&f).await.unwrap();
         assert_eq!(
             csv,
             "type,value,to_ids,comment,attribute_tag,nonsense\n\
@@ -173,7 +157,7 @@ mod tests {
              \"sha1\",\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",1,\"\",\"\",\"\"\n"
         );
         let f = Filters::from_body(&json!({"type": "sha1", "headerless": 1})).unwrap();
-        let csv = attributes_csv(store.pool(), &f).await.unwrap();
+        let csv = store.search_attributes_csv(&f).await.unwrap();
         let fields: Vec<&str> = csv.trim_end().split(',').collect();
         assert_eq!(fields.len(), 13);
         assert_eq!(fields[9], "\"\"", "no tag");
@@ -181,6 +165,6 @@ mod tests {
         assert_eq!(&fields[11..], ["\"file\"", "\"file\""]);
         assert_eq!(fields[8], "\"sha1\"", "object_relation");
         let f = Filters::from_body(&json!({"type": "md5"})).unwrap();
-        assert_eq!(attributes_csv(store.pool(), &f).await.unwrap().lines().count(), 1, "header alone");
+        assert_eq!(store.search_attributes_csv(&f).await.unwrap().lines().count(), 1, "header alone");
     }
 }

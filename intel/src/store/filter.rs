@@ -13,8 +13,10 @@
 #![allow(missing_docs)] // filter fields are named after MISP's filters, listed in the module doc
 
 use serde_json::{Map, Value};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::limits::MAX_FILTER_VALUES;
 use super::render::{self, AttributeOut, ATTRIBUTE_COLUMNS};
 use super::StoreError;
 use crate::model::now;
@@ -202,7 +204,7 @@ fn instant(v: &Value, what: &str) -> Result<i64, StoreError> {
                 'w' => 604_800,
                 _ => return Err(bad()),
             };
-            Ok(now() - n.saturating_mul(secs))
+            n.checked_mul(secs).and_then(|back| now().checked_sub(back)).ok_or_else(bad)
         }
         _ => Err(bad()),
     }
@@ -217,16 +219,23 @@ fn range(v: &Value, what: &str) -> Result<Option<Range>, StoreError> {
     })
 }
 
-fn int(v: &Value, what: &str) -> Result<Option<i64>, StoreError> {
-    Ok(match v {
-        Value::Null => None,
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) if s.is_empty() => None,
-        Value::String(s) => {
-            Some(s.parse().map_err(|_| StoreError::Invalid(format!("filter {what}: {s:?} is not a number")))?)
-        }
-        other => return Err(StoreError::Invalid(format!("filter {what}: {other} is not a number"))),
-    })
+/// `limit` or `page`: a whole number, 0 or more (0 or absent: MISP's "not
+/// given", so no limit and the first page). Negative, fractional or
+/// non-numeric values are refused rather than read as "everything".
+fn count(v: &Value, what: &str) -> Result<Option<i64>, StoreError> {
+    let bad = || StoreError::Invalid(format!("filter {what}: {v} is not a whole number >= 0"));
+    let n = match v {
+        Value::Null => return Ok(None),
+        Value::String(s) if s.trim().is_empty() => return Ok(None),
+        Value::Number(n) => n.as_i64().ok_or_else(bad)?,
+        Value::String(s) => s.trim().parse::<i64>().map_err(|_| bad())?,
+        _ => return Err(bad()),
+    };
+    match n {
+        0 => Ok(None),
+        n if n > 0 => Ok(Some(n)),
+        _ => Err(bad()),
+    }
 }
 
 impl Filters {
@@ -273,8 +282,8 @@ impl Filters {
                 "publish_timestamp" | "last" => f.publish_timestamp = range(v, k)?,
                 "from" | "datefrom" => f.date_from = v.as_str().map(str::to_string),
                 "to" | "dateuntil" => f.date_to = v.as_str().map(str::to_string),
-                "limit" => f.limit = int(v, k)?,
-                "page" => f.page = int(v, k)?,
+                "limit" => f.limit = count(v, k)?,
+                "page" => f.page = count(v, k)?,
                 "returnFormat" => f.return_format = v.as_str().map(str::to_string),
                 "includeEventUuid" => f.include_event_uuid = flag(v, k)?.unwrap_or(false),
                 "enforceWarninglist" => f.enforce_warninglist = flag(v, k)?.unwrap_or(false),
@@ -285,51 +294,117 @@ impl Filters {
                 _ => {}
             }
         }
+        f.check_sizes()?;
         Ok(f)
     }
+
+    /// The caps on what one request may ask: values per filter, and a page
+    /// whose first row is a 64-bit number.
+    fn check_sizes(&self) -> Result<(), StoreError> {
+        for (what, c) in [
+            ("type", &self.kind),
+            ("uuid", &self.uuid),
+            ("category", &self.category),
+            ("value", &self.value),
+            ("tags", &self.tags),
+            ("eventid", &self.eventid),
+            ("threatlevel", &self.threatlevel),
+            ("distribution", &self.distribution),
+            ("analysis", &self.analysis),
+            ("org", &self.org),
+        ] {
+            let n = c.any.len() + c.all.len() + c.none.len();
+            if n > MAX_FILTER_VALUES {
+                return Err(StoreError::Invalid(format!(
+                    "filter {what}: {n} values, over the limit of {MAX_FILTER_VALUES} per filter: split the request"
+                )));
+            }
+        }
+        self.offset().map(|_| ())
+    }
+
+    /// Rows skipped before the page: (page - 1) × limit, refused when it overflows.
+    pub fn offset(&self) -> Result<i64, StoreError> {
+        match self.limit {
+            None => Ok(0),
+            Some(limit) => (self.page.unwrap_or(1) - 1).checked_mul(limit).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "filter page: page {} of {limit} rows starts past the last possible row",
+                    self.page.unwrap_or(1)
+                ))
+            }),
+        }
+    }
 }
 
-/// Adds `AND (col IN any) AND col = each of all AND col NOT IN none`.
-fn push_cond(q: &mut QueryBuilder<'_, Sqlite>, col: &str, c: &Cond) {
-    let like = |s: &str| s.contains('%');
-    if !c.any.is_empty() {
-        q.push(" AND (");
-        for (i, v) in c.any.iter().enumerate() {
-            if i > 0 {
-                q.push(" OR ");
-            }
-            q.push(format!("{col} {} ", if like(v) { "LIKE" } else { "=" })).push_bind(v.clone());
+/// A list bound as one JSON array: any number of values is one parameter
+/// and one `json_each`, never an expression per value (SQLite refuses
+/// expressions deeper than 1,000 terms, and OR chains are slow).
+fn json_list(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
+}
+
+/// `col` matches one of `values` (`%` in a value: LIKE, as MISP does).
+fn push_match_any(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]) {
+    let (like, exact): (Vec<String>, Vec<String>) = values.iter().cloned().partition(|v| v.contains('%'));
+    q.push("(");
+    if !exact.is_empty() {
+        // IN over json_each: SQLite looks each value up in the column's index
+        q.push(format!("{col} IN (SELECT value FROM json_each(")).push_bind(json_list(&exact)).push("))");
+    }
+    if !like.is_empty() {
+        if !exact.is_empty() {
+            q.push(" OR ");
         }
-        q.push(")");
+        q.push(format!("EXISTS (SELECT 1 FROM json_each("))
+            .push_bind(json_list(&like))
+            .push(format!(") p WHERE {col} LIKE p.value)"));
+    }
+    q.push(")");
+}
+
+/// Adds `AND col matches one of any AND col matches each of all AND col matches none of none`.
+fn push_cond(q: &mut QueryBuilder<'_, Sqlite>, col: &str, c: &Cond) {
+    if !c.any.is_empty() {
+        q.push(" AND ");
+        push_match_any(q, col, &c.any);
     }
     for v in &c.all {
-        q.push(format!(" AND {col} {} ", if like(v) { "LIKE" } else { "=" })).push_bind(v.clone());
+        q.push(" AND ");
+        push_match_any(q, col, std::slice::from_ref(v));
     }
-    for v in &c.none {
-        q.push(format!(" AND {col} {} ", if like(v) { "NOT LIKE" } else { "!=" })).push_bind(v.clone());
+    if !c.none.is_empty() {
+        q.push(" AND NOT ");
+        push_match_any(q, col, &c.none);
     }
 }
 
-/// Tag conditions: `scope` is an SQL expression true when the row has tag `t.name`.
-fn push_tags(q: &mut QueryBuilder<'_, Sqlite>, c: &Cond, exists: &dyn Fn(&mut QueryBuilder<'_, Sqlite>, &str)) {
+/// Tag conditions. Tag names are resolved to ids once per statement (an
+/// uncorrelated `IN` over `json_each`, which SQLite evaluates once into an
+/// index, instead of a correlated subquery per tag and row); `tagged` writes
+/// the SQL true when the row carries one of the tags of the list it is given
+/// (a JSON array, pushed with [`push_tag_ids`]). Unknown names match
+/// nothing, so a filter naming only unknown tags returns nothing, as in MISP.
+fn push_tags(q: &mut QueryBuilder<'_, Sqlite>, c: &Cond, tagged: &dyn Fn(&mut QueryBuilder<'_, Sqlite>, &str)) {
     if !c.any.is_empty() {
-        q.push(" AND (");
-        for (i, t) in c.any.iter().enumerate() {
-            if i > 0 {
-                q.push(" OR ");
-            }
-            exists(q, t);
-        }
-        q.push(")");
+        q.push(" AND ");
+        tagged(q, &json_list(&c.any));
     }
     for t in &c.all {
         q.push(" AND ");
-        exists(q, t);
+        tagged(q, &json_list(std::slice::from_ref(t)));
     }
-    for t in &c.none {
+    if !c.none.is_empty() {
         q.push(" AND NOT ");
-        exists(q, t);
+        tagged(q, &json_list(&c.none));
     }
+}
+
+/// `(SELECT id FROM tags WHERE name IN names)`, `names` a JSON array.
+fn push_tag_ids(q: &mut QueryBuilder<'_, Sqlite>, names: &str) {
+    q.push("(SELECT t.id FROM tags t WHERE t.name IN (SELECT value FROM json_each(")
+        .push_bind(names.to_string())
+        .push(")))");
 }
 
 fn push_range(q: &mut QueryBuilder<'_, Sqlite>, col: &str, r: &Option<Range>) {
@@ -368,22 +443,22 @@ fn push_event_filters(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
 }
 
 fn push_page(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
-    if let Some(limit) = f.limit.filter(|l| *l > 0) {
-        let page = f.page.unwrap_or(1).max(1);
-        q.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind((page - 1) * limit);
+    if let Some(limit) = f.limit {
+        // checked when the filters were read
+        q.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(f.offset().unwrap_or(i64::MAX));
     }
 }
 
 /// Ids of the events that match, in id order.
-pub async fn event_ids(pool: &SqlitePool, f: &Filters) -> Result<Vec<i64>, StoreError> {
+pub async fn event_ids(conn: &mut SqliteConnection, f: &Filters) -> Result<Vec<i64>, StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new("SELECT e.id FROM events e WHERE 1 = 1");
     push_event_filters(&mut q, f);
     // for events, `timestamp` is the event's
     push_range(&mut q, "e.timestamp", &f.timestamp.or(f.event_timestamp));
-    push_tags(&mut q, &f.tags, &|q, t| {
-        q.push("EXISTS (SELECT 1 FROM event_tags et JOIN tags t ON t.id = et.tag_id WHERE et.event_id = e.id AND t.name = ")
-            .push_bind(t.to_string())
-            .push(")");
+    push_tags(&mut q, &f.tags, &|q, names| {
+        q.push("e.id IN (SELECT et.event_id FROM event_tags et WHERE et.tag_id IN ");
+        push_tag_ids(q, names);
+        q.push(")");
     });
     // attribute filters select the events that have such an attribute
     if !(f.kind.is_empty() && f.value.is_empty() && f.category.is_empty() && f.to_ids.is_none()) {
@@ -398,12 +473,11 @@ pub async fn event_ids(pool: &SqlitePool, f: &Filters) -> Result<Vec<i64>, Store
     }
     q.push(" ORDER BY e.id");
     push_page(&mut q, f);
-    Ok(q.build().fetch_all(pool).await?.iter().map(|r| r.get(0)).collect())
+    Ok(q.build().fetch_all(conn).await?.iter().map(|r| r.get(0)).collect())
 }
 
-/// WHERE clauses (after `WHERE 1 = 1`), order and page of an attribute search
-/// over `attributes a JOIN events e`.
-pub(super) fn push_attribute_search(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
+/// WHERE clauses (after `WHERE ...`) of an attribute search over `attributes a JOIN events e`.
+pub(super) fn push_attribute_filters(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
     match (f.all_deleted, f.deleted) {
         (true, _) => {}
         (false, Some(true)) => {
@@ -428,26 +502,33 @@ pub(super) fn push_attribute_search(q: &mut QueryBuilder<'_, Sqlite>, f: &Filter
         q.push(" AND a.id NOT IN (SELECT value FROM json_each(").push_bind(ids).push("))");
     }
     // attribute scope: a tag of the event or of the attribute
-    push_tags(q, &f.tags, &|q, t| {
-        q.push("(EXISTS (SELECT 1 FROM event_tags et JOIN tags t ON t.id = et.tag_id WHERE et.event_id = e.id AND t.name = ")
-            .push_bind(t.to_string())
-            .push(") OR EXISTS (SELECT 1 FROM attribute_tags at JOIN tags t ON t.id = at.tag_id WHERE at.attribute_id = a.id AND t.name = ")
-            .push_bind(t.to_string())
-            .push("))");
+    push_tags(q, &f.tags, &|q, names| {
+        q.push("(e.id IN (SELECT et.event_id FROM event_tags et WHERE et.tag_id IN ");
+        push_tag_ids(q, names);
+        q.push(") OR a.id IN (SELECT at.attribute_id FROM attribute_tags at WHERE at.tag_id IN ");
+        push_tag_ids(q, names);
+        q.push("))");
     });
+}
+
+/// WHERE clauses (after `WHERE 1 = 1`), order and page of an attribute search
+/// over `attributes a JOIN events e`.
+pub(super) fn push_attribute_search(q: &mut QueryBuilder<'_, Sqlite>, f: &Filters) {
+    push_attribute_filters(q, f);
     q.push(" ORDER BY a.id");
     push_page(q, f);
 }
 
-/// The same search as [`attributes`], rendered as MISP's JSON array by
-/// SQLite itself: one row crosses sqlx instead of one per attribute (its
-/// per-row cost, 15-25 µs here, dominated big exports).
-pub async fn attributes_json(pool: &SqlitePool, f: &Filters) -> Result<String, StoreError> {
+/// One attribute of a search as MISP's JSON object, rendered by SQLite
+/// itself over `attributes a JOIN events e`: a chunk of them crosses sqlx as
+/// one row instead of one row each (sqlx's per-row cost, 15-25 µs here,
+/// dominated big exports). The same as [`attributes`] gives, typed.
+pub(super) fn attribute_json_sql(f: &Filters) -> String {
     let flag = |col: &str| format!("json(CASE WHEN {col} THEN 'true' ELSE 'false' END)");
     // Objects are assembled as text (the main fields' object without its closing
     // brace, then Tag, Event and `}`): json_patch or json() would parse each again.
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT '[' || COALESCE(group_concat(j, ','), '') || ']' FROM (SELECT rtrim(json_object(\
+    format!(
+        "rtrim(json_object(\
          'id', CAST(a.id AS TEXT), 'event_id', CAST(a.event_id AS TEXT), \
          'object_id', CAST(COALESCE(a.object_id, 0) AS TEXT), 'object_relation', a.object_relation, \
          'category', a.category, 'type', a.type, 'value', a.value, 'to_ids', {to_ids}, 'uuid', a.uuid, \
@@ -459,22 +540,18 @@ pub async fn attributes_json(pool: &SqlitePool, f: &Filters) -> Result<String, S
             'local', {local})) FROM attribute_tags at JOIN tags t ON t.id = at.tag_id WHERE at.attribute_id = a.id) \
          ELSE '' END || ',\"Event\":' || json_object('org_id', CAST(e.org_id AS TEXT), \
            'distribution', CAST(e.distribution AS TEXT), 'id', CAST(e.id AS TEXT), 'info', e.info, \
-           'orgc_id', CAST(e.orgc_id AS TEXT), 'uuid', e.uuid){event_uuid} || '}}' AS j \
-         FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1",
+           'orgc_id', CAST(e.orgc_id AS TEXT), 'uuid', e.uuid){event_uuid} || '}}'",
         to_ids = flag("a.to_ids"),
         deleted = flag("a.deleted"),
         dc = flag("a.disable_correlation"),
         local = flag("at.local"),
         event_uuid = if f.include_event_uuid { " || ',\"event_uuid\":' || json_quote(e.uuid)" } else { "" },
-    ));
-    push_attribute_search(&mut q, f);
-    q.push(")");
-    Ok(q.build().fetch_one(pool).await?.get(0))
+    )
 }
 
 /// /events/index with `minimal`: MISP's short entries, rendered by SQLite.
-pub async fn minimal_index(pool: &SqlitePool, f: &Filters) -> Result<Vec<Value>, StoreError> {
-    let ids = serde_json::to_string(&event_ids(pool, f).await?).unwrap_or_else(|_| "[]".into());
+pub async fn minimal_index(conn: &mut SqliteConnection, f: &Filters) -> Result<Vec<Value>, StoreError> {
+    let ids = serde_json::to_string(&event_ids(&mut *conn, f).await?).unwrap_or_else(|_| "[]".into());
     let list: String = sqlx::query(
         "SELECT COALESCE(json_group_array(json(j)), '[]') FROM (SELECT json_object('id', CAST(e.id AS TEXT), \
          'timestamp', CAST(e.timestamp AS TEXT), 'sighting_timestamp', '0', \
@@ -482,29 +559,32 @@ pub async fn minimal_index(pool: &SqlitePool, f: &Filters) -> Result<Vec<Value>,
          FROM json_each(?1) x JOIN events e ON e.id = x.value JOIN orgs o ON o.id = e.orgc_id ORDER BY e.id)",
     )
     .bind(ids)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?
     .get(0);
     serde_json::from_str(&list).map_err(|e| StoreError::Invalid(format!("event index: {e}")))
 }
 
 /// (id, type, value) of the attributes that match.
-pub async fn attribute_values(pool: &SqlitePool, f: &Filters) -> Result<Vec<(i64, String, String)>, StoreError> {
+pub async fn attribute_values(
+    conn: &mut SqliteConnection,
+    f: &Filters,
+) -> Result<Vec<(i64, String, String)>, StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "SELECT a.id, a.type, a.value FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1",
     );
     push_attribute_search(&mut q, f);
-    Ok(q.build().fetch_all(pool).await?.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(q.build().fetch_all(conn).await?.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
 /// The attributes that match, as restSearch returns them (each with an `Event` summary).
-pub async fn attributes(pool: &SqlitePool, f: &Filters) -> Result<Vec<AttributeOut>, StoreError> {
+pub async fn attributes(conn: &mut SqliteConnection, f: &Filters) -> Result<Vec<AttributeOut>, StoreError> {
     let mut q = QueryBuilder::<Sqlite>::new(format!(
         "SELECT {ATTRIBUTE_COLUMNS} FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1"
     ));
     push_attribute_search(&mut q, f);
-    let rows = q.build().fetch_all(pool).await?;
-    let mut tags = if rows.is_empty() { Default::default() } else { render::attribute_tags(pool, None).await? };
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    let mut tags = if rows.is_empty() { Default::default() } else { render::attribute_tags(conn, None).await? };
     Ok(rows
         .iter()
         .map(|r| {

@@ -2,28 +2,49 @@
 //! sightings in SQLite (schema in `migrations/`), with MISP's validation and
 //! normalisation of attribute values. The HTTP side is in `crate::server`.
 
+pub mod bounded;
+mod bulk;
 pub mod csv;
 pub mod filter;
 pub mod keys;
+pub mod limits;
 pub mod render;
+pub mod stream;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
-use crate::model::input::{AttributeIn, EventIn, ObjectIn};
+use crate::model::input::{AttributeIn, EventIn};
 use crate::model::{date_of, now, types};
 
 pub use keys::{Role, User};
+pub use limits::StoreLimits;
 
-/// A store operation that failed; the message is shown to API clients.
+/// A store operation that failed. `NotFound` and `Invalid` messages are for
+/// API clients; `Db` and `Migrate` are logged, never sent (they may show
+/// paths, SQL or schema).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// A wait for the database or a search slot would exceed its bound:
+    /// the client should retry after `retry_after` seconds.
+    #[error("{what}; retry in {retry_after} s")]
+    Busy {
+        /// What waited too long, with the bound.
+        what: String,
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
+    /// A search ran over its time budget (or its client left) and was stopped.
+    #[error("{0}")]
+    Interrupted(String),
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -35,10 +56,42 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// The store: a pool of SQLite connections.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        const SQLITE_BUSY: &str = "5";
+        match &e {
+            // the writer pool's wait is the bound stated in StoreLimits
+            sqlx::Error::PoolTimedOut => StoreError::Busy {
+                what: "the store is busy: no database connection came free in time".into(),
+                retry_after: limits::RETRY_AFTER_S,
+            },
+            // another process (e.g. `ioclab misp keys create`) held the lock past busy_timeout
+            sqlx::Error::Database(d) if d.code().as_deref() == Some(SQLITE_BUSY) => StoreError::Busy {
+                what: "the database is locked by another process".into(),
+                retry_after: limits::RETRY_AFTER_S,
+            },
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+/// The store: SQLite behind three pools, so that no kind of request waits
+/// behind another: writes queue for the one writer connection (SQLite has one
+/// writer at a time: queueing here, not in SQLite's lock, is what makes
+/// concurrent writers wait instead of failing with "database is locked"),
+/// reads and searches share `reader`, and key lookups have `keys` to
+/// themselves (authentication never waits behind a search). In memory the
+/// three are one connection (each would otherwise be its own database).
 #[derive(Clone)]
 pub struct Store {
+    /// The writer: one connection; also simple lookups before a write.
     pool: SqlitePool,
+    /// Reads and searches (searches through [`bounded`]).
+    reader: SqlitePool,
+    /// API keys: lookups on every request, key management.
+    keys: SqlitePool,
+    /// Bounds of searches and waits, and the heavy-search slots.
+    bounds: Arc<bounded::Bounds>,
 }
 
 /// An event's id or uuid, as the endpoints accept either.
@@ -62,8 +115,14 @@ fn check_uuid(u: &str) -> Result<String, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating it if needed) the database at `path` and migrates it.
+    /// Opens (creating it if needed, mode 0600) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreLimits::default()).await
+    }
+
+    /// [`Store::open`] with other limits (tests, benches).
+    pub async fn open_with(path: &Path, limits: StoreLimits) -> Result<Self, StoreError> {
+        create_private(path)?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -72,27 +131,58 @@ impl Store {
             // table statistics for the planner, as SQLite advises on opening: without
             // them a big export walks the type index instead of scanning (1.7x slower)
             .pragma("analysis_limit", "1000")
-            .pragma("optimize", "0x10002");
-        Self::connect(opts).await
+            .pragma("optimize", "0x10002")
+            // another process writing (a CLI key command) is waited for as long as our own writers are
+            .busy_timeout(limits.write_wait);
+        let pools = |n: u32, wait: Duration| {
+            bounded::pool_options(SqlitePoolOptions::new().max_connections(n).acquire_timeout(wait))
+        };
+        let pool = pools(1, limits.write_wait).connect_with(opts.clone()).await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        let reader = pools(limits.read_connections(), limits.queue_wait).connect_with(opts.clone()).await?;
+        let keys = pools(2, limits.write_wait).connect_with(opts).await?;
+        Ok(Store { pool, reader, keys, bounds: Arc::new(bounded::Bounds::new(limits)) })
     }
 
     /// A store in memory (tests, demos): gone when dropped.
     pub async fn in_memory() -> Result<Self, StoreError> {
+        Self::in_memory_with(StoreLimits::default()).await
+    }
+
+    /// [`Store::in_memory`] with other limits.
+    pub async fn in_memory_with(limits: StoreLimits) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
-        Self::connect(opts).await
-    }
-
-    async fn connect(opts: SqliteConnectOptions) -> Result<Self, StoreError> {
-        // one connection for an in-memory database (each would have its own), a few for a file
-        let in_memory = opts.get_filename().as_os_str() == ":memory:";
-        let pool = SqlitePoolOptions::new().max_connections(if in_memory { 1 } else { 4 }).connect_with(opts).await?;
+        // one connection shared by all (each would have its own database)
+        let pool =
+            bounded::pool_options(SqlitePoolOptions::new().max_connections(1).acquire_timeout(limits.queue_wait))
+                .connect_with(opts)
+                .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { reader: pool.clone(), keys: pool.clone(), pool, bounds: Arc::new(bounded::Bounds::new(limits)) })
     }
 
-    /// The pool, for the modules of the store.
+    /// The pool of API keys, for `keys`: its own connections, so that
+    /// authentication never waits behind a search or a write.
     pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+        &self.keys
+    }
+
+    /// The pool of reads and searches.
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// The limits this store enforces.
+    pub fn limits(&self) -> &StoreLimits {
+        &self.bounds.limits
+    }
+
+    /// A write transaction on the writer connection, started `IMMEDIATE`: it
+    /// takes SQLite's write lock at once (a deferred one that reads first
+    /// fails on the upgrade instead of waiting). Waits for the writer at most
+    /// `write_wait`, then [`StoreError::Busy`].
+    async fn write_tx(&self) -> Result<Tx<'static>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     async fn event_id(&self, key: &str) -> Result<i64, StoreError> {
@@ -100,7 +190,7 @@ impl Store {
         let row = sqlx::query("SELECT id FROM events WHERE id = ?1 OR uuid = ?2")
             .bind(id)
             .bind(uuid)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.map(|r| r.get(0)).ok_or_else(|| StoreError::NotFound("Invalid event".into()))
     }
@@ -112,6 +202,7 @@ impl Store {
         if info.is_empty() {
             return Err(StoreError::Invalid("Event: info is required".into()));
         }
+        let info = check_text("Event: info", info)?;
         let distribution = check_range("distribution", e.distribution.unwrap_or(0), 0, 4)?;
         let threat = check_range("threat_level_id", e.threat_level_id.unwrap_or(4), 1, 4)?;
         let analysis = check_range("analysis", e.analysis.unwrap_or(0), 0, 2)?;
@@ -122,7 +213,20 @@ impl Store {
             Some(d) => return Err(StoreError::Invalid(format!("Event: date {d:?} is not YYYY-MM-DD"))),
             None => date_of(now()),
         };
-        let mut tx = self.pool.begin().await?;
+        // everything checked before the write lock is taken
+        let mut batch = bulk::Batch::default();
+        for (i, a) in e.attributes.iter().enumerate() {
+            batch.attribute(None, a, ts).map_err(|err| at("Attribute", i, err))?;
+        }
+        for (i, o) in e.objects.iter().enumerate() {
+            batch.object(o, ts).map_err(|err| at("Object", i, err))?;
+        }
+        let event_tags = e
+            .tags
+            .iter()
+            .map(|t| Ok((tag_name(&t.name)?, t.local.unwrap_or(false))))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut tx = self.write_tx().await?;
         let exists = sqlx::query("SELECT 1 FROM events WHERE uuid = ?1").bind(&uuid).fetch_optional(&mut *tx).await?;
         if exists.is_some() {
             return Err(StoreError::NotFound("Event already exists".into()));
@@ -147,18 +251,14 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
-        for (i, a) in e.attributes.iter().enumerate() {
-            insert_attribute(&mut tx, id, None, a, ts).await.map_err(|err| at("Attribute", i, err))?;
-        }
-        for (i, o) in e.objects.iter().enumerate() {
-            insert_object(&mut tx, id, o, ts).await.map_err(|err| at("Object", i, err))?;
-        }
-        for t in &e.tags {
-            let tag = tag_id(&mut tx, &t.name).await?;
-            link_tag(&mut tx, Tagged::Event(id), tag, t.local.unwrap_or(false)).await?;
+        let big = batch.len() >= 1000;
+        batch.insert(&mut tx, id).await?;
+        for (name, local) in event_tags {
+            let tag = tag_id(&mut tx, &name).await?;
+            link_tag(&mut tx, Tagged::Event(id), tag, local).await?;
         }
         tx.commit().await?;
-        if e.attributes.len() + e.objects.len() >= 1000 {
+        if big {
             // a big import can change the best plans: fresh statistics (cheap when nothing changed)
             sqlx::query("PRAGMA optimize").execute(&self.pool).await?;
         }
@@ -171,34 +271,37 @@ impl Store {
     pub async fn edit_event(&self, key: &str, e: EventIn) -> Result<i64, StoreError> {
         let id = self.event_id(key).await?;
         let current: i64 =
-            sqlx::query("SELECT timestamp FROM events WHERE id = ?1").bind(id).fetch_one(&self.pool).await?.get(0);
+            sqlx::query("SELECT timestamp FROM events WHERE id = ?1").bind(id).fetch_one(&self.reader).await?.get(0);
         if let Some(ts) = e.timestamp {
             if ts <= current {
                 return Ok(id);
             }
         }
-        let ts = e.timestamp.unwrap_or_else(now).max(current + 1);
-        let mut tx = self.pool.begin().await?;
-        if let Some(info) = e.info.as_deref().filter(|i| !i.trim().is_empty()) {
-            sqlx::query("UPDATE events SET info = ?1 WHERE id = ?2")
-                .bind(info.trim())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let ts = e.timestamp.unwrap_or_else(now).max(current.saturating_add(1));
+        let info = match e.info.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+            Some(info) => Some(check_text("info", info)?),
+            None => None,
+        };
+        let mut fields = Vec::new();
         for (field, v, lo, hi) in [
             ("distribution", e.distribution, 0, 4),
             ("threat_level_id", e.threat_level_id, 1, 4),
             ("analysis", e.analysis, 0, 2),
         ] {
             if let Some(v) = v {
-                let v = check_range(field, v, lo, hi)?;
-                sqlx::query(&format!("UPDATE events SET {field} = ?1 WHERE id = ?2"))
-                    .bind(v)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                fields.push((field, check_range(field, v, lo, hi)?));
             }
+        }
+        let mut tx = self.write_tx().await?;
+        if let Some(info) = info {
+            sqlx::query("UPDATE events SET info = ?1 WHERE id = ?2").bind(info).bind(id).execute(&mut *tx).await?;
+        }
+        for (field, v) in fields {
+            sqlx::query(&format!("UPDATE events SET {field} = ?1 WHERE id = ?2"))
+                .bind(v)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         let published = e.published.unwrap_or(false);
         sqlx::query("UPDATE events SET timestamp = ?1, published = ?2 WHERE id = ?3")
@@ -207,30 +310,49 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // attributes and objects matched by uuid: known ones updated, the others added in one batch
+        let uuids = |list: &mut dyn Iterator<Item = &Option<String>>| -> Vec<String> {
+            list.filter_map(|u| u.as_deref().map(bulk::stored_uuid)).collect()
+        };
+        let all_attributes =
+            e.attributes.iter().chain(e.objects.iter().flat_map(|o| o.attributes.iter())).map(|a| &a.uuid);
+        let known_attributes = bulk::known(&mut tx, "attributes", id, &uuids(&mut all_attributes.into_iter())).await?;
+        let known_objects = bulk::known(&mut tx, "objects", id, &uuids(&mut e.objects.iter().map(|o| &o.uuid))).await?;
+        let known = |u: &Option<String>, map: &std::collections::HashMap<String, i64>| {
+            u.as_deref().and_then(|u| map.get(&bulk::stored_uuid(u)).copied())
+        };
+        let mut batch = bulk::Batch::default();
+        let mut updates = Vec::new();
         for (i, a) in e.attributes.iter().enumerate() {
-            upsert_attribute(&mut tx, id, None, a, ts).await.map_err(|err| at("Attribute", i, err))?;
-        }
-        for (i, o) in e.objects.iter().enumerate() {
-            let existing = match &o.uuid {
-                Some(u) => sqlx::query("SELECT id FROM objects WHERE uuid = ?1 AND event_id = ?2")
-                    .bind(u.to_ascii_lowercase())
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| r.get::<i64, _>(0)),
-                None => None,
-            };
-            match existing {
-                Some(oid) => {
-                    for (j, a) in o.attributes.iter().enumerate() {
-                        upsert_attribute(&mut tx, id, Some((oid, a.object_relation.as_deref())), a, ts)
-                            .await
-                            .map_err(|err| at("Object", i, at("Attribute", j, err)))?;
-                    }
-                }
-                None => insert_object(&mut tx, id, o, ts).await.map_err(|err| at("Object", i, err))?,
+            match known(&a.uuid, &known_attributes) {
+                Some(aid) => updates.push(attribute_update(aid, a, ts).map_err(|err| at("Attribute", i, err))?),
+                None => batch.attribute(None, a, ts).map_err(|err| at("Attribute", i, err))?,
             }
         }
+        for (i, o) in e.objects.iter().enumerate() {
+            let Some(oid) = known(&o.uuid, &known_objects) else {
+                batch.object(o, ts).map_err(|err| at("Object", i, err))?;
+                continue;
+            };
+            for (j, a) in o.attributes.iter().enumerate() {
+                let r = match known(&a.uuid, &known_attributes) {
+                    Some(aid) => attribute_update(aid, a, ts).map(|u| updates.push(u)),
+                    None => batch.attribute(Some(bulk::ObjectRef::Id(oid)), a, ts),
+                };
+                r.map_err(|err| at("Object", i, at("Attribute", j, err)))?;
+            }
+        }
+        for chunk in updates.chunks(5_000) {
+            sqlx::query(
+                "UPDATE attributes SET type = u.v->>1, category = u.v->>2, value = u.v->>3, to_ids = u.v->>4, \
+                 comment = u.v->>5, deleted = u.v->>6, timestamp = u.v->>7 \
+                 FROM (SELECT value AS v FROM json_each(?1)) AS u WHERE attributes.id = u.v->>0",
+            )
+            .bind(Value::Array(chunk.to_vec()).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        batch.insert(&mut tx, id).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -270,18 +392,15 @@ impl Store {
     /// The event `{"Event": {...}}` as MISP returns it.
     pub async fn event(&self, key: &str) -> Result<Value, StoreError> {
         let id = self.event_id(key).await?;
-        render::event(&self.pool, id, true).await
+        render::event(&mut *self.reader.acquire().await?, id, true).await
     }
 
     /// Tags an event or attribute named by uuid; the tag is created if new.
     pub async fn attach_tag(&self, uuid: &str, tag: &str, local: bool) -> Result<(), StoreError> {
-        let tag = tag.trim();
-        if tag.is_empty() {
-            return Err(StoreError::Invalid("Tag name missing".into()));
-        }
+        let tag = tag_name(tag)?;
         let uuid = uuid.to_ascii_lowercase();
-        let mut tx = self.pool.begin().await?;
-        let tid = tag_id(&mut tx, tag).await?;
+        let mut tx = self.write_tx().await?;
+        let tid = tag_id(&mut tx, &tag).await?;
         let ev = sqlx::query("SELECT id FROM events WHERE uuid = ?1").bind(&uuid).fetch_optional(&mut *tx).await?;
         if let Some(ev) = ev {
             let eid: i64 = ev.get(0);
@@ -311,7 +430,9 @@ impl Store {
     }
 
     /// Records sightings of an attribute (by uuid) or of every attribute with
-    /// a value; returns the sighting objects as MISP does.
+    /// a value, in one statement of one transaction (20,000 attributes of a
+    /// value are one write, not 20,000); returns the first sighting as MISP
+    /// does, and how many were recorded.
     pub async fn add_sighting(
         &self,
         user: &User,
@@ -319,102 +440,51 @@ impl Store {
         value: Option<&str>,
         kind: i64,
         source: &str,
-    ) -> Result<Vec<Value>, StoreError> {
+    ) -> Result<(Value, u64), StoreError> {
         let kind = check_range("type", kind, 0, 2)?;
-        let rows = match (uuid, value) {
-            (Some(u), _) => {
-                sqlx::query("SELECT id, event_id, uuid FROM attributes WHERE uuid = ?1 AND deleted = 0")
-                    .bind(u.to_ascii_lowercase())
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            (None, Some(v)) => {
-                sqlx::query("SELECT id, event_id, uuid FROM attributes WHERE value = ?1 AND deleted = 0")
-                    .bind(v)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+        let source = check_text("source", source)?;
+        let (column, key) = match (uuid, value) {
+            (Some(u), _) => ("uuid", u.to_ascii_lowercase()),
+            (None, Some(v)) => ("value", check_text("value", v)?.to_string()),
             (None, None) => return Err(StoreError::Invalid("No valid attributes found.".into())),
         };
-        if rows.is_empty() {
+        let date = now();
+        let mut tx = self.write_tx().await?;
+        let before: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM sightings").fetch_one(&mut *tx).await?;
+        // a v4 uuid per sighting, made by SQLite from 16 random bytes
+        let added = sqlx::query(&format!(
+            "INSERT INTO sightings (uuid, attribute_id, event_id, org_id, type, source, date_sighting) \
+             SELECT lower(substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-' || \
+             substr('89ab', 1 + (unicode(substr(h, 17, 1)) % 4), 1) || substr(h, 18, 3) || '-' || substr(h, 21, 12)), \
+             id, event_id, ?2, ?3, ?4, ?5 FROM (SELECT id, event_id, hex(randomblob(16)) AS h FROM attributes \
+             WHERE {column} = ?1 AND deleted = 0 ORDER BY id)"
+        ))
+        .bind(&key)
+        .bind(user.org_id)
+        .bind(kind)
+        .bind(source)
+        .bind(date)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if added == 0 {
             return Err(StoreError::NotFound("No valid attributes found.".into()));
         }
-        let date = now();
-        let mut out = Vec::new();
-        for r in rows {
-            let (aid, eid, auuid): (i64, i64, String) = (r.get(0), r.get(1), r.get(2));
-            let suuid = uuid::Uuid::new_v4().to_string();
-            let sid: i64 = sqlx::query(
-                "INSERT INTO sightings (uuid, attribute_id, event_id, org_id, type, source, date_sighting) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-            )
-            .bind(&suuid)
-            .bind(aid)
-            .bind(eid)
-            .bind(user.org_id)
-            .bind(kind)
-            .bind(source)
-            .bind(date)
-            .fetch_one(&self.pool)
-            .await?
-            .get(0);
-            out.push(serde_json::json!({"Sighting": {
-                "id": sid.to_string(), "attribute_id": aid.to_string(), "event_id": eid.to_string(),
-                "org_id": user.org_id.to_string(), "date_sighting": date.to_string(), "uuid": suuid,
-                "source": source, "type": kind.to_string(), "attribute_uuid": auuid,
-            }}));
-        }
-        Ok(out)
-    }
-
-    /// Events matching `filters`, for /events/index: flat event objects.
-    pub async fn index(&self, filters: &filter::Filters) -> Result<Vec<Value>, StoreError> {
-        if filters.minimal {
-            return filter::minimal_index(&self.pool, filters).await;
-        }
-        let ids = filter::event_ids(&self.pool, filters).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let mut ev = render::event(&self.pool, id, false).await?;
-            if let Some(e) = ev.get_mut("Event").map(Value::take) {
-                out.push(e);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Events matching `filters`, with their attributes, for /events/restSearch.
-    pub async fn search_events(&self, filters: &filter::Filters) -> Result<Vec<Value>, StoreError> {
-        let ids = filter::event_ids(&self.pool, filters).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(render::event(&self.pool, id, true).await?);
-        }
-        Ok(out)
-    }
-
-    /// Attributes matching `filters` as MISP's JSON array, rendered by SQLite (big searches).
-    pub async fn search_attributes_json(&self, filters: &filter::Filters) -> Result<String, StoreError> {
-        filter::attributes_json(&self.pool, filters).await
-    }
-
-    /// Attributes matching `filters` as MISP's CSV export (`returnFormat: "csv"`).
-    pub async fn search_attributes_csv(&self, filters: &filter::Filters) -> Result<String, StoreError> {
-        csv::attributes_csv(&self.pool, filters).await
-    }
-
-    /// (id, type, value) of the attributes matching `filters` (for warninglist checks).
-    pub async fn search_attribute_values(
-        &self,
-        filters: &filter::Filters,
-    ) -> Result<Vec<(i64, String, String)>, StoreError> {
-        filter::attribute_values(&self.pool, filters).await
-    }
-
-    /// Attributes matching `filters`, typed: what the SQLite-rendered answers
-    /// of /attributes/restSearch are tested against.
-    pub async fn search_attributes(&self, filters: &filter::Filters) -> Result<Vec<render::AttributeOut>, StoreError> {
-        filter::attributes(&self.pool, filters).await
+        let r = sqlx::query(
+            "SELECT s.id, s.attribute_id, s.event_id, s.uuid, a.uuid FROM sightings s \
+             JOIN attributes a ON a.id = s.attribute_id WHERE s.id > ?1 ORDER BY s.id LIMIT 1",
+        )
+        .bind(before)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let sighting = serde_json::json!({"Sighting": {
+            "id": r.get::<i64, _>(0).to_string(), "attribute_id": r.get::<i64, _>(1).to_string(),
+            "event_id": r.get::<i64, _>(2).to_string(), "org_id": user.org_id.to_string(),
+            "date_sighting": date.to_string(), "uuid": r.get::<String, _>(3), "source": source,
+            "type": kind.to_string(), "attribute_uuid": r.get::<String, _>(4),
+        }});
+        Ok((sighting, added))
     }
 }
 
@@ -445,8 +515,8 @@ fn at(what: &str, i: usize, err: StoreError) -> StoreError {
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
 async fn tag_id(tx: &mut Tx<'_>, name: &str) -> Result<i64, StoreError> {
-    sqlx::query("INSERT OR IGNORE INTO tags (name) VALUES (?1)").bind(name.trim()).execute(&mut **tx).await?;
-    Ok(sqlx::query("SELECT id FROM tags WHERE name = ?1").bind(name.trim()).fetch_one(&mut **tx).await?.get(0))
+    sqlx::query("INSERT OR IGNORE INTO tags (name) VALUES (?1)").bind(name).execute(&mut **tx).await?;
+    Ok(sqlx::query("SELECT id FROM tags WHERE name = ?1").bind(name).fetch_one(&mut **tx).await?.get(0))
 }
 
 /// What a tag is put on.
@@ -474,6 +544,7 @@ struct AttrRow {
     category: String,
     value: String,
     to_ids: bool,
+    comment: String,
 }
 
 fn check_attribute(a: &AttributeIn) -> Result<AttrRow, StoreError> {
@@ -485,135 +556,103 @@ fn check_attribute(a: &AttributeIn) -> Result<AttrRow, StoreError> {
         .ok_or_else(|| StoreError::Invalid("type is required".into()))?;
     let (default_category, default_ids) =
         types::describe(kind).ok_or_else(|| StoreError::Invalid(format!("unknown attribute type {kind:?}")))?;
-    let value =
-        types::normalise(kind, a.value.as_deref().unwrap_or("")).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let value = check_text("value", a.value.as_deref().unwrap_or(""))?;
+    let value = types::normalise(kind, value).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let comment = check_text("comment", a.comment.as_deref().unwrap_or(""))?.to_string();
     let category = match a.category.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         Some(c) if types::CATEGORIES.contains(&c) => c.to_string(),
         Some(c) => return Err(StoreError::Invalid(format!("unknown category {c:?}"))),
         None => default_category.to_string(),
     };
     let uuid = uuid_or_new(&a.uuid)?;
-    Ok(AttrRow { uuid, kind: kind.to_string(), category, value, to_ids: a.to_ids.unwrap_or(default_ids) })
+    Ok(AttrRow { uuid, kind: kind.to_string(), category, value, to_ids: a.to_ids.unwrap_or(default_ids), comment })
 }
 
-async fn insert_attribute(
-    tx: &mut Tx<'_>,
-    event_id: i64,
-    object: Option<(i64, Option<&str>)>,
-    a: &AttributeIn,
-    ts: i64,
-) -> Result<(), StoreError> {
+/// The new columns of a known attribute in an edit: `[id, type, category, value, to_ids, comment, deleted, timestamp]`.
+fn attribute_update(id: i64, a: &AttributeIn, ts: i64) -> Result<Value, StoreError> {
     let row = check_attribute(a)?;
-    let distribution = check_range("distribution", a.distribution.unwrap_or(5), 0, 5)?;
-    let (object_id, relation) = match object {
-        Some((id, rel)) => (Some(id), rel.or(a.object_relation.as_deref()).map(str::to_string)),
-        None => (None, None),
-    };
-    let dup = sqlx::query("SELECT 1 FROM attributes WHERE uuid = ?1").bind(&row.uuid).fetch_optional(&mut **tx).await?;
-    if dup.is_some() {
-        return Err(StoreError::Invalid(format!("an attribute with uuid {} already exists", row.uuid)));
-    }
-    let id: i64 = sqlx::query(
-        "INSERT INTO attributes (event_id, object_id, object_relation, uuid, type, category, value, to_ids, comment, \
-         distribution, timestamp, deleted, disable_correlation, first_seen, last_seen) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
-    )
-    .bind(event_id)
-    .bind(object_id)
-    .bind(relation)
-    .bind(&row.uuid)
-    .bind(&row.kind)
-    .bind(&row.category)
-    .bind(&row.value)
-    .bind(row.to_ids)
-    .bind(a.comment.as_deref().unwrap_or(""))
-    .bind(distribution)
-    .bind(a.timestamp.unwrap_or(ts))
-    .bind(a.deleted.unwrap_or(false))
-    .bind(a.disable_correlation.unwrap_or(false))
-    .bind(&a.first_seen)
-    .bind(&a.last_seen)
-    .fetch_one(&mut **tx)
-    .await?
-    .get(0);
-    for t in &a.tags {
-        let tag = tag_id(tx, &t.name).await?;
-        link_tag(tx, Tagged::Attribute(id), tag, t.local.unwrap_or(false)).await?;
-    }
-    Ok(())
+    Ok(serde_json::json!([
+        id,
+        row.kind,
+        row.category,
+        row.value,
+        row.to_ids,
+        row.comment,
+        a.deleted.unwrap_or(false),
+        a.timestamp.unwrap_or(ts).max(ts)
+    ]))
 }
 
-/// An edited attribute: updated when its uuid is known in the event, added otherwise.
-async fn upsert_attribute(
-    tx: &mut Tx<'_>,
-    event_id: i64,
-    object: Option<(i64, Option<&str>)>,
-    a: &AttributeIn,
-    ts: i64,
-) -> Result<(), StoreError> {
-    let known = match &a.uuid {
-        Some(u) => sqlx::query("SELECT id FROM attributes WHERE uuid = ?1 AND event_id = ?2")
-            .bind(u.to_ascii_lowercase())
-            .bind(event_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.get::<i64, _>(0)),
-        None => None,
-    };
-    let Some(id) = known else {
-        return insert_attribute(tx, event_id, object, a, ts).await;
-    };
-    let row = check_attribute(a)?;
-    sqlx::query(
-        "UPDATE attributes SET type = ?1, category = ?2, value = ?3, to_ids = ?4, comment = ?5, deleted = ?6, \
-         timestamp = ?7 WHERE id = ?8",
-    )
-    .bind(&row.kind)
-    .bind(&row.category)
-    .bind(&row.value)
-    .bind(row.to_ids)
-    .bind(a.comment.as_deref().unwrap_or(""))
-    .bind(a.deleted.unwrap_or(false))
-    .bind(a.timestamp.unwrap_or(ts).max(ts))
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Text a client sent, refused when it holds a NUL byte: SQLite's C
+/// functions (printf of the CSV export among them) stop at the first NUL,
+/// so such a value would be stored whole and exported cut.
+fn check_text<'a>(field: &str, s: &'a str) -> Result<&'a str, StoreError> {
+    match s.find('\0') {
+        Some(at) => Err(StoreError::Invalid(format!("{field}: NUL byte at offset {at} is not allowed"))),
+        None => Ok(s),
+    }
 }
 
-async fn insert_object(tx: &mut Tx<'_>, event_id: i64, o: &ObjectIn, ts: i64) -> Result<(), StoreError> {
-    let name = o
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| StoreError::Invalid("name is required".into()))?;
-    let uuid = uuid_or_new(&o.uuid)?;
-    let id: i64 = sqlx::query(
-        "INSERT INTO objects (event_id, uuid, name, meta_category, description, template_uuid, template_version, \
-         comment, distribution, timestamp, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
-    )
-    .bind(event_id)
-    .bind(&uuid)
-    .bind(name)
-    .bind(o.meta_category.as_deref().unwrap_or(""))
-    .bind(o.description.as_deref().unwrap_or(""))
-    .bind(o.template_uuid.as_deref().unwrap_or(""))
-    .bind(o.template_version.as_deref().unwrap_or(""))
-    .bind(o.comment.as_deref().unwrap_or(""))
-    .bind(check_range("distribution", o.distribution.unwrap_or(5), 0, 5)?)
-    .bind(o.timestamp.unwrap_or(ts))
-    .bind(o.deleted.unwrap_or(false))
-    .fetch_one(&mut **tx)
-    .await?
-    .get(0);
-    for (i, a) in o.attributes.iter().enumerate() {
-        if a.object_relation.as_deref().is_none_or(str::is_empty) {
-            return Err(at("Attribute", i, StoreError::Invalid("object_relation is required in an object".into())));
+/// A tag name as stored: trimmed, not empty, without NUL.
+fn tag_name(name: &str) -> Result<String, StoreError> {
+    let name = check_text("Tag name", name.trim())?;
+    if name.is_empty() {
+        return Err(StoreError::Invalid("Tag name missing".into()));
+    }
+    Ok(name.to_string())
+}
+
+/// Creates the database file readable by its owner only (it holds every
+/// key's hash and the lab's intelligence); SQLite gives its -wal and -shm
+/// files the same mode. An existing file keeps the mode it has.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Db(sqlx::Error::Io(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_are_private_to_their_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("misp.db");
+        let store = Store::open(&db).await.unwrap();
+        store.create_key("t@lab.example", Role::User).await.unwrap();
+        for name in ["misp.db", "misp.db-wal", "misp.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{name} is {mode:o}");
         }
-        insert_attribute(tx, event_id, Some((id, a.object_relation.as_deref())), a, ts)
-            .await
-            .map_err(|e| at("Attribute", i, e))?;
     }
-    Ok(())
+
+    #[tokio::test]
+    async fn an_import_is_all_or_nothing_and_keeps_its_order() {
+        let store = Store::in_memory().await.unwrap();
+        let key = store.create_key("t@lab.example", Role::User).await.unwrap();
+        let user = store.user_for_key(&key).await.unwrap().unwrap();
+        let attrs: Vec<Value> =
+            (0..12_000).map(|i| serde_json::json!({"type": "domain", "value": format!("d{i}.example")})).collect();
+        let mut bad = attrs.clone();
+        bad.push(serde_json::json!({"type": "ip-dst", "value": "999.1.1.1"}));
+        let e = store
+            .add_event(&user, serde_json::from_value(serde_json::json!({"info": "x", "Attribute": bad})).unwrap())
+            .await;
+        assert!(matches!(&e, Err(StoreError::Invalid(m)) if m.starts_with("Attribute 12000")), "{e:?}");
+        let ev = serde_json::json!({"info": "x", "Attribute": attrs, "Object": [{"name": "file", "Attribute": [
+            {"type": "md5", "object_relation": "md5", "value": "a".repeat(32), "Tag": [{"name": "t"}]}]}]});
+        store.add_event(&user, serde_json::from_value(ev).unwrap()).await.unwrap();
+        let all = store.search_attributes(&filter::Filters::default()).await.unwrap();
+        assert_eq!(all.len(), 12_001, "chunks of the bulk insert all written");
+        assert_eq!(all[11_999].value, "d11999.example");
+        assert_eq!((all[12_000].object_id, all[12_000].tags.len()), (1, 1), "object and tag linked");
+        let dup = serde_json::json!({"info": "y", "Attribute": [{"uuid": all[0].uuid, "type": "domain", "value": "z.example"}]});
+        let e = store.add_event(&user, serde_json::from_value(dup).unwrap()).await;
+        assert!(matches!(&e, Err(StoreError::Invalid(m)) if m.contains("already exists")), "{e:?}");
+    }
 }

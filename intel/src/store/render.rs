@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::Row;
 
 use super::StoreError;
 
@@ -12,8 +12,8 @@ fn s(v: i64) -> Value {
     Value::String(v.to_string())
 }
 
-async fn org(pool: &SqlitePool, id: i64) -> Result<Value, StoreError> {
-    let r = sqlx::query("SELECT id, name, uuid FROM orgs WHERE id = ?1").bind(id).fetch_one(pool).await?;
+async fn org(conn: &mut SqliteConnection, id: i64) -> Result<Value, StoreError> {
+    let r = sqlx::query("SELECT id, name, uuid FROM orgs WHERE id = ?1").bind(id).fetch_one(&mut *conn).await?;
     Ok(json!({"id": s(r.get(0)), "name": r.get::<String, _>(1), "uuid": r.get::<String, _>(2), "local": true}))
 }
 
@@ -129,14 +129,17 @@ pub fn attribute_row(r: &SqliteRow, tags: Vec<TagOut>, with_event: bool, include
 }
 
 /// Tags of attributes by attribute id: those of one event, or all.
-pub async fn attribute_tags(pool: &SqlitePool, event_id: Option<i64>) -> Result<HashMap<i64, Vec<TagOut>>, StoreError> {
+pub async fn attribute_tags(
+    conn: &mut SqliteConnection,
+    event_id: Option<i64>,
+) -> Result<HashMap<i64, Vec<TagOut>>, StoreError> {
     let rows = sqlx::query(
         "SELECT at.attribute_id, t.id, t.name, t.colour, at.local FROM attribute_tags at \
          JOIN tags t ON t.id = at.tag_id JOIN attributes a ON a.id = at.attribute_id \
          WHERE ?1 IS NULL OR a.event_id = ?1 ORDER BY t.id",
     )
     .bind(event_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut m: HashMap<i64, Vec<TagOut>> = HashMap::new();
     for r in &rows {
@@ -151,14 +154,14 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// `{"Event": {...}}` for event `id`; with `full`, its attributes, objects and tags.
-pub async fn event(pool: &SqlitePool, id: i64, full: bool) -> Result<Value, StoreError> {
-    let e = sqlx::query("SELECT * FROM events WHERE id = ?1").bind(id).fetch_optional(pool).await?;
+pub async fn event(conn: &mut SqliteConnection, id: i64, full: bool) -> Result<Value, StoreError> {
+    let e = sqlx::query("SELECT * FROM events WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await?;
     let Some(e) = e else { return Err(StoreError::NotFound("Invalid event".into())) };
     let org_id: i64 = e.get("org_id");
     let orgc_id: i64 = e.get("orgc_id");
     let count: i64 = sqlx::query("SELECT COUNT(*) FROM attributes WHERE event_id = ?1 AND deleted = 0")
         .bind(id)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?
         .get(0);
     let tags: Vec<Value> = sqlx::query(
@@ -166,7 +169,7 @@ pub async fn event(pool: &SqlitePool, id: i64, full: bool) -> Result<Value, Stor
          WHERE et.event_id = ?1 ORDER BY t.id",
     )
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?
     .iter()
     .map(|r| to_json(&TagOut { id: r.get(0), name: r.get(1), colour: r.get(2), local: r.get(3) }))
@@ -192,21 +195,21 @@ pub async fn event(pool: &SqlitePool, id: i64, full: bool) -> Result<Value, Stor
         "extends_uuid": "",
         "protected": null,
         "event_creator_email": e.get::<String, _>("creator_email"),
-        "Org": org(pool, org_id).await?,
-        "Orgc": org(pool, orgc_id).await?,
+        "Org": org(&mut *conn, org_id).await?,
+        "Orgc": org(&mut *conn, orgc_id).await?,
     })
     .as_object()
     .cloned()
     .unwrap_or_default();
     if full {
         // every attribute of the event in one query, then split between the event and its objects
-        let mut atags = attribute_tags(pool, Some(id)).await?;
+        let mut atags = attribute_tags(&mut *conn, Some(id)).await?;
         let rows = sqlx::query(&format!(
             "SELECT {ATTRIBUTE_COLUMNS} FROM attributes a JOIN events e ON e.id = a.event_id \
              WHERE a.event_id = ?1 AND a.deleted = 0 ORDER BY a.id"
         ))
         .bind(id)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         let mut attributes = Vec::new();
         let mut by_object: HashMap<i64, Vec<Value>> = HashMap::new();
@@ -219,7 +222,7 @@ pub async fn event(pool: &SqlitePool, id: i64, full: bool) -> Result<Value, Stor
         }
         let objs = sqlx::query("SELECT * FROM objects WHERE event_id = ?1 AND deleted = 0 ORDER BY id")
             .bind(id)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut objects = Vec::with_capacity(objs.len());
         for o in &objs {
