@@ -87,8 +87,8 @@ impl Default for Config {
             poll_interval_ms: 30,
             max_hash_size: 256 << 20,
             hash_cache_size: 4096,
-            // a 10 MB binary is read in well under this; a big one does not hold the output longer
-            hash_budget_ms: 250,
+            // a 50 MB binary is read in about this on a loaded VM; only its own event waits
+            hash_budget_ms: 1000,
             send_data_min_len: 1,
             max_eps_fs: 2048,
             output: OutputConfig::default(),
