@@ -204,31 +204,31 @@ static __always_inline void resolve_path(struct ioclab_path *out, struct dentry 
 	out->len = len;
 }
 
-/* ctime and mtime of an inode, whichever way this kernel stores them. ctime
- * moves at every change and userspace cannot set it back (touch -r sets
- * mtime only): with the size, it tells a rewritten file from the one seen. */
+/* One timestamp of an inode, whichever way this kernel stores it: split
+ * fields (6.11), __i_<name> timespec64 (6.6-6.10), i_<name> before. */
+#define READ_INODE_TIME(sec, nsec, inode, split_sec, split_nsec, v66, old)             \
+	do {                                                                            \
+		if (bpf_core_field_exists(inode->split_sec)) {                                \
+			sec = BPF_CORE_READ(inode, split_sec);                                      \
+			nsec = BPF_CORE_READ(inode, split_nsec);                                    \
+		} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->v66)) {       \
+			sec = BPF_CORE_READ((struct inode___v66 *)inode, v66.tv_sec);               \
+			nsec = BPF_CORE_READ((struct inode___v66 *)inode, v66.tv_nsec);             \
+		} else {                                                                      \
+			sec = BPF_CORE_READ((struct inode___old *)inode, old.tv_sec);               \
+			nsec = BPF_CORE_READ((struct inode___old *)inode, old.tv_nsec);             \
+		}                                                                             \
+	} while (0)
+
+/* ctime and mtime of an inode. ctime moves at every change and userspace
+ * cannot set it back (touch -r sets mtime only): with the size, it tells a
+ * rewritten file from the one seen. Bit 31 of a 6.13+ ctime_nsec is the
+ * multigrain "queried" flag, not time. */
 static __always_inline void read_times(struct ioclab_file *f, struct inode *inode)
 {
-	if (bpf_core_field_exists(inode->i_mtime_sec)) {
-		f->mtime_sec = BPF_CORE_READ(inode, i_mtime_sec);
-		f->mtime_nsec = BPF_CORE_READ(inode, i_mtime_nsec);
-	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_mtime)) {
-		f->mtime_sec = BPF_CORE_READ((struct inode___v66 *)inode, __i_mtime.tv_sec);
-		f->mtime_nsec = BPF_CORE_READ((struct inode___v66 *)inode, __i_mtime.tv_nsec);
-	} else {
-		f->mtime_sec = BPF_CORE_READ((struct inode___old *)inode, i_mtime.tv_sec);
-		f->mtime_nsec = BPF_CORE_READ((struct inode___old *)inode, i_mtime.tv_nsec);
-	}
-	if (bpf_core_field_exists(inode->i_ctime_sec)) {
-		f->ctime_sec = BPF_CORE_READ(inode, i_ctime_sec);
-		f->ctime_nsec = BPF_CORE_READ(inode, i_ctime_nsec) & 0x7fffffff;
-	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_ctime)) {
-		f->ctime_sec = BPF_CORE_READ((struct inode___v66 *)inode, __i_ctime.tv_sec);
-		f->ctime_nsec = BPF_CORE_READ((struct inode___v66 *)inode, __i_ctime.tv_nsec);
-	} else {
-		f->ctime_sec = BPF_CORE_READ((struct inode___old *)inode, i_ctime.tv_sec);
-		f->ctime_nsec = BPF_CORE_READ((struct inode___old *)inode, i_ctime.tv_nsec);
-	}
+	READ_INODE_TIME(f->mtime_sec, f->mtime_nsec, inode, i_mtime_sec, i_mtime_nsec, __i_mtime, i_mtime);
+	READ_INODE_TIME(f->ctime_sec, f->ctime_nsec, inode, i_ctime_sec, i_ctime_nsec, __i_ctime, i_ctime);
+	f->ctime_nsec &= 0x7fffffff;
 }
 
 static __always_inline void fill_file(struct ioclab_file *f, struct file *file)

@@ -77,7 +77,7 @@ pub struct EventSwitch {
 }
 
 /// How long an event waits for its file's hashes by default, ms (`hash_budget_ms`).
-pub const DEFAULT_HASH_BUDGET_MS: u64 = 250;
+pub const DEFAULT_HASH_BUDGET_MS: u64 = 1000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -94,7 +94,7 @@ impl Default for Config {
             poll_interval_ms: 30,
             max_hash_size: 256 << 20,
             hash_cache_size: 4096,
-            // a 10 MB binary is read in well under this; a big one does not hold the output longer
+            // a 50 MB binary is read in about this on a loaded VM; only its own event waits
             hash_budget_ms: DEFAULT_HASH_BUDGET_MS,
             send_data_min_len: 1,
             max_eps_fs: 2048,

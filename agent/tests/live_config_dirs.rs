@@ -98,12 +98,7 @@ fn ioc_on_a_configuration_path_detects_a_write_by_relative_name() {
     let etc_dir = etc.path().to_str().unwrap().to_string();
     let conf = format!("{etc_dir}/implant.conf");
     let tmp = tempfile::tempdir().unwrap();
-    let iocs = tmp.path().join("iocs.json");
-    std::fs::write(&iocs, format!("{{\"uuid\":\"c\",\"source\":\"t\",\"value\":\"{conf}\",\"severity\":3}}\n"))
-        .unwrap();
-    let mut c = config();
-    c.scanner.iocs = vec![iocs];
-    let Some(agent) = start(c) else { return };
+    let Some(agent) = start(with_ioc(config(), tmp.path(), &conf, 3)) else { return };
 
     let writer = sh("cd \"$1\" && echo evil=1 > implant.conf", &etc_dir);
     let w = agent.wait_for("detected write_config", path_is("write_config", conf.clone()));

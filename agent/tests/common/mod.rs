@@ -79,9 +79,10 @@ pub fn start(config: Config) -> Option<LiveAgent> {
     Some(LiveAgent { control, out, thread: Some(thread) })
 }
 
-/// A default config for tests: every produced event on.
+/// A default config for tests: every produced event on; events wait for
+/// their hashes however loaded the machine (no test depends on timing).
 pub fn config() -> Config {
-    Config::default()
+    Config { hash_budget_ms: 600_000, ..Config::default() }
 }
 
 impl LiveAgent {
@@ -155,6 +156,15 @@ pub fn digest(tool: &str, path: &Path) -> String {
 
 pub fn realpath(p: &str) -> PathBuf {
     std::fs::canonicalize(p).unwrap()
+}
+
+/// `c` with one IoC file, written in `dir`, holding `value` at `severity`.
+pub fn with_ioc(mut c: Config, dir: &Path, value: &str, severity: u8) -> Config {
+    let iocs = dir.join("iocs.json");
+    let line = serde_json::json!({"uuid": "u1", "source": "test", "value": value, "severity": severity});
+    std::fs::write(&iocs, format!("{line}\n")).unwrap();
+    c.scanner.iocs = vec![iocs];
+    c
 }
 
 /// Writes an executable shell script.
