@@ -50,12 +50,15 @@ fn a_tapped_cgroup_goes_to_its_tap_only() {
     free.wait_with_output().unwrap();
     agent.wait_for("execve of the untapped /bin/true", is("execve", free_pid));
 
-    let mut lines = Vec::new();
+    // an execve waits for its file's hashes, and may come after the exits behind it
+    let mut lines: Vec<Value> = Vec::new();
+    let done = |lines: &[Value]| {
+        lines.iter().any(|e| name(e) == "exit_group" && tgid(e) == tapped as i64)
+            && lines.iter().any(|e| name(e) == "execve")
+    };
     while let Some(l) = tap.recv_timeout(Duration::from_secs(10)) {
-        let v: Value = serde_json::from_str(&l).unwrap();
-        let done = name(&v) == "exit_group" && tgid(&v) == tapped as i64;
-        lines.push(v);
-        if done {
+        lines.push(serde_json::from_str(&l).unwrap());
+        if done(&lines) {
             break;
         }
     }
