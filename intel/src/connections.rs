@@ -164,3 +164,16 @@ mod tests {
         assert_eq!(n, lim.rlim_cur as u64);
     }
 }
+
+/// Resolves at Ctrl-C or SIGTERM: when a server started from the command line stops.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return ctrl_c.await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -150,7 +150,7 @@ pub fn router(state: AppState) -> Router {
 pub async fn serve(state: AppState, addr: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("MISP-compatible API on http://{}", listener.local_addr()?);
-    serve_on(listener, state, ConnLimits::default(), shutdown()).await
+    serve_on(listener, state, ConnLimits::default(), crate::connections::shutdown_signal()).await
 }
 
 /// Serves `router` on `listener` within `limits` until `stop` completes.
@@ -161,23 +161,6 @@ pub async fn serve_on(
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     crate::connections::serve(listener, router(state), limits, stop).await
-}
-
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 const AUTH_FAILED: &str = "Authentication failed. Please make sure you pass the API key of an API enabled user along in the Authorization header.";

@@ -138,18 +138,10 @@ pub fn router(state: AppState) -> Router {
 pub async fn serve(state: AppState, addr: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("Cuckoo-compatible sandbox API on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown()).await
-}
-
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => return tokio::signal::ctrl_c().await.unwrap_or(()),
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    // the same connection limits as the MISP API (header timeout, connection cap)
+    let limits = ioclab_intel::connections::ConnLimits::default();
+    ioclab_intel::connections::serve(listener, router(state), limits, ioclab_intel::connections::shutdown_signal())
+        .await
 }
 
 async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> Response {
