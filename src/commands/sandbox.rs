@@ -15,7 +15,7 @@ use ioclab_sandbox::api::{self, auth, ApiConfig, AppState};
 use ioclab_sandbox::client::{CuckooClient, SubmitOptions};
 use ioclab_sandbox::detonation::{Detonator, Job, Target};
 use ioclab_sandbox::misp::SandboxToml;
-use ioclab_sandbox::report::{self, Mark, Report};
+use ioclab_sandbox::report::{self, Report};
 use ioclab_sandbox::runner::{Sandbox, SandboxConfig};
 
 /// Where `ioclab sandbox serve` keeps its data unless told otherwise.
@@ -397,12 +397,7 @@ fn summary(r: &Report, report_at: &str) -> String {
         let ttps: Vec<&str> = s.ttp.keys().map(String::as_str).collect();
         let _ = writeln!(out, "  [{}] {:<28} {} ({})", s.severity, s.name, s.description, ttps.join(", "));
         for m in s.marks.iter().take(3) {
-            let what = match m {
-                Mark::Call { pid, call, .. } => format!("pid {pid} {} {}", call.api, mark_detail(call)),
-                Mark::Ioc { category, ioc, .. } => format!("{category} {ioc}"),
-                Mark::Other(v) => v.to_string(),
-            };
-            let _ = writeln!(out, "      {what}");
+            let _ = writeln!(out, "      {}", m.one_line(200));
         }
     }
     let n = &r.network;
@@ -444,12 +439,4 @@ fn summary(r: &Report, report_at: &str) -> String {
     }
     let _ = writeln!(out, "report: {report_at}");
     out
-}
-
-fn mark_detail(call: &report::Call) -> String {
-    ["path", "new", "query", "command_line"]
-        .iter()
-        .find_map(|k| call.arguments.get(*k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string))
-        .or_else(|| call.arguments.get("dst").map(|d| format!("{}:{}", d["ip"].as_str().unwrap_or("?"), d["port"])))
-        .unwrap_or_default()
 }

@@ -151,6 +151,8 @@ misp_section! {
         [""] warninglists: bool = true,
         /// Leave out values on the built-in Cuckoo-style safelist (OS update and certificate hosts, local addresses).
         [""] safelist: bool = true,
+        /// This sandbox's name in the events' identity (the event uuid derives from it and the task id, so re-reporting a task updates its event); empty: this machine's hostname.
+        [""] sandbox_name: String = String::new(),
     }
 }
 

@@ -2,5 +2,9 @@
 //! (`config`), reports turned into MISP events and sent once (`event`, `push`).
 
 pub mod config;
+pub mod event;
+pub mod push;
+pub mod safelist;
+pub mod zip;
 
 pub use config::{ProcessingMisp, ReportingMisp, SandboxToml};
