@@ -106,26 +106,40 @@ pub async fn report_to_misp(
 
 /// After a detonation: sends the report when `[reporting.misp] enabled`, and
 /// records a failure in `report.misp_error` (never failing the analysis).
-pub async fn after_detonation(report: &mut Report, cfg: &ReportingMisp, sample: Option<&[u8]>) {
+/// Returns one line saying what happened, `None` when disabled.
+pub async fn after_detonation(report: &mut Report, cfg: &ReportingMisp, sample: Option<&[u8]>) -> Option<String> {
     if !cfg.enabled {
-        return;
+        return None;
     }
-    match report_to_misp(report, cfg, Warninglists::embedded(), sample).await {
-        Ok(Outcome::Skipped(s)) => tracing::info!("task {}: {s}", report.info.id),
-        Ok(Outcome::Sent { pushed, built }) => {
-            tracing::info!(
-                "task {}: MISP event {} {} ({} values left out)",
-                report.info.id,
-                pushed.url,
-                if pushed.created { "added" } else { "updated" },
-                built.left_out.len()
-            );
+    let line = match report_to_misp(report, cfg, Warninglists::embedded(), sample).await {
+        Ok(outcome) => {
             report.misp_error = None;
+            outcome.to_string()
         }
         Err(e) => {
             let message = misp_error(&e, report.info.id);
-            tracing::warn!("task {}: {message}", report.info.id);
-            report.misp_error = Some(message);
+            report.misp_error = Some(message.clone());
+            message
+        }
+    };
+    tracing::info!("task {}: {line}", report.info.id);
+    Some(line)
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Skipped(s) => write!(f, "{s}"),
+            Outcome::Sent { pushed, built } => write!(
+                f,
+                "MISP event {} {}{}: {} attributes, {} objects, {} values left out",
+                pushed.url,
+                if pushed.created { "added" } else { "updated" },
+                if pushed.published { " and published" } else { " (unpublished, for review)" },
+                built.event.attributes.len(),
+                built.event.objects.len(),
+                built.left_out.len()
+            ),
         }
     }
 }
