@@ -118,6 +118,11 @@ impl ClientError {
         }
     }
 
+    /// Whether MISP said the object sent exists already (add it with an edit instead).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, ClientError::Http { status: 404, message, .. } if message.contains("already exists"))
+    }
+
     /// What it means and what to do (the proxy variables of this process considered).
     pub fn diagnose(&self) -> Diagnosis {
         Diagnosis::of(self)
@@ -138,9 +143,8 @@ impl ClientError {
             }
             (403, Some(r)) if r.is_permission() && !r.is_authentication() => ClientError::Forbidden { url, message },
             (403, _) => ClientError::Auth { url, status, message },
-            (404, Some(r)) if r.message.contains("already exists") => {
-                ClientError::Rejected { url, status, refusal: Box::new(r), culprit: None }
-            }
+            // MISP's duplicate: kept as `Http` (callers match its message to edit instead)
+            (404, Some(r)) if r.message.contains("already exists") => ClientError::Http { url, status, message },
             (404, r) => ClientError::NotFound { url, message: r.map(|r| r.message) },
             (400 | 405 | 422, Some(r)) => {
                 let culprit = sent.and_then(|s| culprit(&r, s)).map(Box::new);

@@ -426,17 +426,19 @@ impl Diagnosis {
                         .into(),
                 ),
             },
+            E::Http { url, status, message } if err.is_duplicate() => d(
+                Problem::Rejected,
+                via(format!("{url}: HTTP {status} ({message})")),
+                "what was sent has the uuid of an object MISP already holds".into(),
+                "update it (events/edit with its uuid) instead of adding it again".into(),
+            ),
             E::Rejected { url, status, refusal, culprit } => {
                 let on = culprit.as_ref().map(|c| format!(" on {c}")).unwrap_or_default();
-                let duplicate = refusal.message.contains("already exists");
                 d(
                     Problem::Rejected,
                     via(format!("{url}: HTTP {status}, {}", refusal.name)),
                     format!("MISP refused what was sent{on}: {}", refusal.details()),
-                    if duplicate {
-                        "the object exists already: update it (events/edit with its uuid) instead of adding it again"
-                            .into()
-                    } else if culprit.is_some() {
+                    if culprit.is_some() {
                         "fix or leave out that attribute (its value does not fit its type), then send the event again"
                             .into()
                     } else {
@@ -444,6 +446,12 @@ impl Diagnosis {
                     },
                 )
             }
+            E::Http { url, status: 503, message } => d(
+                Problem::ServerError,
+                via(format!("{url}: HTTP 503 ({message})")),
+                "MISP is overloaded, or its database is locked by another writer".into(),
+                "retry in a few seconds (the answer's Retry-After says when); if it lasts, look at MISP's load".into(),
+            ),
             E::Http { url, status, message } if *status >= 500 => d(
                 Problem::ServerError,
                 via(format!("{url}: HTTP {status}{}", paren(message))),
@@ -604,6 +612,9 @@ mod tests {
         assert!(!d.to_string().contains('\n'));
         assert_eq!(format!("{d:#}").lines().count(), 3);
         assert!(format!("{d:#}").contains("  what to do: "), "{d:#}");
+        // the embedded store's 503 (busy) asks for a retry, not a bug hunt
+        let e = ClientError::Http { url: "http://m/x".into(), status: 503, message: "the store is busy".into() };
+        assert!(Diagnosis::with_proxy(&e, None).what_to_do.starts_with("retry"));
     }
 
     proptest! {

@@ -273,7 +273,9 @@ async fn diagnosis_quotes_the_attribute_misp_refused() {
     let uuid = "5e0c2f32-0000-4000-8000-000000000001";
     let ok = json!({"Event": {"info": "dup", "uuid": uuid}});
     user.post("/events/add", &ok).await.unwrap();
-    let d = explain(&user.post("/events/add", &ok).await.unwrap_err());
+    let e = user.post("/events/add", &ok).await.unwrap_err();
+    assert!(e.is_duplicate(), "{e:?}");
+    let d = explain(&e);
     assert_eq!(d.problem, Problem::Rejected, "{d:#}");
     assert!(d.what_to_do.contains("events/edit"), "{d:#}");
 }
