@@ -303,6 +303,23 @@ impl MispClient {
         self.send(self.http.post(&url).json(body), &url, Some(body)).await
     }
 
+    /// The diagnosis of `err`, completed by asking MISP whose key this is
+    /// when its role is in question (so the advice names the role it has).
+    pub async fn explain(&self, err: &ClientError) -> Diagnosis {
+        let mut d = err.diagnose();
+        if d.problem == crate::diagnose::Problem::NoPermission {
+            if let Ok(me) = self.get("/users/view/me").await {
+                let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+                d.likely_cause.push_str(&format!(
+                    " (this key is {}'s, whose role is `{}`)",
+                    s(&me["User"]["email"]),
+                    s(&me["Role"]["name"])
+                ));
+            }
+        }
+        d
+    }
+
     /// GET an absolute URL without the API key (feeds are public files).
     pub async fn get_url(&self, url: &str) -> Result<Value, ClientError> {
         let resp = self

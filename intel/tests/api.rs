@@ -232,6 +232,8 @@ async fn diagnosis_bad_key_missing_role_and_wrong_base() {
     assert_eq!(d.problem, Problem::NoPermission, "{d:#}");
     assert!(d.likely_cause.contains("perm_publish"), "{d:#}");
     assert!(d.what_to_do.contains("--role publisher"), "the role needed is named: {d:#}");
+    let d = user.explain(&e).await;
+    assert!(d.likely_cause.ends_with("(this key is analyst@lab.example's, whose role is `user`)"), "{d:#}");
     let e = user.post("/events/add", &json!({"Event": {"info": "published", "published": true}})).await.unwrap_err();
     assert!(explain(&e).what_to_do.contains("--role publisher"), "{e}");
     // a publisher's key does it
