@@ -10,6 +10,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::db::{Status, TaskDb, TaskRow};
 use super::submit::parse_options;
 use crate::detonation::{self, Detonator, Job};
+use crate::misp::{self, ReportingMisp};
 use crate::report;
 
 /// Limits every task gets.
@@ -52,6 +53,7 @@ pub struct Queue {
     limits: TaskLimits,
     wake: Notify,
     slots: Arc<Semaphore>,
+    misp: ReportingMisp,
 }
 
 impl Queue {
@@ -62,6 +64,7 @@ impl Queue {
         detonator: Arc<dyn Detonator>,
         limits: TaskLimits,
         workers: usize,
+        misp: ReportingMisp,
     ) -> Arc<Queue> {
         let q = Arc::new(Queue {
             db,
@@ -70,6 +73,7 @@ impl Queue {
             limits,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(workers.max(1))),
+            misp,
         });
         tokio::spawn(q.clone().dispatch());
         q
@@ -160,14 +164,25 @@ impl Queue {
             }
         };
         self.db.set_status(id, Status::Completed, None).await?;
-        let written = tokio::task::spawn_blocking(move || write_report(&dir, &report::build(&job, &det))).await;
+        let mut report = match tokio::task::spawn_blocking(move || report::build(&job, &det)).await {
+            Ok(r) => r,
+            Err(e) => {
+                let why = format!("building the report crashed: {e}");
+                return self.db.set_status(id, Status::FailedReporting, Some(&why)).await;
+            }
+        };
+        // a MISP failure lands in the report as misp_error, never fails the task
+        let sample = match self.misp.upload_sample {
+            true => tokio::fs::read(dir.join("binary")).await.ok(),
+            false => None,
+        };
+        misp::push::after_detonation(&mut report, &self.misp, sample.as_deref()).await;
+        let written = tokio::task::spawn_blocking(move || write_report(&dir, &report)).await;
         match written {
             Ok(Ok(())) => self.db.set_status(id, Status::Reported, None).await,
             Ok(Err(e)) => self.db.set_status(id, Status::FailedReporting, Some(&e)).await,
             Err(e) => {
-                self.db
-                    .set_status(id, Status::FailedReporting, Some(&format!("building the report crashed: {e}")))
-                    .await
+                self.db.set_status(id, Status::FailedReporting, Some(&format!("writing the report crashed: {e}"))).await
             }
         }
     }

@@ -69,6 +69,7 @@ pub fn build(job: &Job, det: &Detonation) -> Report {
         signatures,
         debug: Debug { errors: with_outcome(errors, det, job) },
         malscore: None,
+        misp_error: None,
     }
 }
 

@@ -46,10 +46,17 @@ pub struct Report {
     /// CAPE's score (0-10), when the report is CAPE's.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_score")]
     pub malscore: Option<f64>,
+    /// Why sending the report to MISP failed, and what to do (ioclab; absent when it worked or was not asked).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub misp_error: Option<String>,
 }
 
 fn opt_score<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     lenient::float(d).map(Some)
+}
+
+fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    lenient::string(d).map(|s| Some(s).filter(|s| !s.is_empty()))
 }
 
 /// `info`.

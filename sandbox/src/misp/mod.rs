@@ -1,0 +1,10 @@
+//! Sandbox ↔ MISP: the `sandbox.toml` settings of Cuckoo's two MISP modules
+//! (`config`), reports turned into MISP events and sent once (`event`, `push`).
+
+pub mod config;
+pub mod event;
+pub mod push;
+pub mod safelist;
+pub mod zip;
+
+pub use config::{ProcessingMisp, ReportingMisp, SandboxToml};
