@@ -2,6 +2,7 @@
 //! bad key, wrong base URL, a proxy from the environment answering 502/504
 //! instead of MISP (HTTP and HTTPS), and a gateway with no proxy set. Every
 //! server here is on loopback; the proxy variables are set in the child only.
+//! `ioclab sandbox to-misp` gives the same diagnosis.
 
 mod common;
 
@@ -10,17 +11,21 @@ use std::process::Command;
 
 use common::{ioclab, misp_config, misp_key, misp_serve, output, run};
 
-/// `ioclab misp check -c cfg` with exactly these proxy variables; exit code and stderr.
-fn check(cfg: &std::path::Path, proxy_env: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd: Command = ioclab();
-    cmd.args(["misp", "check", "-c"]).arg(cfg);
+/// `cmd` with exactly these proxy variables (the test's own are not passed on).
+fn with_proxies<'a>(cmd: &'a mut Command, proxy_env: &[(&str, &str)]) -> &'a mut Command {
     for v in
         ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"]
     {
         cmd.env_remove(v);
     }
-    cmd.envs(proxy_env.iter().copied());
-    let (code, _, err) = output(&mut cmd);
+    cmd.envs(proxy_env.iter().copied())
+}
+
+/// `ioclab misp check -c cfg` with exactly these proxy variables; exit code and stderr.
+fn check(cfg: &std::path::Path, proxy_env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd: Command = ioclab();
+    cmd.args(["misp", "check", "-c"]).arg(cfg);
+    let (code, _, err) = output(with_proxies(&mut cmd, proxy_env));
     (code, err)
 }
 
@@ -65,7 +70,7 @@ fn check_names_bad_key_and_wrong_base_url() {
     let (code, err) = check(&misp_config(dir.path(), &url, &"k".repeat(40)), &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("Authentication failed"), "MISP's words: {err}");
-    assert!(err.contains("likely cause: MISP refused the API key"), "{err}");
+    assert!(err.contains("likely cause: authentication failed: MISP refused the API key"), "{err}");
     assert!(err.contains("what to do:") && err.contains("keys create"), "{err}");
 
     let (code, err) = check(&misp_config(dir.path(), &format!("{url}/misp"), &key), &[]);
@@ -114,4 +119,33 @@ fn check_without_proxy_blames_the_gateway_in_front_of_misp() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("HTTP 502 from a gateway"), "{err}");
     assert!(err.contains("no proxy is set in the environment"), "{err}");
+}
+
+/// `ioclab sandbox to-misp` fails with the words of `misp check`: a `user`
+/// key asked to publish is told the role it needs; a proxy variable is named.
+#[test]
+fn to_misp_failures_carry_the_same_diagnosis() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("misp.db");
+    let key = misp_key(&db, "sandbox@lab.example", "user");
+    let (_server, url) = misp_serve(&db);
+    let toml = dir.path().join("sandbox.toml");
+    std::fs::write(&toml, format!("[reporting.misp]\nurl = \"{url}\"\napikey = \"{key}\"\npublish = true\n")).unwrap();
+    let report = concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox/tests/fixtures/misp_report.json");
+    let to_misp = |proxy_env: &[(&str, &str)]| {
+        let mut cmd = ioclab();
+        cmd.args(["sandbox", "to-misp", "-c"]).arg(&toml).arg(report);
+        output(with_proxies(&mut cmd, proxy_env))
+    };
+    let (code, out, err) = to_misp(&[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("/events/publish/") && err.contains("HTTP 403"), "{err}");
+    assert!(err.contains("Likely cause: the key was accepted but its role may not do this"), "{err}");
+    assert!(err.contains("--role publisher"), "the role needed is named: {err}");
+
+    let (proxy, requests) = gateway("504 Gateway Timeout");
+    let (code, out, err) = to_misp(&[("HTTP_PROXY", &format!("http://{proxy}"))]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(requests.join().unwrap(), vec![format!("POST {url}/events/add HTTP/1.1")]);
+    assert!(err.contains(&format!("HTTP_PROXY=http://{proxy} is set and NO_PROXY is not set")), "{err}");
 }

@@ -64,12 +64,12 @@ pub struct Diagnosis {
 }
 
 impl fmt::Display for Diagnosis {
-    /// One line by default (`{}`), three lines with `{:#}`.
+    /// One line by default (`{}`: for logs and a report's `misp_error`), three lines with `{:#}`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if f.alternate() {
             write!(f, "{}\n  likely cause: {}\n  what to do: {}", self.what_failed, self.likely_cause, self.what_to_do)
         } else {
-            write!(f, "{}: {}. {}", self.what_failed, self.likely_cause, self.what_to_do)
+            write!(f, "{}. Likely cause: {}. What to do: {}", self.what_failed, self.likely_cause, self.what_to_do)
         }
     }
 }
@@ -362,7 +362,8 @@ impl Diagnosis {
             E::Auth { url, status, message } => d(
                 Problem::BadKey,
                 via(format!("{url}: HTTP {status} ({message})")),
-                "MISP refused the API key: it is wrong, revoked, expired, or its user may not use the API".into(),
+                "authentication failed: MISP refused the API key (wrong, revoked or expired, or its user may not use the API)"
+                    .into(),
                 "check the key (40 characters, from MISP: My Profile → Auth keys; for the embedded store: \
                  ioclab misp keys list / keys create)"
                     .into(),
