@@ -269,6 +269,7 @@ fn a_sample_travels_from_the_sandbox_through_misp_to_a_detection_on_the_host() {
     assert!(strs(&connect["detection"]["iocs"]).contains(&C2_IP), "{connect}");
 
     // the host run's traffic stayed in the namespace: its resolver and sink saw it
+    let netns = format!("net:[{}]", sandbox_common::ns_inode(net.netns().fd()));
     let seen = net.stop();
     assert!(seen.dns.iter().any(|q| q.name == domain), "{:?}", seen.dns);
     assert!(seen.tcp.iter().any(|f| f.dst.to_string() == format!("{C2_IP}:80")), "{:?}", seen.tcp);
@@ -284,6 +285,13 @@ fn a_sample_travels_from_the_sandbox_through_misp_to_a_detection_on_the_host() {
         assert!(!Path::new(&format!("/proc/{pid}")).exists() || reused_by_another(pid), "pid {pid} is still running");
     }
     assert!(processes_with(&marker).is_empty(), "{:?}", processes_with(&marker));
+    // the namespace went with its fd (no /run/netns mount was ever made)
+    let held: Vec<_> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == netns))
+        .collect();
+    assert!(held.is_empty(), "this test still holds {netns}");
 }
 
 /// Whether `pid` was reused by a process that is not ours (pids are recycled).
