@@ -1,18 +1,12 @@
 //! `ioclab sandbox config` and `ioclab sandbox to-misp`, run as a user would.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ioclab")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::{misp_key, misp_serve, run, Reaped};
 
 #[test]
 fn config_dump_is_a_commented_sandbox_toml_and_a_bad_file_names_its_key() {
@@ -51,48 +45,18 @@ fn config_dump_is_a_commented_sandbox_toml_and_a_bad_file_names_its_key() {
     assert!(!out.contains("s3cret"), "keys are not printed: {out}");
 }
 
-/// A key from `ioclab misp keys create` and `ioclab misp serve` on a free
-/// loopback port (killed when dropped).
+/// The embedded MISP on a loopback port (stopped when dropped), its URL and a publisher key.
 struct Misp {
-    child: std::process::Child,
+    _server: Reaped,
     url: String,
     key: String,
 }
 
-impl Drop for Misp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn embedded_misp(dir: &Path) -> Misp {
     let db = dir.join("misp.db");
-    let (code, key, err) = run(&[
-        "misp",
-        "keys",
-        "create",
-        "--email",
-        "sandbox@lab.example",
-        "--role",
-        "publisher",
-        "--db",
-        db.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ioclab"))
-        .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db", db.to_str().unwrap()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let misp = Misp { child, url: format!("http://127.0.0.1:{port}"), key: key.trim().to_string() };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "misp serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    misp
+    let key = misp_key(&db, "sandbox@lab.example", "publisher");
+    let (server, url) = misp_serve(&db);
+    Misp { _server: server, url, key }
 }
 
 fn fixture_report() -> PathBuf {

@@ -65,13 +65,18 @@ pub enum PushError {
     },
 }
 
-/// The message a report keeps as `misp_error`: what failed and what to do.
-/// The one place an error becomes text, so a better diagnosis is one change.
+/// The message a report keeps as `misp_error`: what failed, the likely
+/// cause and what to do (MISP client errors in the words of `ioclab misp
+/// check`: intel's diagnosis), and how to send it again.
 pub fn misp_error(e: &PushError, task_id: u64) -> String {
-    let retry = format!(
-        "once fixed, `ioclab sandbox to-misp --task {task_id}` sends it again (it updates the task's event, never adds a second one)"
-    );
-    format!("sending the report to MISP failed: {e}; {retry}")
+    let what = match e {
+        PushError::Client { step, source } => format!("{step}: {}", source.diagnose()),
+        other => other.to_string(),
+    };
+    format!(
+        "sending the report to MISP failed: {what}. Once fixed, `ioclab sandbox to-misp --task {task_id}` sends it again \
+         (it updates the task's event, never adds a second one)"
+    )
 }
 
 /// The result of [`report_to_misp`].
@@ -151,7 +156,7 @@ pub async fn push(client: &MispClient, built: &Built, publish: bool) -> Result<P
     let mut requests = 1;
     let (answer, created) = match client.post("/events/add", &body).await {
         Ok(v) => (v, true),
-        Err(ClientError::Http { message, .. }) if message.to_ascii_lowercase().contains("already exists") => {
+        Err(e) if e.is_duplicate() => {
             requests += 1;
             let v = client
                 .post(&format!("/events/edit/{uuid}"), &body)
