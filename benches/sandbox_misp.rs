@@ -14,6 +14,8 @@
 //!   to publish, whatever the number of IoCs: one request carries the whole
 //!   event, which is also what keeps MISP from a half-filled event.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -28,19 +30,13 @@ use ioclab_sandbox::report::network::{DomainIp, Http};
 use ioclab_sandbox::report::{Dropped, FileInfo, NetHost, Signature, Ttp};
 use ioclab_sandbox::Report;
 
+use common::verdict;
+
 const DOMAINS: usize = 400;
 const HOSTS: usize = 300;
 const URLS: usize = 300;
 const DROPPED: usize = 200;
 const BUILDS: usize = 20;
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "MET"
-    } else {
-        "MISSED"
-    }
-}
 
 fn hex(seed: usize, len: usize) -> String {
     let mut h = format!("{seed:016x}").repeat(len / 16 + 1);
