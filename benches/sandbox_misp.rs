@@ -198,7 +198,7 @@ fn main() {
     println!("  build (median of {BUILDS}): {build_ms:.1} ms (target ≤ 100 ms: {})", verdict(build_ms <= 100.0));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut send = |label: &str, cfg: &ReportingMisp, target_s: f64, target_requests: usize| {
+    let send = |label: &str, cfg: &ReportingMisp, target_s: f64, target_requests: usize| {
         let before = requests.load(Ordering::SeqCst);
         let t = Instant::now();
         let out = rt.block_on(push::report_to_misp(&r, cfg, lists, None)).unwrap();
