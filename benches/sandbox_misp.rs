@@ -9,7 +9,7 @@
 //!   seconds; a tenth of a second is invisible there.
 //! - send ≤ 2 s for a new event, ≤ 3 s for an update: the analyst waits for
 //!   the event after the report; Cuckoo's module took minutes on such reports
-//!   (one request per attribute, about 1,800 here).
+//!   (one request per attribute, about 2,200 here).
 //! - requests: 1 for a new event, 2 for an update (add refused, edit), 1 more
 //!   to publish, whatever the number of IoCs: one request carries the whole
 //!   event, which is also what keeps MISP from a half-filled event.
