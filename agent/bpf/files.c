@@ -174,6 +174,64 @@ static __always_inline void on_open(struct task_struct *task, struct pt_regs *re
 	file_record(task, regs, ret, IOCLAB_OP_OPEN, file, f_mode, config);
 }
 
+/* Whether `name` (n bytes, in buf) names the script of mark `m`: the very
+ * name given to execve, or (interpreters that make it absolute, as Python
+ * does) "<absolute dir>/" + a relative one. Compares the end kept in the mark. */
+static __always_inline bool names_script(const char *buf, long n, struct script_mark *m, bool *exact)
+{
+	__u32 len = m->len, tail = m->tail;
+	*exact = n == len;
+	if (!*exact && !(m->relative && buf[0] == '/' && n > len && buf[(n - len - 1) & (IOCLAB_PATH_LEN - 1)] == '/'))
+		return false;
+	for (__u32 i = 0; i < IOCLAB_NAME_LEN - 1; i++) {
+		if (i >= tail)
+			break;
+		if (buf[(n - tail + i) & (IOCLAB_PATH_LEN - 1)] != m->name[i & (IOCLAB_NAME_LEN - 1)])
+			return false;
+	}
+	return true;
+}
+
+/* An open by a process whose script's interpreter has not opened the
+ * script yet: if it opened it (for reading, a regular file, by its name),
+ * the identity of what it opened goes up, once. */
+static __always_inline void script_opened(struct task_struct *task, long ret, const char *name)
+{
+	if (ret < 0 || !follow_scripts)
+		return;
+	__u32 tgid = task->tgid;
+	struct script_mark *m = bpf_map_lookup_elem(&script_marks, &tgid);
+	if (!m)
+		return;
+	if (m->start_boottime != task->group_leader->start_boottime) {
+		bpf_map_delete_elem(&script_marks, &tgid);
+		return;
+	}
+	struct file *file = fd_file(task, ret);
+	if (!file || !regular(file) || !(BPF_CORE_READ((struct file___sys *)file, f_mode) & FMODE_READ))
+		return;
+	__u32 zero = 0;
+	struct path_scratch *buf = bpf_map_lookup_elem(&scratch, &zero);
+	if (!buf)
+		return;
+	long n = bpf_probe_read_user_str(buf->data, IOCLAB_PATH_LEN, name);
+	bool exact = false;
+	if (n <= 1 || !names_script(buf->data, n - 1, m, &exact))
+		return;
+	__u64 exec_time_ns = m->exec_time_ns;
+	bpf_map_delete_elem(&script_marks, &tgid);
+
+	struct ioclab_script *ev = reserve(sizeof(*ev));
+	if (!ev)
+		return;
+	fill_header(&ev->hdr, IOCLAB_KIND_SCRIPT, task, task->real_parent);
+	ev->exec_time_ns = exec_time_ns;
+	ev->fd = ret;
+	ev->exact = exact;
+	fill_file_read(&ev->file, file);
+	submit(ev);
+}
+
 /* The directory a name given to an *at() syscall is relative to: empty for
  * an absolute name, the cwd for AT_FDCWD, else the directory open as dirfd. */
 static __always_inline void name_base(struct ioclab_path *base, struct task_struct *task, long dirfd, const char *name)
@@ -352,10 +410,12 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 	switch (nr) {
 	case NR_open:
 	case NR_creat:
+		script_opened(task, ret, (const char *)SYSCALL_ARG1(regs));
 		on_open(task, regs, ret, (const char *)SYSCALL_ARG1(regs));
 		break;
 	case NR_openat:
 	case NR_openat2:
+		script_opened(task, ret, (const char *)SYSCALL_ARG2(regs));
 		on_open(task, regs, ret, (const char *)SYSCALL_ARG2(regs));
 		break;
 	case NR_mmap: {

@@ -6,6 +6,53 @@
  * LSM programs are not, on the lab machines).
  */
 
+/* Set by the loader: the syscall-exit program follows what scripts'
+ * interpreters open (files.c, script_opened). */
+const volatile __u8 follow_scripts = 0;
+
+/* A script exec whose interpreter has not opened the script yet: the name
+ * given to execve, matched against the names the process opens. It stays
+ * across execs that are not scripts (`#!/usr/bin/env sh`: env execs the
+ * shell that opens it). */
+struct script_mark {
+	__u64 exec_time_ns;
+	__u64 start_boottime; /* the process's: a mark left by a dead process whose pid came back is stale */
+	__u32 len;            /* bytes of the name */
+	__u16 tail;           /* bytes of its end kept in name */
+	__u8 relative;
+	__u8 _pad;
+	char name[IOCLAB_NAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, struct script_mark);
+} script_marks SEC(".maps");
+
+static __always_inline void mark_script(struct task_struct *task, struct ioclab_exec *ev)
+{
+	__u32 zero = 0;
+	/* built in the path scratch (too big for the stack), not in use until cwd is resolved */
+	struct script_mark *m = bpf_map_lookup_elem(&scratch, &zero);
+	if (!m)
+		return;
+	__u32 len = ev->filename_len;
+	if (len == 0 || len >= IOCLAB_PATH_LEN - 1)
+		return; /* empty or cut: nothing to match */
+	__u32 start = len > IOCLAB_NAME_LEN - 1 ? len - (IOCLAB_NAME_LEN - 1) : 0;
+	__u32 tail = len - start;
+	m->exec_time_ns = ev->hdr.time_ns;
+	m->start_boottime = task->group_leader->start_boottime;
+	m->len = len;
+	m->tail = tail;
+	m->relative = ev->filename[0] != '/';
+	bpf_probe_read_kernel(m->name, tail & (IOCLAB_NAME_LEN - 1), &ev->filename[start & (IOCLAB_PATH_LEN - 1)]);
+	__u32 tgid = task->tgid;
+	bpf_map_update_elem(&script_marks, &tgid, m, BPF_ANY);
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -30,6 +77,9 @@ int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	if (bpf_probe_read_user(ev->argv, argv_len, (void *)arg_start) < 0)
 		argv_len = 0;
 	ev->argv_len = argv_len;
+
+	if (ev->is_script && follow_scripts)
+		mark_script(task, ev);
 
 	ev->cwd.len = 0;
 	if (ev->is_script && ev->filename[0] != '/')

@@ -28,8 +28,10 @@ struct Hook {
 
 use EventKind::*;
 
-/// Events fed by the syscall-exit program (files.c).
+/// Events fed by the syscall-exit program (files.c). execve_script needs it
+/// for its script's identity: the file its interpreter opens.
 const SYS_EXIT_EVENTS: &[EventKind] = &[
+    ExecveScript,
     FileCreate,
     Read,
     ReadConfig,
@@ -71,6 +73,13 @@ const HOOKS: &[Hook] = &[
 /// ends each sendmmsg/recvmmsg, which lets the socket programs tell its messages apart).
 fn sys_exit_attached(enabled: &[EventKind]) -> bool {
     cfg!(target_arch = "x86_64") && SYS_EXIT_EVENTS.iter().any(|k| enabled.contains(k))
+}
+
+/// Whether the kernel side reports what scripts' interpreters open (the
+/// scripts' identity): execve_script on, and the syscall-exit program built
+/// for this architecture.
+pub fn follows_scripts(enabled: &[EventKind]) -> bool {
+    sys_exit_attached(enabled) && enabled.contains(&ExecveScript)
 }
 
 /// The `file_events` mask of files.c for the enabled events.
@@ -208,6 +217,7 @@ impl Programs {
             .set_global("send_records", &(opts.events.contains(&SendData) as u8), true)
             .set_global("file_events", &file_events(&opts.events), true)
             .set_global("mmsg_at_exit", &(sys_exit_attached(&opts.events) as u8), true)
+            .set_global("follow_scripts", &(follows_scripts(&opts.events) as u8), true)
             .set_global("agent_tgid", &std::process::id(), true)
             .set_global("max_eps_fs", &opts.max_eps_fs, true)
             .set_max_entries("events", ring_bytes)

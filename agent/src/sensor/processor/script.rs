@@ -1,0 +1,158 @@
+//! The script of an execve_script: its identity comes from the kernel when
+//! the interpreter opens it by the name given to execve (a `Script` record,
+//! files.c), never from whatever the name reaches when the agent looks.
+//! The event waits for that record (within the hash budget) like it waits
+//! for hashes; it is written without a hash, saying why, when the
+//! interpreter never opens the script.
+
+use std::path::PathBuf;
+
+use super::{slot, Processor, Slot};
+use crate::enrich::filemeta::{self, Source};
+use crate::events::{EventData, FileRef, Text};
+use crate::sensor::record::{join_path, Exec, ScriptOpen};
+
+/// An execve_script waiting for its interpreter to open the script.
+#[derive(Debug)]
+pub(crate) struct ScriptWait {
+    tgid: u32,
+    /// `time_ns` of the exec: tells this exec's script from a later one's.
+    exec_time_ns: u64,
+    /// How the event names the script.
+    path: Text,
+    /// For a relative name, where the script is (cwd + name): an
+    /// interpreter that opens `<dir>/<name>` must have opened that.
+    expected: Option<String>,
+}
+
+impl ScriptWait {
+    /// What an exec of a script waits for; `path` is how the event names it.
+    pub(crate) fn new(e: &Exec, path: Text) -> Self {
+        let expected = (!e.filename.starts_with(b"/")).then(|| {
+            let cwd = e.cwd.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            join_path(&cwd, &String::from_utf8_lossy(&e.filename))
+        });
+        ScriptWait { tgid: e.hdr.task.tgid, exec_time_ns: e.hdr.time_ns, path, expected }
+    }
+
+    /// The process that runs the script.
+    pub(crate) fn tgid(&self) -> u32 {
+        self.tgid
+    }
+
+    /// Why the script was not hashed, in the event.
+    pub(crate) fn fail(self, data: &mut EventData, why: &str) {
+        if let Some(f) = slot(data, Slot::Exe) {
+            *f = filemeta::error_meta(&self.path, why).into();
+        }
+    }
+}
+
+/// Where the worker may read the script the interpreter opened, all in the
+/// process's own view: its descriptor, any descriptor holding the file (an
+/// interpreter may move it), the name in its root; once it is gone, the
+/// name in the root of a live process of the same mount namespace (its
+/// parent, or the agent itself), never in another namespace. Every source
+/// is identity-checked against what the kernel saw opened.
+pub(crate) fn script_sources(o: &ScriptOpen, own_mnt_ns: u32) -> Vec<Source> {
+    let (task, parent) = (&o.hdr.task, &o.hdr.parent);
+    let fds = format!("/proc/{}/fd", task.tgid);
+    let mut v = vec![Source::Lookup(format!("{fds}/{}", o.fd).into()), Source::Descriptors(fds.into())];
+    if !o.truncated && !o.deleted && o.path.starts_with(b"/") {
+        let path = filemeta::path_of(&o.path);
+        let mut roots = vec![format!("/proc/{}/root", task.tgid)];
+        if parent.mnt_ns == task.mnt_ns {
+            roots.push(format!("/proc/{}/root", parent.tgid));
+        }
+        if task.mnt_ns == own_mnt_ns {
+            roots.push("/".into());
+        }
+        v.extend(roots.into_iter().map(|root| Source::InRoot { root: PathBuf::from(root), path: path.clone() }));
+    }
+    v
+}
+
+/// The inode number of the agent's own mount namespace (0 if unknown:
+/// then no process counts as sharing it).
+pub(crate) fn own_mnt_ns() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/mnt").map(|m| m.ino() as u32).unwrap_or(0)
+}
+
+impl Processor {
+    /// An exec of a script by `tgid`: an earlier script of the process
+    /// whose interpreter never opened it will not be opened any more.
+    pub(crate) fn script_replaced(&mut self, tgid: u32) {
+        self.fail_script(tgid, "not hashed: the process ran another script before its interpreter opened this one");
+    }
+
+    /// The end of a process: its script, if not opened yet, never will be.
+    pub(crate) fn script_process_ended(&mut self, tgid: u32) {
+        self.fail_script(tgid, "not hashed: the interpreter did not open the script (its process ended first)");
+    }
+
+    fn fail_script(&mut self, tgid: u32, why: &str) {
+        if self.scripts.remove(&tgid).is_none() {
+            return;
+        }
+        if let Some(w) = self.pending.iter_mut().find(|w| w.script.as_ref().is_some_and(|s| s.tgid == tgid)) {
+            if let Some(s) = w.script.take() {
+                s.fail(&mut w.ev.data, why);
+            }
+        }
+    }
+
+    /// A script's interpreter opened it: its event now waits for the hashes
+    /// of what was opened (or says why there are none).
+    pub(crate) fn script_opened(&mut self, o: &ScriptOpen) {
+        let tgid = o.hdr.task.tgid;
+        if self.scripts.get(&tgid) != Some(&o.exec_time_ns) {
+            return;
+        }
+        self.scripts.remove(&tgid);
+        let waiting = |w: &super::Waiting| w.script.as_ref().is_some_and(|s| s.exec_time_ns == o.exec_time_ns);
+        let Some(i) = self.pending.iter().position(waiting) else { return };
+        let Some(mut w) = self.pending.remove(i) else { return };
+        if let Some(s) = w.script.take() {
+            let meta = match opened_elsewhere(&s, o) {
+                Some(why) => filemeta::error_meta(&s.path, &why).into(),
+                None => {
+                    let own = self.mnt_ns;
+                    self.file_ref(o.key, &s.path, || script_sources(o, own), Slot::Exe, &mut w.waits)
+                }
+            };
+            if let Some(f) = slot(&mut w.ev.data, Slot::Exe) {
+                *f = meta;
+            }
+        }
+        self.pending.insert(i, w);
+    }
+
+    /// Holds `ev` until its script is opened (then hashed), or its deadline.
+    pub(crate) fn emit_waiting_script(&mut self, ev: crate::events::Event, waits: super::Waits, script: ScriptWait) {
+        self.scripts.insert(script.tgid, script.exec_time_ns);
+        self.pending.push_back(super::Waiting {
+            ev,
+            waits,
+            script: Some(script),
+            deadline: std::time::Instant::now() + self.budget,
+        });
+    }
+}
+
+/// Why an open by "<dir>/<name>" (an interpreter that made the relative
+/// name absolute) is not the script, if it is not: the file opened must be
+/// at cwd + name. An exact match of the name needs no check.
+fn opened_elsewhere(s: &ScriptWait, o: &ScriptOpen) -> Option<String> {
+    let expected = s.expected.as_deref().filter(|_| !o.exact)?;
+    let opened = String::from_utf8_lossy(&o.path);
+    if o.truncated || o.deleted || opened != expected {
+        return Some(format!("not hashed: the interpreter opened {opened}, not the script at {expected}"));
+    }
+    None
+}
+
+/// A placeholder for a script whose identity is not known yet.
+pub(crate) fn unknown(path: &Text) -> FileRef {
+    crate::events::FileMeta { path: path.clone(), ..Default::default() }.into()
+}
