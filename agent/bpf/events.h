@@ -116,6 +116,11 @@ struct ioclab_script {
 	struct ioclab_file file;
 };
 
+/* Script execs of one process followed at once until their interpreters
+ * open them (a power of two): they chain when `#!/usr/bin/env python3`
+ * reaches a pyenv shim, itself a script. Past this many, the oldest gives way. */
+#define IOCLAB_SCRIPT_MARKS 4
+
 /* sched_process_fork of a new process (threads are not reported). */
 struct ioclab_clone {
 	struct ioclab_header hdr; /* task is the child, parent the caller */

@@ -194,16 +194,16 @@ static __always_inline bool names_script(const char *buf, long n, struct script_
 
 /* An open by a process whose script's interpreter has not opened the
  * script yet: if it opened it (for reading, a regular file, by its name),
- * the identity of what it opened goes up, once. */
+ * the identity of what it opened goes up, once per script exec. */
 static __always_inline void script_opened(struct task_struct *task, long ret, const char *name)
 {
 	if (ret < 0 || !follow_scripts)
 		return;
 	__u32 tgid = task->tgid;
-	struct script_mark *m = bpf_map_lookup_elem(&script_marks, &tgid);
-	if (!m)
+	struct script_marks_of *ms = bpf_map_lookup_elem(&script_marks, &tgid);
+	if (!ms)
 		return;
-	if (m->start_boottime != task->group_leader->start_boottime) {
+	if (ms->start_boottime != task->group_leader->start_boottime) {
 		bpf_map_delete_elem(&script_marks, &tgid);
 		return;
 	}
@@ -215,11 +215,20 @@ static __always_inline void script_opened(struct task_struct *task, long ret, co
 	if (!buf)
 		return;
 	long n = bpf_probe_read_user_str(buf->data, IOCLAB_PATH_LEN, name);
+	if (n <= 1)
+		return;
 	bool exact = false;
-	if (n <= 1 || !names_script(buf->data, n - 1, m, &exact))
+	struct script_mark *m = NULL;
+	for (int i = 0; i < IOCLAB_SCRIPT_MARKS; i++) {
+		if (ms->m[i].len && names_script(buf->data, n - 1, &ms->m[i], &exact)) {
+			m = &ms->m[i];
+			break;
+		}
+	}
+	if (!m)
 		return;
 	__u64 exec_time_ns = m->exec_time_ns;
-	bpf_map_delete_elem(&script_marks, &tgid);
+	m->len = 0;
 
 	struct ioclab_script *ev = reserve(sizeof(*ev));
 	if (!ev)

@@ -135,6 +135,7 @@ int main(void)
 	printf("    (\"IOCLAB_KIND_CLONE\", %d),\n", IOCLAB_KIND_CLONE);
 	printf("    (\"IOCLAB_KIND_EXIT\", %d),\n", IOCLAB_KIND_EXIT);
 	printf("    (\"IOCLAB_KIND_SCRIPT\", %d),\n", IOCLAB_KIND_SCRIPT);
+	printf("    (\"IOCLAB_SCRIPT_MARKS\", %d),\n", IOCLAB_SCRIPT_MARKS);
 	printf("    (\"IOCLAB_KIND_CONNECT\", %d),\n", IOCLAB_KIND_CONNECT);
 	printf("    (\"IOCLAB_KIND_SEND\", %d),\n", IOCLAB_KIND_SEND);
 	printf("    (\"IOCLAB_KIND_DNS\", %d),\n", IOCLAB_KIND_DNS);

@@ -632,10 +632,29 @@ fn a_script_its_interpreter_never_opens_has_no_hash_and_says_why() {
     let exe = exe_of(&e);
     assert_eq!(exe["sha256"], "", "{exe}");
     assert!(exe["error"].as_str().unwrap_or_default().contains("did not open"), "{exe}");
+}
 
-    // through env, which execs the interpreter that opens it: hashed
-    let via_env = script_with(d, "env.sh", "/usr/bin/env sh", "exit 0");
-    let pid = Command::new(&via_env).spawn().unwrap().id();
-    let e = agent.wait_for("execve_script through env", is("execve_script", pid));
-    assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &via_env), "{}", exe_of(&e));
+#[test]
+fn scripts_of_common_interpreters_are_hashed_through_env_and_wrapper_shims() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // env execs the interpreter; python3 may be a pyenv shim (a script
+    // itself, exec'ing more) before the real python opens the script by an
+    // absolute name it makes of the relative one
+    let cases = [
+        ("env.sh", "/usr/bin/env sh", "exit 0"),
+        ("b.bash", "/bin/bash", "exit 0"),
+        ("p.pl", "/usr/bin/perl", "exit 0;"),
+        ("p.py", "/usr/bin/env python3", "import sys; sys.exit(0)"),
+    ];
+    for (name, interpreter, body) in cases {
+        let s = script_with(d, name, interpreter, body);
+        let child = Command::new(format!("./{name}")).current_dir(d).spawn().unwrap();
+        let pid = child.id();
+        assert!(child.wait_with_output().unwrap().status.success(), "{name}");
+        // the shim's own exec is another execve_script of the process
+        let e = agent.wait_for(name, |e| is("execve_script", pid)(e) && exe_of(e)["path"] == s.to_str().unwrap());
+        assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &s), "{name}: {}", exe_of(&e));
+    }
 }

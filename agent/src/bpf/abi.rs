@@ -12,6 +12,8 @@ pub const KIND_EXEC: u32 = 1;
 pub const KIND_CLONE: u32 = 2;
 pub const KIND_EXIT: u32 = 3;
 pub const KIND_SCRIPT: u32 = 4;
+/// Script execs of one process followed at once until their interpreters open them.
+pub const SCRIPT_MARKS: usize = 4;
 pub const KIND_CONNECT: u32 = 10;
 pub const KIND_SEND: u32 = 11;
 pub const KIND_DNS: u32 = 12;
@@ -485,6 +487,7 @@ mod tests {
                 "IOCLAB_KIND_CLONE" => KIND_CLONE as u64,
                 "IOCLAB_KIND_EXIT" => KIND_EXIT as u64,
                 "IOCLAB_KIND_SCRIPT" => KIND_SCRIPT as u64,
+                "IOCLAB_SCRIPT_MARKS" => SCRIPT_MARKS as u64,
                 "IOCLAB_KIND_CONNECT" => KIND_CONNECT as u64,
                 "IOCLAB_KIND_SEND" => KIND_SEND as u64,
                 "IOCLAB_KIND_DNS" => KIND_DNS as u64,

@@ -52,8 +52,9 @@ pub struct Processor {
     tasks: std::cell::RefCell<tasks::TaskCache>,
     /// Consumers of some cgroups' events (see [`super::tap`]).
     taps: super::tap::Taps,
-    /// Scripts whose interpreter has not opened them yet: process → its exec's time.
-    scripts: HashMap<u32, u64>,
+    /// Scripts whose interpreter has not opened them yet: process → its
+    /// script execs' times, oldest first.
+    scripts: HashMap<u32, Vec<u64>>,
     /// The kernel side reports what scripts' interpreters open.
     follow_scripts: bool,
     /// The agent's own mount namespace (inode number).
@@ -360,7 +361,7 @@ impl Processor {
                     continue;
                 };
                 if let Some(s) = w.script.take() {
-                    self.scripts.remove(&s.tgid());
+                    self.forget_script(&s);
                     s.fail(&mut w.ev.data, &script_why);
                 }
                 for (s, _, path) in w.waits.drain(..) {

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use super::{slot, Processor, Slot};
+use crate::bpf::abi;
 use crate::enrich::filemeta::{self, Source};
 use crate::events::{EventData, FileRef, Text};
 use crate::sensor::record::{join_path, Exec, ScriptOpen};
@@ -33,11 +34,6 @@ impl ScriptWait {
             join_path(&cwd, &String::from_utf8_lossy(&e.filename))
         });
         ScriptWait { tgid: e.hdr.task.tgid, exec_time_ns: e.hdr.time_ns, path, expected }
-    }
-
-    /// The process that runs the script.
-    pub(crate) fn tgid(&self) -> u32 {
-        self.tgid
     }
 
     /// Why the script was not hashed, in the event.
@@ -80,24 +76,50 @@ pub(crate) fn own_mnt_ns() -> u32 {
 }
 
 impl Processor {
-    /// An exec of a script by `tgid`: an earlier script of the process
-    /// whose interpreter never opened it will not be opened any more.
+    /// An exec of a script by `tgid`: past [`abi::SCRIPT_MARKS`] scripts
+    /// not opened yet, the kernel forgets the oldest, so it never will be.
     pub(crate) fn script_replaced(&mut self, tgid: u32) {
-        self.fail_script(tgid, "not hashed: the process ran another script before its interpreter opened this one");
+        let oldest = match self.scripts.get(&tgid) {
+            Some(times) if times.len() >= abi::SCRIPT_MARKS => times[0],
+            _ => return,
+        };
+        let why = format!(
+            "not hashed: the process ran {} other scripts before its interpreter opened this one",
+            abi::SCRIPT_MARKS
+        );
+        self.fail_scripts(tgid, |t| t == oldest, &why);
     }
 
-    /// The end of a process: its script, if not opened yet, never will be.
+    /// The end of a process: its scripts, if not opened yet, never will be.
     pub(crate) fn script_process_ended(&mut self, tgid: u32) {
-        self.fail_script(tgid, "not hashed: the interpreter did not open the script (its process ended first)");
+        if self.scripts.contains_key(&tgid) {
+            let why = "not hashed: the interpreter did not open the script (its process ended first)";
+            self.fail_scripts(tgid, |_| true, why);
+        }
     }
 
-    fn fail_script(&mut self, tgid: u32, why: &str) {
-        if self.scripts.remove(&tgid).is_none() {
-            return;
+    fn fail_scripts(&mut self, tgid: u32, which: impl Fn(u64) -> bool, why: &str) {
+        for w in self.pending.iter_mut() {
+            if w.script.as_ref().is_some_and(|s| s.tgid == tgid && which(s.exec_time_ns)) {
+                if let Some(s) = w.script.take() {
+                    s.fail(&mut w.ev.data, why);
+                }
+            }
         }
-        if let Some(w) = self.pending.iter_mut().find(|w| w.script.as_ref().is_some_and(|s| s.tgid == tgid)) {
-            if let Some(s) = w.script.take() {
-                s.fail(&mut w.ev.data, why);
+        if let Some(times) = self.scripts.get_mut(&tgid) {
+            times.retain(|t| !which(*t));
+            if times.is_empty() {
+                self.scripts.remove(&tgid);
+            }
+        }
+    }
+
+    /// No record is awaited for `s` any more.
+    pub(crate) fn forget_script(&mut self, s: &ScriptWait) {
+        if let Some(times) = self.scripts.get_mut(&s.tgid) {
+            times.retain(|t| *t != s.exec_time_ns);
+            if times.is_empty() {
+                self.scripts.remove(&s.tgid);
             }
         }
     }
@@ -106,14 +128,15 @@ impl Processor {
     /// of what was opened (or says why there are none).
     pub(crate) fn script_opened(&mut self, o: &ScriptOpen) {
         let tgid = o.hdr.task.tgid;
-        if self.scripts.get(&tgid) != Some(&o.exec_time_ns) {
+        if !self.scripts.get(&tgid).is_some_and(|times| times.contains(&o.exec_time_ns)) {
             return;
         }
-        self.scripts.remove(&tgid);
-        let waiting = |w: &super::Waiting| w.script.as_ref().is_some_and(|s| s.exec_time_ns == o.exec_time_ns);
+        let waiting =
+            |w: &super::Waiting| w.script.as_ref().is_some_and(|s| s.tgid == tgid && s.exec_time_ns == o.exec_time_ns);
         let Some(i) = self.pending.iter().position(waiting) else { return };
         let Some(mut w) = self.pending.remove(i) else { return };
         if let Some(s) = w.script.take() {
+            self.forget_script(&s);
             let meta = match opened_elsewhere(&s, o) {
                 Some(why) => filemeta::error_meta(&s.path, &why).into(),
                 None => {
@@ -130,7 +153,7 @@ impl Processor {
 
     /// Holds `ev` until its script is opened (then hashed), or its deadline.
     pub(crate) fn emit_waiting_script(&mut self, ev: crate::events::Event, waits: super::Waits, script: ScriptWait) {
-        self.scripts.insert(script.tgid, script.exec_time_ns);
+        self.scripts.entry(script.tgid).or_default().push(script.exec_time_ns);
         self.pending.push_back(super::Waiting {
             ev,
             waits,
