@@ -597,6 +597,50 @@ mod tests {
     }
 
     #[test]
+    fn a_name_in_a_root_never_leaves_it() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir(r.join("etc")).unwrap();
+        std::fs::write(r.join("etc/s.sh"), b"abc").unwrap();
+        let inside = key(&r.join("etc/s.sh"));
+        let in_root = |p: &str| Source::InRoot { root: r.to_path_buf(), path: p.into() };
+        // absolute names and .. are the root's
+        for p in ["/etc/s.sh", "/../../etc/s.sh"] {
+            let m = hash_now(&"/etc/s.sh".into(), inside, &[in_root(p)], u64::MAX);
+            assert_eq!(m.size, 3, "{p}: {m:?}");
+        }
+        // a symlink out of the root resolves inside it: the host's file is never reached
+        std::os::unix::fs::symlink("/etc/hostname", r.join("etc/up")).unwrap();
+        std::fs::create_dir(r.join("dir")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("dir/link")).unwrap();
+        let host = key(Path::new("/etc/hostname"));
+        for p in ["/etc/up", "/dir/link/hostname"] {
+            let m = hash_now(&"/x".into(), host, &[in_root(p)], u64::MAX);
+            assert!(m.sha256.is_none(), "{p}: {m:?}");
+        }
+        // /proc magic links are not followed
+        let me = key(Path::new("/proc/self/exe"));
+        let proc_root = Source::InRoot { root: "/".into(), path: "/proc/self/exe".into() };
+        let m = hash_now(&"/x".into(), me, &[proc_root], u64::MAX);
+        assert!(m.sha256.is_none(), "{m:?}");
+    }
+
+    #[test]
+    fn any_descriptor_of_a_process_holding_the_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("held");
+        std::fs::write(&p, b"abc").unwrap();
+        let k = key(&p);
+        let held = std::fs::File::open(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let m = hash_now(&"/held".into(), k, &[Source::Descriptors("/proc/self/fd".into())], u64::MAX);
+        assert_eq!(m.size, 3, "{m:?}");
+        drop(held);
+        let m = hash_now(&"/held".into(), k, &[Source::Descriptors("/proc/self/fd".into())], u64::MAX);
+        assert!(m.error.as_deref().unwrap().contains("no descriptor"), "{m:?}");
+    }
+
+    #[test]
     fn cache_keeps_only_hashes() {
         let mut c = HashCache::new(2);
         let k = FileKey { ino: 1, ..Default::default() };

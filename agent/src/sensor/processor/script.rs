@@ -179,3 +179,66 @@ fn opened_elsewhere(s: &ScriptWait, o: &ScriptOpen) -> Option<String> {
 pub(crate) fn unknown(path: &Text) -> FileRef {
     crate::events::FileMeta { path: path.clone(), ..Default::default() }.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened(path: &[u8], exact: bool, task_ns: u32, parent_ns: u32) -> ScriptOpen {
+        let mut hdr: abi::Header = abi::zeroed();
+        (hdr.task.tgid, hdr.task.mnt_ns, hdr.parent.tgid, hdr.parent.mnt_ns) = (42, task_ns, 7, parent_ns);
+        ScriptOpen {
+            hdr,
+            exec_time_ns: 1,
+            fd: 3,
+            exact,
+            key: Default::default(),
+            path: path.to_vec(),
+            truncated: false,
+            deleted: false,
+        }
+    }
+
+    fn wait(expected: Option<&str>) -> ScriptWait {
+        ScriptWait { tgid: 42, exec_time_ns: 1, path: "/d/x.py".into(), expected: expected.map(String::from) }
+    }
+
+    #[test]
+    fn an_absolute_open_of_a_relative_name_must_be_the_file_in_the_cwd() {
+        let w = wait(Some("/d/x.py"));
+        assert_eq!(opened_elsewhere(&w, &opened(b"/d/x.py", false, 1, 1)), None);
+        // a library of the same name opened first (python's encodings/utf_8.py for "utf_8.py")
+        let why = opened_elsewhere(&w, &opened(b"/usr/lib/x.py", false, 1, 1)).unwrap();
+        assert!(why.contains("not the script at /d/x.py"), "{why}");
+        // the very name given: nothing to check
+        assert_eq!(opened_elsewhere(&w, &opened(b"/elsewhere/x.py", true, 1, 1)), None);
+        assert_eq!(opened_elsewhere(&wait(None), &opened(b"/a", false, 1, 1)), None);
+    }
+
+    #[test]
+    fn a_script_is_read_only_in_its_process_s_view() {
+        let roots = |o: &ScriptOpen, own| -> Vec<String> {
+            script_sources(o, own)
+                .iter()
+                .map(|s| match s {
+                    Source::InRoot { root, path } => format!("{}:{}", root.display(), path.display()),
+                    other => other.path().display().to_string(),
+                })
+                .collect()
+        };
+        let o = opened(b"/tmp/s.sh", true, 5, 5);
+        assert_eq!(
+            roots(&o, 5),
+            ["/proc/42/fd/3", "/proc/42/fd", "/proc/42/root:/tmp/s.sh", "/proc/7/root:/tmp/s.sh", "/:/tmp/s.sh"]
+        );
+        // another namespace than the agent's and its parent's: only through the process
+        assert_eq!(
+            roots(&opened(b"/tmp/s.sh", true, 6, 5), 5),
+            ["/proc/42/fd/3", "/proc/42/fd", "/proc/42/root:/tmp/s.sh"]
+        );
+        // a name that is not one (cut, deleted, memfd) only through descriptors
+        let mut cut = opened(b"/s.sh", true, 5, 5);
+        cut.truncated = true;
+        assert_eq!(roots(&cut, 5), ["/proc/42/fd/3", "/proc/42/fd"]);
+    }
+}
