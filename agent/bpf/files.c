@@ -174,19 +174,29 @@ static __always_inline void on_open(struct task_struct *task, struct pt_regs *re
 	file_record(task, regs, ret, IOCLAB_OP_OPEN, file, f_mode, config);
 }
 
-/* Whether `name` (n bytes, in buf) names the script of mark `m`: the very
- * name given to execve, or (interpreters that make it absolute, as Python
- * does) "<absolute dir>/" + a relative one. Compares the end kept in the mark. */
-static __always_inline bool names_script(const char *buf, long n, struct script_mark *m, bool *exact)
+/* Whether `file`, opened as `name` (n bytes, in buf), is the script of
+ * mark `m`: opened by the very name given to execve, or (interpreters that
+ * make a relative name absolute: Python keeps its "./", Node.js drops it)
+ * by "<dir>/" + that name, and for a name of the working directory itself,
+ * a file of that directory. Compares the end of the name kept in the mark. */
+static __always_inline bool names_script(const char *buf, long n, struct script_mark *m, struct file *file,
+					 bool *exact)
 {
-	__u32 len = m->len, tail = m->tail;
+	__u32 len = m->len, tail = m->tail, cmp = tail;
 	*exact = n == len;
-	if (!*exact && !(m->relative && buf[0] == '/' && n > len && buf[(n - len - 1) & (IOCLAB_PATH_LEN - 1)] == '/'))
-		return false;
+	if (!*exact) {
+		cmp = len - m->skip; /* skip is 0 unless the whole name is kept */
+		if (cmp > tail || !m->relative || buf[0] != '/' || n <= cmp ||
+		    buf[(n - cmp - 1) & (IOCLAB_PATH_LEN - 1)] != '/')
+			return false;
+		if (m->single && (__u64)BPF_CORE_READ(file, f_path.dentry, d_parent) != m->cwd)
+			return false;
+	}
+	__u32 off = tail - cmp;
 	for (__u32 i = 0; i < IOCLAB_NAME_LEN - 1; i++) {
-		if (i >= tail)
+		if (i >= cmp)
 			break;
-		if (buf[(n - tail + i) & (IOCLAB_PATH_LEN - 1)] != m->name[i & (IOCLAB_NAME_LEN - 1)])
+		if (buf[(n - cmp + i) & (IOCLAB_PATH_LEN - 1)] != m->name[(off + i) & (IOCLAB_NAME_LEN - 1)])
 			return false;
 	}
 	return true;
@@ -220,7 +230,7 @@ static __always_inline void script_opened(struct task_struct *task, long ret, co
 	bool exact = false;
 	struct script_mark *m = NULL;
 	for (int i = 0; i < IOCLAB_SCRIPT_MARKS; i++) {
-		if (ms->m[i].len && names_script(buf->data, n - 1, &ms->m[i], &exact)) {
+		if (ms->m[i].len && names_script(buf->data, n - 1, &ms->m[i], file, &exact)) {
 			m = &ms->m[i];
 			break;
 		}

@@ -634,6 +634,10 @@ fn a_script_its_interpreter_never_opens_has_no_hash_and_says_why() {
     assert!(exe["error"].as_str().unwrap_or_default().contains("did not open"), "{exe}");
 }
 
+/// An interpreter line that opens its script by its canonical absolute name.
+const CANONICAL: &str =
+    "/usr/bin/env -S python3 -c \"import os,sys; exec(open(os.path.realpath(sys.argv[1])).read())\"";
+
 #[test]
 fn scripts_of_common_interpreters_are_hashed_through_env_and_wrapper_shims() {
     let Some(agent) = start(hashing_config()) else { return };
@@ -647,6 +651,8 @@ fn scripts_of_common_interpreters_are_hashed_through_env_and_wrapper_shims() {
         ("b.bash", "/bin/bash", "exit 0"),
         ("p.pl", "/usr/bin/perl", "exit 0;"),
         ("p.py", "/usr/bin/env python3", "import sys; sys.exit(0)"),
+        // an interpreter that opens the canonical name (as Node.js does: /dir/c.py for ./c.py)
+        ("c.py", CANONICAL, "import sys; sys.exit(0)"),
     ];
     for (name, interpreter, body) in cases {
         let s = script_with(d, name, interpreter, body);
