@@ -664,3 +664,21 @@ fn scripts_of_common_interpreters_are_hashed_through_env_and_wrapper_shims() {
         assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &s), "{name}: {}", exe_of(&e));
     }
 }
+
+#[test]
+fn with_the_process_events_alone_a_script_is_not_hashed_by_its_name() {
+    // no syscall program attached: the interpreter's open is not seen
+    let mut c = hashing_config();
+    for (name, switch) in c.events.iter_mut() {
+        switch.enable = ["execve", "execve_script", "exit", "exit_group", "clone"].contains(&name.as_str());
+    }
+    let Some(agent) = start(c) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = script(dir.path(), "plain.sh", "exit 0");
+    let pid = Command::new(&s).spawn().unwrap().id();
+    let e = agent.wait_for("execve_script with the process events alone", is("execve_script", pid));
+    let exe = exe_of(&e);
+    assert_eq!(exe["sha256"], "", "{exe}");
+    assert!(exe["error"].as_str().unwrap_or_default().contains("seen only with a file or system event"), "{exe}");
+    assert_eq!(exe["path"], s.to_str().unwrap());
+}

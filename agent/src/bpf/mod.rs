@@ -28,10 +28,11 @@ struct Hook {
 
 use EventKind::*;
 
-/// Events fed by the syscall-exit program (files.c). execve_script needs it
-/// for its script's identity: the file its interpreter opens.
+/// Events fed by the syscall-exit program (files.c). execve_script is not
+/// one: it takes its script's identity from that program (the file the
+/// interpreter opens) only when one of these attached it, so the process
+/// events alone keep syscalls off the slow path.
 const SYS_EXIT_EVENTS: &[EventKind] = &[
-    ExecveScript,
     FileCreate,
     Read,
     ReadConfig,
@@ -76,10 +77,26 @@ fn sys_exit_attached(enabled: &[EventKind]) -> bool {
 }
 
 /// Whether the kernel side reports what scripts' interpreters open (the
-/// scripts' identity): execve_script on, and the syscall-exit program built
-/// for this architecture.
+/// scripts' identity): execve_script on, and the syscall-exit program
+/// attached for another event (the defaults attach it).
 pub fn follows_scripts(enabled: &[EventKind]) -> bool {
     sys_exit_attached(enabled) && enabled.contains(&ExecveScript)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_are_followed_only_where_syscalls_already_are() {
+        let defaults: Vec<EventKind> = EventKind::ALL.iter().copied().filter(|k| k.enabled_by_default()).collect();
+        assert!(follows_scripts(&defaults));
+        // the process events alone attach no syscall program, for scripts neither
+        let process = [Execve, ExecveScript, Exit, ExitGroup, Clone];
+        assert!(!sys_exit_attached(&process) && !follows_scripts(&process));
+        assert!(follows_scripts(&[ExecveScript, MmapExec]));
+        assert!(!follows_scripts(&[Execve, MmapExec]));
+    }
 }
 
 /// The `file_events` mask of files.c for the enabled events.

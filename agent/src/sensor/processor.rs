@@ -513,7 +513,8 @@ impl Processor {
             absolute(&given, cwd.map(String::from_utf8_lossy).as_deref()).as_str().into()
         };
         if !self.follow_scripts {
-            let why = "not hashed: what scripts' interpreters open is followed on x86_64 only";
+            let why = "not hashed: a script's identity is taken when its interpreter opens it, seen only \
+                       with a file or system event on (mmap_exec, prctl... as by default) on x86_64";
             return (filemeta::error_meta(&path, why).into(), None);
         }
         (script::unknown(&path), Some(script::ScriptWait::new(e, path)))
