@@ -24,6 +24,7 @@ enum ioclab_kind {
 	IOCLAB_KIND_EXEC = 1,
 	IOCLAB_KIND_CLONE = 2,
 	IOCLAB_KIND_EXIT = 3,
+	IOCLAB_KIND_SCRIPT = 4, /* a script's interpreter opened the script (files.c) */
 	/* 10-19: network records (network.c) */
 	IOCLAB_KIND_CONNECT = 10, /* a TCP handshake ended (connected or not) */
 	IOCLAB_KIND_SEND = 11,    /* data sent on an IPv4/IPv6 TCP or UDP socket */
@@ -100,6 +101,25 @@ struct ioclab_exec {
 	char filename[IOCLAB_PATH_LEN]; /* the name given to execve (the script, for scripts) */
 	struct ioclab_path cwd;         /* working directory, only for a script named by a relative path */
 };
+
+/* The file a script's interpreter opened by the name given to execve: the
+ * script's identity, which the exec cannot give (the kernel releases the
+ * script's file before sched_process_exec, keeping only the interpreter's).
+ * What the interpreter opened is what it runs, whatever the name names by
+ * the time userspace looks. */
+struct ioclab_script {
+	struct ioclab_header hdr;
+	__u64 exec_time_ns; /* hdr.time_ns of the exec record it belongs to */
+	__s32 fd;           /* the descriptor the open returned */
+	__u8 exact;         /* opened by the very name given to execve; else by cwd + "/" + that name */
+	__u8 _pad[3];
+	struct ioclab_file file;
+};
+
+/* Script execs of one process followed at once until their interpreters
+ * open them (a power of two): they chain when `#!/usr/bin/env python3`
+ * reaches a pyenv shim, itself a script. Past this many, the oldest gives way. */
+#define IOCLAB_SCRIPT_MARKS 4
 
 /* sched_process_fork of a new process (threads are not reported). */
 struct ioclab_clone {

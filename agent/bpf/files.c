@@ -174,6 +174,83 @@ static __always_inline void on_open(struct task_struct *task, struct pt_regs *re
 	file_record(task, regs, ret, IOCLAB_OP_OPEN, file, f_mode, config);
 }
 
+/* Whether `file`, opened as `name` (n bytes, in buf), is the script of
+ * mark `m`: opened by the very name given to execve, or (interpreters that
+ * make a relative name absolute: Python keeps its "./", Node.js drops it)
+ * by "<dir>/" + that name, and for a name of the working directory itself,
+ * a file of that directory. Compares the end of the name kept in the mark. */
+static __always_inline bool names_script(const char *buf, long n, struct script_mark *m, struct file *file,
+					 bool *exact)
+{
+	__u32 len = m->len, tail = m->tail, cmp = tail;
+	*exact = n == len;
+	if (!*exact) {
+		cmp = len - m->skip; /* skip is 0 unless the whole name is kept */
+		if (cmp > tail || !m->relative || buf[0] != '/' || n <= cmp ||
+		    buf[(n - cmp - 1) & (IOCLAB_PATH_LEN - 1)] != '/')
+			return false;
+		if (m->single && (__u64)BPF_CORE_READ(file, f_path.dentry, d_parent) != m->cwd)
+			return false;
+	}
+	__u32 off = tail - cmp;
+	for (__u32 i = 0; i < IOCLAB_NAME_LEN - 1; i++) {
+		if (i >= cmp)
+			break;
+		if (buf[(n - cmp + i) & (IOCLAB_PATH_LEN - 1)] != m->name[(off + i) & (IOCLAB_NAME_LEN - 1)])
+			return false;
+	}
+	return true;
+}
+
+/* An open by a process whose script's interpreter has not opened the
+ * script yet: if it opened it (for reading, a regular file, by its name),
+ * the identity of what it opened goes up, once per script exec. */
+static __always_inline void script_opened(struct task_struct *task, long ret, const char *name)
+{
+	if (ret < 0 || !follow_scripts)
+		return;
+	__u32 tgid = task->tgid;
+	struct script_marks_of *ms = bpf_map_lookup_elem(&script_marks, &tgid);
+	if (!ms)
+		return;
+	if (ms->start_boottime != task->group_leader->start_boottime) {
+		bpf_map_delete_elem(&script_marks, &tgid);
+		return;
+	}
+	struct file *file = fd_file(task, ret);
+	if (!file || !regular(file) || !(BPF_CORE_READ((struct file___sys *)file, f_mode) & FMODE_READ))
+		return;
+	__u32 zero = 0;
+	struct path_scratch *buf = bpf_map_lookup_elem(&scratch, &zero);
+	if (!buf)
+		return;
+	long n = bpf_probe_read_user_str(buf->data, IOCLAB_PATH_LEN, name);
+	if (n <= 1)
+		return;
+	bool exact = false;
+	struct script_mark *m = NULL;
+	for (int i = 0; i < IOCLAB_SCRIPT_MARKS; i++) {
+		if (ms->m[i].len && names_script(buf->data, n - 1, &ms->m[i], file, &exact)) {
+			m = &ms->m[i];
+			break;
+		}
+	}
+	if (!m)
+		return;
+	__u64 exec_time_ns = m->exec_time_ns;
+	m->len = 0;
+
+	struct ioclab_script *ev = reserve(sizeof(*ev));
+	if (!ev)
+		return;
+	fill_header(&ev->hdr, IOCLAB_KIND_SCRIPT, task, task->real_parent);
+	ev->exec_time_ns = exec_time_ns;
+	ev->fd = ret;
+	ev->exact = exact;
+	fill_file_read(&ev->file, file);
+	submit(ev);
+}
+
 /* The directory a name given to an *at() syscall is relative to: empty for
  * an absolute name, the cwd for AT_FDCWD, else the directory open as dirfd. */
 static __always_inline void name_base(struct ioclab_path *base, struct task_struct *task, long dirfd, const char *name)
@@ -352,10 +429,12 @@ int BPF_PROG(ioclab_sys_exit, struct pt_regs *regs, long ret)
 	switch (nr) {
 	case NR_open:
 	case NR_creat:
+		script_opened(task, ret, (const char *)SYSCALL_ARG1(regs));
 		on_open(task, regs, ret, (const char *)SYSCALL_ARG1(regs));
 		break;
 	case NR_openat:
 	case NR_openat2:
+		script_opened(task, ret, (const char *)SYSCALL_ARG2(regs));
 		on_open(task, regs, ret, (const char *)SYSCALL_ARG2(regs));
 		break;
 	case NR_mmap: {

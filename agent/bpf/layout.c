@@ -53,6 +53,12 @@ int main(void)
 	FIELD(ioclab_exec, argv);
 	FIELD(ioclab_exec, filename);
 	FIELD(ioclab_exec, cwd);
+	SIZE(ioclab_script);
+	FIELD(ioclab_script, hdr);
+	FIELD(ioclab_script, exec_time_ns);
+	FIELD(ioclab_script, fd);
+	FIELD(ioclab_script, exact);
+	FIELD(ioclab_script, file);
 	SIZE(ioclab_clone);
 	FIELD(ioclab_clone, hdr);
 	FIELD(ioclab_clone, flags);
@@ -128,6 +134,8 @@ int main(void)
 	printf("    (\"IOCLAB_KIND_EXEC\", %d),\n", IOCLAB_KIND_EXEC);
 	printf("    (\"IOCLAB_KIND_CLONE\", %d),\n", IOCLAB_KIND_CLONE);
 	printf("    (\"IOCLAB_KIND_EXIT\", %d),\n", IOCLAB_KIND_EXIT);
+	printf("    (\"IOCLAB_KIND_SCRIPT\", %d),\n", IOCLAB_KIND_SCRIPT);
+	printf("    (\"IOCLAB_SCRIPT_MARKS\", %d),\n", IOCLAB_SCRIPT_MARKS);
 	printf("    (\"IOCLAB_KIND_CONNECT\", %d),\n", IOCLAB_KIND_CONNECT);
 	printf("    (\"IOCLAB_KIND_SEND\", %d),\n", IOCLAB_KIND_SEND);
 	printf("    (\"IOCLAB_KIND_DNS\", %d),\n", IOCLAB_KIND_DNS);

@@ -6,6 +6,97 @@
  * LSM programs are not, on the lab machines).
  */
 
+/* Set by the loader: the syscall-exit program follows what scripts'
+ * interpreters open (files.c, script_opened). */
+const volatile __u8 follow_scripts = 0;
+
+/* A script exec whose interpreter has not opened the script yet: the name
+ * given to execve, matched against the names the process opens. */
+struct script_mark {
+	__u64 exec_time_ns;
+	__u64 cwd;  /* the working directory's dentry at the exec (compared, never read) */
+	__u32 len;  /* bytes of the name; 0: a free slot */
+	__u16 tail; /* bytes of its end kept in name */
+	__u8 relative;
+	__u8 skip;   /* bytes of leading "./" of a relative name kept whole */
+	__u8 single; /* past them, a relative name has no '/': the script is in cwd itself */
+	__u8 _pad[7];
+	char name[IOCLAB_NAME_LEN];
+};
+
+/* The marks of a process. They stay across execs that are not scripts
+ * (`#!/usr/bin/env sh`: env execs the shell that opens it). */
+struct script_marks_of {
+	__u64 start_boottime; /* the process's: marks left by a dead process whose pid came back are stale */
+	__u32 next;           /* slot of the next mark */
+	__u32 _pad;
+	struct script_mark m[IOCLAB_SCRIPT_MARKS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, struct script_marks_of);
+} script_marks SEC(".maps");
+
+static __always_inline void fill_mark(struct script_mark *m, struct task_struct *task, struct ioclab_exec *ev,
+				      __u32 len)
+{
+	__u32 start = len > IOCLAB_NAME_LEN - 1 ? len - (IOCLAB_NAME_LEN - 1) : 0;
+	__u32 tail = len - start;
+	m->exec_time_ns = ev->hdr.time_ns;
+	m->cwd = (__u64)task->fs->pwd.dentry;
+	m->len = len;
+	m->tail = tail;
+	m->relative = ev->filename[0] != '/';
+	bpf_probe_read_kernel(m->name, tail & (IOCLAB_NAME_LEN - 1), &ev->filename[start & (IOCLAB_PATH_LEN - 1)]);
+	/* a relative name kept whole: its "./" prefixes, and whether a '/' follows them
+	 * (interpreters that make it absolute drop the "./": Node.js) */
+	__u32 skip = 0;
+	bool single = m->relative && tail == len;
+	for (int i = 0; i < 8 && single; i++) {
+		if (skip + 2 >= len || m->name[skip & (IOCLAB_NAME_LEN - 1)] != '.' ||
+		    m->name[(skip + 1) & (IOCLAB_NAME_LEN - 1)] != '/')
+			break;
+		skip += 2;
+	}
+	for (__u32 i = 0; i < IOCLAB_NAME_LEN - 1 && single; i++) {
+		if (i >= len)
+			break;
+		if (i >= skip && m->name[i & (IOCLAB_NAME_LEN - 1)] == '/')
+			single = false;
+	}
+	m->skip = single ? skip : 0;
+	m->single = single;
+}
+
+static __always_inline void mark_script(struct task_struct *task, struct ioclab_exec *ev)
+{
+	__u32 len = ev->filename_len;
+	if (len == 0 || len >= IOCLAB_PATH_LEN - 1)
+		return; /* empty or cut: nothing to match */
+	__u32 tgid = task->tgid;
+	__u64 start_boottime = task->group_leader->start_boottime;
+	struct script_marks_of *ms = bpf_map_lookup_elem(&script_marks, &tgid);
+	if (ms && ms->start_boottime == start_boottime) {
+		fill_mark(&ms->m[ms->next & (IOCLAB_SCRIPT_MARKS - 1)], task, ev, len);
+		ms->next += 1;
+		return;
+	}
+	__u32 zero = 0;
+	/* built in the path scratch (too big for the stack), not in use until cwd is resolved */
+	ms = bpf_map_lookup_elem(&scratch, &zero);
+	if (!ms)
+		return;
+	ms->start_boottime = start_boottime;
+	ms->next = 1;
+	for (int i = 1; i < IOCLAB_SCRIPT_MARKS; i++)
+		ms->m[i].len = 0;
+	fill_mark(&ms->m[0], task, ev, len);
+	bpf_map_update_elem(&script_marks, &tgid, ms, BPF_ANY);
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -30,6 +121,9 @@ int BPF_PROG(ioclab_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	if (bpf_probe_read_user(ev->argv, argv_len, (void *)arg_start) < 0)
 		argv_len = 0;
 	ev->argv_len = argv_len;
+
+	if (ev->is_script && follow_scripts)
+		mark_script(task, ev);
 
 	ev->cwd.len = 0;
 	if (ev->is_script && ev->filename[0] != '/')

@@ -29,8 +29,9 @@ fn variant(dir: &Path, name: impl AsRef<Path>, base: &str, tag: &str) -> PathBuf
 struct Kids(Vec<Child>);
 
 impl Kids {
+    /// Spawns `cmd` as the leader of its own process group (killed whole at the end).
     fn spawn(&mut self, cmd: &mut Command) -> u32 {
-        let c = cmd.spawn().unwrap();
+        let c = cmd.process_group(0).spawn().unwrap();
         let pid = c.id();
         self.0.push(c);
         pid
@@ -40,6 +41,8 @@ impl Kids {
 impl Drop for Kids {
     fn drop(&mut self) {
         for c in &mut self.0 {
+            // SAFETY: kill has no memory preconditions; the group is the child's own.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -458,4 +461,224 @@ fn a_stop_writes_the_events_still_waiting_for_hashes_at_once() {
     let e = events.iter().find(|e| is("execve", pid)(e)).expect("its execve is written at the stop");
     let error = exe_of(e)["error"].as_str().unwrap_or_default();
     assert!(error.contains("agent stopped"), "{}", exe_of(e));
+}
+
+/// Writes an executable script run by `interpreter` (a `#!` line).
+fn script_with(dir: &Path, name: &str, interpreter: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!{interpreter}\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// Waits until `path` exists and holds a line; returns it.
+fn wait_line(path: &Path) -> String {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return s.trim().to_string();
+            }
+        }
+        assert!(t0.elapsed().as_secs() < 30, "{} never written", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_script_swapped_around_its_interpreter_s_open_is_hashed_as_the_interpreter_read_it() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut kids = Kids::default();
+
+    // swapped after the exec, before the interpreter opens it: the new file
+    // runs. The interpreter starts reading its script a second late.
+    let slow = script(d, "slowsh", "sleep 1\nexec /bin/sh \"$@\"");
+    let ran = d.join("ran");
+    let body = |tag: &str| format!("echo {tag} > {}\nexec sleep 30", ran.display());
+    let s = script_with(d, "s.sh", slow.to_str().unwrap(), &body("first"));
+    let other = script_with(d, "other.sh", slow.to_str().unwrap(), &body("second"));
+    let second = digest("sha256sum", &other);
+    let pid = kids.spawn(&mut Command::new(&s));
+    // the agent has seen the exec by now; the interpreter is still asleep
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::rename(&other, &s).unwrap();
+    let e = agent.wait_for("execve_script of the swapped script", is("execve_script", pid));
+    assert_eq!(wait_line(&ran), "second", "the file swapped in is the one that ran");
+    assert_eq!(exe_of(&e)["sha256"], second, "{}", exe_of(&e));
+    assert_eq!(exe_of(&e)["path"], s.to_str().unwrap());
+
+    // swapped once the interpreter has it open: the first file runs (and is
+    // reached through the interpreter's descriptor, its name now another's)
+    let moved = d.join("moved");
+    let a = d.join("a.sh");
+    let b = script(d, "b.sh", "exit 0 # the decoy");
+    let a = script(
+        d,
+        "a.sh",
+        &format!("mv -f {} {}\necho moved > {}\nsleep 30 & wait", b.display(), a.display(), moved.display()),
+    );
+    let first = digest("sha256sum", &a);
+    let pid = kids.spawn(&mut Command::new(&a));
+    assert_eq!(wait_line(&moved), "moved");
+    let e = agent.wait_for("execve_script of the script renamed over", is("execve_script", pid));
+    assert_eq!(exe_of(&e)["sha256"], first, "{}", exe_of(&e));
+}
+
+/// `cmd` run in a mount namespace of its own (private: nothing mounted
+/// there reaches the host), after `setup` ran in it.
+fn in_own_mount_ns(cmd: &mut Command, setup: impl Fn() -> std::io::Result<()> + Send + Sync + 'static) -> &mut Command {
+    // SAFETY: only syscalls between fork and exec (`setup` too).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            setup()
+        })
+    }
+}
+
+fn c_path(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// A namespace setup that bind-mounts `src` over `dst`.
+fn bind_mount(src: &Path, dst: &Path) -> impl Fn() -> std::io::Result<()> + Send + Sync + 'static {
+    let (src, dst) = (c_path(src), c_path(dst));
+    move || {
+        // SAFETY: valid C strings.
+        let r = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+#[test]
+fn a_script_in_another_mount_namespace_is_hashed_as_that_namespace_sees_it() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut kids = Kids::default();
+
+    // a file bind-mounted over the script's name in the namespace
+    let host = script(d, "ns.sh", "exec sleep 30 # the host's");
+    let inner = script(d, "inner", "exec sleep 30 # the namespace's");
+    let inner_sha = digest("sha256sum", &inner);
+    let pid = kids.spawn(in_own_mount_ns(&mut Command::new(&host), bind_mount(&inner, &host)));
+    let e = agent.wait_for("execve_script under a bind mount", is("execve_script", pid));
+    assert_eq!(exe_of(&e)["sha256"], inner_sha, "{}", exe_of(&e));
+    assert_eq!(exe_of(&e)["path"], host.to_str().unwrap());
+
+    // a private tmpfs holding its own file of the host file's name
+    let sub = d.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let host2 = script(&sub, "t.sh", "exec sleep 30 # the host's tmp");
+    let own = b"#!/bin/sh\nexec sleep 30 # only in the namespace's tmpfs\n";
+    let plain = d.join("own");
+    std::fs::write(&plain, own).unwrap();
+    let (cdir, cfile, tmpfs) = (c_path(&sub), c_path(&host2), c"tmpfs");
+    let private_tmp = move || {
+        // SAFETY: valid C strings and buffer; plain syscalls.
+        unsafe {
+            if libc::mount(tmpfs.as_ptr(), cdir.as_ptr(), tmpfs.as_ptr(), 0, std::ptr::null()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::open(cfile.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o755);
+            if fd < 0 || libc::write(fd, own.as_ptr().cast(), own.len()) != own.len() as isize || libc::close(fd) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    let pid = kids.spawn(in_own_mount_ns(&mut Command::new(&host2), private_tmp));
+    let e = agent.wait_for("execve_script from a private tmpfs", is("execve_script", pid));
+    assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &plain), "{}", exe_of(&e));
+    assert_ne!(exe_of(&e)["sha256"], digest("sha256sum", &host2));
+
+    // gone before the agent looks: hashed as the namespace saw it, or not at
+    // all, never the host's file
+    let short = script(d, "short.sh", "exit 0 # the host's, never run");
+    let short_inner = script(d, "short-inner", "exit 0 # the namespace's");
+    let pid = kids.spawn(in_own_mount_ns(&mut Command::new(&short), bind_mount(&short_inner, &short)));
+    let e = agent.wait_for("execve_script of a short script under a bind mount", is("execve_script", pid));
+    let exe = exe_of(&e);
+    assert_ne!(exe["sha256"], digest("sha256sum", &short), "{exe}");
+    assert!(exe["sha256"] == digest("sha256sum", &short_inner).as_str() || exe["error"].is_string(), "{exe}");
+}
+
+#[test]
+fn a_script_its_interpreter_never_opens_has_no_hash_and_says_why() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // /bin/true ignores the script it is given and exits: the event comes at
+    // its exit, long before the budget (600 s in tests)
+    let never = script_with(d, "never.sh", "/bin/true", "echo never read");
+    let pid = Command::new(&never).spawn().unwrap().id();
+    let e = agent.wait_for("execve_script of a script never opened", is("execve_script", pid));
+    let exe = exe_of(&e);
+    assert_eq!(exe["sha256"], "", "{exe}");
+    assert!(exe["error"].as_str().unwrap_or_default().contains("did not open"), "{exe}");
+}
+
+/// An interpreter line that opens its script by its canonical absolute name.
+const CANONICAL: &str =
+    "/usr/bin/env -S python3 -c \"import os,sys; exec(open(os.path.realpath(sys.argv[1])).read())\"";
+
+#[test]
+fn scripts_of_common_interpreters_are_hashed_through_env_and_wrapper_shims() {
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // env execs the interpreter; python3 may be a pyenv shim (a script
+    // itself, exec'ing more) before the real python opens the script by an
+    // absolute name it makes of the relative one
+    let cases = [
+        ("env.sh", "/usr/bin/env sh", "exit 0"),
+        ("b.bash", "/bin/bash", "exit 0"),
+        ("p.pl", "/usr/bin/perl", "exit 0;"),
+        ("p.py", "/usr/bin/env python3", "import sys; sys.exit(0)"),
+        // an interpreter that opens the canonical name (as Node.js does: /dir/c.py for ./c.py)
+        ("c.py", CANONICAL, "import sys; sys.exit(0)"),
+    ];
+    for (name, interpreter, body) in cases {
+        let s = script_with(d, name, interpreter, body);
+        let child = Command::new(format!("./{name}")).current_dir(d).spawn().unwrap();
+        let pid = child.id();
+        assert!(child.wait_with_output().unwrap().status.success(), "{name}");
+        // the shim's own exec is another execve_script of the process
+        let e = agent.wait_for(name, |e| is("execve_script", pid)(e) && exe_of(e)["path"] == s.to_str().unwrap());
+        assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &s), "{name}: {}", exe_of(&e));
+    }
+}
+
+#[test]
+fn with_the_process_events_alone_a_script_is_not_hashed_by_its_name() {
+    // no syscall program attached: the interpreter's open is not seen
+    let mut c = hashing_config();
+    for (name, switch) in c.events.iter_mut() {
+        switch.enable = ["execve", "execve_script", "exit", "exit_group", "clone"].contains(&name.as_str());
+    }
+    let Some(agent) = start(c) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = script(dir.path(), "plain.sh", "exit 0");
+    let pid = Command::new(&s).spawn().unwrap().id();
+    let e = agent.wait_for("execve_script with the process events alone", is("execve_script", pid));
+    let exe = exe_of(&e);
+    assert_eq!(exe["sha256"], "", "{exe}");
+    assert!(exe["error"].as_str().unwrap_or_default().contains("seen only with a file or system event"), "{exe}");
+    assert_eq!(exe["path"], s.to_str().unwrap());
 }

@@ -11,6 +11,9 @@ pub const ARGV_LEN: usize = 1024;
 pub const KIND_EXEC: u32 = 1;
 pub const KIND_CLONE: u32 = 2;
 pub const KIND_EXIT: u32 = 3;
+pub const KIND_SCRIPT: u32 = 4;
+/// Script execs of one process followed at once until their interpreters open them.
+pub const SCRIPT_MARKS: usize = 4;
 pub const KIND_CONNECT: u32 = 10;
 pub const KIND_SEND: u32 = 11;
 pub const KIND_DNS: u32 = 12;
@@ -126,6 +129,18 @@ pub struct Exec {
     pub argv: [u8; ARGV_LEN],
     pub filename: [u8; PATH_LEN],
     pub cwd: Path,
+}
+
+/// `struct ioclab_script`: the file a script's interpreter opened by the script's name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Script {
+    pub hdr: Header,
+    pub exec_time_ns: u64,
+    pub fd: i32,
+    pub exact: u8,
+    pub _pad: [u8; 3],
+    pub file: File,
 }
 
 /// `struct ioclab_clone`.
@@ -266,6 +281,7 @@ pub struct ModuleRec {
 pub unsafe trait Record: Copy {}
 unsafe impl Record for Header {}
 unsafe impl Record for Exec {}
+unsafe impl Record for Script {}
 unsafe impl Record for Clone {}
 unsafe impl Record for Exit {}
 unsafe impl Record for Net {}
@@ -375,6 +391,12 @@ mod tests {
             "ioclab_exec.argv" => field!(Exec, argv),
             "ioclab_exec.filename" => field!(Exec, filename),
             "ioclab_exec.cwd" => field!(Exec, cwd),
+            "ioclab_script" => (0, size_of::<Script>()),
+            "ioclab_script.hdr" => field!(Script, hdr),
+            "ioclab_script.exec_time_ns" => field!(Script, exec_time_ns),
+            "ioclab_script.fd" => field!(Script, fd),
+            "ioclab_script.exact" => field!(Script, exact),
+            "ioclab_script.file" => field!(Script, file),
             "ioclab_clone" => (0, size_of::<Clone>()),
             "ioclab_clone.hdr" => field!(Clone, hdr),
             "ioclab_clone.flags" => field!(Clone, flags),
@@ -464,6 +486,8 @@ mod tests {
                 "IOCLAB_KIND_EXEC" => KIND_EXEC as u64,
                 "IOCLAB_KIND_CLONE" => KIND_CLONE as u64,
                 "IOCLAB_KIND_EXIT" => KIND_EXIT as u64,
+                "IOCLAB_KIND_SCRIPT" => KIND_SCRIPT as u64,
+                "IOCLAB_SCRIPT_MARKS" => SCRIPT_MARKS as u64,
                 "IOCLAB_KIND_CONNECT" => KIND_CONNECT as u64,
                 "IOCLAB_KIND_SEND" => KIND_SEND as u64,
                 "IOCLAB_KIND_DNS" => KIND_DNS as u64,

@@ -28,7 +28,10 @@ struct Hook {
 
 use EventKind::*;
 
-/// Events fed by the syscall-exit program (files.c).
+/// Events fed by the syscall-exit program (files.c). execve_script is not
+/// one: it takes its script's identity from that program (the file the
+/// interpreter opens) only when one of these attached it, so the process
+/// events alone keep syscalls off the slow path.
 const SYS_EXIT_EVENTS: &[EventKind] = &[
     FileCreate,
     Read,
@@ -71,6 +74,29 @@ const HOOKS: &[Hook] = &[
 /// ends each sendmmsg/recvmmsg, which lets the socket programs tell its messages apart).
 fn sys_exit_attached(enabled: &[EventKind]) -> bool {
     cfg!(target_arch = "x86_64") && SYS_EXIT_EVENTS.iter().any(|k| enabled.contains(k))
+}
+
+/// Whether the kernel side reports what scripts' interpreters open (the
+/// scripts' identity): execve_script on, and the syscall-exit program
+/// attached for another event (the defaults attach it).
+pub fn follows_scripts(enabled: &[EventKind]) -> bool {
+    sys_exit_attached(enabled) && enabled.contains(&ExecveScript)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_are_followed_only_where_syscalls_already_are() {
+        let defaults: Vec<EventKind> = EventKind::ALL.iter().copied().filter(|k| k.enabled_by_default()).collect();
+        assert!(follows_scripts(&defaults));
+        // the process events alone attach no syscall program, for scripts neither
+        let process = [Execve, ExecveScript, Exit, ExitGroup, Clone];
+        assert!(!sys_exit_attached(&process) && !follows_scripts(&process));
+        assert!(follows_scripts(&[ExecveScript, MmapExec]));
+        assert!(!follows_scripts(&[Execve, MmapExec]));
+    }
 }
 
 /// The `file_events` mask of files.c for the enabled events.
@@ -208,6 +234,7 @@ impl Programs {
             .set_global("send_records", &(opts.events.contains(&SendData) as u8), true)
             .set_global("file_events", &file_events(&opts.events), true)
             .set_global("mmsg_at_exit", &(sys_exit_attached(&opts.events) as u8), true)
+            .set_global("follow_scripts", &(follows_scripts(&opts.events) as u8), true)
             .set_global("agent_tgid", &std::process::id(), true)
             .set_global("max_eps_fs", &opts.max_eps_fs, true)
             .set_max_entries("events", ring_bytes)

@@ -109,13 +109,27 @@ pub enum Source {
     /// includes the `/proc/<pid>/...` links (`exe`, `fd/N`, `map_files/A-B`)
     /// that reach a file no name reaches any more (deleted, memfd).
     Lookup(PathBuf),
+    /// A name resolved in a process's own view: `path` looked up under
+    /// `root` (`/proc/<pid>/root`: its root directory, in its mount
+    /// namespace), never above it and through no `/proc` magic link; a
+    /// final symlink is not followed.
+    InRoot {
+        /// The directory `path` is resolved in (as if it were `/`).
+        root: PathBuf,
+        /// The name, absolute in that root.
+        path: PathBuf,
+    },
+    /// Every descriptor a process holds (`/proc/<pid>/fd`): the first that
+    /// is the file is read (an interpreter may move its script's descriptor).
+    Descriptors(PathBuf),
 }
 
 impl Source {
-    /// The path opened.
+    /// The path opened (for `InRoot`, the name in its root).
     pub fn path(&self) -> &Path {
         match self {
-            Source::Resolved(p) | Source::Lookup(p) => p,
+            Source::Resolved(p) | Source::Lookup(p) | Source::Descriptors(p) => p,
+            Source::InRoot { path, .. } => path,
         }
     }
 
@@ -123,15 +137,16 @@ impl Source {
     /// only then: the first open is `O_PATH` (no device or FIFO is opened,
     /// nothing blocks), the second reopens that very inode.
     fn open_checked(&self, key: &FileKey) -> Result<File, String> {
-        let nofollow = match self {
-            Source::Resolved(_) => libc::O_NOFOLLOW,
-            Source::Lookup(_) => 0,
+        let o_path = |p: &Path, nofollow: i32| {
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | nofollow).open(p)
         };
-        let handle = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | nofollow)
-            .open(self.path())
-            .map_err(|e| e.to_string())?;
+        let handle = match self {
+            Source::Resolved(p) => o_path(p, libc::O_NOFOLLOW),
+            Source::Lookup(p) => o_path(p, 0),
+            Source::InRoot { root, path } => o_path(root, libc::O_DIRECTORY).and_then(|dir| open_in_root(&dir, path)),
+            Source::Descriptors(dir) => return self.first_descriptor(dir, key),
+        }
+        .map_err(|e| e.to_string())?;
         let meta = handle.metadata().map_err(|e| e.to_string())?;
         if let Some(why) = key.mismatch(&meta) {
             return Err(why);
@@ -147,6 +162,46 @@ impl Source {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+impl Source {
+    /// The first descriptor in `dir` that is the file `key` names.
+    fn first_descriptor(&self, dir: &Path, key: &FileKey) -> Result<File, String> {
+        let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+        entries
+            .flatten()
+            .find_map(|fd| Source::Lookup(fd.path()).open_checked(key).ok())
+            .ok_or_else(|| "no descriptor of the process is the file".to_string())
+    }
+}
+
+/// `path` opened `O_PATH` under the directory `root` as
+/// `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` does: absolute names
+/// and `..` stay inside it, symlinks resolve inside it, and a final symlink
+/// is not followed.
+fn open_in_root(root: &File, path: &Path) -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL in the name"))?;
+    // SAFETY: open_how is plain data; all zeroes is valid.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid fd, C string and open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            name.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
 }
 
 /// A path from the kernel's bytes, as they are (not through a lossy string).
@@ -370,8 +425,9 @@ pub fn hash_now(path: &Text, key: FileKey, sources: &[Source], max_size: u64) ->
 /// Bytes read at a time.
 pub const CHUNK: usize = 64 * 1024;
 
-/// The identity of the file at `path` now (symlinks followed), to hash a
-/// file the kernel gave no identity for (a script).
+/// The identity of the file at `path` now (symlinks followed): only for a
+/// file the agent names itself (its own executable), never for one a
+/// process ran (the kernel gives those).
 pub fn key_of(path: &Path) -> std::io::Result<FileKey> {
     std::fs::metadata(path).map(|m| FileKey::from_metadata(&m))
 }
@@ -538,6 +594,50 @@ mod tests {
             }
         };
         assert!(m.sha256.is_none() && m.error.as_deref().unwrap().contains("changed while"), "{m:?}");
+    }
+
+    #[test]
+    fn a_name_in_a_root_never_leaves_it() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir(r.join("etc")).unwrap();
+        std::fs::write(r.join("etc/s.sh"), b"abc").unwrap();
+        let inside = key(&r.join("etc/s.sh"));
+        let in_root = |p: &str| Source::InRoot { root: r.to_path_buf(), path: p.into() };
+        // absolute names and .. are the root's
+        for p in ["/etc/s.sh", "/../../etc/s.sh"] {
+            let m = hash_now(&"/etc/s.sh".into(), inside, &[in_root(p)], u64::MAX);
+            assert_eq!(m.size, 3, "{p}: {m:?}");
+        }
+        // a symlink out of the root resolves inside it: the host's file is never reached
+        std::os::unix::fs::symlink("/etc/hostname", r.join("etc/up")).unwrap();
+        std::fs::create_dir(r.join("dir")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("dir/link")).unwrap();
+        let host = key(Path::new("/etc/hostname"));
+        for p in ["/etc/up", "/dir/link/hostname"] {
+            let m = hash_now(&"/x".into(), host, &[in_root(p)], u64::MAX);
+            assert!(m.sha256.is_none(), "{p}: {m:?}");
+        }
+        // /proc magic links are not followed
+        let me = key(Path::new("/proc/self/exe"));
+        let proc_root = Source::InRoot { root: "/".into(), path: "/proc/self/exe".into() };
+        let m = hash_now(&"/x".into(), me, &[proc_root], u64::MAX);
+        assert!(m.sha256.is_none(), "{m:?}");
+    }
+
+    #[test]
+    fn any_descriptor_of_a_process_holding_the_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("held");
+        std::fs::write(&p, b"abc").unwrap();
+        let k = key(&p);
+        let held = std::fs::File::open(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let m = hash_now(&"/held".into(), k, &[Source::Descriptors("/proc/self/fd".into())], u64::MAX);
+        assert_eq!(m.size, 3, "{m:?}");
+        drop(held);
+        let m = hash_now(&"/held".into(), k, &[Source::Descriptors("/proc/self/fd".into())], u64::MAX);
+        assert!(m.error.as_deref().unwrap().contains("no descriptor"), "{m:?}");
     }
 
     #[test]

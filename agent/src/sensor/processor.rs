@@ -1,7 +1,7 @@
 //! Turns decoded kernel records into Kunai events: process table, file
 //! hashes, IoC matching, then one JSON line each to the output.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use arc_swap::ArcSwapOption;
 
 mod filesys;
 mod module;
+mod script;
 mod tasks;
 
 use super::network::Network;
@@ -51,6 +52,13 @@ pub struct Processor {
     tasks: std::cell::RefCell<tasks::TaskCache>,
     /// Consumers of some cgroups' events (see [`super::tap`]).
     taps: super::tap::Taps,
+    /// Scripts whose interpreter has not opened them yet: process → its
+    /// script execs' times, oldest first.
+    scripts: HashMap<u32, Vec<u64>>,
+    /// The kernel side reports what scripts' interpreters open.
+    follow_scripts: bool,
+    /// The agent's own mount namespace (inode number).
+    mnt_ns: u32,
 }
 
 /// Events waiting for hashes, at most: past it the oldest is written
@@ -75,6 +83,8 @@ pub(crate) type Waits = Vec<(Slot, FileKey, Text)>;
 struct Waiting {
     ev: Event,
     waits: Waits,
+    /// An execve_script whose interpreter has not opened the script yet.
+    script: Option<script::ScriptWait>,
     deadline: Instant,
 }
 
@@ -208,6 +218,11 @@ impl Processor {
             net: Network::default(),
             tasks: Default::default(),
             taps: Default::default(),
+            scripts: HashMap::new(),
+            follow_scripts: crate::bpf::follows_scripts(
+                &crate::events::EventKind::ALL.iter().copied().filter(|k| config.enabled(*k)).collect::<Vec<_>>(),
+            ),
+            mnt_ns: script::own_mnt_ns(),
             config,
         })
     }
@@ -323,21 +338,32 @@ impl Processor {
                 }
                 None => true,
             });
-            if !w.waits.is_empty() {
-                let why = if force {
-                    "not hashed: the agent stopped before the file was read".to_string()
+            if !w.waits.is_empty() || w.script.is_some() {
+                let (why, script_why) = if force {
+                    (
+                        "not hashed: the agent stopped before the file was read".to_string(),
+                        "not hashed: the agent stopped before the script's interpreter opened it".to_string(),
+                    )
                 } else if i < overflow {
-                    "not hashed: too many events were waiting for hashes".to_string()
+                    let why = "not hashed: too many events were waiting for hashes";
+                    (why.to_string(), why.to_string())
                 } else if now >= w.deadline {
-                    format!(
-                        "not hashed within the {} ms budget: the file is still being read, \
-                         later events of it carry its hashes",
-                        self.budget.as_millis()
+                    let ms = self.budget.as_millis();
+                    (
+                        format!(
+                            "not hashed within the {ms} ms budget: the file is still being read, \
+                             later events of it carry its hashes"
+                        ),
+                        format!("not hashed: the interpreter had not opened the script within the {ms} ms budget"),
                     )
                 } else {
                     self.pending.push_back(w);
                     continue;
                 };
+                if let Some(s) = w.script.take() {
+                    self.forget_script(&s);
+                    s.fail(&mut w.ev.data, &script_why);
+                }
                 for (s, _, path) in w.waits.drain(..) {
                     if let Some(f) = slot(&mut w.ev.data, s) {
                         *f = filemeta::error_meta(&path, &why).into();
@@ -361,6 +387,10 @@ impl Processor {
                 Record::Exec(e).recycle();
                 None
             }
+            Record::Script(o) => {
+                self.script_opened(&o);
+                None
+            }
             Record::Clone { hdr, flags } => {
                 // make sure the parent is known (from /proc if need be) so the child inherits from it
                 self.procs.lookup(hdr.parent.tgid, hdr.parent.start_boottime, 0);
@@ -382,6 +412,7 @@ impl Processor {
                     error_code: error_code(exit_code),
                 };
                 let (kind, data) = if group_dead {
+                    self.script_process_ended(hdr.task.tgid);
                     self.procs.exit(hdr.task.tgid, hdr.task.start_boottime, hdr.time_ns);
                     self.net.forget((hdr.task.tgid, hdr.task.start_boottime));
                     (EventKind::ExitGroup, EventData::ExitGroup(exit))
@@ -458,16 +489,18 @@ impl Processor {
         }
     }
 
-    /// The script of an execve_script: no identity from the kernel (it only
-    /// keeps the interpreter's file), so the one its name reaches now, in
-    /// the process's view (see [`script_path`]).
-    fn script_ref(&mut self, e: &Exec, waits: &mut Waits) -> FileRef {
+    /// The script of an execve_script, named as the process named it (see
+    /// [`script_path`]): a placeholder and what to wait for, as its identity
+    /// comes when its interpreter opens it (see [`script`]); or why it
+    /// cannot be hashed.
+    fn script_ref(&mut self, e: &Exec) -> (FileRef, Option<script::ScriptWait>) {
         let (tgid, pid) = (e.hdr.task.tgid, e.hdr.task.pid);
         let cwd = e.cwd.as_deref();
         let given = String::from_utf8_lossy(&e.filename);
         if e.filename_truncated {
             let path: Text = format!("{given}…").as_str().into();
-            return filemeta::error_meta(&path, "not hashed: the script's name was truncated by the kernel").into();
+            let meta = filemeta::error_meta(&path, "not hashed: the script's name was truncated by the kernel");
+            return (meta.into(), None);
         }
         let (source, via_proc) = script_path(&e.filename, cwd, tgid, pid);
         let path: Text = if via_proc {
@@ -479,10 +512,12 @@ impl Processor {
         } else {
             absolute(&given, cwd.map(String::from_utf8_lossy).as_deref()).as_str().into()
         };
-        match filemeta::key_of(&source) {
-            Ok(key) => self.file_ref(key, &path, || vec![Source::Lookup(source)], Slot::Exe, waits),
-            Err(err) => filemeta::error_meta(&path, &format!("not hashed: {}: {err}", source.display())).into(),
+        if !self.follow_scripts {
+            let why = "not hashed: a script's identity is taken when its interpreter opens it, seen only \
+                       with a file or system event on (mmap_exec, prctl... as by default) on x86_64";
+            return (filemeta::error_meta(&path, why).into(), None);
         }
+        (script::unknown(&path), Some(script::ScriptWait::new(e, path)))
     }
 
     fn exec(&mut self, e: &Exec) {
@@ -499,7 +534,13 @@ impl Processor {
         let binary_meta = self.file_ref(e.exe_key, &binary_path, links, at, &mut waits);
         let parent = self.procs.lookup(e.hdr.parent.tgid, e.hdr.parent.start_boottime, 0);
         let (parent_exe, parent_command_line) = (parent.exe.clone(), parent.command_line.clone());
-        let script_meta = e.is_script.then(|| self.script_ref(e, &mut waits));
+        if e.is_script {
+            self.script_replaced(tgid);
+        }
+        let (script_meta, script_wait) = match e.is_script.then(|| self.script_ref(e)) {
+            Some((meta, wait)) => (Some(meta), wait),
+            None => (None, None),
+        };
         // later events of a script's process name the script, not its interpreter
         let exe = script_meta.as_ref().map_or_else(|| binary_path.clone(), |m| m.path.clone());
         let ancestors = self
@@ -526,7 +567,10 @@ impl Processor {
         };
         if self.wanted(data.kind()) {
             let ev = self.event_of(data, &e.hdr);
-            self.emit_waiting(ev, waits);
+            match script_wait {
+                Some(s) => self.emit_waiting_script(ev, waits, s),
+                None => self.emit_waiting(ev, waits),
+            }
         }
     }
 
@@ -557,7 +601,7 @@ impl Processor {
         if waits.is_empty() {
             return self.emit(ev);
         }
-        self.pending.push_back(Waiting { ev, waits, deadline: Instant::now() + self.budget });
+        self.pending.push_back(Waiting { ev, waits, script: None, deadline: Instant::now() + self.budget });
     }
 
     /// Matches, filters and writes one event.

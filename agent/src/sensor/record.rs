@@ -11,6 +11,8 @@ use crate::enrich::filemeta::FileKey;
 pub enum Record {
     /// A process replaced its image.
     Exec(Box<Exec>),
+    /// A script's interpreter opened the script.
+    Script(Box<ScriptOpen>),
     /// A new process.
     Clone {
         /// task = the child, parent = the caller.
@@ -52,7 +54,12 @@ impl Record {
     pub fn is_kernel_record(&self) -> bool {
         matches!(
             self,
-            Record::Exec(_) | Record::Clone { .. } | Record::Exit { .. } | Record::Net(_) | Record::FileSys(_)
+            Record::Exec(_)
+                | Record::Script(_)
+                | Record::Clone { .. }
+                | Record::Exit { .. }
+                | Record::Net(_)
+                | Record::FileSys(_)
         )
     }
 }
@@ -82,6 +89,28 @@ pub struct Exec {
     pub is_script: bool,
     /// Working directory, for scripts named by a relative path.
     pub cwd: Option<Vec<u8>>,
+}
+
+/// A decoded `struct ioclab_script`: what a script's interpreter opened
+/// by the script's name.
+#[derive(Debug)]
+pub struct ScriptOpen {
+    /// Header (the interpreter's task).
+    pub hdr: abi::Header,
+    /// `hdr.time_ns` of the exec it belongs to.
+    pub exec_time_ns: u64,
+    /// The descriptor the open returned.
+    pub fd: i32,
+    /// Opened by the very name given to execve (else by cwd + "/" + it).
+    pub exact: bool,
+    /// Identity of the opened file.
+    pub key: FileKey,
+    /// Its resolved path, as the kernel's bytes.
+    pub path: Vec<u8>,
+    /// The path resolution hit a limit: `path` is only its tail.
+    pub truncated: bool,
+    /// Unlinked, or a pseudo file (memfd).
+    pub deleted: bool,
 }
 
 /// What a network record reports.
@@ -337,6 +366,19 @@ pub fn decode(bytes: &[u8]) -> Record {
             x.cwd = (cwd > 0).then(|| e.cwd.bytes().to_vec());
             Record::Exec(x)
         }
+        abi::KIND_SCRIPT => match abi::view::<abi::Script>(bytes).copied().or_else(|| abi::read(bytes)) {
+            Some(o) => Record::Script(Box::new(ScriptOpen {
+                hdr: o.hdr,
+                exec_time_ns: o.exec_time_ns,
+                fd: o.fd,
+                exact: o.exact != 0,
+                key: FileKey::of_kernel(&o.file),
+                path: o.file.path.bytes().to_vec(),
+                truncated: o.file.path.truncated != 0,
+                deleted: o.file.path.deleted != 0,
+            })),
+            None => short("script"),
+        },
         abi::KIND_CLONE => match abi::read::<abi::Clone>(bytes) {
             Some(c) => Record::Clone { hdr: c.hdr, flags: c.flags },
             None => short("clone"),
@@ -525,6 +567,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // file/system records full of 0xff: lengths clamped
+        let mut b = vec![0xffu8; std::mem::size_of::<abi::Script>()];
+        b[..4].copy_from_slice(&abi::KIND_SCRIPT.to_ne_bytes());
+        assert!(matches!(decode(&b), Record::Script(s) if s.path.len() <= abi::PATH_LEN));
+        assert!(matches!(decode(&b[..200]), Record::Malformed { .. }));
         for kind in [abi::KIND_FILE, abi::KIND_PATHS, abi::KIND_SYS, abi::KIND_THROTTLED] {
             let mut b = vec![0xffu8; std::mem::size_of::<abi::PathsRec>()];
             b[..4].copy_from_slice(&kind.to_ne_bytes());
