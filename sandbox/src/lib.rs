@@ -16,6 +16,7 @@ pub mod detonation;
 pub mod dropped;
 pub mod fakenet;
 pub mod isolate;
+pub mod misp;
 pub mod report;
 pub mod runner;
 pub mod sample;

@@ -14,6 +14,7 @@ use ioclab_sandbox::api::queue::TaskLimits;
 use ioclab_sandbox::api::{self, auth, ApiConfig, AppState};
 use ioclab_sandbox::client::{CuckooClient, SubmitOptions};
 use ioclab_sandbox::detonation::{Detonator, Job, Target};
+use ioclab_sandbox::misp::SandboxToml;
 use ioclab_sandbox::report::{self, Mark, Report};
 use ioclab_sandbox::runner::{Sandbox, SandboxConfig};
 
@@ -166,6 +167,24 @@ Examples:
         #[command(flatten)]
         api: ApiTarget,
     },
+    /// Show sandbox.toml: every key with its default and meaning (--dump), or a file's effective settings.
+    #[command(after_help = "\
+Examples:
+  ioclab sandbox config --dump > /etc/ioclab/sandbox.toml      a starting point, every key commented
+  ioclab sandbox config -c ./sandbox.toml                      check a file, print what it amounts to
+
+sandbox.toml holds Cuckoo's two MISP modules under their processing.conf and
+reporting.conf names: [processing.misp] (look the report's IoCs up in MISP) and
+[reporting.misp] (send the report to MISP as an event). Without -c,
+/etc/ioclab/sandbox.toml is read when it exists.")]
+    Config {
+        /// Print every key with its default and meaning (a valid sandbox.toml).
+        #[arg(long, conflicts_with = "config")]
+        dump: bool,
+        /// The file to check (default: /etc/ioclab/sandbox.toml when it exists).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -284,6 +303,15 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        SandboxCommand::Config { dump, config } => {
+            if dump {
+                print!("{}", SandboxToml::dump());
+            } else {
+                let c = SandboxToml::load(config.as_deref())?;
+                print!("{}", c.to_toml_redacted());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! with their normalisation (`types`), and events as clients send them (`input`).
 
 pub mod input;
+pub mod levels;
 pub mod types;
 
 /// MISP's `date` (YYYY-MM-DD, UTC) of a Unix time.
