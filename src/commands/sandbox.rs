@@ -215,6 +215,7 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
                 Sandbox::new(SandboxConfig::default()).context("the sandbox cannot detonate on this machine")?,
             );
             let config = ApiConfig {
+                misp: Default::default(),
                 storage: storage.clone(),
                 token,
                 max_file_bytes: max_file_mb << 20,

@@ -365,18 +365,48 @@ fn push_match_any(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]
 
 /// Adds `AND col matches one of any AND col matches each of all AND col matches none of none`.
 fn push_cond(q: &mut QueryBuilder<'_, Sqlite>, col: &str, c: &Cond) {
+    push_cond_with(q, c, &|q, values| push_match_any(q, col, values));
+}
+
+/// [`push_cond`] with `matches` writing "the row matches one of these values".
+fn push_cond_with(
+    q: &mut QueryBuilder<'_, Sqlite>,
+    c: &Cond,
+    matches: &dyn Fn(&mut QueryBuilder<'_, Sqlite>, &[String]),
+) {
     if !c.any.is_empty() {
         q.push(" AND ");
-        push_match_any(q, col, &c.any);
+        matches(q, &c.any);
     }
     for v in &c.all {
         q.push(" AND ");
-        push_match_any(q, col, std::slice::from_ref(v));
+        matches(q, std::slice::from_ref(v));
     }
     if !c.none.is_empty() {
         q.push(" AND NOT ");
-        push_match_any(q, col, &c.none);
+        matches(q, &c.none);
     }
+}
+
+/// The `value` filter as MISP applies it: a composite attribute
+/// (`filename|md5`, `domain|ip`...) matches by its whole value or by either
+/// part (MISP's `value1`/`value2`), so the bare md5 of a sample finds the
+/// `filename|md5` a sandbox report became.
+fn push_value_cond(q: &mut QueryBuilder<'_, Sqlite>, c: &Cond) {
+    push_cond_with(q, c, &|q, values| {
+        let composite: Vec<String> = crate::model::types::TYPES
+            .iter()
+            .filter(|(t, _, _)| t.contains('|'))
+            .map(|(t, _, _)| format!("'{t}'"))
+            .collect();
+        q.push("(");
+        push_match_any(q, "a.value", values);
+        q.push(format!(" OR (a.type IN ({}) AND (", composite.join(", ")));
+        push_match_any(q, "substr(a.value, 1, instr(a.value, '|') - 1)", values);
+        q.push(" OR ");
+        push_match_any(q, "substr(a.value, instr(a.value, '|') + 1)", values);
+        q.push(")))");
+    });
 }
 
 /// Tag conditions. Tag names are resolved to ids once per statement (an
@@ -464,7 +494,7 @@ pub async fn event_ids(conn: &mut SqliteConnection, f: &Filters) -> Result<Vec<i
     if !(f.kind.is_empty() && f.value.is_empty() && f.category.is_empty() && f.to_ids.is_none()) {
         q.push(" AND EXISTS (SELECT 1 FROM attributes a WHERE a.event_id = e.id AND a.deleted = 0");
         push_cond(&mut q, "a.type", &f.kind);
-        push_cond(&mut q, "a.value", &f.value);
+        push_value_cond(&mut q, &f.value);
         push_cond(&mut q, "a.category", &f.category);
         if let Some(t) = f.to_ids {
             q.push(" AND a.to_ids = ").push_bind(t);
@@ -489,7 +519,7 @@ pub(super) fn push_attribute_filters(q: &mut QueryBuilder<'_, Sqlite>, f: &Filte
     }
     push_cond(q, "a.type", &f.kind);
     push_cond(q, "a.uuid", &f.uuid);
-    push_cond(q, "a.value", &f.value);
+    push_value_cond(q, &f.value);
     push_cond(q, "a.category", &f.category);
     if let Some(t) = f.to_ids {
         q.push(" AND a.to_ids = ").push_bind(t);

@@ -27,6 +27,7 @@ use self::db::{NewTask, TaskDb};
 use self::queue::{binary_path, report_path, task_dir, Queue, TaskLimits};
 use self::submit::{check_filename, check_url, TaskForm};
 use crate::detonation::Detonator;
+use crate::misp::SandboxToml;
 use crate::report::CUCKOO_VERSION;
 
 /// How the API runs.
@@ -42,6 +43,8 @@ pub struct ApiConfig {
     pub workers: usize,
     /// Limits of each task.
     pub limits: TaskLimits,
+    /// `sandbox.toml`: the MISP lookup (`[processing.misp]`) runs on each report when enabled.
+    pub misp: SandboxToml,
 }
 
 impl Default for ApiConfig {
@@ -52,6 +55,7 @@ impl Default for ApiConfig {
             max_file_bytes: submit::DEFAULT_MAX_FILE_BYTES,
             workers: 2,
             limits: TaskLimits::default(),
+            misp: SandboxToml::default(),
         }
     }
 }
@@ -71,7 +75,14 @@ impl AppState {
             tracing::warn!("task {id} was running when the server stopped: marked failed_analysis");
         }
         let _ = std::fs::create_dir_all(config.storage.join("binaries"));
-        let queue = Queue::start(db.clone(), config.storage.clone(), detonator, config.limits.clone(), config.workers);
+        let queue = Queue::start(
+            db.clone(),
+            config.storage.clone(),
+            detonator,
+            config.limits.clone(),
+            config.workers,
+            config.misp.processing.misp.clone(),
+        );
         Ok(AppState { db, config: Arc::new(config), queue })
     }
 }

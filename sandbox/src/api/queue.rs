@@ -10,6 +10,8 @@ use tokio::sync::{Notify, Semaphore};
 use super::db::{Status, TaskDb, TaskRow};
 use super::submit::parse_options;
 use crate::detonation::{self, Detonator, Job};
+use crate::misp::config::ProcessingMisp;
+use crate::misp::lookup;
 use crate::report;
 
 /// Limits every task gets.
@@ -52,6 +54,8 @@ pub struct Queue {
     limits: TaskLimits,
     wake: Notify,
     slots: Arc<Semaphore>,
+    /// The MISP lookup run on each report (when enabled).
+    processing_misp: ProcessingMisp,
 }
 
 impl Queue {
@@ -62,6 +66,7 @@ impl Queue {
         detonator: Arc<dyn Detonator>,
         limits: TaskLimits,
         workers: usize,
+        processing_misp: ProcessingMisp,
     ) -> Arc<Queue> {
         let q = Arc::new(Queue {
             db,
@@ -70,6 +75,7 @@ impl Queue {
             limits,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(workers.max(1))),
+            processing_misp,
         });
         tokio::spawn(q.clone().dispatch());
         q
@@ -160,7 +166,19 @@ impl Queue {
             }
         };
         self.db.set_status(id, Status::Completed, None).await?;
-        let written = tokio::task::spawn_blocking(move || write_report(&dir, &report::build(&job, &det))).await;
+        let built = tokio::task::spawn_blocking(move || report::build(&job, &det)).await;
+        let mut r = match built {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .db
+                    .set_status(id, Status::FailedReporting, Some(&format!("building the report crashed: {e}")))
+                    .await
+            }
+        };
+        // processing: a MISP that fails leaves its reason in the report, never fails the task
+        let _ = lookup::enrich(&mut r, &self.processing_misp).await;
+        let written = tokio::task::spawn_blocking(move || write_report(&dir, &r)).await;
         match written {
             Ok(Ok(())) => self.db.set_status(id, Status::Reported, None).await,
             Ok(Err(e)) => self.db.set_status(id, Status::FailedReporting, Some(&e)).await,

@@ -1,6 +1,8 @@
 //! Sandbox ↔ MISP: the `sandbox.toml` settings of Cuckoo's two MISP modules
-//! (`config`), reports turned into MISP events and sent once (`event`, `push`).
+//! (`config`), reports turned into MISP events and sent once (`event`, `push`),
+//! and MISP's knowledge looked up into reports (`lookup`).
 
 pub mod config;
+pub mod lookup;
 
 pub use config::{ProcessingMisp, ReportingMisp, SandboxToml};
