@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod auth;
 pub mod db;
+pub mod import;
 pub mod queue;
 pub mod submit;
 
