@@ -4,11 +4,14 @@
 //!
 //! Needs the venv of scripts/setup.sh (`.venv/`, with pykunai). Run with `make bench`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::misp_serve;
 use ioclab_intel::model::input::EventIn;
 use ioclab_intel::store::{Role, Store};
 use serde_json::json;
@@ -70,19 +73,7 @@ fn main() {
     });
     let seed_s = t.elapsed().as_secs_f64();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_ioclab"))
-        .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(&db)
-        .env("IOCLAB_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut server, port) = misp_serve(&db);
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,

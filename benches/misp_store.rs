@@ -5,12 +5,15 @@
 //! peak memory under 12 concurrent full searches. Each figure next to its
 //! target. Run with `make bench`.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{misp_serve, verdict};
 use ioclab_intel::model::input::EventIn;
 use ioclab_intel::store::{Role, Store};
 use serde_json::json;
@@ -22,14 +25,6 @@ const TAGS: usize = 200;
 const WRITERS: usize = 20;
 const WRITES_EACH: usize = 25;
 const SEARCHERS: usize = 12;
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "MET"
-    } else {
-        "MISSED"
-    }
-}
 
 fn seed(db: &Path) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -122,23 +117,6 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn start_server(db: &Path) -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ioclab"))
-        .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(db)
-        .env("IOCLAB_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, port)
-}
-
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("misp.db");
@@ -149,7 +127,7 @@ fn main() {
         EVENTS * PER_EVENT,
         t.elapsed().as_secs_f64()
     );
-    let (mut server, port) = start_server(&db);
+    let (mut server, port) = misp_serve(&db);
 
     // the tags filter: 5 tags that exist and the rest unknown, so the answer
     // is the same size and only the filter's length changes
@@ -214,7 +192,7 @@ fn main() {
     // 12 full searches at once on a fresh server: its memory stays bounded
     let _ = server.kill();
     let _ = server.wait();
-    let (mut server, port) = start_server(&db);
+    let (mut server, port) = misp_serve(&db);
     let before = vm_kib(server.id(), "VmHWM:");
     let searchers: Vec<_> = (0..SEARCHERS)
         .map(|_| {

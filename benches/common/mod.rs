@@ -136,3 +136,21 @@ pub fn spread(v: &[f64]) -> String {
     let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
     format!("rounds {lo:.3}..{hi:.3}")
 }
+
+/// `ioclab misp serve` over the store `db` on a free loopback port, once it listens: the process and its port.
+pub fn misp_serve(db: &Path) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ioclab"))
+        .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(db)
+        .env("IOCLAB_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "misp serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}

@@ -391,7 +391,10 @@ fn push_cond_with(
 /// The `value` filter as MISP applies it: a composite attribute
 /// (`filename|md5`, `domain|ip`...) matches by its whole value or by either
 /// part (MISP's `value1`/`value2`), so the bare md5 of a sample finds the
-/// `filename|md5` a sandbox report became.
+/// `filename|md5` a sandbox report became. Each part is looked up in its
+/// partial expression index (migration 0004): the terms repeat the indexes'
+/// expressions and their `instr(...) > 0` condition, and `+a.type` keeps
+/// SQLite from preferring the type index (every composite attribute).
 fn push_value_cond(q: &mut QueryBuilder<'_, Sqlite>, c: &Cond) {
     push_cond_with(q, c, &|q, values| {
         let composite: Vec<String> = crate::model::types::TYPES
@@ -399,13 +402,15 @@ fn push_value_cond(q: &mut QueryBuilder<'_, Sqlite>, c: &Cond) {
             .filter(|(t, _, _)| t.contains('|'))
             .map(|(t, _, _)| format!("'{t}'"))
             .collect();
+        let is_composite = format!("instr(a.value, '|') > 0 AND +a.type IN ({})", composite.join(", "));
         q.push("(");
         push_match_any(q, "a.value", values);
-        q.push(format!(" OR (a.type IN ({}) AND (", composite.join(", ")));
-        push_match_any(q, "substr(a.value, 1, instr(a.value, '|') - 1)", values);
-        q.push(" OR ");
-        push_match_any(q, "substr(a.value, instr(a.value, '|') + 1)", values);
-        q.push(")))");
+        for part in ["substr(a.value, 1, instr(a.value, '|') - 1)", "substr(a.value, instr(a.value, '|') + 1)"] {
+            q.push(format!(" OR ({is_composite} AND "));
+            push_match_any(q, part, values);
+            q.push(")");
+        }
+        q.push(")");
     });
 }
 
@@ -710,6 +715,28 @@ mod tests {
         assert_eq!(found(json!({"value": ["evil.example|203.0.113.5"]})).await, ["evil.example|203.0.113.5"]);
         assert_eq!(found(json!({"type": "filename|md5"})).await, ["x.exe|d41d8cd98f00b204e9800998ecf8427e"]);
         assert_eq!(found(json!({"value": {"OR": ["!important"]}})).await, ["!important"]);
+    }
+
+    /// A value search is index lookups, whole value and both parts of
+    /// composites, never a scan of the attributes (100,000 of them took 70 ms
+    /// a request when the parts were compared row by row).
+    #[tokio::test]
+    async fn value_searches_use_the_indexes_of_both_parts() {
+        use crate::store::Store;
+        let store = Store::in_memory().await.unwrap();
+        let f = Filters::from_body(&json!({"value": ["d41d8cd98f00b204e9800998ecf8427e", "c2.example"]})).unwrap();
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "EXPLAIN QUERY PLAN SELECT a.id FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1",
+        );
+        push_attribute_search(&mut q, &f);
+        let mut conn = store.pool().acquire().await.unwrap();
+        let plan: Vec<String> =
+            q.build().fetch_all(&mut *conn).await.unwrap().iter().map(|r| r.get::<String, _>(3)).collect();
+        let plan = plan.join("\n");
+        for index in ["attributes_value ", "attributes_value1 ", "attributes_value2 "] {
+            assert!(plan.contains(&format!("USING INDEX {index}")), "{index}not used:\n{plan}");
+        }
+        assert!(!plan.contains("SCAN a"), "{plan}");
     }
 
     #[tokio::test]
