@@ -1,5 +1,6 @@
 //! `ioclab sandbox`: detonate a sample once, serve the Cuckoo-compatible
-//! API, and talk to that API (or a real Cuckoo 2.0) as a client.
+//! API, talk to that API (or a real Cuckoo 2.0, or a CAPEv2) as a client,
+//! and import reports written elsewhere (MISP lookup, local task store).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

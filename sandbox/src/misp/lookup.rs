@@ -116,6 +116,18 @@ pub struct Outcome {
     pub requests: usize,
 }
 
+/// `/attributes/restSearch`'s answer: `{"response": {"Attribute": [...]}}`.
+#[derive(Deserialize)]
+struct SearchAnswer {
+    response: Found,
+}
+
+#[derive(Deserialize)]
+struct Found {
+    #[serde(rename = "Attribute", default)]
+    attributes: Vec<FoundAttribute>,
+}
+
 /// The part of a restSearch attribute the lookup reads.
 #[derive(Deserialize)]
 struct FoundAttribute {
@@ -193,16 +205,7 @@ pub async fn look_up(
         requests += 1;
         let url = client.url("/attributes/restSearch");
         let shape = |message: String| LookupError::Shape { url: url.clone(), message };
-        #[derive(Deserialize)]
-        struct Found {
-            #[serde(rename = "Attribute", default)]
-            attributes: Vec<FoundAttribute>,
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            response: Found,
-        }
-        let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| shape(e.to_string()))?;
+        let answer: SearchAnswer = serde_json::from_slice(&bytes).map_err(|e| shape(e.to_string()))?;
         for a in answer.response.attributes {
             if only_ids && !flag(&a.to_ids) {
                 continue;
@@ -227,8 +230,9 @@ pub async fn look_up(
     found.retain(|_, (iocs, _)| !iocs.is_empty());
     if !found.is_empty() {
         // the search's Event summary has no date nor level: one index request for all of them
+        // index filters take alternatives separated by `|`, in MISP and in the embedded store
         let ids: Vec<String> = found.keys().map(u64::to_string).collect();
-        let bytes = client.post_raw("/events/index", &json!({"eventid": ids})).await?;
+        let bytes = client.post_raw("/events/index", &json!({"eventid": ids.join("|")})).await?;
         requests += 1;
         let url = client.url("/events/index");
         let events: Vec<FoundEvent> =
