@@ -21,6 +21,7 @@ PACKAGES=(
   python3-venv
   procps         # ps, pgrep for the tests
   iproute2       # ip: the sandbox's network namespace (loopback, local route for every address)
+  openssl        # a TLS listener with a self-signed certificate (MISP client diagnosis tests)
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }

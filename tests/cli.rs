@@ -7,46 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn ioclab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ioclab"))
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = ioclab().args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-/// A child killed when the test ends, failed assertions included: a leaked
-/// server or agent would hold the test's output open and outlive it.
-struct Reaped(std::process::Child);
-
-impl std::ops::Deref for Reaped {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reaped {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+mod common;
+use common::{in_ci, ioclab, misp_serve, run, Reaped};
 
 fn is_root() -> bool {
     // SAFETY: no preconditions.
@@ -468,24 +430,6 @@ fn misp_key(db: &Path, email: &str, extra: &[&str]) -> String {
     key
 }
 
-/// `ioclab misp serve` on a free loopback port over the store `db`; returns it and its URL.
-fn misp_serve(db: &Path) -> (Reaped, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let server = Reaped(
-        ioclab()
-            .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db", db.to_str().unwrap()])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "misp serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, format!("http://127.0.0.1:{port}"))
-}
-
 /// POSTs JSON to the store with curl; the answer's body (the request must succeed).
 fn misp_post(url: &str, key: &str, path: &str, body: &str) -> String {
     let out = Command::new("curl")
@@ -646,62 +590,6 @@ fn misp_event_to_agent_detection() {
     signal(agent.id(), libc::SIGTERM);
     assert!(agent.wait().unwrap().success());
     drop(server);
-}
-
-/// A one-shot HTTP proxy on loopback answering 502; returns its URL and the
-/// request line it will have received.
-fn fake_proxy() -> (String, std::thread::JoinHandle<String>) {
-    use std::io::{BufRead, BufReader};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(conn.try_clone().unwrap());
-        let mut first = String::new();
-        reader.read_line(&mut first).unwrap();
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap() > 2 {
-            line.clear();
-        }
-        conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-        first.trim_end().to_string()
-    });
-    (url, handle)
-}
-
-#[test]
-fn misp_requests_go_through_http_proxy_unless_no_proxy() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
-    // the "MISP" is a closed loopback port: only the proxy can answer
-    std::fs::write(
-        &cfg,
-        format!("[misp]\nname = \"lab\"\nurl = \"http://127.0.0.2:9\"\nkey = \"{}\"\n", "k".repeat(40)),
-    )
-    .unwrap();
-    let (proxy, request) = fake_proxy();
-    let out = ioclab()
-        .args(["misp", "check", "-c"])
-        .arg(&cfg)
-        .env("HTTP_PROXY", &proxy)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(request.join().unwrap(), "GET http://127.0.0.2:9/servers/getVersion HTTP/1.1");
-    assert!(!out.status.success());
-    assert!(err.contains("502") && err.contains("NO_PROXY"), "the proxy is named as the cause: {err}");
-
-    let out = ioclab()
-        .args(["misp", "check", "-c"])
-        .arg(&cfg)
-        .env("HTTP_PROXY", "http://127.0.0.1:9")
-        .env("NO_PROXY", "127.0.0.2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot connect") && err.contains("127.0.0.2:9"), "direct, as NO_PROXY says: {err}");
 }
 
 #[test]

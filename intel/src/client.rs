@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// Why a request to MISP failed, with what to do about it.
-#[derive(Debug, thiserror::Error)]
+use crate::diagnose::{culprit, Culprit, Diagnosis, Refusal};
+
+/// Why a request to MISP failed. Its `Display` is the [`Diagnosis`] on
+/// one line (what failed, the likely cause, what to do), so every command
+/// printing it gives the same advice.
+#[derive(Debug)]
 pub enum ClientError {
     /// The client could not be set up.
-    #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
     /// Nothing answered.
-    #[error("{url}: cannot connect ({detail}). Is MISP running there, and the URL (scheme, host, port) right?")]
     Unreachable {
         /// The URL.
         url: String,
@@ -23,37 +25,56 @@ pub enum ClientError {
         detail: String,
     },
     /// TLS failed.
-    #[error("{url}: TLS failure ({detail}). For a lab MISP with a self-signed certificate set `ssl = false` in the [misp] section, or give its CA with `ca_file`.")]
     Tls {
         /// The URL.
         url: String,
         /// What TLS said.
         detail: String,
     },
-    /// 401/403.
-    #[error("{url}: HTTP {status}, authentication failed. Check the API key (40 characters, from MISP: My Profile → Auth keys) and that the user is allowed to use the API.")]
+    /// 401/403: the key was refused.
     Auth {
         /// The URL.
         url: String,
         /// 401 or 403.
         status: u16,
+        /// MISP's message.
+        message: String,
     },
-    /// 404 on a path every MISP has.
-    #[error("{url}: HTTP 404. Is the base URL right? It is the MISP root (e.g. https://misp.example), without /events or a trailing path.")]
+    /// 403: the key was accepted, its role may not do this.
+    Forbidden {
+        /// The URL.
+        url: String,
+        /// MISP's message.
+        message: String,
+    },
+    /// 404: no such endpoint (wrong base URL) or no such object.
     NotFound {
         /// The URL.
         url: String,
+        /// MISP's message, when the answer was MISP's JSON.
+        message: Option<String>,
     },
-    /// A proxy's gateway error.
-    #[error("{url}: HTTP {status} from a gateway. A proxy is in the way: add the MISP host to NO_PROXY, or check that the proxy can reach it.")]
+    /// A gateway's error (502, 503 without MISP's envelope, 504).
     Gateway {
         /// The URL.
         url: String,
-        /// 502 or 504.
+        /// The status.
         status: u16,
+        /// The start of the body.
+        message: String,
+    },
+    /// MISP refused what was sent: validation errors, a duplicate.
+    Rejected {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+        /// MISP's envelope (boxed: errors stay small on the happy path).
+        refusal: Box<Refusal>,
+        /// The attribute of the request it points at, if any.
+        culprit: Option<Box<Culprit>>,
     },
     /// Any other HTTP error.
-    #[error("{url}: HTTP {status}: {message}")]
     Http {
         /// The URL.
         url: String,
@@ -63,7 +84,6 @@ pub enum ClientError {
         message: String,
     },
     /// The answer is bigger than the client takes.
-    #[error("{url}: the answer is larger than the {} limit; if that much is expected, raise `max_answer_mib` in the [misp] section", size(*limit))]
     TooLarge {
         /// The URL.
         url: String,
@@ -71,7 +91,6 @@ pub enum ClientError {
         limit: usize,
     },
     /// The answer is not the JSON expected.
-    #[error("{url}: the answer is not JSON ({detail}); is this a MISP?")]
     NotJson {
         /// The URL.
         url: String,
@@ -79,6 +98,73 @@ pub enum ClientError {
         detail: String,
     },
 }
+
+impl ClientError {
+    /// The URL of the failed request (none for a setup failure).
+    pub fn url(&self) -> Option<&str> {
+        use ClientError as E;
+        match self {
+            E::Setup(_) => None,
+            E::Unreachable { url, .. }
+            | E::Tls { url, .. }
+            | E::Auth { url, .. }
+            | E::Forbidden { url, .. }
+            | E::NotFound { url, .. }
+            | E::Gateway { url, .. }
+            | E::Rejected { url, .. }
+            | E::Http { url, .. }
+            | E::TooLarge { url, .. }
+            | E::NotJson { url, .. } => Some(url),
+        }
+    }
+
+    /// Whether MISP said the object sent exists already (add it with an edit instead).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, ClientError::Http { status: 404, message, .. } if message.contains("already exists"))
+    }
+
+    /// What it means and what to do (the proxy variables of this process considered).
+    pub fn diagnose(&self) -> Diagnosis {
+        Diagnosis::of(self)
+    }
+
+    /// The error for a non-2xx answer: `body` read as MISP's envelope, `sent`
+    /// the request's JSON (to name the attribute a validation error is about).
+    fn from_answer(url: &str, status: u16, body: &[u8], sent: Option<&Value>) -> ClientError {
+        let refusal = Refusal::parse(body);
+        let start = || String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
+        let message = refusal.as_ref().map_or_else(start, |r| r.message.clone());
+        let url = url.to_string();
+        match (status, refusal) {
+            (401, _) => ClientError::Auth { url, status, message },
+            (403, Some(r)) if r.is_validation() && !r.is_authentication() => {
+                let culprit = sent.and_then(|s| culprit(&r, s)).map(Box::new);
+                ClientError::Rejected { url, status, refusal: Box::new(r), culprit }
+            }
+            (403, Some(r)) if r.is_permission() && !r.is_authentication() => ClientError::Forbidden { url, message },
+            (403, _) => ClientError::Auth { url, status, message },
+            // MISP's duplicate: kept as `Http` (callers match its message to edit instead)
+            (404, Some(r)) if r.message.contains("already exists") => ClientError::Http { url, status, message },
+            (404, r) => ClientError::NotFound { url, message: r.map(|r| r.message) },
+            (400 | 405 | 422, Some(r)) => {
+                let culprit = sent.and_then(|s| culprit(&r, s)).map(Box::new);
+                ClientError::Rejected { url, status, refusal: Box::new(r), culprit }
+            }
+            // a gateway's page is not MISP's envelope; MISP's own 503 (busy) is
+            (502 | 504, _) | (503, None) => ClientError::Gateway { url, status, message },
+            _ => ClientError::Http { url, status, message },
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the advice lives in one place: diagnose.rs
+        std::fmt::Display::fmt(&self.diagnose(), f)
+    }
+}
+
+impl std::error::Error for ClientError {}
 
 /// A client for one MISP.
 #[derive(Clone)]
@@ -111,7 +197,7 @@ async fn body_within(mut resp: reqwest::Response, url: &str, limit: usize) -> Re
 }
 
 /// A size as people read it: whole MiB, or bytes.
-fn size(bytes: usize) -> String {
+pub(crate) fn size(bytes: usize) -> String {
     if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
         format!("{} MiB", bytes >> 20)
     } else {
@@ -164,13 +250,18 @@ impl MispClient {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> Result<Value, ClientError> {
-        let body = self.send_raw(req, url).await?;
+    async fn send(&self, req: reqwest::RequestBuilder, url: &str, sent: Option<&Value>) -> Result<Value, ClientError> {
+        let body = self.send_raw(req, url, sent).await?;
         serde_json::from_slice(&body).map_err(|e| ClientError::NotJson { url: url.into(), detail: e.to_string() })
     }
 
     /// The body of a successful answer, unparsed.
-    async fn send_raw(&self, req: reqwest::RequestBuilder, url: &str) -> Result<bytes::Bytes, ClientError> {
+    async fn send_raw(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+        sent: Option<&Value>,
+    ) -> Result<bytes::Bytes, ClientError> {
         let resp = req
             .header("Authorization", &self.key)
             .header("Accept", "application/json")
@@ -188,18 +279,8 @@ impl MispClient {
             })?;
         let status = resp.status().as_u16();
         let body = body_within(resp, url, self.answer_limit).await?;
-        match status {
-            200..=299 => {}
-            401 | 403 => return Err(ClientError::Auth { url: url.into(), status }),
-            404 if url.ends_with("/servers/getVersion") => return Err(ClientError::NotFound { url: url.into() }),
-            502 | 504 => return Err(ClientError::Gateway { url: url.into(), status }),
-            _ => {
-                let message = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["message"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-                return Err(ClientError::Http { url: url.into(), status, message });
-            }
+        if !(200..300).contains(&status) {
+            return Err(ClientError::from_answer(url, status, &body, sent));
         }
         Ok(body)
     }
@@ -207,19 +288,36 @@ impl MispClient {
     /// POST `body` to `path`; the answer's bytes (for callers that parse them into their own types).
     pub async fn post_raw(&self, path: &str, body: &Value) -> Result<bytes::Bytes, ClientError> {
         let url = self.url(path);
-        self.send_raw(self.http.post(&url).json(body), &url).await
+        self.send_raw(self.http.post(&url).json(body), &url, Some(body)).await
     }
 
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
         let url = self.url(path);
-        self.send(self.http.get(&url), &url).await
+        self.send(self.http.get(&url), &url, None).await
     }
 
     /// POST `body` to `path`.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let url = self.url(path);
-        self.send(self.http.post(&url).json(body), &url).await
+        self.send(self.http.post(&url).json(body), &url, Some(body)).await
+    }
+
+    /// The diagnosis of `err`, completed by asking MISP whose key this is
+    /// when its role is in question (so the advice names the role it has).
+    pub async fn explain(&self, err: &ClientError) -> Diagnosis {
+        let mut d = err.diagnose();
+        if d.problem == crate::diagnose::Problem::NoPermission {
+            if let Ok(me) = self.get("/users/view/me").await {
+                let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+                d.likely_cause.push_str(&format!(
+                    " (this key is {}'s, whose role is `{}`)",
+                    s(&me["User"]["email"]),
+                    s(&me["Role"]["name"])
+                ));
+            }
+        }
+        d
     }
 
     /// GET an absolute URL without the API key (feeds are public files).

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod connections;
+pub mod diagnose;
 pub mod export;
 pub mod model;
 pub mod server;

@@ -1,11 +1,13 @@
 //! The embedded store over HTTP without Python: MISP-shaped errors (bad key,
 //! bad JSON, wrong types, oversized bodies, unknown endpoints), the client's
-//! diagnoses, warninglists on paged searches, and export --sync.
+//! diagnoses (refused port, self-signed TLS, bad key, missing role, wrong
+//! base URL, refused attribute), warninglists on paged searches, and export --sync.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ioclab_intel::client::{ClientError, MispClient};
+use ioclab_intel::diagnose::{Diagnosis, Problem};
 use ioclab_intel::export::config::ExportConfig;
 use ioclab_intel::export::{self, ExportOptions};
 use ioclab_intel::server::{self, AppState, BODY_LIMIT};
@@ -122,6 +124,162 @@ async fn client_diagnoses_failures() {
     let tls = MispClient::new(&url.replace("http://", "https://"), &key, true, None).unwrap();
     let e = tls.get("/servers/getVersion").await.unwrap_err();
     assert!(matches!(e, ClientError::Tls { .. } | ClientError::Unreachable { .. }), "{e}");
+}
+
+/// A TLS listener (`openssl s_server`) with a fresh self-signed certificate
+/// for 127.0.0.1; killed on drop. Returns it, its URL and the certificate.
+struct SelfSignedTls {
+    server: std::process::Child,
+    url: String,
+    cert: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SelfSignedTls {
+    fn start() -> SelfSignedTls {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl (installed by scripts/setup.sh)");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = SelfSignedTls { server, url: format!("https://127.0.0.1:{port}"), cert, _dir: dir };
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        t
+    }
+}
+
+impl Drop for SelfSignedTls {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// The diagnosis of `e`, ignoring any proxy variable of the test's environment.
+fn explain(e: &ClientError) -> Diagnosis {
+    Diagnosis::with_proxy(e, None)
+}
+
+#[tokio::test]
+async fn diagnosis_unreachable_and_tls() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let nobody = MispClient::new(&format!("http://127.0.0.1:{port}"), &"k".repeat(40), true, None).unwrap();
+    let d = explain(&nobody.get("/servers/getVersion").await.unwrap_err());
+    assert_eq!(d.problem, Problem::Unreachable, "{d:#}");
+    assert!(d.what_failed.contains(&format!("127.0.0.1:{port}/servers/getVersion")), "{d:#}");
+    assert!(d.likely_cause.contains("nothing listens"), "connection refused is named: {d:#}");
+
+    let tls = SelfSignedTls::start();
+    let strict = MispClient::new(&tls.url, &"k".repeat(40), true, None).unwrap();
+    let d = explain(&strict.get("/servers/getVersion").await.unwrap_err());
+    assert_eq!(d.problem, Problem::Tls, "{d:#}");
+    assert!(d.likely_cause.contains("self-signed"), "{d:#}");
+    assert!(d.what_to_do.contains("ssl = false") && d.what_to_do.contains("ca_file"), "{d:#}");
+    // both fixes the diagnosis names get past TLS: the next failure is that s_server is no MISP
+    for client in [
+        MispClient::new(&tls.url, &"k".repeat(40), true, Some(&tls.cert)).unwrap(),
+        MispClient::new(&tls.url, &"k".repeat(40), false, None).unwrap(),
+    ] {
+        let d = explain(&client.get("/servers/getVersion").await.unwrap_err());
+        assert_eq!(d.problem, Problem::NotJson, "TLS passed: {d:#}");
+    }
+    // a CA file that is not a certificate is a setup failure naming the file
+    let bad = tls.cert.with_file_name("key.pem.missing");
+    let d = explain(&MispClient::new(&tls.url, "k", true, Some(&bad)).err().unwrap());
+    assert_eq!(d.problem, Problem::Setup, "{d:#}");
+    assert!(d.what_failed.contains("key.pem.missing"), "{d:#}");
+}
+
+#[tokio::test]
+async fn diagnosis_bad_key_missing_role_and_wrong_base() {
+    let (url, key, store) = start().await;
+    let bad = MispClient::new(&url, &"k".repeat(40), true, None).unwrap();
+    let d = explain(&bad.get("/servers/getVersion").await.unwrap_err());
+    assert_eq!(d.problem, Problem::BadKey, "{d:#}");
+    assert!(d.what_failed.contains("Authentication failed"), "MISP's words are quoted: {d:#}");
+    assert!(d.what_to_do.contains("keys create"), "{d:#}");
+
+    // `start` made a `user` key: it adds events but may not publish them
+    let user = MispClient::new(&url, &key, true, None).unwrap();
+    let ev = user.post("/events/add", &json!({"Event": {"info": "role test"}})).await.unwrap();
+    let id = ev["Event"]["id"].as_str().unwrap().to_string();
+    let e = user.post(&format!("/events/publish/{id}"), &json!({})).await.unwrap_err();
+    assert!(matches!(e, ClientError::Forbidden { .. }), "{e:?}");
+    let d = explain(&e);
+    assert_eq!(d.problem, Problem::NoPermission, "{d:#}");
+    assert!(d.likely_cause.contains("perm_publish"), "{d:#}");
+    assert!(d.what_to_do.contains("--role publisher"), "the role needed is named: {d:#}");
+    let d = user.explain(&e).await;
+    assert!(d.likely_cause.ends_with("(this key is analyst@lab.example's, whose role is `user`)"), "{d:#}");
+    let e = user.post("/events/add", &json!({"Event": {"info": "published", "published": true}})).await.unwrap_err();
+    assert!(explain(&e).what_to_do.contains("--role publisher"), "{e}");
+    // a publisher's key does it
+    let publisher = store.create_key("boss@lab.example", Role::Publisher).await.unwrap();
+    let publisher = MispClient::new(&url, &publisher, true, None).unwrap();
+    publisher.post(&format!("/events/publish/{id}"), &json!({})).await.unwrap();
+
+    let wrong = MispClient::new(&format!("{url}/misp/"), &key, true, None).unwrap();
+    let d = explain(&wrong.get("/servers/getVersion").await.unwrap_err());
+    assert_eq!(d.problem, Problem::WrongBaseUrl, "{d:#}");
+    assert!(d.likely_cause.contains("\"/misp\""), "the path in the base URL is named: {d:#}");
+    assert!(d.what_to_do.contains(&format!("set the url to {url} ")), "the root URL is given: {d:#}");
+
+    // a missing event is not a wrong base URL
+    let d = explain(&user.get("/events/view/424242").await.unwrap_err());
+    assert_eq!(d.problem, Problem::NotFound, "{d:#}");
+}
+
+#[tokio::test]
+async fn diagnosis_quotes_the_attribute_misp_refused() {
+    let (url, key, store) = start().await;
+    let user = MispClient::new(&url, &key, true, None).unwrap();
+    let event = json!({"Event": {"info": "one bad attribute", "Attribute": [
+        {"type": "domain", "value": "good.example", "to_ids": true},
+        {"type": "sha256", "value": "not-a-hash", "to_ids": true},
+    ]}});
+    let e = user.post("/events/add", &event).await.unwrap_err();
+    let ClientError::Rejected { culprit: Some(c), .. } = &e else { panic!("{e:?}") };
+    assert_eq!((c.place.as_str(), c.kind.as_str(), c.value.as_str()), ("Attribute 1", "sha256", "not-a-hash"));
+    let d = explain(&e);
+    assert_eq!(d.problem, Problem::Rejected, "{d:#}");
+    assert!(d.likely_cause.contains("Attribute 1 (sha256 \"not-a-hash\")"), "{d:#}");
+    assert!(d.likely_cause.contains("hex digest"), "MISP's reason is quoted: {d:#}");
+    assert!(e.to_string().contains("not-a-hash"), "Display is the diagnosis: {e}");
+    // nothing half-written: the event was refused whole
+    assert!(store.index(&Default::default()).await.unwrap().is_empty());
+
+    // the same event twice: a duplicate, and the advice is to update it
+    let uuid = "5e0c2f32-0000-4000-8000-000000000001";
+    let ok = json!({"Event": {"info": "dup", "uuid": uuid}});
+    user.post("/events/add", &ok).await.unwrap();
+    let e = user.post("/events/add", &ok).await.unwrap_err();
+    assert!(e.is_duplicate(), "{e:?}");
+    let d = explain(&e);
+    assert_eq!(d.problem, Problem::Rejected, "{d:#}");
+    assert!(d.what_to_do.contains("events/edit"), "{d:#}");
 }
 
 #[tokio::test]

@@ -378,6 +378,12 @@ impl CuckooClient {
         Ok(Report::from_slice(&bytes, &self.url(&format!("/tasks/report/{id}")))?)
     }
 
+    /// A stored sample by SHA-256 (`GET /files/get/<sha256>`, as in Cuckoo 2.0).
+    pub async fn sample(&self, sha256: &str) -> Result<bytes::Bytes, ClientError> {
+        let url = self.url(&format!("/files/get/{sha256}"));
+        self.send(self.http.get(&url), &url).await
+    }
+
     /// The task's folder as a bzip2 tarball.
     pub async fn report_all(&self, id: i64) -> Result<bytes::Bytes, ClientError> {
         let url = self.url(&format!("/tasks/report/{id}/all"));

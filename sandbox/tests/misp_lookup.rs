@@ -263,7 +263,7 @@ fn the_queue_looks_each_report_up_and_a_dead_misp_fails_no_task() {
     let with = |cfg: ProcessingMisp| {
         let mut misp = SandboxToml::default();
         misp.processing.misp = cfg;
-        fixture::serve_with(ApiConfig { misp, ..Default::default() })
+        fixture::serve_config(ApiConfig { misp, ..Default::default() })
     };
     let r = submit(&with(config(&url, &key)));
     assert_eq!(r.misp.len(), 1, "{:?}", r.misp_lookup_error);

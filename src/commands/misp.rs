@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use ioclab_intel::client::ClientError;
 use ioclab_intel::export::config::ExportConfig;
 use ioclab_intel::export::output::Target;
 use ioclab_intel::export::{self, ExportOptions};
@@ -251,24 +252,40 @@ pub fn run(args: MispArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(if any { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        MispCommand::Check { config } => runtime()?.block_on(async {
-            let cfg = ExportConfig::from_file(&config)?;
-            let c = cfg.misp.client()?;
-            let v = c.get("/servers/getVersion").await?;
-            println!("MISP {} at {}", v["version"].as_str().unwrap_or("?"), cfg.misp.url);
-            let me = c.get("/users/view/me").await?;
-            println!(
-                "user {} (organisation {}), role {}",
-                me["User"]["email"].as_str().unwrap_or("?"),
-                me["Organisation"]["name"].as_str().unwrap_or("?"),
-                me["Role"]["name"].as_str().unwrap_or("?")
-            );
-            if !cfg.misp.ssl {
-                println!("warning: TLS certificates are not verified (ssl = false)");
-            }
-            Ok(ExitCode::SUCCESS)
-        }),
+        MispCommand::Check { config } => runtime()?.block_on(check(&config)),
     }
+}
+
+/// `ioclab misp check`: what the MISP says about itself and the key, or the
+/// diagnosis of what failed (the same words the export and the sandbox print).
+async fn check(config: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = ExportConfig::from_file(config)?;
+    let report = async {
+        let c = cfg.misp.client()?;
+        let v = c.get("/servers/getVersion").await?;
+        let me = c.get("/users/view/me").await?;
+        Ok::<_, ClientError>((v, me))
+    };
+    let (v, me) = match report.await {
+        Ok(answers) => answers,
+        Err(e) => {
+            eprintln!("ioclab misp check: {:#}", e.diagnose());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("MISP {} at {}", v["version"].as_str().unwrap_or("?"), cfg.misp.url);
+    let can = |perm: &str| me["Role"][perm].as_bool().unwrap_or(false);
+    println!(
+        "user {} (organisation {}), role {}: {}",
+        me["User"]["email"].as_str().unwrap_or("?"),
+        me["Organisation"]["name"].as_str().unwrap_or("?"),
+        me["Role"]["name"].as_str().unwrap_or("?"),
+        if can("perm_publish") { "may add and publish events" } else { "may add events, not publish them" }
+    );
+    if !cfg.misp.ssl {
+        println!("warning: TLS certificates are not verified (ssl = false)");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use ioclab_intel::warninglists::Warninglists;
 use ioclab_sandbox::api::db::TaskDb;
 use ioclab_sandbox::api::queue::TaskLimits;
 use ioclab_sandbox::api::{self, auth, ApiConfig, AppState};
 use ioclab_sandbox::client::{Backend, BackendKind, SubmitOptions, TaskStatus};
 use ioclab_sandbox::detonation::{Detonator, Job, Target};
-use ioclab_sandbox::misp::lookup;
-use ioclab_sandbox::misp::SandboxToml;
+use ioclab_sandbox::misp::{self, lookup, ReportingMisp, SandboxToml};
 use ioclab_sandbox::report::{self, Mark, Report};
 use ioclab_sandbox::runner::{Sandbox, SandboxConfig};
 
@@ -109,8 +109,8 @@ The folder holds reports/report.json (Cuckoo 2.0.7's layout), the sample as
         /// Package that runs it (sh, bash, python, elf...; default: chosen from the content).
         #[arg(long)]
         package: Option<String>,
-        /// sandbox.toml: with `[processing.misp] enabled`, the report's IoCs are looked up in MISP (default: /etc/ioclab/sandbox.toml when it exists).
-        #[arg(short = 'c', long = "config")]
+        /// sandbox.toml: with [processing.misp] enabled = true the report's IoCs are looked up in MISP, with [reporting.misp] enabled = true it goes to MISP (default: /etc/ioclab/sandbox.toml when it exists).
+        #[arg(short, long)]
         config: Option<PathBuf>,
     },
     /// Serve the Cuckoo 2.0.7-compatible REST API (misp-modules and Cuckoo clients work against it).
@@ -149,8 +149,8 @@ Tasks a killed server left running are marked failed_analysis at start.")]
         /// Process limit of each task.
         #[arg(long, default_value_t = 256)]
         max_pids: u32,
-        /// sandbox.toml: with `[processing.misp] enabled`, each report's IoCs are looked up in MISP (default: /etc/ioclab/sandbox.toml when it exists).
-        #[arg(short = 'c', long = "config")]
+        /// sandbox.toml: with [processing.misp] enabled = true each report's IoCs are looked up in MISP, with [reporting.misp] enabled = true it goes to MISP (default: /etc/ioclab/sandbox.toml when it exists).
+        #[arg(short, long)]
         config: Option<PathBuf>,
     },
     /// Submit a file to ioclab, a real Cuckoo 2.0 or a CAPEv2; print the task id (or, with --wait, the summary).
@@ -259,6 +259,39 @@ rewritten in Cuckoo 2.0's shape, so `ioclab sandbox report N`, the API
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Send a report to MISP as one event (Cuckoo's reporting module), or update the task's event.
+    #[command(
+        name = "to-misp",
+        after_help = "\
+Examples:
+  ioclab sandbox to-misp task3.analysis/reports/report.json        the embedded MISP, settings from /etc/ioclab/sandbox.toml
+  ioclab sandbox to-misp --task 3 -c sandbox.toml                  a task of `ioclab sandbox serve` (or a real Cuckoo)
+  ioclab sandbox to-misp cape-report.json -c sandbox.toml          a real Cuckoo 2.0 or CAPEv2 report
+
+The event is built whole, then sent in one events/add: unpublished (for a
+human to review) unless [reporting.misp] publish = true, with the configured
+tag(s), distribution, threat level and analysis. Its uuid derives from the
+sandbox's name and the task id, so sending a task again updates its event
+instead of adding a second one. Values on ioc_blacklist, the safelist or a
+MISP warninglist are left out and listed with the reason.
+`ioclab sandbox config --dump` shows every [reporting.misp] key."
+    )]
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["report", "task"])))]
+    ToMisp {
+        /// A report.json (Cuckoo 2.0, CAPEv2 or ioclab's).
+        report: Option<PathBuf>,
+        /// A task of the sandbox API instead of a file.
+        #[arg(long)]
+        task: Option<i64>,
+        /// sandbox.toml (default: /etc/ioclab/sandbox.toml when it exists, else the defaults).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The sample, for upload_sample (default: the task's `binary`).
+        #[arg(long)]
+        sample: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiTarget,
+    },
     /// Show sandbox.toml: every key with its default and meaning (--dump), or a file's effective settings.
     #[command(after_help = "\
 Examples:
@@ -292,6 +325,16 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         }
         SandboxCommand::Serve { listen, db, storage, no_auth, workers, max_file_mb, memory_mb, max_pids, config } => {
             let misp = SandboxToml::load(config.as_deref())?;
+            for (enabled, connection, what) in [
+                (misp.processing.misp.enabled, misp.processing.misp.connection(), "reports are looked up in"),
+                (misp.reporting.misp.enabled, misp.reporting.misp.connection(), "reports go to"),
+            ] {
+                if enabled {
+                    // a missing key is said now, not after the first detonation
+                    connection.api_key()?;
+                    eprintln!("{what} MISP at {}", connection.url);
+                }
+            }
             let token = if no_auth {
                 tracing::warn!("--no-auth: anyone who reaches {listen} can submit samples");
                 None
@@ -315,6 +358,7 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
                 max_file_bytes: max_file_mb << 20,
                 workers,
                 limits: TaskLimits { memory_bytes: memory_mb << 20, max_pids, ..TaskLimits::default() },
+                misp,
             };
             let db_path = db.unwrap_or_else(|| storage.join("sandbox.db"));
             runtime()?.block_on(async {
@@ -445,6 +489,10 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        SandboxCommand::ToMisp { report, task, config, sample, api } => {
+            let cfg = SandboxToml::load(config.as_deref())?.reporting.misp;
+            runtime()?.block_on(to_misp(report, task, &cfg, sample, &api))
+        }
         SandboxCommand::Config { dump, config } => {
             if dump {
                 print!("{}", SandboxToml::dump());
@@ -455,6 +503,56 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `ioclab sandbox to-misp`.
+async fn to_misp(
+    path: Option<PathBuf>,
+    task: Option<i64>,
+    cfg: &ReportingMisp,
+    sample: Option<PathBuf>,
+    api: &ApiTarget,
+) -> anyhow::Result<ExitCode> {
+    let report = match (&path, task) {
+        (Some(p), _) => Report::from_file(p)?,
+        (None, Some(id)) => api.client().report(id).await?,
+        (None, None) => bail!("give a report.json or --task ID"),
+    };
+    let sample_bytes = if !cfg.upload_sample {
+        None
+    } else if let Some(s) = &sample {
+        Some(std::fs::read(s).with_context(|| format!("reading the sample {}", s.display()))?)
+    } else if let Some(p) = &path {
+        // a task folder: reports/report.json next to binary
+        let binary = p.parent().and_then(Path::parent).map(|d| d.join("binary"));
+        binary.and_then(|b| std::fs::read(b).ok())
+    } else {
+        match report.target.file.as_ref().and_then(|f| f.sha256) {
+            Some(sha) => match api.client() {
+                Backend::Cuckoo(c) => c.sample(&sha.to_string()).await.ok().map(|b| b.to_vec()),
+                // CAPE serves samples elsewhere (files/get/...): give --sample
+                Backend::Cape(_) => None,
+            },
+            None => None,
+        }
+    };
+    let outcome =
+        match misp::push::report_to_misp(&report, cfg, Warninglists::embedded(), sample_bytes.as_deref()).await {
+            Ok(o) => o,
+            Err(e) => bail!("{}", misp::push::misp_error(&e, report.info.id)),
+        };
+    println!("{outcome}");
+    if let misp::push::Outcome::Sent { built, .. } = &outcome {
+        let tags: Vec<&str> = built.event.tags.iter().map(|t| t.name.as_str()).collect();
+        println!("  uuid {}  tags: {}", built.event.uuid, tags.join(", "));
+        if !built.left_out.is_empty() {
+            println!("left out ({}):", built.left_out.len());
+            for l in &built.left_out {
+                println!("  {l}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_task(t: &serde_json::Value) {
@@ -504,9 +602,15 @@ fn run_once(
     let det = sandbox.detonate(&job, &dir)?;
     let mut r = report::build(&job, &det);
     runtime()?.block_on(lookup::enrich(&mut r, &misp.processing.misp));
+    let reporting = &misp.reporting.misp;
+    let sample = if reporting.upload_sample { std::fs::read(dir.join("binary")).ok() } else { None };
+    let sent = runtime()?.block_on(misp::push::after_detonation(&mut r, reporting, sample.as_deref()));
     let path = dir.join("reports").join("report.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&r)?).with_context(|| format!("writing {}", path.display()))?;
     print!("{}", summary(&r, &path.display().to_string()));
+    if let (Some(line), None) = (sent, &r.misp_error) {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -533,12 +637,7 @@ fn summary(r: &Report, report_at: &str) -> String {
         let ttps: Vec<&str> = s.ttp.keys().map(String::as_str).collect();
         let _ = writeln!(out, "  [{}] {:<28} {} ({})", s.severity, s.name, s.description, ttps.join(", "));
         for m in s.marks.iter().take(3) {
-            let what = match m {
-                Mark::Call { pid, call, .. } => format!("pid {pid} {} {}", call.api, mark_detail(call)),
-                Mark::Ioc { category, ioc, .. } => format!("{category} {ioc}"),
-                Mark::Other(v) => v.to_string(),
-            };
-            let _ = writeln!(out, "      {what}");
+            let _ = writeln!(out, "      {}", m.one_line(200));
         }
     }
     let n = &r.network;
@@ -589,14 +688,9 @@ fn summary(r: &Report, report_at: &str) -> String {
     for e in &r.debug.errors {
         let _ = writeln!(out, "note: {e}");
     }
+    if let Some(e) = &r.misp_error {
+        let _ = writeln!(out, "misp: {e}");
+    }
     let _ = writeln!(out, "report: {report_at}");
     out
-}
-
-fn mark_detail(call: &report::Call) -> String {
-    ["path", "new", "query", "command_line"]
-        .iter()
-        .find_map(|k| call.arguments.get(*k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string))
-        .or_else(|| call.arguments.get("dst").map(|d| format!("{}:{}", d["ip"].as_str().unwrap_or("?"), d["port"])))
-        .unwrap_or_default()
 }

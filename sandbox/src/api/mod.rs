@@ -44,7 +44,7 @@ pub struct ApiConfig {
     pub workers: usize,
     /// Limits of each task.
     pub limits: TaskLimits,
-    /// `sandbox.toml`: the MISP lookup (`[processing.misp]`) runs on each report when enabled.
+    /// `sandbox.toml`: each report is looked up in MISP (`[processing.misp]`), then sent to it (`[reporting.misp]`), when enabled.
     pub misp: SandboxToml,
 }
 
@@ -83,6 +83,7 @@ impl AppState {
             config.limits.clone(),
             config.workers,
             config.misp.processing.misp.clone(),
+            config.misp.reporting.misp.clone(),
         );
         Ok(AppState { db, config: Arc::new(config), queue })
     }

@@ -11,7 +11,7 @@ use super::db::{Status, TaskDb, TaskRow};
 use super::submit::parse_options;
 use crate::detonation::{self, Detonator, Job};
 use crate::misp::config::ProcessingMisp;
-use crate::misp::lookup;
+use crate::misp::{self, lookup, ReportingMisp};
 use crate::report;
 
 /// Limits every task gets.
@@ -56,6 +56,8 @@ pub struct Queue {
     slots: Arc<Semaphore>,
     /// The MISP lookup run on each report (when enabled).
     processing_misp: ProcessingMisp,
+    /// Where each report is sent (when enabled).
+    misp: ReportingMisp,
 }
 
 impl Queue {
@@ -67,6 +69,7 @@ impl Queue {
         limits: TaskLimits,
         workers: usize,
         processing_misp: ProcessingMisp,
+        misp: ReportingMisp,
     ) -> Arc<Queue> {
         let q = Arc::new(Queue {
             db,
@@ -76,6 +79,7 @@ impl Queue {
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(workers.max(1))),
             processing_misp,
+            misp,
         });
         tokio::spawn(q.clone().dispatch());
         q
@@ -166,26 +170,27 @@ impl Queue {
             }
         };
         self.db.set_status(id, Status::Completed, None).await?;
-        let built = tokio::task::spawn_blocking(move || report::build(&job, &det)).await;
-        let mut r = match built {
+        let mut report = match tokio::task::spawn_blocking(move || report::build(&job, &det)).await {
             Ok(r) => r,
             Err(e) => {
-                return self
-                    .db
-                    .set_status(id, Status::FailedReporting, Some(&format!("building the report crashed: {e}")))
-                    .await
+                let why = format!("building the report crashed: {e}");
+                return self.db.set_status(id, Status::FailedReporting, Some(&why)).await;
             }
         };
-        // processing: a MISP that fails leaves its reason in the report, never fails the task
-        let _ = lookup::enrich(&mut r, &self.processing_misp).await;
-        let written = tokio::task::spawn_blocking(move || write_report(&dir, &r)).await;
+        // processing, then reporting, as in Cuckoo; a MISP failure lands in the
+        // report (misp_lookup_error, misp_error), never fails the task
+        let _ = lookup::enrich(&mut report, &self.processing_misp).await;
+        let sample = match self.misp.upload_sample {
+            true => tokio::fs::read(dir.join("binary")).await.ok(),
+            false => None,
+        };
+        misp::push::after_detonation(&mut report, &self.misp, sample.as_deref()).await;
+        let written = tokio::task::spawn_blocking(move || write_report(&dir, &report)).await;
         match written {
             Ok(Ok(())) => self.db.set_status(id, Status::Reported, None).await,
             Ok(Err(e)) => self.db.set_status(id, Status::FailedReporting, Some(&e)).await,
             Err(e) => {
-                self.db
-                    .set_status(id, Status::FailedReporting, Some(&format!("building the report crashed: {e}")))
-                    .await
+                self.db.set_status(id, Status::FailedReporting, Some(&format!("writing the report crashed: {e}"))).await
             }
         }
     }

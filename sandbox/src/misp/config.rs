@@ -80,6 +80,7 @@ macro_rules! misp_section {
     ($(#[doc = $sdoc:literal])* $name:ident [$table:literal] ($conf:literal) { $($rest:tt)* }) => {
         section! {
             $(#[doc = $sdoc])* $name [$table] {
+                $($rest)*
                 /// Base URL of the MISP (the default is the embedded one, `ioclab misp serve`).
                 [concat!($conf, " [misp] url")] url: String = EMBEDDED_MISP_URL.to_string(),
                 /// The API key (40 characters). Leave empty and use `apikey_file` to keep it out of this file.
@@ -92,7 +93,6 @@ macro_rules! misp_section {
                 [""] ca_file: Option<PathBuf> = None,
                 /// Values never sent to or looked up in MISP: domains, IPs, URLs or hashes (a comma list, as the Cuckoo patch takes, or a TOML array).
                 [concat!($conf, " [misp] ioc_blacklist (patch)")] ioc_blacklist: List = List::default(),
-                $($rest)*
             }
         }
 
@@ -151,6 +151,8 @@ misp_section! {
         [""] warninglists: bool = true,
         /// Leave out values on the built-in Cuckoo-style safelist (OS update and certificate hosts, local addresses).
         [""] safelist: bool = true,
+        /// This sandbox's name in the events' identity (the event uuid derives from it and the task id, so re-reporting a task updates its event); empty: this machine's hostname.
+        [""] sandbox_name: String = String::new(),
     }
 }
 
@@ -437,6 +439,35 @@ impl SandboxToml {
         vec![(ProcessingMisp::TABLE, ProcessingMisp::keys()), (ReportingMisp::TABLE, ReportingMisp::keys())]
     }
 
+    /// The README's table: each key, Cuckoo's name for it, its default and meaning.
+    pub fn markdown_table() -> String {
+        let mut out = String::from("| `sandbox.toml` | Cuckoo 2.0 | default | meaning |\n|---|---|---|---|\n");
+        for (table, keys) in Self::sections() {
+            for k in keys {
+                let cuckoo = match k.cuckoo.split_once(" [misp] ") {
+                    Some((file, key)) => match key.strip_suffix(" (patch)") {
+                        Some(key) => format!("{file} `[misp] {key}` (the post's patch)"),
+                        None => format!("{file} `[misp] {key}`"),
+                    },
+                    None => "— (ioclab)".to_string(),
+                };
+                let default = k
+                    .default
+                    .as_deref()
+                    .and_then(|l| l.split_once(" = "))
+                    .map(|(_, v)| format!("`{v}`"))
+                    .unwrap_or_else(|| "not set".into());
+                let _ = writeln!(
+                    out,
+                    "| `[{table}] {}` | {cuckoo} | {default} | {} |",
+                    k.key,
+                    k.meaning.replace('|', "\\|")
+                );
+            }
+        }
+        out
+    }
+
     /// `config --dump`: a commented `sandbox.toml` with every key at its default.
     pub fn dump() -> String {
         let mut out = String::from("# sandbox.toml: every key at its default (ioclab sandbox config --dump)\n");
@@ -558,6 +589,14 @@ mod tests {
         c.reporting.misp.apikey = "secret-key".into();
         let shown = c.to_toml_redacted();
         assert!(!shown.contains("secret-key") && shown.contains("********"), "{shown}");
+    }
+
+    /// The README's table is this one (regenerate it from the failure message after changing a key).
+    #[test]
+    fn the_readme_table_is_the_config() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let table = SandboxToml::markdown_table();
+        assert!(readme.contains(&table), "README.md lacks the sandbox.toml table; it should read:\n{table}");
     }
 
     proptest! {

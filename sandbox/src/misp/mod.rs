@@ -3,6 +3,10 @@
 //! and MISP's knowledge looked up into reports (`lookup`).
 
 pub mod config;
+pub mod event;
 pub mod lookup;
+pub mod push;
+pub mod safelist;
+pub mod zip;
 
 pub use config::{ProcessingMisp, ReportingMisp, SandboxToml};

@@ -79,6 +79,18 @@ pub struct Call {
     pub uuid: String,
 }
 
+impl Call {
+    /// Its telling argument: a path, a query, a command line, a URL or `ip:port`.
+    pub fn detail(&self) -> String {
+        ["path", "new", "query", "command_line", "url"]
+            .iter()
+            .find_map(|k| self.arguments.get(*k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()))
+            .map(str::to_string)
+            .or_else(|| self.arguments.get("dst").map(|d| format!("{}:{}", d["ip"].as_str().unwrap_or("?"), d["port"])))
+            .unwrap_or_default()
+    }
+}
+
 /// A `behavior.processtree` node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -71,6 +71,7 @@ pub fn build(job: &Job, det: &Detonation) -> Report {
         malscore: None,
         misp: Vec::new(),
         misp_lookup_error: None,
+        misp_error: None,
     }
 }
 

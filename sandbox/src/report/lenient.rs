@@ -101,11 +101,6 @@ pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     }
 }
 
-/// [`string`], `None` for null or `""`.
-pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Some(string(d)?).filter(|s| !s.is_empty()))
-}
-
 /// Text lists whose items may be strings or anything else (rendered as JSON).
 pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     match Value::deserialize(d)? {

@@ -52,12 +52,19 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::list")]
     pub misp: Vec<MispHit>,
     /// Why the MISP lookup could not run, and what to do (the analysis itself went on).
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_string")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
     pub misp_lookup_error: Option<String>,
+    /// Why sending the report to MISP failed, and what to do (ioclab; absent when it worked or was not asked).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub misp_error: Option<String>,
 }
 
 fn opt_score<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     lenient::float(d).map(Some)
+}
+
+fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    lenient::string(d).map(|s| Some(s).filter(|s| !s.is_empty()))
 }
 
 /// `info`.

@@ -94,6 +94,24 @@ pub enum Mark {
     Other(Value),
 }
 
+impl Mark {
+    /// The mark on one line, whatever its shape (unknown shapes quoted up to `max_other` characters).
+    pub fn one_line(&self, max_other: usize) -> String {
+        match self {
+            Mark::Call { pid, call, .. } => format!("pid {pid} {} {}", call.api, call.detail()).trim_end().to_string(),
+            Mark::Ioc { category, ioc, description } if description.is_empty() => format!("{category} {ioc}"),
+            Mark::Ioc { category, ioc, description } => format!("{category} {ioc} ({description})"),
+            Mark::Other(v) => {
+                let s = v.to_string();
+                match s.char_indices().nth(max_other) {
+                    Some((cut, _)) => format!("{}…", &s[..cut]),
+                    None => s,
+                }
+            }
+        }
+    }
+}
+
 impl Serialize for Mark {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
