@@ -5,15 +5,11 @@
 
 mod fixture;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ioclab_intel::client::MispClient;
 use ioclab_intel::model::levels::ThreatLevel;
-use ioclab_intel::server::{self, AppState, ConnLimits};
-use ioclab_intel::store::{Role, Store};
-use ioclab_intel::warninglists::Warninglists;
+use ioclab_intel::store::Role;
 use ioclab_sandbox::api::ApiConfig;
 use ioclab_sandbox::misp::config::{List, ProcessingMisp};
 use ioclab_sandbox::misp::lookup::{self, candidates};
@@ -25,17 +21,6 @@ use serde_json::{json, Value};
 const SAMPLE_MD5: &str = "0123456789abcdef0123456789abcdef";
 const DROPPED_SHA256: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
 
-/// The embedded MISP served on loopback: its URL, a key and the store.
-async fn misp() -> (String, String, Store) {
-    let store = Store::in_memory().await.unwrap();
-    let key = store.create_key("sandbox@lab.example", Role::User).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let state = AppState { store: store.clone(), warninglists: Arc::new(Warninglists::empty()) };
-    tokio::spawn(server::serve_on(listener, state, ConnLimits::default(), std::future::pending()));
-    (format!("http://{addr}"), key, store)
-}
-
 async fn add_event(url: &str, key: &str, event: Value) -> String {
     let r = reqwest::Client::new().post(format!("{url}/events/add")).header("Authorization", key).json(&event);
     let v: Value = r.send().await.unwrap().json().await.unwrap();
@@ -45,8 +30,8 @@ async fn add_event(url: &str, key: &str, event: Value) -> String {
 /// Three events: an old high-level one with the sample (as a report makes it,
 /// `filename|md5`) and the C2 name; a newer low-level one with the dropped
 /// file's hash and the C2 address without the IDS flag; one with 8.8.8.8.
-async fn seeded() -> (String, String, [String; 3]) {
-    let (url, key, _store) = misp().await;
+async fn seeded(dir: &std::path::Path) -> (String, String, [String; 3]) {
+    let (url, key) = fixture::embedded_misp(dir, Role::User).await;
     let old = add_event(
         &url,
         &key,
@@ -106,7 +91,8 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn hits_land_in_the_report_as_cuckoo_writes_them() {
     rt().block_on(async {
-        let (url, key, [old, new, _dns]) = seeded().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (url, key, [old, new, _dns]) = seeded(dir.path()).await;
         let mut r = report();
         let outcome = lookup::enrich(&mut r, &config(&url, &key)).await.unwrap().unwrap();
         // only_ids: the C2 address of the newer event has no IDS flag; 8.8.8.8 is never asked
@@ -169,7 +155,8 @@ fn hits_land_in_the_report_as_cuckoo_writes_them() {
 #[test]
 fn many_values_are_looked_up_in_few_requests() {
     rt().block_on(async {
-        let (url, key, [old, ..]) = seeded().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (url, key, [old, ..]) = seeded(dir.path()).await;
         let mut r = report();
         r.network
             .hosts
@@ -186,7 +173,8 @@ fn many_values_are_looked_up_in_few_requests() {
 #[test]
 fn a_failing_misp_leaves_a_reason_in_the_report() {
     rt().block_on(async {
-        let (url, _key, _) = seeded().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _key, _) = seeded(dir.path()).await;
         // a wrong key: MISP's 403, with what to check
         let mut r = report();
         let e = lookup::enrich(&mut r, &config(&url, "0123456789012345678901234567890123456789"))
@@ -234,8 +222,9 @@ fn the_queue_looks_each_report_up_and_a_dead_misp_fails_no_task() {
         md5::Md5::digest(&sample).iter().map(|b| format!("{b:02x}")).collect()
     };
     let misp_rt = rt();
+    let dir = tempfile::tempdir().unwrap();
     let (url, key, event) = misp_rt.block_on(async {
-        let (url, key, _store) = misp().await;
+        let (url, key) = fixture::embedded_misp(dir.path(), Role::User).await;
         let id = add_event(
             &url,
             &key,
