@@ -4,16 +4,13 @@
 //! configured, tagged, without warninglisted values; and failures that leave
 //! nothing in MISP and a `misp_error` in the report.
 
-
 mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use ioclab_intel::client::MispClient;
-use ioclab_intel::server::{self, AppState};
-use ioclab_intel::store::{Role, Store};
+use ioclab_intel::store::Role;
 use ioclab_intel::warninglists::Warninglists;
 use ioclab_sandbox::misp::config::List;
 use ioclab_sandbox::misp::event::{self, Attribute};

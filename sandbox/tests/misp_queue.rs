@@ -3,13 +3,10 @@
 
 mod fixture;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ioclab_intel::client::MispClient;
-use ioclab_intel::server::{self, AppState};
-use ioclab_intel::store::{Role, Store};
-use ioclab_intel::warninglists::Warninglists;
+use ioclab_intel::store::Role;
 use ioclab_sandbox::client::{CuckooClient, SubmitOptions};
 use ioclab_sandbox::misp::ReportingMisp;
 use ioclab_sandbox::Report;

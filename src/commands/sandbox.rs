@@ -17,7 +17,7 @@ use ioclab_sandbox::api::{self, auth, ApiConfig, AppState};
 use ioclab_sandbox::client::{Backend, BackendKind, SubmitOptions, TaskStatus};
 use ioclab_sandbox::detonation::{Detonator, Job, Target};
 use ioclab_sandbox::misp::{self, lookup, ReportingMisp, SandboxToml};
-use ioclab_sandbox::report::{self, Mark, Report};
+use ioclab_sandbox::report::{self, Report};
 use ioclab_sandbox::runner::{Sandbox, SandboxConfig};
 
 /// Where `ioclab sandbox serve` keeps its data unless told otherwise.
@@ -358,7 +358,6 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
                 max_file_bytes: max_file_mb << 20,
                 workers,
                 limits: TaskLimits { memory_bytes: memory_mb << 20, max_pids, ..TaskLimits::default() },
-                misp,
             };
             let db_path = db.unwrap_or_else(|| storage.join("sandbox.db"));
             runtime()?.block_on(async {
