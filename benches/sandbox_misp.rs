@@ -19,10 +19,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ioclab_intel::warninglists::Warninglists;
 use ioclab_sandbox::misp::{event, push, ReportingMisp};
@@ -30,7 +30,7 @@ use ioclab_sandbox::report::network::{DomainIp, Http};
 use ioclab_sandbox::report::{Dropped, FileInfo, NetHost, Signature, Ttp};
 use ioclab_sandbox::Report;
 
-use common::verdict;
+use common::{misp_serve, verdict};
 
 const DOMAINS: usize = 400;
 const HOSTS: usize = 300;
@@ -147,19 +147,7 @@ fn start_misp(db: &Path) -> (Child, u16, String) {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ioclab"))
-        .args(["misp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(db)
-        .env("IOCLAB_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "misp serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (child, port) = misp_serve(db);
     (child, port, key)
 }
 

@@ -235,18 +235,9 @@ fn the_queue_looks_each_report_up_and_a_dead_misp_fails_no_task() {
     });
     let submit = |server: &fixture::Server| {
         fixture::block_on(async {
-            let form = reqwest::multipart::Form::new()
-                .part("file", reqwest::multipart::Part::bytes(sample.clone()).file_name("dropper.sh"));
-            let v: Value = reqwest::Client::new()
-                .post(format!("{}/tasks/create/file", server.url))
-                .multipart(form)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            reported(&server.url, v["task_id"].as_i64().unwrap()).await
+            let client = ioclab_sandbox::client::CuckooClient::new(&server.url, None);
+            let id = client.submit_file(&fixture::fixture_path("dropper.sh"), &Default::default()).await.unwrap();
+            reported(&server.url, id).await
         })
     };
     let with = |cfg: ProcessingMisp| {
