@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::misp_serve;
 use ioclab_intel::model::input::EventIn;
 use ioclab_intel::store::{Role, Store};
 use serde_json::json;
@@ -73,7 +72,7 @@ fn main() {
     });
     let seed_s = t.elapsed().as_secs_f64();
 
-    let (mut server, port) = misp_serve(&db);
+    let (mut server, port) = common::misp_serve(&db);
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,

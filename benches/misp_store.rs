@@ -12,7 +12,6 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Instant;
 
-use common::{misp_serve, verdict};
 use ioclab_intel::model::input::EventIn;
 use ioclab_intel::store::{Role, Store};
 use serde_json::json;
@@ -24,6 +23,14 @@ const TAGS: usize = 200;
 const WRITERS: usize = 20;
 const WRITES_EACH: usize = 25;
 const SEARCHERS: usize = 12;
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "MET"
+    } else {
+        "MISSED"
+    }
+}
 
 fn seed(db: &Path) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -126,7 +133,7 @@ fn main() {
         EVENTS * PER_EVENT,
         t.elapsed().as_secs_f64()
     );
-    let (mut server, port) = misp_serve(&db);
+    let (mut server, port) = common::misp_serve(&db);
 
     // the tags filter: 5 tags that exist and the rest unknown, so the answer
     // is the same size and only the filter's length changes
@@ -191,7 +198,7 @@ fn main() {
     // 12 full searches at once on a fresh server: its memory stays bounded
     let _ = server.kill();
     let _ = server.wait();
-    let (mut server, port) = misp_serve(&db);
+    let (mut server, port) = common::misp_serve(&db);
     let before = vm_kib(server.id(), "VmHWM:");
     let searchers: Vec<_> = (0..SEARCHERS)
         .map(|_| {

@@ -9,7 +9,7 @@
 //!   seconds; a tenth of a second is invisible there.
 //! - send ≤ 2 s for a new event, ≤ 3 s for an update: the analyst waits for
 //!   the event after the report; Cuckoo's module took minutes on such reports
-//!   (one request per attribute, about 1,800 here).
+//!   (one request per attribute, about 2,200 here).
 //! - requests: 1 for a new event, 2 for an update (add refused, edit), 1 more
 //!   to publish, whatever the number of IoCs: one request carries the whole
 //!   event, which is also what keeps MISP from a half-filled event.
@@ -30,7 +30,7 @@ use ioclab_sandbox::report::network::{DomainIp, Http};
 use ioclab_sandbox::report::{Dropped, FileInfo, NetHost, Signature, Ttp};
 use ioclab_sandbox::Report;
 
-use common::{misp_serve, verdict};
+use common::verdict;
 
 const DOMAINS: usize = 400;
 const HOSTS: usize = 300;
@@ -147,7 +147,7 @@ fn start_misp(db: &Path) -> (Child, u16, String) {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let (child, port) = misp_serve(db);
+    let (child, port) = common::misp_serve(db);
     (child, port, key)
 }
 

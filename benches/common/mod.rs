@@ -1,5 +1,5 @@
-//! What the storm benchmarks share: running `ioclab agent` around a workload
-//! and reading its `--stats` line.
+//! What the benchmarks share: running `ioclab agent` around a workload and
+//! reading its `--stats` line, `ioclab misp serve` on loopback, verdicts.
 
 #![allow(dead_code)]
 
@@ -137,7 +137,7 @@ pub fn spread(v: &[f64]) -> String {
     format!("rounds {lo:.3}..{hi:.3}")
 }
 
-/// `ioclab misp serve` over the store `db` on a free loopback port, once it listens: the process and its port.
+/// `ioclab misp serve` over the store `db` on a free loopback port, once it listens.
 pub fn misp_serve(db: &Path) -> (Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_ioclab"))
@@ -149,7 +149,7 @@ pub fn misp_serve(db: &Path) -> (Child, u16) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "misp serve did not start");
+        assert!(Instant::now() < deadline, "ioclab misp serve did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     (child, port)
