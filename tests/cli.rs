@@ -596,13 +596,14 @@ fn misp_event_to_agent_detection() {
 fn sandbox_help_teaches_its_commands() {
     let (code, out, _) = run(&["sandbox", "--help"]);
     assert_eq!(code, 0);
-    for word in ["run", "serve", "submit", "status", "report", "Cuckoo"] {
+    for word in ["run", "serve", "submit", "status", "report", "import", "Cuckoo", "CAPE"] {
         assert!(out.contains(word), "sandbox --help lacks {word}: {out}");
     }
     for (sub, words) in [
         ("run", &["--timeout", "--output", "--root", "Examples", "not a VM"][..]),
         ("serve", &["--listen", "--db", "--storage", "--no-auth", "--workers", "Bearer", "Examples"]),
-        ("submit", &["--wait", "--url", "--token", "Examples"]),
+        ("submit", &["--wait", "--url", "--token", "--backend", "cape", "--poll", "--max-wait", "Examples"]),
+        ("import", &["--no-store", "--storage", "--config", "[processing.misp]", "to-misp --task", "Examples"]),
         ("report", &["--all", "Examples"]),
     ] {
         let (code, out, _) = run(&["sandbox", sub, "--help"]);
@@ -615,6 +616,79 @@ fn sandbox_help_teaches_its_commands() {
     let (code, _, err) = run(&["sandbox", "status", "1", "--url", "http://127.0.0.1:9", "--token", "x"]);
     assert_ne!(code, 0);
     assert!(err.contains("http://127.0.0.1:9/tasks/view/1"), "{err}");
+    // CAPE's paths: under /apiv2/, with their trailing slash
+    let (code, _, err) =
+        run(&["sandbox", "status", "1", "--backend", "cape", "--url", "http://127.0.0.1:9", "--token", "x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("http://127.0.0.1:9/apiv2/tasks/view/1/"), "{err}");
+}
+
+fn sandbox_fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox/tests/fixtures").join(name)
+}
+
+/// `sandbox import` of a CAPE report: looked up in the embedded MISP (served
+/// by `ioclab misp serve`), stored as a task, summarised with its matches.
+#[test]
+fn sandbox_import_looks_a_cape_report_up_in_misp_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("misp.db");
+    let key = misp_key(&db, "sandbox@lab.example", &["--role", "user"]);
+    let (_server, url) = misp_serve(&db);
+    let event = r#"{"info": "AgentTesla wave", "date": "2025-11-01", "threat_level_id": 2, "Attribute": [
+        {"type": "filename|md5", "value": "invoice.exe|ab2c4563c7c42dc830026d67a5e76ea6", "to_ids": true},
+        {"type": "domain", "value": "c2.example", "to_ids": true},
+        {"type": "ip-dst", "value": "198.51.100.9", "to_ids": true}]}"#;
+    misp_post(&url, &key, "/events/add", event);
+    let cfg = dir.path().join("sandbox.toml");
+    std::fs::write(
+        &cfg,
+        format!("[processing.misp]\nenabled = true\nurl = \"{url}\"\napikey = \"{key}\"\nioc_blacklist = \"198.51.100.9\"\n"),
+    )
+    .unwrap();
+    let storage = dir.path().join("storage");
+    let report = sandbox_fixture("cape-report.json");
+    let (code, out, err) = run(&[
+        "sandbox",
+        "import",
+        report.to_str().unwrap(),
+        "-c",
+        cfg.to_str().unwrap(),
+        "--storage",
+        storage.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("in 2 requests (1 on ioc_blacklist, 0 past maxioc): 1 events matched"), "{err}");
+    assert!(out.contains("known to MISP (1 events):"), "{out}");
+    assert!(
+        out.contains("event 1 (2025-11-01, medium) AgentTesla wave: ab2c4563c7c42dc830026d67a5e76ea6, c2.example"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{url}/events/view/1")), "{out}");
+    assert!(out.contains("task 1: `ioclab sandbox report 1`"), "{out}");
+    let stored = ioclab_sandbox::Report::from_file(&storage.join("analyses/1/reports/report.json")).unwrap();
+    assert_eq!((stored.info.id, stored.misp.len()), (1, 1));
+    assert_eq!(stored.misp[0].iocs, ["ab2c4563c7c42dc830026d67a5e76ea6", "c2.example"]);
+
+    // --no-store keeps nothing; a MISP that refuses the key is a note, not a failure
+    std::fs::write(
+        &cfg,
+        format!("[processing.misp]\nenabled = true\nurl = \"{url}\"\napikey = \"{}\"\n", "x".repeat(40)),
+    )
+    .unwrap();
+    let (code, out, err) =
+        run(&["sandbox", "import", report.to_str().unwrap(), "-c", cfg.to_str().unwrap(), "--no-store"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("MISP lookup failed: ") && out.contains("authentication failed"), "{out}");
+    assert!(out.contains(&format!("report: {}", report.display())), "{out}");
+    assert!(!storage.join("analyses/2").exists());
+
+    // a report the parser cannot read: the file and the JSON path
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"network": {"hosts": [{"hostname": "no ip"}]}}"#).unwrap();
+    let (code, _, err) = run(&["sandbox", "import", bad.to_str().unwrap(), "--no-store"]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("{}: at network.hosts[0]", bad.display())), "{err}");
 }
 
 const SANDBOX_DROPPER: &str = "#!/bin/sh\n\

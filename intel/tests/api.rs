@@ -521,3 +521,40 @@ async fn roles_and_organisations_are_enforced() {
     assert_eq!((me["Role"]["name"].as_str(), me["Role"]["perm_publish"].as_bool()), (Some("user"), Some(false)));
     assert_eq!(me["Organisation"]["name"], "blue");
 }
+
+/// MISP's `value` filter matches a composite attribute by either part
+/// (value1/value2): the md5 of a sample finds its `filename|md5`, an address
+/// its `domain|ip`. A `|` inside a non-composite value splits nothing.
+#[tokio::test]
+async fn value_search_matches_either_part_of_composite_attributes() {
+    let (url, key, _store) = start().await;
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let event = json!({"info": "composite", "Attribute": [
+        {"type": "filename|md5", "value": format!("dropper.sh|{md5}")},
+        {"type": "domain|ip", "value": "c2.example|203.0.113.9"},
+        {"type": "text", "value": "left|right"},
+    ]});
+    let (s, v) = raw(&url, &key, "/events/add", event.to_string().into_bytes()).await;
+    assert_eq!(s, 200, "{v}");
+    for (values, expected) in [
+        (json!([md5]), vec!["filename|md5"]),
+        (json!(["203.0.113.9", "dropper.sh"]), vec!["filename|md5", "domain|ip"]),
+        (json!(["c2.example"]), vec!["domain|ip"]),
+        (json!(["c2.example|203.0.113.9"]), vec!["domain|ip"]),
+        (json!(["right"]), vec![]),
+        (json!({"NOT": [md5], "OR": ["c2.example", "dropper.sh"]}), vec!["domain|ip"]),
+    ] {
+        let body = json!({"value": values, "returnFormat": "json"});
+        let (s, v) = raw(&url, &key, "/attributes/restSearch", body.to_string().into_bytes()).await;
+        assert_eq!(s, 200, "{v}");
+        let mut types: Vec<&str> =
+            v["response"]["Attribute"].as_array().unwrap().iter().map(|a| a["type"].as_str().unwrap()).collect();
+        let mut expected = expected;
+        types.sort();
+        expected.sort();
+        assert_eq!(types, expected, "{values}");
+        // events are found the same way
+        let (s, v) = raw(&url, &key, "/events/restSearch", body.to_string().into_bytes()).await;
+        assert_eq!((s, v["response"].as_array().unwrap().len()), (200, usize::from(!expected.is_empty())), "{values}");
+    }
+}

@@ -4,14 +4,13 @@
 //! configured, tagged, without warninglisted values; and failures that leave
 //! nothing in MISP and a `misp_error` in the report.
 
-use std::net::SocketAddr;
+mod fixture;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use ioclab_intel::client::MispClient;
-use ioclab_intel::server::{self, AppState};
-use ioclab_intel::store::{Role, Store};
+use ioclab_intel::store::Role;
 use ioclab_intel::warninglists::Warninglists;
 use ioclab_sandbox::misp::config::List;
 use ioclab_sandbox::misp::event::{self, Attribute};
@@ -37,17 +36,6 @@ fn python() -> Option<PathBuf> {
     assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "CI=true: {why}");
     eprintln!("SKIPPED (not in CI): {why}");
     None
-}
-
-/// The embedded store on a free loopback port: its URL and a key of `role`.
-async fn start_store(dir: &Path, role: Role) -> (String, String) {
-    let store = Store::open(&dir.join("misp.db")).await.unwrap();
-    let key = store.create_key("sandbox@lab.example", role).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let app = server::router(AppState { store, warninglists: Arc::new(Warninglists::shipped()) });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), key)
 }
 
 fn config(url: &str, key: &str) -> ReportingMisp {
@@ -84,7 +72,7 @@ fn has(list: &Value, item: Value) -> bool {
 async fn one_event_per_task_read_back_with_pymisp_then_updated_not_duplicated() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (url, key) = start_store(dir.path(), Role::Publisher).await;
+    let (url, key) = fixture::embedded_misp(dir.path(), Role::Publisher).await;
     let cfg = config(&url, &key);
     let report = fixture();
 
@@ -162,7 +150,7 @@ async fn one_event_per_task_read_back_with_pymisp_then_updated_not_duplicated() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_malscore_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, key) = start_store(dir.path(), Role::User).await;
+    let (url, key) = fixture::embedded_misp(dir.path(), Role::User).await;
     let cfg = ReportingMisp { min_malscore: 5.0, ..config(&url, &key) };
     let out = push::report_to_misp(&fixture(), &cfg, Warninglists::embedded(), None).await.unwrap();
     assert!(matches!(out, Outcome::Skipped(s) if s.score == 3.2));
@@ -172,7 +160,7 @@ async fn min_malscore_sends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_event_leaves_nothing_in_misp_and_the_error_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, key) = start_store(dir.path(), Role::User).await;
+    let (url, key) = fixture::embedded_misp(dir.path(), Role::User).await;
     let cfg = config(&url, &key);
     let mut built = event::build(&fixture(), &cfg, Warninglists::embedded(), None, "test-sandbox").unwrap();
     // one attribute MISP refuses, after many it accepts

@@ -3,13 +3,10 @@
 
 mod fixture;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ioclab_intel::client::MispClient;
-use ioclab_intel::server::{self, AppState};
-use ioclab_intel::store::{Role, Store};
-use ioclab_intel::warninglists::Warninglists;
+use ioclab_intel::store::Role;
 use ioclab_sandbox::client::{CuckooClient, SubmitOptions};
 use ioclab_sandbox::misp::ReportingMisp;
 use ioclab_sandbox::Report;
@@ -35,15 +32,7 @@ fn detonate(s: &fixture::Server) -> (String, Report) {
 fn each_report_goes_to_misp_and_a_misp_failure_only_notes_it() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (url, key) = rt.block_on(async {
-        let store = Store::open(&dir.path().join("misp.db")).await.unwrap();
-        let key = store.create_key("sandbox@lab.example", Role::User).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = server::router(AppState { store, warninglists: Arc::new(Warninglists::shipped()) });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, key)
-    });
+    let (url, key) = rt.block_on(fixture::embedded_misp(dir.path(), Role::User));
     let cfg = ReportingMisp {
         enabled: true,
         url: url.clone(),

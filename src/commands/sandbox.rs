@@ -1,5 +1,6 @@
 //! `ioclab sandbox`: detonate a sample once, serve the Cuckoo-compatible
-//! API, and talk to that API (or a real Cuckoo 2.0) as a client.
+//! API, talk to that API (or a real Cuckoo 2.0, or a CAPEv2) as a client,
+//! and import reports written elsewhere (MISP lookup, local task store).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,16 +14,14 @@ use ioclab_intel::warninglists::Warninglists;
 use ioclab_sandbox::api::db::TaskDb;
 use ioclab_sandbox::api::queue::TaskLimits;
 use ioclab_sandbox::api::{self, auth, ApiConfig, AppState};
-use ioclab_sandbox::client::{CuckooClient, SubmitOptions};
+use ioclab_sandbox::client::{Backend, BackendKind, SubmitOptions, TaskStatus};
 use ioclab_sandbox::detonation::{Detonator, Job, Target};
-use ioclab_sandbox::misp::{self, ReportingMisp, SandboxToml};
+use ioclab_sandbox::misp::{self, lookup, ReportingMisp, SandboxToml};
 use ioclab_sandbox::report::{self, Report};
 use ioclab_sandbox::runner::{Sandbox, SandboxConfig};
 
 /// Where `ioclab sandbox serve` keeps its data unless told otherwise.
 const DEFAULT_STORAGE: &str = "/var/lib/ioclab/sandbox";
-/// Cuckoo's API port.
-const DEFAULT_URL: &str = "http://127.0.0.1:8090";
 
 /// Arguments of `ioclab sandbox`.
 #[derive(Args)]
@@ -31,15 +30,51 @@ pub struct SandboxArgs {
     command: SandboxCommand,
 }
 
+/// Which API a sandbox speaks.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    /// Cuckoo 2.0's REST API: ioclab's own server, or a real Cuckoo 2.0 (`Authorization: Bearer`).
+    Cuckoo,
+    /// CAPEv2's /apiv2/ (`Authorization: Token`).
+    Cape,
+}
+
 /// Where a client finds the API.
 #[derive(Args)]
 struct ApiTarget {
-    /// Base URL of the Cuckoo API (ioclab's or a real Cuckoo 2.0's).
-    #[arg(long, env = "IOCLAB_SANDBOX_URL", default_value = DEFAULT_URL)]
-    url: String,
-    /// API token (default: the one `ioclab sandbox serve` keeps in its storage folder, when readable).
+    /// The API the sandbox speaks.
+    #[arg(long, value_enum, default_value = "cuckoo")]
+    backend: BackendArg,
+    /// Base URL of the API (default: ioclab's http://127.0.0.1:8090; with --backend cape, http://127.0.0.1:8000, CAPE's web root).
+    #[arg(long, env = "IOCLAB_SANDBOX_URL")]
+    url: Option<String>,
+    /// API token: Cuckoo's Bearer token or CAPE's API key (default: the one `ioclab sandbox serve` keeps in its storage folder, when readable).
     #[arg(long, env = "IOCLAB_SANDBOX_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+impl ApiTarget {
+    fn kind(&self) -> BackendKind {
+        match self.backend {
+            BackendArg::Cuckoo => BackendKind::Cuckoo,
+            BackendArg::Cape => BackendKind::Cape,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.url.clone().unwrap_or_else(|| self.kind().default_url().to_string())
+    }
+
+    fn client(&self) -> Backend {
+        // ioclab's own server's token, when this user can read it and none was given
+        let token = self.token.clone().or_else(|| {
+            (self.kind() == BackendKind::Cuckoo)
+                .then(|| std::fs::read_to_string(auth::token_path(Path::new(DEFAULT_STORAGE))).ok())
+                .flatten()
+                .map(|t| t.trim().to_string())
+        });
+        Backend::new(self.kind(), &self.url(), token)
+    }
 }
 
 #[derive(Subcommand)]
@@ -74,7 +109,7 @@ The folder holds reports/report.json (Cuckoo 2.0.7's layout), the sample as
         /// Package that runs it (sh, bash, python, elf...; default: chosen from the content).
         #[arg(long)]
         package: Option<String>,
-        /// sandbox.toml: with [reporting.misp] enabled = true each report goes to MISP (default: /etc/ioclab/sandbox.toml when it exists).
+        /// sandbox.toml: with [processing.misp] enabled = true the report's IoCs are looked up in MISP, with [reporting.misp] enabled = true it goes to MISP (default: /etc/ioclab/sandbox.toml when it exists).
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
@@ -114,22 +149,38 @@ Tasks a killed server left running are marked failed_analysis at start.")]
         /// Process limit of each task.
         #[arg(long, default_value_t = 256)]
         max_pids: u32,
-        /// sandbox.toml: with [reporting.misp] enabled = true each report goes to MISP (default: /etc/ioclab/sandbox.toml when it exists).
+        /// sandbox.toml: with [processing.misp] enabled = true each report's IoCs are looked up in MISP, with [reporting.misp] enabled = true it goes to MISP (default: /etc/ioclab/sandbox.toml when it exists).
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
-    /// Submit a file to the API; print the task id (or, with --wait, the summary).
+    /// Submit a file to ioclab, a real Cuckoo 2.0 or a CAPEv2; print the task id (or, with --wait, the summary).
     #[command(after_help = "\
 Examples:
   ioclab sandbox submit dropper.sh --wait
   ioclab sandbox submit sample.elf --timeout 120 --options user=root
-  ioclab sandbox submit x.sh --url http://cuckoo.lab:8090 --token $TOKEN     a real Cuckoo 2.0")]
+  ioclab sandbox submit x.sh --url http://cuckoo.lab:8090 --token $TOKEN         a real Cuckoo 2.0
+  ioclab sandbox submit x.exe --backend cape --url http://cape.lab:8000 --token $KEY --wait -o x.json
+                                                                         CAPEv2; keep its report
+
+With --wait the status is polled (every --poll seconds, printed when it
+changes) until the report is ready or the task failed, then the report is
+downloaded and summarised. A report saved with -o can be imported later with
+`ioclab sandbox import` (MISP lookup, local task store).")]
     Submit {
         /// The sample.
         file: PathBuf,
         /// Wait for the report and print its summary.
         #[arg(long)]
         wait: bool,
+        /// With --wait: seconds between two status polls.
+        #[arg(long, default_value_t = 2.0, requires = "wait")]
+        poll: f64,
+        /// With --wait: give up after this many seconds (the task goes on in the sandbox).
+        #[arg(long, default_value_t = 3600, requires = "wait")]
+        max_wait: u64,
+        /// With --wait: also save the downloaded report.json here.
+        #[arg(short, long, requires = "wait")]
+        output: Option<PathBuf>,
         /// Analysis timeout, seconds (default: the server's).
         #[arg(long)]
         timeout: Option<u64>,
@@ -146,7 +197,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   ioclab sandbox status        the server and every task
-  ioclab sandbox status 3      task 3: status, times, errors")]
+  ioclab sandbox status 3      task 3: status, times, errors
+  ioclab sandbox status 3 --backend cape --url http://cape.lab:8000 --token $KEY")]
     Status {
         /// Task id.
         id: Option<i64>,
@@ -158,7 +210,8 @@ Examples:
 Examples:
   ioclab sandbox report 3 | jq .signatures
   ioclab sandbox report 3 --summary
-  ioclab sandbox report 3 --all -o task3.tar.bz2     what misp-modules' cuckooimport reads")]
+  ioclab sandbox report 3 --all -o task3.tar.bz2     what misp-modules' cuckooimport reads
+  ioclab sandbox report 3 --backend cape --url http://cape.lab:8000 -o cape3.json")]
     Report {
         /// Task id.
         id: i64,
@@ -173,6 +226,38 @@ Examples:
         output: Option<PathBuf>,
         #[command(flatten)]
         api: ApiTarget,
+    },
+    /// Import a report.json from a real Cuckoo 2.0 or CAPEv2 (or an earlier ioclab): look its IoCs up in MISP, keep it as a local task, print its summary.
+    #[command(after_help = "\
+Examples:
+  sudo ioclab sandbox import cape-279601.json             task N of the local store, summary printed
+  ioclab sandbox import report.json --no-store            only the summary (and the MISP matches)
+  sudo ioclab sandbox import report.json -c lab.toml      MISP lookup with lab.toml's [processing.misp]
+  ioclab sandbox to-misp --task N                          then: the imported report as a MISP event
+
+A trainer gets what a sample detonated here gives: the report is read by the
+one parser of Cuckoo 2.0 and CAPEv2 shapes (unknown keys ignored; a report it
+cannot read is named with the JSON path of the problem); its sample and
+dropped-file hashes, contacted hosts and resolved domains are looked up in
+MISP when `[processing.misp] enabled` (matches under `misp`); and it becomes
+a `reported` task of the local store (STORAGE/sandbox.db), its report
+rewritten in Cuckoo 2.0's shape, so `ioclab sandbox report N`, the API
+(misp-modules' cuckooimport) and `to-misp --task N` work on it.")]
+    Import {
+        /// The report.json.
+        report: PathBuf,
+        /// Only print the summary; keep nothing.
+        #[arg(long)]
+        no_store: bool,
+        /// The local store's folder (where `ioclab sandbox serve` keeps its tasks).
+        #[arg(long, default_value = DEFAULT_STORAGE)]
+        storage: PathBuf,
+        /// Its SQLite database (default: STORAGE/sandbox.db).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// sandbox.toml with `[processing.misp]` (default: /etc/ioclab/sandbox.toml when it exists).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
     },
     /// Send a report to MISP as one event (Cuckoo's reporting module), or update the task's event.
     #[command(
@@ -235,15 +320,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SandboxCommand::Run { file, args, timeout, output, root, package, config } => {
-            let misp = SandboxToml::load(config.as_deref())?.reporting.misp;
+            let misp = SandboxToml::load(config.as_deref())?;
             run_once(&file, args, timeout, output, root, package, &misp)
         }
         SandboxCommand::Serve { listen, db, storage, no_auth, workers, max_file_mb, memory_mb, max_pids, config } => {
-            let misp = SandboxToml::load(config.as_deref())?.reporting.misp;
-            if misp.enabled {
-                // a missing key is said now, not after the first detonation
-                misp.connection().api_key()?;
-                eprintln!("reports go to MISP at {} ([reporting.misp] enabled)", misp.url);
+            let misp = SandboxToml::load(config.as_deref())?;
+            for (enabled, connection, what) in [
+                (misp.processing.misp.enabled, misp.processing.misp.connection(), "reports are looked up in"),
+                (misp.reporting.misp.enabled, misp.reporting.misp.connection(), "reports go to"),
+            ] {
+                if enabled {
+                    // a missing key is said now, not after the first detonation
+                    connection.api_key()?;
+                    eprintln!("{what} MISP at {}", connection.url);
+                }
             }
             let token = if no_auth {
                 tracing::warn!("--no-auth: anyone who reaches {listen} can submit samples");
@@ -262,12 +352,12 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
                 Sandbox::new(SandboxConfig::default()).context("the sandbox cannot detonate on this machine")?,
             );
             let config = ApiConfig {
+                misp,
                 storage: storage.clone(),
                 token,
                 max_file_bytes: max_file_mb << 20,
                 workers,
                 limits: TaskLimits { memory_bytes: memory_mb << 20, max_pids, ..TaskLimits::default() },
-                misp,
             };
             let db_path = db.unwrap_or_else(|| storage.join("sandbox.db"));
             runtime()?.block_on(async {
@@ -277,38 +367,44 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        SandboxCommand::Submit { file, wait, timeout, package, options, api } => runtime()?.block_on(async {
-            let client = client(&api);
-            let id = client.submit_file(&file, &SubmitOptions { timeout, package, options }).await?;
-            if !wait {
-                println!("{id}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            eprintln!("task {id} submitted; waiting for its report");
-            let task = loop {
-                let task = client.task(id).await?;
-                match task["status"].as_str().unwrap_or_default() {
-                    "reported" | "failed_analysis" | "failed_processing" | "failed_reporting" => break task,
-                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        SandboxCommand::Submit { file, wait, poll, max_wait, output, timeout, package, options, api } => runtime()?
+            .block_on(async {
+                let client = api.client();
+                let id = client.submit_file(&file, &SubmitOptions { timeout, package, options }).await?;
+                if !wait {
+                    println!("{id}");
+                    return Ok(ExitCode::SUCCESS);
                 }
-            };
-            if task["status"] != "reported" {
-                print_task(&task);
-                return Ok(ExitCode::FAILURE);
-            }
-            let r = client.report(id).await?;
-            print!("{}", summary(&r, &format!("{}/tasks/report/{id}", api.url.trim_end_matches('/'))));
-            Ok(ExitCode::SUCCESS)
-        }),
+                eprintln!("task {id} submitted to {}; waiting for its report", api.url());
+                let every = Duration::from_secs_f64(poll.max(0.05));
+                let status = client
+                    .wait(id, every, Duration::from_secs(max_wait), |s, waited| {
+                        eprintln!("task {id}: {s} ({} s)", waited.as_secs())
+                    })
+                    .await?;
+                if status != TaskStatus::Reported {
+                    print_task(&client.task(id).await?);
+                    return Ok(ExitCode::FAILURE);
+                }
+                let bytes = client.report_bytes(id).await?;
+                let r = Report::from_slice(&bytes, &client.report_url(id))?;
+                if let Some(p) = &output {
+                    std::fs::write(p, &bytes).with_context(|| format!("writing {}", p.display()))?;
+                    eprintln!("report saved to {} ({} bytes)", p.display(), bytes.len());
+                }
+                print!("{}", summary(&r, &client.report_url(id)));
+                Ok(ExitCode::SUCCESS)
+            }),
         SandboxCommand::Status { id, api } => runtime()?.block_on(async {
-            let client = client(&api);
+            let client = api.client();
             match id {
                 Some(id) => print_task(&client.task(id).await?),
                 None => {
-                    let s = client.status().await?;
+                    let s = client.server_status().await?;
                     println!(
-                        "{} (Cuckoo {}): {} tasks: {} pending, {} running, {} completed, {} reported",
-                        api.url,
+                        "{} ({} {}): {} tasks: {} pending, {} running, {} completed, {} reported",
+                        api.url(),
+                        if api.kind() == BackendKind::Cape { "CAPE" } else { "Cuckoo" },
                         s["version"].as_str().unwrap_or("?"),
                         s["tasks"]["total"],
                         s["tasks"]["pending"],
@@ -330,12 +426,17 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         SandboxCommand::Report { id, summary: want_summary, all, output, api } => runtime()?.block_on(async {
-            let client = client(&api);
+            let client = api.client();
             let bytes = if all {
-                client.report_all(id).await?
+                match &client {
+                    Backend::Cuckoo(c) => c.report_all(id).await?,
+                    Backend::Cape(_) => {
+                        bail!("--all is Cuckoo's task archive; from CAPE the report comes as JSON only")
+                    }
+                }
             } else if want_summary {
                 let r = client.report(id).await?;
-                bytes::Bytes::from(summary(&r, &format!("{}/tasks/report/{id}", api.url.trim_end_matches('/'))))
+                bytes::Bytes::from(summary(&r, &client.report_url(id)))
             } else {
                 client.report_bytes(id).await?
             };
@@ -351,6 +452,42 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        SandboxCommand::Import { report: path, no_store, storage, db, config } => {
+            let misp = SandboxToml::load(config.as_deref())?;
+            let mut r = Report::from_file(&path)?;
+            runtime()?.block_on(async {
+                match lookup::enrich(&mut r, &misp.processing.misp).await {
+                    None => eprintln!("MISP lookup: off ([processing.misp] enabled = false)"),
+                    Some(Ok(o)) => eprintln!(
+                        "MISP lookup: {} values asked in {} requests ({} on ioc_blacklist, {} past maxioc): {} events matched",
+                        o.candidates.values.len(),
+                        o.requests,
+                        o.candidates.blacklisted.len(),
+                        o.candidates.over_max.len(),
+                        o.hits.len()
+                    ),
+                    // the reason is in the report, and so in its summary
+                    Some(Err(_)) => {}
+                }
+                let at = if no_store {
+                    path.display().to_string()
+                } else {
+                    let db_path = db.unwrap_or_else(|| storage.join("sandbox.db"));
+                    let tasks = TaskDb::open(&db_path).await.with_context(|| {
+                        format!("opening the local task store {} (--no-store only prints)", db_path.display())
+                    })?;
+                    let origin = path.display().to_string();
+                    let id = api::import::import(&tasks, &storage, r.clone(), &origin).await?;
+                    r.info.id = id as u64;
+                    format!(
+                        "{} (task {id}: `ioclab sandbox report {id}`, `ioclab sandbox to-misp --task {id}`)",
+                        api::queue::report_path(&storage, id).display()
+                    )
+                };
+                print!("{}", summary(&r, &at));
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         SandboxCommand::ToMisp { report, task, config, sample, api } => {
             let cfg = SandboxToml::load(config.as_deref())?.reporting.misp;
             runtime()?.block_on(to_misp(report, task, &cfg, sample, &api))
@@ -367,14 +504,6 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn client(api: &ApiTarget) -> CuckooClient {
-    // the local server's token, when this user can read it and none was given
-    let token = api.token.clone().or_else(|| {
-        std::fs::read_to_string(auth::token_path(Path::new(DEFAULT_STORAGE))).ok().map(|t| t.trim().to_string())
-    });
-    CuckooClient::new(&api.url, token)
-}
-
 /// `ioclab sandbox to-misp`.
 async fn to_misp(
     path: Option<PathBuf>,
@@ -385,7 +514,7 @@ async fn to_misp(
 ) -> anyhow::Result<ExitCode> {
     let report = match (&path, task) {
         (Some(p), _) => Report::from_file(p)?,
-        (None, Some(id)) => client(api).report(id).await?,
+        (None, Some(id)) => api.client().report(id).await?,
         (None, None) => bail!("give a report.json or --task ID"),
     };
     let sample_bytes = if !cfg.upload_sample {
@@ -398,7 +527,11 @@ async fn to_misp(
         binary.and_then(|b| std::fs::read(b).ok())
     } else {
         match report.target.file.as_ref().and_then(|f| f.sha256) {
-            Some(sha) => client(api).sample(&sha.to_string()).await.ok().map(|b| b.to_vec()),
+            Some(sha) => match api.client() {
+                Backend::Cuckoo(c) => c.sample(&sha.to_string()).await.ok().map(|b| b.to_vec()),
+                // CAPE serves samples elsewhere (files/get/...): give --sample
+                Backend::Cape(_) => None,
+            },
             None => None,
         }
     };
@@ -437,7 +570,7 @@ fn run_once(
     output: Option<PathBuf>,
     root: bool,
     package: Option<String>,
-    misp: &ReportingMisp,
+    misp: &SandboxToml,
 ) -> anyhow::Result<ExitCode> {
     let meta = std::fs::metadata(file).with_context(|| format!("{}", file.display()))?;
     if !meta.is_file() {
@@ -467,8 +600,10 @@ fn run_once(
     let sandbox = Sandbox::new(SandboxConfig::default()).context("the sandbox cannot detonate on this machine")?;
     let det = sandbox.detonate(&job, &dir)?;
     let mut r = report::build(&job, &det);
-    let sample = if misp.upload_sample { std::fs::read(dir.join("binary")).ok() } else { None };
-    let sent = runtime()?.block_on(misp::push::after_detonation(&mut r, misp, sample.as_deref()));
+    runtime()?.block_on(lookup::enrich(&mut r, &misp.processing.misp));
+    let reporting = &misp.reporting.misp;
+    let sample = if reporting.upload_sample { std::fs::read(dir.join("binary")).ok() } else { None };
+    let sent = runtime()?.block_on(misp::push::after_detonation(&mut r, reporting, sample.as_deref()));
     let path = dir.join("reports").join("report.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&r)?).with_context(|| format!("writing {}", path.display()))?;
     print!("{}", summary(&r, &path.display().to_string()));
@@ -537,6 +672,17 @@ fn summary(r: &Report, report_at: &str) -> String {
             d.file.sha256.map(|h| h.to_string()).unwrap_or_default(),
             if d.truncated { " (copy truncated)" } else { "" }
         );
+    }
+    if !r.misp.is_empty() {
+        let _ = writeln!(out, "known to MISP ({} events):", r.misp.len());
+    }
+    for h in &r.misp {
+        let level = h.level.map(|l| l.meaning().to_string()).unwrap_or_else(|| "level ?".into());
+        let _ = writeln!(out, "  event {} ({}, {level}) {}: {}", h.event_id, h.date, h.info, h.iocs.join(", "));
+        let _ = writeln!(out, "      {}", h.url);
+    }
+    if let Some(e) = &r.misp_lookup_error {
+        let _ = writeln!(out, "MISP lookup failed: {e}");
     }
     for e in &r.debug.errors {
         let _ = writeln!(out, "note: {e}");

@@ -365,18 +365,53 @@ fn push_match_any(q: &mut QueryBuilder<'_, Sqlite>, col: &str, values: &[String]
 
 /// Adds `AND col matches one of any AND col matches each of all AND col matches none of none`.
 fn push_cond(q: &mut QueryBuilder<'_, Sqlite>, col: &str, c: &Cond) {
+    push_cond_with(q, c, &|q, values| push_match_any(q, col, values));
+}
+
+/// [`push_cond`] with `matches` writing "the row matches one of these values".
+fn push_cond_with(
+    q: &mut QueryBuilder<'_, Sqlite>,
+    c: &Cond,
+    matches: &dyn Fn(&mut QueryBuilder<'_, Sqlite>, &[String]),
+) {
     if !c.any.is_empty() {
         q.push(" AND ");
-        push_match_any(q, col, &c.any);
+        matches(q, &c.any);
     }
     for v in &c.all {
         q.push(" AND ");
-        push_match_any(q, col, std::slice::from_ref(v));
+        matches(q, std::slice::from_ref(v));
     }
     if !c.none.is_empty() {
         q.push(" AND NOT ");
-        push_match_any(q, col, &c.none);
+        matches(q, &c.none);
     }
+}
+
+/// The `value` filter as MISP applies it: a composite attribute
+/// (`filename|md5`, `domain|ip`...) matches by its whole value or by either
+/// part (MISP's `value1`/`value2`), so the bare md5 of a sample finds the
+/// `filename|md5` a sandbox report became. Each part is looked up in its
+/// partial expression index (migration 0004): the terms repeat the indexes'
+/// expressions and their `instr(...) > 0` condition, and `+a.type` keeps
+/// SQLite from preferring the type index (every composite attribute).
+fn push_value_cond(q: &mut QueryBuilder<'_, Sqlite>, c: &Cond) {
+    push_cond_with(q, c, &|q, values| {
+        let composite: Vec<String> = crate::model::types::TYPES
+            .iter()
+            .filter(|(t, _, _)| t.contains('|'))
+            .map(|(t, _, _)| format!("'{t}'"))
+            .collect();
+        let is_composite = format!("instr(a.value, '|') > 0 AND +a.type IN ({})", composite.join(", "));
+        q.push("(");
+        push_match_any(q, "a.value", values);
+        for part in ["substr(a.value, 1, instr(a.value, '|') - 1)", "substr(a.value, instr(a.value, '|') + 1)"] {
+            q.push(format!(" OR ({is_composite} AND "));
+            push_match_any(q, part, values);
+            q.push(")");
+        }
+        q.push(")");
+    });
 }
 
 /// Tag conditions. Tag names are resolved to ids once per statement (an
@@ -464,7 +499,7 @@ pub async fn event_ids(conn: &mut SqliteConnection, f: &Filters) -> Result<Vec<i
     if !(f.kind.is_empty() && f.value.is_empty() && f.category.is_empty() && f.to_ids.is_none()) {
         q.push(" AND EXISTS (SELECT 1 FROM attributes a WHERE a.event_id = e.id AND a.deleted = 0");
         push_cond(&mut q, "a.type", &f.kind);
-        push_cond(&mut q, "a.value", &f.value);
+        push_value_cond(&mut q, &f.value);
         push_cond(&mut q, "a.category", &f.category);
         if let Some(t) = f.to_ids {
             q.push(" AND a.to_ids = ").push_bind(t);
@@ -489,7 +524,7 @@ pub(super) fn push_attribute_filters(q: &mut QueryBuilder<'_, Sqlite>, f: &Filte
     }
     push_cond(q, "a.type", &f.kind);
     push_cond(q, "a.uuid", &f.uuid);
-    push_cond(q, "a.value", &f.value);
+    push_value_cond(q, &f.value);
     push_cond(q, "a.category", &f.category);
     if let Some(t) = f.to_ids {
         q.push(" AND a.to_ids = ").push_bind(t);
@@ -680,6 +715,28 @@ mod tests {
         assert_eq!(found(json!({"value": ["evil.example|203.0.113.5"]})).await, ["evil.example|203.0.113.5"]);
         assert_eq!(found(json!({"type": "filename|md5"})).await, ["x.exe|d41d8cd98f00b204e9800998ecf8427e"]);
         assert_eq!(found(json!({"value": {"OR": ["!important"]}})).await, ["!important"]);
+    }
+
+    /// A value search is index lookups, whole value and both parts of
+    /// composites, never a scan of the attributes (100,000 of them took 70 ms
+    /// a request when the parts were compared row by row).
+    #[tokio::test]
+    async fn value_searches_use_the_indexes_of_both_parts() {
+        use crate::store::Store;
+        let store = Store::in_memory().await.unwrap();
+        let f = Filters::from_body(&json!({"value": ["d41d8cd98f00b204e9800998ecf8427e", "c2.example"]})).unwrap();
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "EXPLAIN QUERY PLAN SELECT a.id FROM attributes a JOIN events e ON e.id = a.event_id WHERE 1 = 1",
+        );
+        push_attribute_search(&mut q, &f);
+        let mut conn = store.pool().acquire().await.unwrap();
+        let plan: Vec<String> =
+            q.build().fetch_all(&mut *conn).await.unwrap().iter().map(|r| r.get::<String, _>(3)).collect();
+        let plan = plan.join("\n");
+        for index in ["attributes_value ", "attributes_value1 ", "attributes_value2 "] {
+            assert!(plan.contains(&format!("USING INDEX {index}")), "{index}not used:\n{plan}");
+        }
+        assert!(!plan.contains("SCAN a"), "{plan}");
     }
 
     #[tokio::test]

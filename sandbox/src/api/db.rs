@@ -173,14 +173,26 @@ impl TaskDb {
 
     /// Adds a pending task; returns its id.
     pub async fn create(&self, t: &NewTask) -> Result<i64, DbError> {
+        self.insert(t, None).await
+    }
+
+    /// Adds a task already `reported` (an imported report), with its analysis times; returns its id.
+    /// One statement: the queue never sees it pending.
+    pub async fn create_reported(&self, t: &NewTask, started: f64, ended: f64) -> Result<i64, DbError> {
+        // epoch 0 means the report did not say: the import time stands in
+        let (started, ended) = if started > 0.0 { (started, ended.max(started)) } else { (now(), now()) };
+        self.insert(t, Some((started, ended))).await
+    }
+
+    async fn insert(&self, t: &NewTask, reported: Option<(f64, f64)>) -> Result<i64, DbError> {
         let sample_id = match &t.sample {
             Some(f) => Some(self.sample_id(f).await?),
             None => None,
         };
         let id = sqlx::query(
             "INSERT INTO tasks (category, target, sample_id, package, options, timeout, priority, custom, owner, machine,
-                                platform, tags, memory, enforce_timeout, added_on)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                platform, tags, memory, enforce_timeout, added_on, status, started_on, completed_on)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(t.category)
         .bind(&t.target)
@@ -197,6 +209,9 @@ impl TaskDb {
         .bind(t.memory)
         .bind(t.enforce_timeout)
         .bind(now())
+        .bind(if reported.is_some() { Status::Reported } else { Status::Pending }.as_str())
+        .bind(reported.map(|r| r.0))
+        .bind(reported.map(|r| r.1))
         .execute(&self.pool)
         .await?
         .last_insert_rowid();

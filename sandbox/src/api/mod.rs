@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod auth;
 pub mod db;
+pub mod import;
 pub mod queue;
 pub mod submit;
 
@@ -27,7 +28,7 @@ use self::db::{NewTask, TaskDb};
 use self::queue::{binary_path, report_path, task_dir, Queue, TaskLimits};
 use self::submit::{check_filename, check_url, TaskForm};
 use crate::detonation::Detonator;
-use crate::misp::ReportingMisp;
+use crate::misp::SandboxToml;
 use crate::report::CUCKOO_VERSION;
 
 /// How the API runs.
@@ -43,8 +44,8 @@ pub struct ApiConfig {
     pub workers: usize,
     /// Limits of each task.
     pub limits: TaskLimits,
-    /// `[reporting.misp]`: each report sent to MISP when enabled.
-    pub misp: ReportingMisp,
+    /// `sandbox.toml`: each report is looked up in MISP (`[processing.misp]`), then sent to it (`[reporting.misp]`), when enabled.
+    pub misp: SandboxToml,
 }
 
 impl Default for ApiConfig {
@@ -55,7 +56,7 @@ impl Default for ApiConfig {
             max_file_bytes: submit::DEFAULT_MAX_FILE_BYTES,
             workers: 2,
             limits: TaskLimits::default(),
-            misp: ReportingMisp::default(),
+            misp: SandboxToml::default(),
         }
     }
 }
@@ -81,7 +82,8 @@ impl AppState {
             detonator,
             config.limits.clone(),
             config.workers,
-            config.misp.clone(),
+            config.misp.processing.misp.clone(),
+            config.misp.reporting.misp.clone(),
         );
         Ok(AppState { db, config: Arc::new(config), queue })
     }

@@ -10,7 +10,8 @@ use tokio::sync::{Notify, Semaphore};
 use super::db::{Status, TaskDb, TaskRow};
 use super::submit::parse_options;
 use crate::detonation::{self, Detonator, Job};
-use crate::misp::{self, ReportingMisp};
+use crate::misp::config::ProcessingMisp;
+use crate::misp::{self, lookup, ReportingMisp};
 use crate::report;
 
 /// Limits every task gets.
@@ -53,6 +54,9 @@ pub struct Queue {
     limits: TaskLimits,
     wake: Notify,
     slots: Arc<Semaphore>,
+    /// The MISP lookup run on each report (when enabled).
+    processing_misp: ProcessingMisp,
+    /// Where each report is sent (when enabled).
     misp: ReportingMisp,
 }
 
@@ -64,6 +68,7 @@ impl Queue {
         detonator: Arc<dyn Detonator>,
         limits: TaskLimits,
         workers: usize,
+        processing_misp: ProcessingMisp,
         misp: ReportingMisp,
     ) -> Arc<Queue> {
         let q = Arc::new(Queue {
@@ -73,6 +78,7 @@ impl Queue {
             limits,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(workers.max(1))),
+            processing_misp,
             misp,
         });
         tokio::spawn(q.clone().dispatch());
@@ -171,7 +177,9 @@ impl Queue {
                 return self.db.set_status(id, Status::FailedReporting, Some(&why)).await;
             }
         };
-        // a MISP failure lands in the report as misp_error, never fails the task
+        // processing, then reporting, as in Cuckoo; a MISP failure lands in the
+        // report (misp_lookup_error, misp_error), never fails the task
+        let _ = lookup::enrich(&mut report, &self.processing_misp).await;
         let sample = match self.misp.upload_sample {
             true => tokio::fs::read(dir.join("binary")).await.ok(),
             false => None,

@@ -69,6 +69,8 @@ pub fn build(job: &Job, det: &Detonation) -> Report {
         signatures,
         debug: Debug { errors: with_outcome(errors, det, job) },
         malscore: None,
+        misp: Vec::new(),
+        misp_lookup_error: None,
         misp_error: None,
     }
 }

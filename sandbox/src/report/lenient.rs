@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// Epoch seconds from a number, a numeric string, or a date
-/// (`2019-04-12 10:10:10[.ffffff]`, Cuckoo 1.x and CAPE; ISO with `T`/`Z`).
+/// (`2019-04-12 10:10:10[.ffffff]`, Cuckoo 1.x and CAPE; CAPE's process
+/// times as its logger writes them, `2024-01-17 20:30:16,072`; ISO with `T`/`Z`).
 pub fn epoch<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(opt_epoch(d)?.unwrap_or(0.0))
 }
@@ -32,6 +33,10 @@ fn parse_time(s: &str) -> Option<f64> {
         return Some(f);
     }
     let mut iso = s.replacen(' ', "T", 1);
+    // CAPE's `first_seen` comes from Python's logging format: a comma before the milliseconds
+    if let Some(comma) = iso.rfind(',').filter(|&at| at == 19) {
+        iso.replace_range(comma..=comma, ".");
+    }
     // offsets other than UTC are not written by sandboxes; `+00:00` is
     if let Some(stripped) = iso.strip_suffix("+00:00") {
         iso = stripped.to_string();

@@ -7,6 +7,7 @@
 pub mod behavior;
 pub mod build;
 mod lenient;
+pub mod misp;
 pub mod network;
 pub mod signature;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use behavior::{Behavior, Call, Process, ProcessNode, Summary};
 pub use build::build;
+pub use misp::MispHit;
 pub use network::{NetHost, Network};
 pub use signature::{Mark, Signature, Ttp};
 
@@ -46,6 +48,12 @@ pub struct Report {
     /// CAPE's score (0-10), when the report is CAPE's.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_score")]
     pub malscore: Option<f64>,
+    /// MISP events that know the report's IoCs, newest first (the `[processing.misp]` lookup).
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::list")]
+    pub misp: Vec<MispHit>,
+    /// Why the MISP lookup could not run, and what to do (the analysis itself went on).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
+    pub misp_lookup_error: Option<String>,
     /// Why sending the report to MISP failed, and what to do (ioclab; absent when it worked or was not asked).
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "opt_text")]
     pub misp_error: Option<String>,

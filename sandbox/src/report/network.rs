@@ -9,14 +9,14 @@ use super::lenient;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Network {
-    /// Addresses contacted (Cuckoo: strings; CAPE: objects with `ip`).
-    #[serde(deserialize_with = "lenient::list")]
+    /// Addresses contacted (Cuckoo: strings; CAPE: objects with `ip`; Cuckoo3: `host`).
+    #[serde(alias = "host", deserialize_with = "lenient::list")]
     pub hosts: Vec<NetHost>,
-    /// Names resolved and their first address.
-    #[serde(deserialize_with = "lenient::list")]
+    /// Names resolved and their first address (Cuckoo3: `domain`, names only).
+    #[serde(alias = "domain", deserialize_with = "lenient::list")]
     pub domains: Vec<DomainIp>,
-    /// DNS queries.
-    #[serde(deserialize_with = "lenient::list")]
+    /// DNS queries (Cuckoo3: `{"query": [...], "response": [...]}`, queries read).
+    #[serde(deserialize_with = "dns_list")]
     pub dns: Vec<Dns>,
     /// HTTP requests.
     #[serde(deserialize_with = "lenient::list")]
@@ -64,24 +64,51 @@ impl<'de> Deserialize<'de> for NetHost {
     }
 }
 
-/// A `network.domains` entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+/// Cuckoo and CAPE list the queries; Cuckoo3 keeps them under `query`.
+fn dns_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Dns>, D::Error> {
+    let list = match Value::deserialize(d)? {
+        Value::Object(mut split) => split.remove("query").unwrap_or(Value::Null),
+        other => other,
+    };
+    Option::<Vec<Dns>>::deserialize(list).map(Option::unwrap_or_default).map_err(serde::de::Error::custom)
+}
+
+/// A `network.domains` entry (Cuckoo3 writes the bare name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DomainIp {
     /// The name.
-    #[serde(deserialize_with = "lenient::string")]
     pub domain: String,
     /// Its first address (`""` when it had none).
-    #[serde(deserialize_with = "lenient::string")]
     pub ip: String,
+}
+
+impl<'de> Deserialize<'de> for DomainIp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Default, Deserialize)]
+        #[serde(default)]
+        struct Pair {
+            #[serde(deserialize_with = "lenient::string")]
+            domain: String,
+            #[serde(deserialize_with = "lenient::string")]
+            ip: String,
+        }
+        match Value::deserialize(d)? {
+            Value::String(domain) => Ok(DomainIp { domain, ip: String::new() }),
+            v @ Value::Object(_) => {
+                let p = Pair::deserialize(v).map_err(serde::de::Error::custom)?;
+                Ok(DomainIp { domain: p.domain, ip: p.ip })
+            }
+            other => Err(serde::de::Error::custom(format!("not a domain: {other}"))),
+        }
+    }
 }
 
 /// A `network.dns` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Dns {
-    /// The name asked.
-    #[serde(deserialize_with = "lenient::string")]
+    /// The name asked (Cuckoo3: `name`).
+    #[serde(alias = "name", deserialize_with = "lenient::string")]
     pub request: String,
     /// Query type.
     #[serde(rename = "type", deserialize_with = "lenient::string")]
@@ -89,8 +116,8 @@ pub struct Dns {
     /// Answers.
     #[serde(deserialize_with = "lenient::list")]
     pub answers: Vec<DnsAnswer>,
-    /// Epoch seconds (not in Cuckoo 2.0.7; CAPE has `first_seen`).
-    #[serde(alias = "first_seen", deserialize_with = "lenient::epoch")]
+    /// Epoch seconds (not in Cuckoo 2.0.7; CAPE has `first_seen`, Cuckoo3 `ts`).
+    #[serde(alias = "first_seen", alias = "ts", deserialize_with = "lenient::epoch")]
     pub time: f64,
 }
 

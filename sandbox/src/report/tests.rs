@@ -145,13 +145,14 @@ fn cape_shapes_are_accepted() {
         "signatures": [{"name": "x", "severity": 3, "ttp": ["T1055"], "data": [{"a": 1}], "marks": [{"type": "generic", "k": "v"}, {"weird": true}]}],
         "malscore": 6.5, "ttps": [], "detections": "Emotet"
     });
-    let r = Report::from_slice(cape.to_string().as_bytes(), "cape.json");
-    // the comma fraction of CAPE's first_seen is not a time: the error names the place
-    let e = r.unwrap_err().to_string();
-    assert!(e.starts_with("cape.json: at behavior.processes[0].first_seen:"), "{e}");
-    let mut cape = cape;
-    cape["behavior"]["processes"][0]["first_seen"] = json!(1682935201.123);
+    // CAPE writes process times as its logger does, a comma before the milliseconds
     let r = Report::from_slice(cape.to_string().as_bytes(), "cape.json").unwrap();
+    assert!((r.behavior.processes[0].first_seen - 1682935201.123).abs() < 1e-6);
+    // what is not a time still fails, naming the place
+    let mut bad = cape.clone();
+    bad["behavior"]["processes"][0]["first_seen"] = json!("2023-05-01 10:00:01;123");
+    let e = Report::from_slice(bad.to_string().as_bytes(), "cape.json").unwrap_err().to_string();
+    assert!(e.starts_with("cape.json: at behavior.processes[0].first_seen:"), "{e}");
     assert_eq!(r.info.id, 12);
     assert_eq!(r.info.options, "route=none");
     assert_eq!(r.info.started, 1682935200.0);
@@ -204,7 +205,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
-        "[a-z0-9 :.\\-]{0,12}".prop_map(Value::String),
+        "[a-z0-9 :,.|\\-]{0,12}".prop_map(Value::String),
+        Just(json!("2025-11-21 15:38:40,072")),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         let keys = prop_oneof![
@@ -250,5 +252,62 @@ proptest! {
     #[test]
     fn any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = Report::from_slice(&bytes, "r.json");
+    }
+
+    /// A real-shaped report (tests/fixtures: CAPE, Cuckoo 2.0.7, Cuckoo3) with
+    /// any one part replaced by any JSON: a report, or an error naming the
+    /// file and the JSON path; never a panic.
+    #[test]
+    fn mangled_real_shapes_parse_or_name_the_place(
+        which in 0usize..3,
+        pick in any::<prop::sample::Index>(),
+        with in arb_json(),
+    ) {
+        let name = ["cape-report.json", "cuckoo2-report.json", "cuckoo3-post.json"][which];
+        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let mut all = Vec::new();
+        paths(&v, &mut Vec::new(), &mut all);
+        let path = pick.get(&all).clone();
+        replace(&mut v, &path, with);
+        match Report::from_slice(v.to_string().as_bytes(), name) {
+            Ok(r) => {
+                let again = serde_json::to_string(&r).unwrap();
+                prop_assert!(Report::from_slice(again.as_bytes(), "again").is_ok());
+            }
+            Err(e) => prop_assert!(e.to_string().starts_with(&format!("{name}: at ")), "{}", e),
+        }
+    }
+}
+
+/// Every (object key or array index) path of `v`, depth first.
+fn paths(v: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    out.push(at.clone());
+    let children: Vec<(String, &Value)> = match v {
+        Value::Object(m) => m.iter().map(|(k, c)| (k.clone(), c)).collect(),
+        Value::Array(a) => a.iter().enumerate().map(|(i, c)| (i.to_string(), c)).collect(),
+        _ => Vec::new(),
+    };
+    for (k, c) in children {
+        at.push(k);
+        paths(c, at, out);
+        at.pop();
+    }
+}
+
+/// `v` with the part at `path` replaced by `with`.
+fn replace(v: &mut Value, path: &[String], with: Value) {
+    match path.split_first() {
+        None => *v = with,
+        Some((k, rest)) => {
+            let child = match v {
+                Value::Object(m) => m.get_mut(k),
+                Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+                _ => None,
+            };
+            if let Some(c) = child {
+                replace(c, rest, with);
+            }
+        }
     }
 }
