@@ -69,6 +69,12 @@ enum Command {
     /// API; `submit`, `status` and `report` are its clients (they also work
     /// against a real Cuckoo 2.0).
     Sandbox(commands::sandbox::SandboxArgs),
+    /// Lab: scenarios that move one IoC from a sample to a detection, and the lab network.
+    ///
+    /// `ioclab lab list` shows the scenarios, `ioclab lab check` validates
+    /// scenario files, `ioclab lab shell` opens a shell inside the lab
+    /// network (the sandbox's fake internet: nothing leaves the machine).
+    Lab(commands::lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
         Command::Ioc(args) => commands::ioc::run(args),
         Command::Misp(args) => commands::misp::run(args),
         Command::Sandbox(args) => commands::sandbox::run(args),
+        Command::Lab(args) => commands::lab::run(args),
     };
     match result {
         Ok(code) => code,

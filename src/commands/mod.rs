@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod ioc;
+pub mod lab;
 pub mod misp;
 pub mod replay;
 pub mod sandbox;

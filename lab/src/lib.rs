@@ -1,0 +1,9 @@
+//! ioclab's lab engine: what a scenario is (`lab-scenarios/<id>/scenario.yaml`),
+//! the lab network its endpoint steps run in (the sandbox's fake internet,
+//! shared), and the runs that drive one IoC through every stage:
+//! sample → sandbox report → MISP event → IoC export → endpoint agent → detection.
+//!
+//! It sits above the agent, intel and sandbox crates and below the web UI,
+//! which only renders what this crate does.
+
+#![warn(missing_docs)]
