@@ -7,3 +7,6 @@
 //! which only renders what this crate does.
 
 #![warn(missing_docs)]
+
+pub mod network;
+pub mod record_arg;
