@@ -1,0 +1,171 @@
+//! `ioclab lab shell`: the lab network from the command line, live (network
+//! and mount namespaces, so root). Under `CI=true` these fail when they
+//! cannot run; elsewhere they print why and skip.
+
+mod common;
+
+use common::*;
+
+fn can_isolate() -> bool {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(!in_ci(), "CI=true and the lab network cannot run: not root");
+    eprintln!("SKIPPED (not in CI): the lab network needs root");
+    false
+}
+
+const BLOG: [&str; 4] =
+    ["--record", "why.kunai.rocks=CNAME:kunai-project.github.io", "--record", "kunai-project.github.io=A:127.0.66.80"];
+
+fn shell(records: &[&str], command: &str) -> (i32, String, String) {
+    let mut args = vec!["lab", "shell"];
+    args.extend_from_slice(records);
+    args.extend_from_slice(&["-c", command]);
+    run(&args)
+}
+
+#[test]
+fn dig_sees_the_blogs_records_offline_and_other_names_get_the_sink() {
+    if !can_isolate() {
+        return;
+    }
+    let (code, out, err) =
+        shell(&BLOG, "dig +short +time=3 +tries=1 why.kunai.rocks && dig +short +time=3 +tries=1 unknown.example");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["kunai-project.github.io.", "127.0.66.80", "192.0.2.1"],
+        "{err}"
+    );
+    // the banner says where we are and how to leave; the summary what was asked
+    assert!(err.contains("why.kunai.rocks CNAME kunai-project.github.io"), "{err}");
+    assert!(err.contains("nothing leaves this machine"), "{err}");
+    assert!(err.contains("dns  why.kunai.rocks A -> kunai-project.github.io, 127.0.66.80"), "{err}");
+    assert!(err.contains("dns  unknown.example A -> 192.0.2.1"), "{err}");
+}
+
+#[test]
+fn the_commands_status_is_the_exit_status_and_resolv_conf_is_the_labs() {
+    if !can_isolate() {
+        return;
+    }
+    let (code, out, err) = shell(&[], "grep -c '^nameserver 127.0.0.53$' /etc/resolv.conf; exit 7");
+    assert_eq!(code, 7, "{out}\n{err}");
+    assert_eq!(out.trim(), "1", "only the lab resolver: {err}");
+    // the host's resolv.conf is untouched (the lab's is a private mount)
+    assert!(!std::fs::read_to_string("/etc/resolv.conf").unwrap().contains("ioclab fake internet"));
+}
+
+#[test]
+fn a_public_address_lands_in_the_sink_and_a_host_listener_gets_nothing() {
+    if !can_isolate() {
+        return;
+    }
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    host.set_nonblocking(true).unwrap();
+    let port = host.local_addr().unwrap().port();
+    let script = format!(
+        "curl -s -m 5 -H 'Host: c2.example' http://198.51.100.7:443/beacon; echo \" curl=$?\"; \
+         curl -s -m 5 http://127.0.0.1:{port}/; echo \" host=$?\""
+    );
+    let (code, out, err) = shell(&[], &script);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // the sink on 443 answered (it speaks HTTP to an HTTP client) inside the namespace
+    assert!(out.contains("curl=0"), "{out}\n{err}");
+    assert!(err.contains("tcp  198.51.100.7:") && err.contains("-> 198.51.100.7:443"), "{err}");
+    assert!(err.contains("http GET http://c2.example/beacon (to 198.51.100.7:443)"), "{err}");
+    // 127.0.0.1 inside is the namespace's own: refused there, logged, never seen by the host
+    assert!(out.contains("host=7"), "connection refused inside: {out}");
+    assert!(err.contains(&format!("refused 127.0.0.1:{port}")), "{err}");
+    assert!(
+        matches!(host.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the host listener got a connection"
+    );
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(marker) && !cmd.contains("ioclab") && !cmd.contains("cargo") {
+            found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// Processes in namespace `link` (`net:[...]`, `mnt:[...]`) and fds holding it.
+fn ns_users(link: &str) -> Vec<String> {
+    let mut users = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        for ns in ["ns/net", "ns/mnt"] {
+            if std::fs::read_link(p.path().join(ns)).is_ok_and(|l| l.to_string_lossy() == link) {
+                users.push(format!("pid {}", p.file_name().to_string_lossy()));
+            }
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == link) {
+                users.push(format!("fd {}", fd.path().display()));
+            }
+        }
+    }
+    users
+}
+
+/// Whether `pid` runs (a zombie waiting for init to reap it does not).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn lab_mounts() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains("ioclab-lab")).count()
+}
+
+#[test]
+fn nothing_is_left_after_exit_not_even_a_detached_background_process() {
+    if !can_isolate() {
+        return;
+    }
+    let marker = "31415926";
+    let mounts_before = lab_mounts();
+    // a process that leaves the shell's session and outlives it, as malware would
+    let (code, out, err) = shell(
+        &[],
+        &format!("readlink /proc/self/ns/net /proc/self/ns/mnt; echo $PPID; setsid sleep {marker} </dev/null >/dev/null 2>&1 & echo $!"),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let (net, mnt, ioclab, bg) = (lines[0], lines[1], lines[2], lines[3]);
+    assert!(net.starts_with("net:[") && mnt.starts_with("mnt:["), "{out}");
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(net, host_net.to_string_lossy(), "the shell ran in its own network namespace");
+
+    assert!(!alive(bg), "the background process {bg} is left");
+    assert!(processes_with(marker).is_empty(), "{:?}", processes_with(marker));
+    assert!(ns_users(net).is_empty(), "{net}: {:?}", ns_users(net));
+    assert!(ns_users(mnt).is_empty(), "{mnt}: {:?}", ns_users(mnt));
+    assert_eq!(lab_mounts(), mounts_before, "a lab mount is left on the host");
+    let left: Vec<_> = std::fs::read_dir("/run/ioclab-lab")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(left.iter().all(|f| !f.starts_with(&format!("resolv-{ioclab}-"))), "{left:?}");
+}
+
+#[test]
+fn bad_records_are_refused_with_the_argument_named() {
+    let (code, _, err) = run(&["lab", "shell", "--record", "why.kunai.rocks=MX:mail.example", "-c", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("why.kunai.rocks=MX:mail.example") && err.contains("\"MX\" is not one of A, AAAA, CNAME"),
+        "{err}"
+    );
+}
