@@ -16,7 +16,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ioclab_sandbox::detonation::{DnsRecord, DnsRecordData, NetworkLog};
-use ioclab_sandbox::fakenet::{self, FakeNet, FakeNetConfig, FakeNetError};
+use ioclab_sandbox::fakenet::{self, FakeNet, FakeNetConfig, FakeNetError, Service, ServiceKind};
 
 /// Why the lab network could not start or run a command.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,8 @@ pub enum LabNetError {
 pub struct LabNetConfig {
     /// DNS records answered before the sink address (CNAME chains are followed).
     pub records: Vec<DnsRecord>,
+    /// Services answering instead of the sinks: HTTP pages, C2 listeners.
+    pub services: Vec<Service>,
 }
 
 /// A running lab network; [`LabNetwork::stop`] returns what it saw.
@@ -69,7 +71,11 @@ impl LabNetwork {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::write(&resolv, fakenet::resolv_conf()).map_err(io(format!("writing {}", resolv.display())))?;
-        let net = match FakeNet::start(FakeNetConfig { records: config.records.clone(), ..Default::default() }) {
+        let net = match FakeNet::start(FakeNetConfig {
+            records: config.records.clone(),
+            services: config.services.clone(),
+            ..Default::default()
+        }) {
             Ok(n) => n,
             Err(e) => {
                 let _ = std::fs::remove_file(&resolv);
@@ -82,6 +88,11 @@ impl LabNetwork {
     /// The records it answers.
     pub fn records(&self) -> &[DnsRecord] {
         &self.config.records
+    }
+
+    /// The services it runs.
+    pub fn services(&self) -> &[Service] {
+        &self.config.services
     }
 
     fn net(&self) -> &FakeNet {
@@ -204,6 +215,18 @@ pub fn describe_record(r: &DnsRecord) -> String {
         DnsRecordData::A(a) => format!("{} A {a}", r.name),
         DnsRecordData::AAAA(a) => format!("{} AAAA {a}", r.name),
         DnsRecordData::CNAME(c) => format!("{} CNAME {c}", r.name),
+    }
+}
+
+/// One line per service, `ip:port kind`, for banners.
+pub fn describe_service(s: &Service) -> String {
+    let at = match s.ip {
+        Some(ip) => std::net::SocketAddr::new(ip, s.port).to_string(),
+        None => format!("*:{}", s.port),
+    };
+    match &s.kind {
+        ServiceKind::Http { body, content_type } => format!("{at} HTTP ({} bytes of {content_type})", body.len()),
+        ServiceKind::C2 { send } => format!("{at} C2 (sends {} bytes, keeps the connection open)", send.len()),
     }
 }
 

@@ -86,7 +86,8 @@ mod tests {
         #[test]
         fn never_panics_and_errors_name_the_argument(arg in ".{0,80}") {
             if let Err(e) = parse_record_arg(&arg) {
-                prop_assert!(e.to_string().contains(&format!("{arg:?}")));
+                let quoted = format!("{arg:?}");
+                prop_assert!(e.to_string().contains(&quoted), "{} lacks {}", e, quoted);
             }
         }
 

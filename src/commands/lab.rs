@@ -81,6 +81,9 @@ fn shell(a: ShellArgs) -> anyhow::Result<ExitCode> {
             banner += &format!("    {}\n", network::describe_record(r));
         }
     }
+    for s in net.services() {
+        banner += &format!("  service: {}\n", network::describe_service(s));
+    }
     banner += &format!(
         "  every other name -> {} (AAAA {}); every address is local; sinks on TCP {:?}\n  nothing leaves this machine. ",
         fakenet::DEFAULT_SINK_V4,

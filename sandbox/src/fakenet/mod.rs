@@ -13,6 +13,7 @@ pub mod dns;
 pub mod http;
 pub mod netns;
 pub mod packets;
+pub mod services;
 pub mod sinks;
 pub mod tls;
 
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use netns::NetNs;
+pub use services::{Service, ServiceKind};
 
 use crate::detonation::{DnsRecord, NetworkLog};
 
@@ -58,11 +60,13 @@ pub struct FakeNetConfig {
     pub sink_v4: Ipv4Addr,
     /// Answer of AAAA questions without a record.
     pub sink_v6: Ipv6Addr,
+    /// Services answering instead of the sinks (HTTP pages, C2 listeners).
+    pub services: Vec<Service>,
 }
 
 impl Default for FakeNetConfig {
     fn default() -> Self {
-        FakeNetConfig { records: Vec::new(), sink_v4: DEFAULT_SINK_V4, sink_v6: DEFAULT_SINK_V6 }
+        FakeNetConfig { records: Vec::new(), sink_v4: DEFAULT_SINK_V4, sink_v6: DEFAULT_SINK_V6, services: Vec::new() }
     }
 }
 
@@ -96,8 +100,8 @@ pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
 }
 
 impl FakeNet {
-    /// Creates a namespace and starts the resolver, the sinks and the tap in it;
-    /// returns once they all listen.
+    /// Creates a namespace and starts the resolver, the sinks, the services and
+    /// the tap in it; returns once they all listen.
     pub fn start(config: FakeNetConfig) -> Result<Self, FakeNetError> {
         let ns = NetNs::new()?;
         let log = Arc::new(Mutex::new(NetworkLog::default()));
@@ -106,6 +110,7 @@ impl FakeNet {
         let ns_fd = ns.fd();
         let (log2, zone) =
             (log.clone(), dns::Zone { records: config.records, sink_v4: config.sink_v4, sink_v6: config.sink_v6 });
+        let services = config.services;
         let thread = std::thread::Builder::new()
             .name("ioclab-fakenet".into())
             .spawn(move || {
@@ -120,7 +125,7 @@ impl FakeNet {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| {
                         FakeNetError::Setup { what: "starting the fake internet's runtime".into(), source }
                     })?;
-                    let servers = rt.block_on(sinks::Servers::bind())?;
+                    let servers = rt.block_on(sinks::Servers::bind(services))?;
                     Ok((rt, servers))
                 };
                 match run() {

@@ -15,6 +15,7 @@ use tokio::time::timeout;
 
 use super::dns::Zone;
 use super::packets::{self, Packet};
+use super::services::{self, Service, ServiceKind};
 use super::{canonical, http, lock, now, tls, FakeNetError, DNS_PORT, SINK_PORTS};
 use crate::detonation::{Flow, HttpRequest, NetworkLog, TlsHello};
 use ioclab_agent::hashes::Sha256;
@@ -29,6 +30,7 @@ const MAX_BODY: u64 = 64 << 20;
 /// Bound sockets, before serving.
 pub struct Servers {
     tcp: Vec<(u16, TcpListener)>,
+    services: Arc<Vec<Service>>,
     dns_udp: AsyncFd<OwnedFd>,
     tap: AsyncFd<OwnedFd>,
 }
@@ -113,39 +115,52 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 }
 
 impl Servers {
-    /// Binds every socket (in the namespace of the calling thread).
-    pub async fn bind() -> Result<Self, FakeNetError> {
+    /// Binds every socket (in the namespace of the calling thread): the sinks',
+    /// the resolver's, and every address of the ports `services` add.
+    pub async fn bind(services: Vec<Service>) -> Result<Self, FakeNetError> {
+        if let Some(s) = services.iter().find(|s| s.port == DNS_PORT) {
+            return Err(FakeNetError::Setup {
+                what: format!("service on {:?} port {}", s.ip, s.port),
+                source: io::Error::other("port 53 is the resolver's"),
+            });
+        }
+        let mut ports: Vec<u16> = SINK_PORTS.iter().copied().chain([DNS_PORT]).collect();
+        ports.extend(services.iter().map(|s| s.port).filter(|p| !SINK_PORTS.contains(p)));
+        ports.sort_unstable();
+        ports.dedup();
         let mut tcp = Vec::new();
-        for port in SINK_PORTS.iter().copied().chain([DNS_PORT]) {
+        for port in ports {
             tcp.push((port, bind_tcp(port).map_err(setup(format!("listening on TCP port {port}")))?));
         }
+        let services = Arc::new(services);
         let dns_udp = register(bind_udp_pktinfo(DNS_PORT).map_err(setup("binding UDP port 53"))?)
             .map_err(setup("registering UDP port 53"))?;
         let tap = register(bind_tap().map_err(setup("packet socket on lo"))?)
             .map_err(setup("registering the packet socket"))?;
-        Ok(Servers { tcp, dns_udp, tap })
+        Ok(Servers { tcp, services, dns_udp, tap })
     }
 
     /// Serves until `stop` fires (or its sender is dropped).
     pub async fn serve(self, zone: Arc<Zone>, log: Arc<Mutex<NetworkLog>>, stop: tokio::sync::oneshot::Receiver<()>) {
+        let served: Arc<Vec<u16>> = Arc::new(self.tcp.iter().map(|(p, _)| *p).collect());
         for (port, listener) in self.tcp {
-            let (zone, log) = (zone.clone(), log.clone());
+            let (zone, log, services) = (zone.clone(), log.clone(), self.services.clone());
             tokio::spawn(async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else { continue };
-                    let (zone, log) = (zone.clone(), log.clone());
+                    let (zone, log, services) = (zone.clone(), log.clone(), services.clone());
                     tokio::spawn(async move {
                         if port == DNS_PORT {
                             dns_tcp(stream, &zone, &log).await;
                         } else {
-                            sink(stream, port, &log).await;
+                            sink(stream, port, &log, &services).await;
                         }
                     });
                 }
             });
         }
         tokio::spawn(dns_udp(self.dns_udp, zone, log.clone()));
-        tokio::spawn(tap(self.tap, log));
+        tokio::spawn(tap(self.tap, log, served));
         let _ = stop.await;
     }
 }
@@ -160,10 +175,18 @@ fn banner(port: u16) -> Option<&'static [u8]> {
     }
 }
 
-/// One TCP connection to a sink.
-async fn sink(mut s: TcpStream, port: u16, log: &Mutex<NetworkLog>) {
+/// The page the sinks answer HTTP requests with.
+const SINK_PAGE: (&[u8], &str) = (b"<html><body>ioclab sink</body></html>\n", "text/html");
+
+/// One TCP connection to a sink, or to the service placed on its address.
+async fn sink(mut s: TcpStream, port: u16, log: &Mutex<NetworkLog>, services: &[Service]) {
     let (Ok(src), Ok(dst)) = (s.peer_addr(), s.local_addr()) else { return };
     let (src, dst) = (canonical(src), canonical(dst));
+    let service = services::find(services, dst);
+    let page = match service.map(|s| &s.kind) {
+        Some(ServiceKind::Http { body, content_type }) => (body.as_slice(), content_type.as_str()),
+        _ => SINK_PAGE,
+    };
     let idx = {
         let mut l = lock(log);
         l.tcp.push(Flow { time: now(), src, dst, bytes: 0, head: Vec::new() });
@@ -177,6 +200,9 @@ async fn sink(mut s: TcpStream, port: u16, log: &Mutex<NetworkLog>) {
             f.head = buf[..buf.len().min(HEAD_BYTES)].to_vec();
         }
     };
+    if let Some(ServiceKind::C2 { send }) = service.map(|s| &s.kind) {
+        return c2(s, send, &record).await;
+    }
     if let Some(b) = banner(port) {
         let _ = s.write_all(b).await;
     }
@@ -211,7 +237,7 @@ async fn sink(mut s: TcpStream, port: u16, log: &Mutex<NetworkLog>) {
             match http::parse_head(&buf) {
                 Ok(None) if room > n => continue,
                 Ok(Some(head)) => {
-                    total = http_request(&mut s, head, &buf, total, &mut chunk, (src, dst), log, &record).await;
+                    total = http_request(&mut s, head, &buf, total, &mut chunk, (src, dst), log, &record, page).await;
                     record(&buf, total);
                     return;
                 }
@@ -242,6 +268,7 @@ async fn http_request(
     (src, dst): (SocketAddr, SocketAddr),
     log: &Mutex<NetworkLog>,
     record: &impl Fn(&[u8], u64),
+    (page, content_type): (&[u8], &str),
 ) -> u64 {
     if head.expect_continue {
         let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
@@ -269,9 +296,8 @@ async fn http_request(
         tail = chunk[n.saturating_sub(5)..n].to_vec();
         record(buf, total);
     }
-    let page = b"<html><body>ioclab sink</body></html>\n";
     let resp = format!(
-        "HTTP/1.1 200 OK\r\nServer: ioclab-sink\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nServer: ioclab-sink\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         page.len()
     );
     let _ = s.write_all(resp.as_bytes()).await;
@@ -289,6 +315,26 @@ async fn http_request(
         body_sha256: (body > 0 && body <= MAX_BODY).then(|| Sha256(hasher.finalize().into())),
     });
     total
+}
+
+/// A C2 connection: `send` first, then whatever the client sends is logged
+/// (its first bytes and its size) until it closes; no idle timeout, the
+/// connection lasts as long as the client (or the fake internet) does.
+async fn c2(mut s: TcpStream, send: &[u8], record: &impl Fn(&[u8], u64)) {
+    if !send.is_empty() && s.write_all(send).await.is_err() {
+        return;
+    }
+    let (mut head, mut total) = (Vec::with_capacity(HEAD_BYTES), 0u64);
+    let mut chunk = vec![0u8; 16 * 1024];
+    while let Ok(n) = s.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        let room = HEAD_BYTES.saturating_sub(head.len());
+        head.extend_from_slice(&chunk[..n.min(room)]);
+        record(&head, total);
+    }
 }
 
 /// DNS over TCP: length-prefixed messages until the client closes.
@@ -412,7 +458,7 @@ async fn dns_udp(sock: AsyncFd<OwnedFd>, zone: Arc<Zone>, log: Arc<Mutex<Network
 }
 
 /// The packet tap: UDP datagrams (DNS aside) and SYNs to ports without a sink.
-async fn tap(sock: AsyncFd<OwnedFd>, log: Arc<Mutex<NetworkLog>>) {
+async fn tap(sock: AsyncFd<OwnedFd>, log: Arc<Mutex<NetworkLog>>, served: Arc<Vec<u16>>) {
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok(mut guard) = sock.readable().await else { return };
@@ -442,7 +488,7 @@ async fn tap(sock: AsyncFd<OwnedFd>, log: Arc<Mutex<NetworkLog>>) {
         }
         let pkt = &buf[..n];
         match packets::parse(pkt) {
-            Some(Packet::Syn { dst, .. }) if !SINK_PORTS.contains(&dst.port()) && dst.port() != DNS_PORT => {
+            Some(Packet::Syn { dst, .. }) if !served.contains(&dst.port()) => {
                 let mut l = lock(&log);
                 if !l.dead_hosts.contains(&dst) {
                     l.dead_hosts.push(dst);
