@@ -7,3 +7,5 @@
 //! which only renders what this crate does.
 
 #![warn(missing_docs)]
+
+pub mod scenario;
