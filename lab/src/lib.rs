@@ -10,3 +10,4 @@
 
 pub mod network;
 pub mod record_arg;
+pub mod scenario;

@@ -1,0 +1,46 @@
+//! What a run must produce: IoCs in the MISP export and detections on the endpoint.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::identity::{IocText, ScenarioId};
+
+/// Expected IoCs and detections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expectations {
+    /// Values the IoC export must hold.
+    #[serde(default)]
+    pub iocs: Vec<ExpectedIoc>,
+    /// Agent events that must carry a detection.
+    #[serde(default)]
+    pub detections: Vec<ExpectedDetection>,
+}
+
+/// An IoC the export must hold.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedIoc {
+    /// The value (a domain, IP, hash or path), as the agent matches it.
+    pub value: IocText,
+}
+
+/// An agent event that must be seen with a detection.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedDetection {
+    /// Its name (questions unlock on it).
+    pub id: ScenarioId,
+    /// Kunai event name (`dns_query`, `execve_script`, `connect`...).
+    pub event: String,
+    /// The event field holding the value (`data.query`), if it matters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The IoC that must appear in `detection.iocs` (one of `expect.iocs`).
+    pub ioc: IocText,
+    /// Lowest `detection.severity` accepted.
+    #[serde(default)]
+    pub min_severity: u8,
+    /// Seconds, from the start of the steps, within which it must be seen.
+    pub within_secs: u32,
+}
