@@ -43,6 +43,31 @@ pub struct LabNetConfig {
     pub services: Vec<Service>,
 }
 
+impl LabNetConfig {
+    /// The network a scenario declares: its records, and its services as the
+    /// fake internet runs them (an HTTP sink answers with a page naming the
+    /// scenario, a C2 listener keeps its clients connected and sends nothing).
+    pub fn from_scenario(network: &crate::scenario::LabNetwork, scenario_id: &str) -> Self {
+        use crate::scenario::ServiceKind as Kind;
+        let services = network
+            .services
+            .iter()
+            .map(|s| Service {
+                ip: Some(s.address),
+                port: s.port,
+                kind: match s.kind {
+                    Kind::HttpSink => ServiceKind::Http {
+                        body: format!("<html><body>ioclab lab: {scenario_id}</body></html>\n").into_bytes(),
+                        content_type: "text/html".into(),
+                    },
+                    Kind::C2 => ServiceKind::C2 { send: Vec::new() },
+                },
+            })
+            .collect();
+        LabNetConfig { records: network.dns.clone(), services }
+    }
+}
+
 /// A running lab network; [`LabNetwork::stop`] returns what it saw.
 #[derive(Debug)]
 pub struct LabNetwork {

@@ -24,6 +24,7 @@ every IPv4 address is local to the network, and sinks answer on common ports
 (HTTP 80/8080, TLS 443/8443, 21, 22, 25, 1337, 4444). Nothing leaves the machine.
 
 Examples:
+  sudo ioclab lab shell dns-ioc-why-kunai-rocks   the scenario's network (./lab-scenarios/<id>)
   sudo ioclab lab shell --record why.kunai.rocks=CNAME:kunai-project.github.io \\
                         --record kunai-project.github.io=A:127.0.66.80
       then type: dig why.kunai.rocks   (the blog's experiment, offline)
@@ -33,9 +34,9 @@ Examples:
 
 #[derive(Args)]
 struct ShellArgs {
-    /// A scenario folder, or a scenario id under ./lab-scenarios: its network records (not yet supported; use --record).
+    /// A scenario folder (or its scenario.yaml), or a scenario id under ./lab-scenarios: its network's records and services.
     scenario: Option<String>,
-    /// A DNS record, NAME=TYPE:VALUE with TYPE A, AAAA or CNAME (repeatable).
+    /// A DNS record, NAME=TYPE:VALUE with TYPE A, AAAA or CNAME (repeatable; added to the scenario's).
     #[arg(long = "record", value_name = "NAME=TYPE:VALUE", value_parser = parse_record_arg)]
     records: Vec<ioclab_sandbox::detonation::DnsRecord>,
     /// Run this command (with the shell's -c) instead of an interactive shell, and exit with its status.
@@ -65,12 +66,40 @@ fn user_shell() -> String {
     "/bin/sh".into()
 }
 
-fn shell(a: ShellArgs) -> anyhow::Result<ExitCode> {
-    if let Some(s) = &a.scenario {
-        bail!("scenario {s:?}: reading a scenario's network is not supported yet; give its records with --record");
+/// Where the scenario ids of `ioclab lab shell ID` live.
+const SCENARIOS_DIR: &str = "lab-scenarios";
+
+/// Loads the scenario `arg` (a folder, its scenario.yaml, or an id under
+/// ./lab-scenarios) and returns its id and network.
+fn scenario_network(arg: &str) -> anyhow::Result<(String, ioclab_lab::scenario::LabNetwork)> {
+    let given = std::path::Path::new(arg);
+    let path = if given.exists() { given.to_path_buf() } else { std::path::Path::new(SCENARIOS_DIR).join(arg) };
+    if !path.exists() {
+        bail!("scenario {arg:?}: no such folder, nor {} (run from the folder holding lab-scenarios/)", path.display());
     }
-    let net =
-        LabNetwork::start(LabNetConfig { records: a.records }).context("starting the lab network (needs root)")?;
+    match ioclab_lab::scenario::load::load(&path) {
+        Ok(l) => Ok((l.scenario.id.to_string(), l.scenario.network)),
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            bail!("scenario {arg:?}: {} error(s) in {}", diags.len(), path.display())
+        }
+    }
+}
+
+fn shell(a: ShellArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &a.scenario {
+        Some(s) => {
+            let (id, network) = scenario_network(s)?;
+            eprintln!("scenario {id}");
+            LabNetConfig::from_scenario(&network, &id)
+        }
+        None => LabNetConfig::default(),
+    };
+    // the command line's records come first: the resolver answers the first match
+    config.records.splice(0..0, a.records);
+    let net = LabNetwork::start(config).context("starting the lab network (needs root)")?;
     let sh = user_shell();
     let mut banner = String::from("ioclab lab network: a fake internet in its own network namespace.\n");
     if net.records().is_empty() {
