@@ -169,3 +169,75 @@ fn bad_records_are_refused_with_the_argument_named() {
         "{err}"
     );
 }
+
+/// A scenario folder `<dir>/<id>` with the blog's network, an HTTP sink and a C2.
+fn write_scenario(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    let folder = dir.join(id);
+    std::fs::create_dir_all(&folder).unwrap();
+    let sample = b"#!/bin/sh\n# harmless lab sample\ndig +short why.kunai.rocks\n";
+    std::fs::write(folder.join("sample.sh"), sample).unwrap();
+    let out = std::process::Command::new("sha256sum").arg(folder.join("sample.sh")).output().unwrap();
+    let sha = String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string();
+    let yaml = format!(
+        "id: {id}
+uuid: 0b7f4a52-53d1-4a8e-9a53-2f1d54e0c0de
+version: 1
+title: The lab network of a scenario
+level: beginner
+duration_minutes: 5
+license: CC-BY-4.0
+attack: [T1071.004]
+story: A test scenario.
+objectives: [Resolve a name offline.]
+network:
+  dns:
+    - {{name: why.kunai.rocks, type: CNAME, value: kunai-project.github.io}}
+    - {{name: kunai-project.github.io, type: A, value: 127.0.66.80}}
+  services:
+    - {{id: web, kind: http_sink, address: 127.0.66.80, port: 80}}
+    - {{id: c2, kind: c2, address: 127.0.66.81, port: 4444}}
+sample:
+  file: sample.sh
+  sha256: {sha}
+  sandbox: embedded
+expect:
+  iocs:
+    - value: why.kunai.rocks
+"
+    );
+    std::fs::write(folder.join("scenario.yaml"), yaml).unwrap();
+    folder
+}
+
+#[test]
+fn a_scenario_id_gives_its_records_and_services() {
+    if !can_isolate() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_scenario(&dir.path().join("lab-scenarios"), "lab-net-test");
+    // by id, from the folder holding lab-scenarios/
+    let script = "dig +short +time=3 +tries=1 why.kunai.rocks; curl -s -m 5 http://why.kunai.rocks/; \
+                  exec 3<>/dev/tcp/127.0.66.81/4444; echo hello-c2 >&3; sleep 0.2";
+    let (code, out, err) =
+        output(ioclab().current_dir(dir.path()).args(["lab", "shell", "lab-net-test", "-c", script]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.starts_with("kunai-project.github.io.\n127.0.66.80\n"), "{out}");
+    assert!(out.contains("ioclab lab: lab-net-test"), "the scenario's HTTP sink answered: {out}");
+    assert!(err.contains("127.0.66.81:4444 C2"), "{err}");
+    assert!(err.contains("-> 127.0.66.81:4444 (9 bytes)"), "the C2 logged what the client sent: {err}");
+}
+
+#[test]
+fn a_bad_scenario_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = write_scenario(dir.path(), "broken");
+    let yaml = std::fs::read_to_string(folder.join("scenario.yaml")).unwrap();
+    std::fs::write(folder.join("scenario.yaml"), yaml.replace("kind: c2", "kind: smtp")).unwrap();
+    let (code, _, err) = run(&["lab", "shell", folder.to_str().unwrap(), "-c", "true"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("scenario.yaml:17:"), "FILE:LINE of the bad service: {err}");
+    let (code, _, err) = run(&["lab", "shell", "no-such-scenario-here", "-c", "true"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("\"no-such-scenario-here\": no such folder"), "{err}");
+}
