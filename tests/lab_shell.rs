@@ -3,18 +3,11 @@
 //! cannot run; elsewhere they print why and skip.
 
 mod common;
+#[path = "../lab/tests/common/leftovers.rs"]
+mod leftovers;
 
 use common::*;
-
-fn can_isolate() -> bool {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(!in_ci(), "CI=true and the lab network cannot run: not root");
-    eprintln!("SKIPPED (not in CI): the lab network needs root");
-    false
-}
+use leftovers::{alive, can_isolate, ns_users};
 
 const BLOG: [&str; 4] =
     ["--record", "why.kunai.rocks=CNAME:kunai-project.github.io", "--record", "kunai-project.github.io=A:127.0.66.80"];
@@ -96,33 +89,6 @@ fn processes_with(marker: &str) -> Vec<String> {
         }
     }
     found
-}
-
-/// Processes in namespace `link` (`net:[...]`, `mnt:[...]`) and fds holding it.
-fn ns_users(link: &str) -> Vec<String> {
-    let mut users = Vec::new();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        for ns in ["ns/net", "ns/mnt"] {
-            if std::fs::read_link(p.path().join(ns)).is_ok_and(|l| l.to_string_lossy() == link) {
-                users.push(format!("pid {}", p.file_name().to_string_lossy()));
-            }
-        }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == link) {
-                users.push(format!("fd {}", fd.path().display()));
-            }
-        }
-    }
-    users
-}
-
-/// Whether `pid` runs (a zombie waiting for init to reap it does not).
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
 }
 
 fn lab_mounts() -> usize {

@@ -1,24 +1,18 @@
 //! The lab network through its Rust API, live (namespaces, so root). Under
 //! `CI=true` these fail when they cannot run; elsewhere they print why and skip.
 
+mod common {
+    pub mod leftovers;
+}
+
 use std::io::{BufRead, BufReader};
 use std::os::fd::RawFd;
 use std::process::{Command, Stdio};
 
+use common::leftovers::{can_isolate, ns_users};
 use ioclab_lab::network::{LabNetConfig, LabNetwork};
 use ioclab_sandbox::detonation::{DnsRecord, DnsRecordData};
 use ioclab_sandbox::fakenet::{Service, ServiceKind};
-
-fn can_isolate() -> bool {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(!ci, "CI=true and the lab network cannot run: not root");
-    eprintln!("SKIPPED (not in CI): the lab network needs root");
-    false
-}
 
 fn blog_records() -> Vec<DnsRecord> {
     vec![
@@ -37,27 +31,6 @@ fn output(net: &LabNetwork, script: &str) -> (bool, String) {
 /// `net:[inode]` of the namespace behind `fd`.
 fn ns_link(fd: RawFd) -> String {
     std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap().to_string_lossy().into_owned()
-}
-
-/// Live processes in network namespace `link`, and fds holding it.
-fn ns_users(link: &str) -> Vec<String> {
-    let mut users = Vec::new();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        let zombie = std::fs::read_to_string(p.path().join("stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
-            .unwrap_or(true);
-        if !zombie && std::fs::read_link(p.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == link) {
-            users.push(format!("pid {}", p.file_name().to_string_lossy()));
-        }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == link) {
-                users.push(format!("fd {}", fd.path().display()));
-            }
-        }
-    }
-    users
 }
 
 #[test]

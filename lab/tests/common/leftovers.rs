@@ -1,0 +1,46 @@
+//! What a lab network may leave behind, as /proc shows it: shared by the
+//! lab crate's live tests and `ioclab lab shell`'s (tests/lab_shell.rs).
+
+#![allow(dead_code)] // each test file uses its own part
+
+/// Whether `pid` runs (a zombie waiting for its reaper does not).
+pub fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Live processes in namespace `link` (`net:[...]` or `mnt:[...]`, as
+/// /proc/PID/ns/* reads), and open fds holding it.
+pub fn ns_users(link: &str) -> Vec<String> {
+    let mut users = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        let inside = ["ns/net", "ns/mnt"]
+            .iter()
+            .any(|ns| std::fs::read_link(p.path().join(ns)).is_ok_and(|l| l.to_string_lossy() == link));
+        if inside && alive(&pid) {
+            users.push(format!("pid {pid}"));
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == link) {
+                users.push(format!("fd {}", fd.path().display()));
+            }
+        }
+    }
+    users
+}
+
+/// Whether this machine can make namespaces (root); under `CI=true` it must.
+pub fn can_isolate() -> bool {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(!ci, "CI=true and the lab network cannot run: not root");
+    eprintln!("SKIPPED (not in CI): the lab network needs root");
+    false
+}
