@@ -45,6 +45,10 @@ impl Found<'_> {
     fn warn(&mut self, path: Vec<Seg>, message: String) {
         self.diags.push(self.source.at(&path, Severity::Warning, message));
     }
+    /// A warning about a mapping entry, at its key.
+    fn warn_key(&mut self, path: Vec<Seg>, message: String) {
+        self.diags.push(self.source.at_key(&path, Severity::Warning, message));
+    }
 
     /// Duplicate ids in the list at `at` (`at[i].id`).
     fn unique<'a>(&mut self, at: &[PathPart<'_>], ids: impl Iterator<Item = &'a str>) {
@@ -80,7 +84,7 @@ impl Found<'_> {
             if !used.contains(name.as_str()) {
                 let mut path = p(at);
                 path.extend([Seg::Key("args".into()), Seg::Key(name.clone())]);
-                self.warn(path, format!("argument {name:?} is declared but the command never uses #{{{name}}}"));
+                self.warn_key(path, format!("argument {name:?} is declared but the command never uses #{{{name}}}"));
             }
         }
     }
@@ -242,10 +246,8 @@ pub fn answers(source: &Source, s: &Scenario, a: &AnswerFile) -> Vec<Diagnostic>
             v
         };
         let Some(q) = s.questions.iter().find(|q| q.id == *id) else {
-            f.error(
-                at(&[]),
-                format!("no question {:?} in scenario.yaml (questions: {})", id.as_str(), list(&questions)),
-            );
+            let message = format!("no question {:?} in scenario.yaml (questions: {})", id.as_str(), list(&questions));
+            f.diags.push(source.at_key(&at(&[]), Severity::Error, message));
             continue;
         };
         match &answer.rule {
