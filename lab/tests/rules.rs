@@ -242,9 +242,10 @@ fn answers_live_apart_and_are_checked_against_the_questions() {
 fn a_bad_regex_answer_is_an_error_when_loaded() {
     let (_t, dir) = copy();
     let a = dir.join("answers.yaml");
-    let text = edit(&a, "pattern: \"(?i).*(query|queried|asked).*\"", "pattern: \"(unclosed\"");
+    let text = edit(&a, "pattern: \"(?is)", "pattern: \"(unclosed(?is)");
     let d = error(&dir, "regex parse error");
     assert_eq!((d.file.as_path(), d.line), (a.as_path(), line_of(&text, "(unclosed")), "{d}");
+    assert!(d.message.contains("(unclosed(?is)"), "the error quotes the pattern: {d}");
     assert!(d.path.starts_with("answers.why-match.rule"), "{d}");
 }
 

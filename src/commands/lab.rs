@@ -78,14 +78,14 @@ fn scenarios_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 fn list(dir: &Path) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
-    println!("{:<32} {:<12} {:>5}  {:<24} TITLE", "ID", "LEVEL", "MIN", "ATT&CK");
+    println!("{:<32} {:<12} {:>5}  {:<36} TITLE", "ID", "LEVEL", "MIN", "ATT&CK");
     for path in scenarios_in(dir)? {
         match load::load(&path) {
             Ok(l) => {
                 let s = &l.scenario;
                 let attack: Vec<&str> = s.attack.iter().map(|a| a.as_str()).collect();
                 println!(
-                    "{:<32} {:<12} {:>5}  {:<24} {}",
+                    "{:<32} {:<12} {:>5}  {:<36} {}",
                     s.id.as_str(),
                     s.level.to_string(),
                     s.duration_minutes,
