@@ -282,3 +282,19 @@ fn every_error_is_reported_not_only_the_first() {
     assert!(diags.len() >= 2, "{diags:#?}");
     assert!(diags.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)), "sorted by place");
 }
+
+#[test]
+fn the_folder_name_is_checked_for_relative_paths_too() {
+    let (t, dir) = copy();
+    let moved = t.path().join("renamed");
+    std::fs::rename(&dir, &moved).unwrap();
+    // `.` and a bare `scenario.yaml` have no name of their own: the check must not be skipped
+    std::env::set_current_dir(&moved).unwrap();
+    for path in [".", "scenario.yaml"] {
+        let diags = load::load(Path::new(path)).expect_err(path);
+        assert!(
+            diags.iter().any(|d| d.message.contains("differs from its folder's name \"renamed\"")),
+            "{path}: {diags:#?}"
+        );
+    }
+}

@@ -180,7 +180,10 @@ pub fn find(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// and its `answers.yaml` if present: every error found, or the scenario with its warnings.
 pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let file = scenario_file(path);
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let source = Source::read(&file).map_err(|d| vec![d])?;
     let scenario: Scenario = source.parse().map_err(|d| vec![d])?;
     let mut diags = validate::scenario(&source, &dir, &scenario);

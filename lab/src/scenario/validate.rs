@@ -138,7 +138,9 @@ fn event_names() -> String {
 /// Every problem of a parsed scenario whose folder is `dir`.
 pub fn scenario(source: &Source, dir: &Path, s: &Scenario) -> Vec<Diagnostic> {
     let mut f = Found { source, diags: Vec::new() };
-    if let Some(folder) = dir.file_name().and_then(|n| n.to_str()) {
+    // canonical, so `ioclab lab check .` inside the folder knows its name too
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    if let Some(folder) = canonical.file_name().and_then(|n| n.to_str()) {
         if folder != s.id.as_str() {
             f.error(p(&[K("id")]), format!("id {:?} differs from its folder's name {folder:?}", s.id.as_str()));
         }
