@@ -61,6 +61,9 @@ enum Edit {
 fn apply(text: &str, edit: &Edit) -> String {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let n = lines.len();
+    if n == 0 && !matches!(edit, Edit::Insert(..)) {
+        return text.to_string(); // an earlier edit emptied it: nothing to edit by line
+    }
     match edit {
         Edit::DeleteLine(i) => {
             lines.remove(i % n);
