@@ -1,6 +1,8 @@
 //! `answers.yaml`: the trainer-only half of the questions.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use regex::Regex;
 use schemars::JsonSchema;
@@ -44,7 +46,7 @@ pub enum AnswerRule {
         /// The expression (Rust `regex` syntax), compiled when the scenario is loaded.
         #[serde(deserialize_with = "super::text::parse", serialize_with = "super::text::show")]
         #[schemars(with = "String")]
-        pattern: Regex,
+        pattern: Pattern,
     },
     /// A field of an event this run saw: each run has its own answer.
     Event {
@@ -62,6 +64,34 @@ fn yes() -> bool {
     true
 }
 
+/// A regular expression matched against a whole answer.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    source: String,
+    anchored: Regex,
+}
+
+impl Pattern {
+    /// Whether the whole of `answer` matches.
+    pub fn matches(&self, answer: &str) -> bool {
+        self.anchored.is_match(answer)
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = regex::Error;
+    fn from_str(s: &str) -> Result<Self, regex::Error> {
+        Regex::new(s)?; // errors name the author's pattern, not the anchored one
+        Ok(Pattern { source: s.to_string(), anchored: Regex::new(&format!("^(?:{s})$"))? })
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
 /// A worked solution.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -70,4 +100,18 @@ pub struct Solution {
     pub text: String,
     /// Points taken off when it is revealed.
     pub penalty: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_whole_answers() {
+        let p: Pattern = "(?i)update\\.dropper\\.lab".parse().unwrap();
+        assert!(p.matches("Update.Dropper.lab"));
+        assert!(!p.matches("not update.dropper.lab at all"));
+        assert_eq!(p.to_string(), "(?i)update\\.dropper\\.lab");
+        assert!("(unclosed".parse::<Pattern>().is_err());
+    }
 }

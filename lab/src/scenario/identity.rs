@@ -12,9 +12,15 @@ use serde::{Deserialize, Serialize};
 macro_rules! checked_text {
     ($(#[doc = $doc:literal])* $name:ident, $what:literal, $pattern:expr, $check:expr) => {
         $(#[doc = $doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(into = "String")]
         pub struct $name(String);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                super::text::parse(d)
+            }
+        }
 
         impl JsonSchema for $name {
             fn schema_name() -> std::borrow::Cow<'static, str> {
@@ -42,7 +48,7 @@ macro_rules! checked_text {
                 let check: fn(&str) -> Result<(), String> = $check;
                 match check(&s) {
                     Ok(()) => Ok($name(s)),
-                    Err(why) => Err(format!("{s:?} is not {}: {why}", $what)),
+                    Err(why) => Err(format!("not {}: {why}", $what)),
                 }
             }
         }

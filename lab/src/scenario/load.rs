@@ -114,8 +114,19 @@ impl Source {
 
     /// A diagnostic at the node `path` (or the nearest enclosing one that exists).
     pub fn at(&self, path: &[Seg], severity: Severity, message: impl Into<String>) -> Diagnostic {
-        let (line, column) = (0..=path.len()).rev().find_map(|n| locate(&self.text, &path[..n])).unwrap_or((1, 1));
-        Diagnostic { file: self.file.clone(), line, column, path: path_text(path), message: message.into(), severity }
+        self.diagnostic(path, false, severity, message.into())
+    }
+
+    /// A diagnostic at the key that ends `path` (for a mapping entry that should not be there).
+    pub fn at_key(&self, path: &[Seg], severity: Severity, message: impl Into<String>) -> Diagnostic {
+        self.diagnostic(path, true, severity, message.into())
+    }
+
+    fn diagnostic(&self, path: &[Seg], key: bool, severity: Severity, message: String) -> Diagnostic {
+        let found = locate_node(&self.text, path, key);
+        let (line, column) =
+            found.or_else(|| (0..path.len()).rev().find_map(|n| locate(&self.text, &path[..n]))).unwrap_or((1, 1));
+        Diagnostic { file: self.file.clone(), line, column, path: path_text(path), message, severity }
     }
 
     /// Parses the text as `T`, strictly.
@@ -169,7 +180,10 @@ pub fn find(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// and its `answers.yaml` if present: every error found, or the scenario with its warnings.
 pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let file = scenario_file(path);
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let source = Source::read(&file).map_err(|d| vec![d])?;
     let scenario: Scenario = source.parse().map_err(|d| vec![d])?;
     let mut diags = validate::scenario(&source, &dir, &scenario);
@@ -201,16 +215,26 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
 /// that node's position: walking to the node and failing there finds it,
 /// without a second YAML parser.
 pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
-    const HERE: &str = "\u{0}ioclab-locate-here";
+    locate_node(text, path, false)
+}
+
+/// [`locate`], or with `key`, where the key ending `path` is.
+fn locate_node(text: &str, path: &[Seg], key: bool) -> Option<(usize, usize)> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    match Seek(path).deserialize(de) {
+    match (Seek { path, key }).deserialize(de) {
         Err(e) if e.to_string().contains(HERE) => e.location().map(|l| (l.line(), l.column())),
         _ => None,
     }
 }
 
-/// Walks to the node at a path and fails there.
-struct Seek<'p>(&'p [Seg]);
+/// The error [`Seek`] raises where it stops.
+const HERE: &str = "\u{0}ioclab-locate-here";
+
+/// Walks to the node at a path (or to its last key) and fails there.
+struct Seek<'p> {
+    path: &'p [Seg],
+    key: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for Seek<'_> {
     type Value = ();
@@ -219,13 +243,17 @@ impl<'de> DeserializeSeed<'de> for Seek<'_> {
     }
 }
 
-impl Seek<'_> {
+impl<'p> Seek<'p> {
     fn here<E: de::Error>(&self) -> Result<(), E> {
-        if self.0.is_empty() {
-            Err(E::custom("\u{0}ioclab-locate-here"))
+        if self.path.is_empty() {
+            Err(E::custom(HERE))
         } else {
             Ok(())
         }
+    }
+
+    fn next(&self) -> Seek<'p> {
+        Seek { path: &self.path[1..], key: self.key }
     }
 }
 
@@ -251,9 +279,13 @@ impl<'de> Visitor<'de> for Seek<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.here()?;
-        while let Some(key) = map.next_key::<KeyText>()? {
-            match &self.0[0] {
-                Seg::Key(k) if *k == key.0 => return map.next_value_seed(Seek(&self.0[1..])),
+        let stop = match &self.path[0] {
+            Seg::Key(k) if self.key && self.path.len() == 1 => Some(k.as_str()),
+            _ => None,
+        };
+        while let Some(key) = map.next_key_seed(KeySeed { stop })? {
+            match &self.path[0] {
+                Seg::Key(k) if *k == key.0 => return map.next_value_seed(self.next()),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -265,8 +297,8 @@ impl<'de> Visitor<'de> for Seek<'_> {
         self.here()?;
         let mut i = 0;
         loop {
-            if self.0[0] == Seg::Index(i) {
-                return seq.next_element_seed(Seek(&self.0[1..])).map(|_| ());
+            if self.path[0] == Seg::Index(i) {
+                return seq.next_element_seed(self.next()).map(|_| ());
             }
             if seq.next_element::<IgnoredAny>()?.is_none() {
                 return Ok(());
@@ -279,15 +311,24 @@ impl<'de> Visitor<'de> for Seek<'_> {
 /// A mapping key as text (YAML keys may be numbers or booleans too).
 struct KeyText(String);
 
-impl<'de> de::Deserialize<'de> for KeyText {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
+/// Reads a mapping key, failing at it when it is `stop`.
+struct KeySeed<'k> {
+    stop: Option<&'k str>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = KeyText;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<KeyText, D::Error> {
+        struct V<'k>(Option<&'k str>);
+        impl<'de> Visitor<'de> for V<'_> {
             type Value = KeyText;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a mapping key")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyText, E> {
+                if self.0 == Some(v) {
+                    return Err(E::custom(HERE));
+                }
                 Ok(KeyText(v.to_string()))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<KeyText, E> {
@@ -314,6 +355,7 @@ impl<'de> de::Deserialize<'de> for KeyText {
                 Ok(KeyText(String::new()))
             }
         }
-        d.deserialize_any(V)
+        // as a string: the deserializer stamps a key's own position on errors then
+        d.deserialize_str(V(self.stop))
     }
 }

@@ -77,3 +77,24 @@ fn level_schema<T: Level>(_: &mut SchemaGenerator) -> Schema {
     let numbers: Vec<i64> = T::ALL.iter().map(|v| v.number()).collect();
     schemars::json_schema!({ "type": "integer", "enum": numbers })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_sets_the_event_settings_and_keeps_the_connection() {
+        let base = ReportingMisp { url: "http://127.0.0.1:9999".into(), ..ReportingMisp::default() };
+        let s = MispSettings {
+            tags: vec!["a".into()],
+            threat_level: ThreatLevel::High,
+            publish: true,
+            ..MispSettings::default()
+        };
+        let r = s.apply(&base);
+        assert_eq!(
+            (r.url.as_str(), r.tag.0.as_slice(), r.threat_level, r.publish),
+            ("http://127.0.0.1:9999", &["a".to_string()][..], ThreatLevel::High, true)
+        );
+    }
+}

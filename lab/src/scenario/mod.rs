@@ -23,7 +23,7 @@ pub mod validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use answers::{Answer, AnswerFile, AnswerRule, Solution};
+pub use answers::{Answer, AnswerFile, AnswerRule, Pattern, Solution};
 pub use expect::{Expectations, ExpectedDetection, ExpectedIoc};
 pub use identity::{AttackId, IocText, Level, ScenarioId};
 pub use load::{Diagnostic, Loaded, Severity};

@@ -112,3 +112,21 @@ impl<'de> Deserialize<'de> for StrictRecord {
         Ok(StrictRecord(record))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_normalised_and_strict() {
+        let n: LabNetwork = serde_yaml_ng::from_str(
+            "dns:\n  - {name: Why.Kunai.Rocks., type: CNAME, value: Kunai-Project.github.io.}\n",
+        )
+        .unwrap();
+        assert_eq!(n.dns[0].name, "why.kunai.rocks");
+        assert_eq!(n.dns[0].data, DnsRecordData::CNAME("kunai-project.github.io".into()));
+        assert!(serde_yaml_ng::from_str::<LabNetwork>("dns:\n  - {name: a, type: MX, value: b}\n").is_err());
+        assert!(address_allowed("127.0.66.80".parse().unwrap()) && address_allowed("::1".parse().unwrap()));
+        assert!(!address_allowed("10.0.0.1".parse().unwrap()) && !address_allowed("0.0.0.0".parse().unwrap()));
+    }
+}

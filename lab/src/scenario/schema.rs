@@ -8,3 +8,8 @@ use super::Scenario;
 pub fn scenario() -> Schema {
     schemars::schema_for!(Scenario)
 }
+
+/// The JSON Schema of `answers.yaml`.
+pub fn answers() -> Schema {
+    schemars::schema_for!(super::AnswerFile)
+}

@@ -154,3 +154,25 @@ impl fmt::Display for Stage {
         f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(text: &str, args: &[(&str, &str)]) -> Command {
+        let args = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), InputArg { description: String::new(), default: v.to_string() }))
+            .collect();
+        Command { executor: Executor::Sh, command: text.to_string(), args, timeout_secs: 5 }
+    }
+
+    #[test]
+    fn placeholders_are_found_and_rendered_with_defaults_or_values() {
+        let c = cmd("dig #{domain} @#{server} #{", &[("domain", "why.kunai.rocks"), ("server", "127.0.0.1")]);
+        let names: Vec<&str> = c.placeholders().into_iter().map(|(_, n)| n).collect();
+        assert_eq!(names, ["domain", "server"]);
+        let given = [("server".to_string(), "127.0.0.53".to_string())].into();
+        assert_eq!(c.render(&given), "dig why.kunai.rocks @127.0.0.53 #{");
+    }
+}

@@ -3,7 +3,10 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use serde::{de, Deserialize, Deserializer, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::{de, Deserializer, Serializer};
 
 /// Deserializes any `FromStr` type from a YAML string, the parse error
 /// becoming a located serde error.
@@ -13,8 +16,25 @@ where
     T: FromStr,
     T::Err: Display,
 {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(|e| de::Error::custom(format!("{s:?}: {e}")))
+    d.deserialize_str(Parse(PhantomData))
+}
+
+/// Parses inside the deserializer's call, so the error carries the
+/// position of the scalar itself (not of its parent).
+pub struct Parse<T>(pub PhantomData<T>);
+
+impl<T> de::Visitor<'_> for Parse<T>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+        s.parse().map_err(|e| E::custom(format!("{s:?}: {e}")))
+    }
 }
 
 /// Serializes any `Display` type as a string (the inverse of [`parse`]).
