@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use ioclab_intel::model::input::EventIn;
-use ioclab_intel::store::{Role, Store};
+use ioclab_intel::store::Role;
 use serde_json::json;
 
 const EVENTS: usize = 100;
@@ -55,20 +54,10 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("misp.db");
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let t = Instant::now();
-    let key = rt.block_on(async {
-        let store = Store::open(&db).await.unwrap();
-        let key = store.create_key("bench@lab.example", Role::Admin).await.unwrap();
-        let user = store.user_for_key(&key).await.unwrap().unwrap();
-        for e in 0..EVENTS {
-            let attrs: Vec<_> = (0..PER_EVENT).map(|i| attribute(e, i)).collect();
-            let ev: EventIn =
-                serde_json::from_value(json!({"info": format!("bench {e}"), "published": true, "Attribute": attrs}))
-                    .unwrap();
-            store.add_event(&user, ev).await.unwrap();
-        }
-        key
+    let key = common::seed_store(&db, Role::Admin, EVENTS, |e| {
+        let attrs: Vec<_> = (0..PER_EVENT).map(|i| attribute(e, i)).collect();
+        json!({"info": format!("bench {e}"), "published": true, "Attribute": attrs})
     });
     let seed_s = t.elapsed().as_secs_f64();
 

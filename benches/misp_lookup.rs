@@ -23,8 +23,7 @@ use std::time::Instant;
 use common::{misp_serve, verdict};
 
 use ioclab_intel::client::MispClient;
-use ioclab_intel::model::input::EventIn;
-use ioclab_intel::store::{Role, Store};
+use ioclab_intel::store::Role;
 use ioclab_sandbox::misp::config::List;
 use ioclab_sandbox::misp::lookup::{candidates, look_up};
 use ioclab_sandbox::report::network::DomainIp;
@@ -53,21 +52,12 @@ fn attribute(n: usize) -> serde_json::Value {
 }
 
 fn seed(db: &Path) -> String {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = Store::open(db).await.unwrap();
-        let key = store.create_key("bench@lab.example", Role::User).await.unwrap();
-        let user = store.user_for_key(&key).await.unwrap().unwrap();
-        for e in 0..EVENTS {
-            let attrs: Vec<_> = (0..PER_EVENT).map(|i| attribute(e * PER_EVENT + i)).collect();
-            let ev: EventIn = serde_json::from_value(json!({
-                "info": format!("lookup bench {e}"), "date": format!("2024-{:02}-{:02}", e % 12 + 1, e % 28 + 1),
-                "threat_level_id": e % 4 + 1, "Attribute": attrs,
-            }))
-            .unwrap();
-            store.add_event(&user, ev).await.unwrap();
-        }
-        key
+    common::seed_store(db, Role::User, EVENTS, |e| {
+        let attrs: Vec<_> = (0..PER_EVENT).map(|i| attribute(e * PER_EVENT + i)).collect();
+        json!({
+            "info": format!("lookup bench {e}"), "date": format!("2024-{:02}-{:02}", e % 12 + 1, e % 28 + 1),
+            "threat_level_id": e % 4 + 1, "Attribute": attrs,
+        })
     })
 }
 

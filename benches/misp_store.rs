@@ -12,8 +12,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Instant;
 
-use ioclab_intel::model::input::EventIn;
-use ioclab_intel::store::{Role, Store};
+use ioclab_intel::store::Role;
 use serde_json::json;
 
 const EVENTS: usize = 100;
@@ -33,33 +32,22 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn seed(db: &Path) -> String {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = Store::open(db).await.unwrap();
-        let key = store.create_key("bench@lab.example", Role::Admin).await.unwrap();
-        let user = store.user_for_key(&key).await.unwrap().unwrap();
-        for e in 0..EVENTS {
-            let attrs: Vec<_> = (0..PER_EVENT)
-                .map(|i| {
-                    let n = e * PER_EVENT + i;
-                    let mut a = json!({"type": "domain", "value": format!("d{n}.bench.example")});
-                    if n % 10 == 0 {
-                        a["Tag"] = json!([{"name": format!("bench:tag-{}", n % TAGS)}]);
-                    }
-                    a
-                })
-                .collect();
-            let tags = [
-                json!({"name": format!("bench:tag-{}", e % TAGS)}),
-                json!({"name": format!("bench:tag-{}", (e * 7 + 3) % TAGS)}),
-            ];
-            let ev: EventIn = serde_json::from_value(
-                json!({"info": format!("bench {e}"), "published": true, "Tag": tags, "Attribute": attrs}),
-            )
-            .unwrap();
-            store.add_event(&user, ev).await.unwrap();
-        }
-        key
+    common::seed_store(db, Role::Admin, EVENTS, |e| {
+        let attrs: Vec<_> = (0..PER_EVENT)
+            .map(|i| {
+                let n = e * PER_EVENT + i;
+                let mut a = json!({"type": "domain", "value": format!("d{n}.bench.example")});
+                if n % 10 == 0 {
+                    a["Tag"] = json!([{"name": format!("bench:tag-{}", n % TAGS)}]);
+                }
+                a
+            })
+            .collect();
+        let tags = [
+            json!({"name": format!("bench:tag-{}", e % TAGS)}),
+            json!({"name": format!("bench:tag-{}", (e * 7 + 3) % TAGS)}),
+        ];
+        json!({"info": format!("bench {e}"), "published": true, "Tag": tags, "Attribute": attrs})
     })
 }
 

@@ -154,3 +154,27 @@ pub fn misp_serve(db: &Path) -> (Child, u16) {
     }
     (child, port)
 }
+
+/// A fresh embedded store at `db` holding `events` events, event `e` being
+/// `event(e)` (MISP's JSON, attributes included); returns the API key of its
+/// user, created with `role`.
+pub fn seed_store(
+    db: &Path,
+    role: ioclab_intel::store::Role,
+    events: usize,
+    event: impl Fn(usize) -> serde_json::Value,
+) -> String {
+    use ioclab_intel::model::input::EventIn;
+    use ioclab_intel::store::Store;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(db).await.unwrap();
+        let key = store.create_key("bench@lab.example", role).await.unwrap();
+        let user = store.user_for_key(&key).await.unwrap().unwrap();
+        for e in 0..events {
+            let ev: EventIn = serde_json::from_value(event(e)).unwrap();
+            store.add_event(&user, ev).await.unwrap();
+        }
+        key
+    })
+}
