@@ -10,4 +10,5 @@
 
 pub mod network;
 pub mod record_arg;
+pub mod run;
 pub mod scenario;
