@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod data_dir;
 pub mod network;
 pub mod record_arg;
 pub mod run;
