@@ -19,10 +19,27 @@ pub struct LabArgs {
 
 /// Where scenarios are found.
 #[derive(Args)]
-struct ScenarioDir {
+pub(crate) struct ScenarioDir {
     /// The folder holding one sub-folder per scenario.
     #[arg(long, env = "IOCLAB_SCENARIOS", default_value = "lab-scenarios")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
+}
+
+/// Where the lab keeps its state (MISP store, sandbox tasks, agent IoCs, runs).
+#[derive(Args, Clone)]
+#[allow(dead_code)] // used by `lab run`, `lab reset` and `lab record`, being built
+pub(crate) struct DataArg {
+    /// The lab's data directory (created when missing).
+    #[arg(long = "data", env = "IOCLAB_DATA", default_value = ioclab_lab::data_dir::DEFAULT_DATA_DIR)]
+    pub(crate) data: PathBuf,
+}
+
+#[allow(dead_code)]
+impl DataArg {
+    /// The data directory's layout.
+    pub(crate) fn dir(&self) -> ioclab_lab::data_dir::DataDir {
+        ioclab_lab::data_dir::DataDir::new(&self.data)
+    }
 }
 
 #[derive(Subcommand)]
@@ -180,30 +197,27 @@ fn user_shell() -> String {
 }
 
 /// Loads the scenario `arg` (a folder, its scenario.yaml, or an id under
-/// the scenario folder) and returns its id and network.
-fn scenario_network(arg: &str, dir: &Path) -> anyhow::Result<(String, ioclab_lab::scenario::LabNetwork)> {
+/// the scenario folder `dir`), printing its diagnostics when it is invalid.
+pub(crate) fn load_scenario(arg: &str, dir: &Path) -> anyhow::Result<load::Loaded> {
     let given = Path::new(arg);
     let path = if given.exists() { given.to_path_buf() } else { dir.join(arg) };
     if !path.exists() {
         bail!("scenario {arg:?}: no such folder, nor {} (set --dir or IOCLAB_SCENARIOS)", path.display());
     }
-    match load::load(&path) {
-        Ok(l) => Ok((l.scenario.id.to_string(), l.scenario.network)),
-        Err(diags) => {
-            for d in &diags {
-                eprintln!("{d}");
-            }
-            bail!("scenario {arg:?}: {} error(s) in {}", diags.len(), path.display())
+    load::load(&path).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
         }
-    }
+        anyhow::anyhow!("scenario {arg:?}: {} error(s) in {}", diags.len(), path.display())
+    })
 }
 
 fn shell(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &a.scenario {
         Some(s) => {
-            let (id, network) = scenario_network(s, &a.dir.dir)?;
-            eprintln!("scenario {id}");
-            LabNetConfig::from_scenario(&network, &id)
+            let scenario = load_scenario(s, &a.dir.dir)?.scenario;
+            eprintln!("scenario {}", scenario.id);
+            LabNetConfig::from_scenario(&scenario.network, scenario.id.as_str())
         }
         None => LabNetConfig::default(),
     };
