@@ -151,6 +151,8 @@ misp_section! {
         [""] warninglists: bool = true,
         /// Leave out values on the built-in Cuckoo-style safelist (OS update and certificate hosts, local addresses).
         [""] safelist: bool = true,
+        /// Mark the `path` of dropped files' `file` objects as IDS, so exports carry them as path IoCs (off: Cuckoo sends no paths, and a path alone is a weak indicator).
+        [""] dropped_path_ids: bool = false,
         /// This sandbox's name in the events' identity (the event uuid derives from it and the task id, so re-reporting a task updates its event); empty: this machine's hostname.
         [""] sandbox_name: String = String::new(),
     }
