@@ -11,6 +11,7 @@
 # scenario's cleanup.
 crontab_file=${1:-/var/spool/cron/crontabs/root}
 updater=/tmp/.ioclab-cron-updater.sh
+rm -f "$updater"
 cat > "$updater" <<'UPDATER'
 #!/bin/sh
 # HARMLESS payload of ioclab's persistence-cron lab sample: one lookup and one request to the lab.
