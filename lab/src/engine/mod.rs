@@ -160,7 +160,7 @@ impl Lab {
         })
         .map_err(|e| EngineError::Unsupported(format!("the sandbox cannot detonate here: {e}")))?;
         let misp = EmbeddedMisp::start(&rt, &data.misp_db(), &data.misp_keys())?;
-        let db = data.sandbox().join("sandbox.db");
+        let db = data.sandbox_db();
         let tasks = rt
             .block_on(TaskDb::open(&db))
             .map_err(|e| EngineError::Setup(format!("the sandbox task store {}: {e}", db.display())))?;

@@ -35,9 +35,9 @@ fn load(run: &mut Run) -> Result<Outcome, String> {
         std::io::ErrorKind::NotFound => Ok(String::new()),
         _ => Err(format!("{}: {e}", file.display())),
     })?;
-    let backup = run.artifact(RunFolder::IOCS_BEFORE);
-    std::fs::write(&backup, &before).map_err(|e| format!("{}: {e}", backup.display()))?;
-    run.created(|c| c.ioc_backup = Some(RunFolder::IOCS_BEFORE.to_string()));
+    let mut created = run.manifest.created.clone();
+    run.folder.save_iocs_before(&file, &mut created).map_err(|e| e.to_string())?;
+    run.created(|c| *c = created);
     let ours =
         std::fs::read_to_string(run.artifact(RunFolder::IOCS)).map_err(|e| format!("{}: {e}", RunFolder::IOCS))?;
     let (merged, added) = merge(&before, &ours);

@@ -1,7 +1,7 @@
 //! Stage `export`: the published events' IoCs exported from the embedded
 //! MISP with warninglists (intel's export, as `ioclab misp export` does);
 //! iocs.json keeps this run's event's lines. Every `expect.iocs` value must
-//! be among them: a missing one fails the stage, named.
+//! be among them, and no `expect.absent` value: either fails the stage, named.
 
 use ioclab_intel::export::config::{ExportConfig, MispConfig};
 use ioclab_intel::export::iocs::IocLine;
@@ -86,11 +86,23 @@ fn export(run: &mut Run) -> Result<Outcome, String> {
         };
         run.log.emit(RunEventKind::ExpectationFailed { expected: v.clone(), reason, nearest: None });
     }
-    if missing.is_empty() {
+    // values the filters must keep out (a public resolver, a well-known domain)
+    let present: Vec<String> =
+        run.loaded.scenario.expect.absent.iter().map(|i| i.value.as_str().to_string()).filter(|v| has(v)).collect();
+    for v in &present {
+        let reason = format!("{v} was exported although the scenario expects the filters to keep it out");
+        run.log.emit(RunEventKind::ExpectationFailed { expected: v.clone(), reason, nearest: None });
+    }
+    let mut why = Vec::new();
+    if !missing.is_empty() {
+        why.push(format!("expected IoCs missing from the export: {}", missing.join(", ")));
+    }
+    if !present.is_empty() {
+        why.push(format!("values exported that must not be: {}", present.join(", ")));
+    }
+    if why.is_empty() {
         Ok(Outcome::passed(summary, Some(RunFolder::IOCS)))
     } else {
-        Ok(Outcome::failed(format!("expected IoCs missing from the export: {}", missing.join(", ")))
-            .with_summary(summary)
-            .with_artifact(RunFolder::IOCS))
+        Ok(Outcome::failed(why.join("; ")).with_summary(summary).with_artifact(RunFolder::IOCS))
     }
 }

@@ -1,13 +1,15 @@
 //! Stage `steps`: the scenario's endpoint commands, run inside the lab
 //! network (its fake internet, a private resolv.conf), with the `#{args}`
 //! filled in, from a copy of the scenario's files in the run folder (so
-//! `./sample.sh` works and the scenario folder is never written). Each step
+//! `./sample.sh` works, the sample made executable, and the scenario folder
+//! is never written). Each step
 //! runs in a process group killed at its timeout; its output goes to
 //! `steps/<id>.log` and to `step_output` events.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -95,6 +97,10 @@ fn copy_files(run: &Run) -> Result<PathBuf, String> {
         std::fs::copy(&src, &dst).map_err(|e| format!("copying {}: {e}", src.display()))?;
     }
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    // the sample is there to be run (`./sample.sh`, through its shebang: an execve_script)
+    let sample = work.join(&s.sample.file);
+    std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", sample.display()))?;
     Ok(work)
 }
 
