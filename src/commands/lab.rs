@@ -89,6 +89,8 @@ Examples:
       then type: dig why.kunai.rocks   (the blog's experiment, offline)
   sudo ioclab lab shell -c 'curl -s http://evil.example/'   one command, its exit status")]
     Shell(ShellArgs),
+    /// Run a scenario live: sandbox, MISP, export, agent, endpoint steps, detections (needs root and eBPF).
+    Run(super::lab_run::RunArgs),
 }
 
 #[derive(Args)]
@@ -116,6 +118,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Shell(a) => shell(a),
+        LabCommand::Run(a) => super::lab_run::run(a),
     }
 }
 
