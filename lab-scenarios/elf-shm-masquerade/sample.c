@@ -8,7 +8,8 @@
  * on port 8443. In the lab that name resolves to 127.0.33.44, a loopback
  * listener of the lab network (the sandbox's and the endpoint's network
  * namespaces each have their own loopback), so nothing leaves the machine.
- * It reads at most one line back and never runs what it receives. The copy
+ * It reads at most one line back, never runs what it receives, and waits
+ * two seconds (as if until its next beacon) before it exits. The copy
  * in /dev/shm stays for the trainee to find; the scenario's cleanup
  * removes it.
  *
@@ -107,5 +108,7 @@ int main(int argc, char **argv)
     }
     (void)argv;
     prctl(PR_SET_NAME, FAKE_NAME, 0, 0, 0);
-    return beacon();
+    int status = beacon();
+    sleep(2);
+    return status;
 }

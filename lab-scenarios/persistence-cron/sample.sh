@@ -14,9 +14,10 @@ updater=/tmp/.ioclab-cron-updater.sh
 rm -f "$updater"
 cat > "$updater" <<'UPDATER'
 #!/bin/sh
-# HARMLESS payload of ioclab's persistence-cron lab sample: one lookup and one request to the lab.
+# HARMLESS payload of ioclab's persistence-cron lab sample: one lookup and one request to the lab, then a pause.
 getent hosts updates.cron.lab >/dev/null
 curl -s -m 5 -o /dev/null http://updates.cron.lab/check || true
+sleep 2
 UPDATER
 chmod 755 "$updater"
 mkdir -p "$(dirname "$crontab_file")" 2>/dev/null

