@@ -1,8 +1,13 @@
 //! `record`: a finished live run stored as a scenario's replay, what is left
 //! out, trimming, the atomic swap, and refusals.
 
+mod common {
+    pub mod recording;
+}
+
 use std::path::{Path, PathBuf};
 
+use common::recording::copy_dir;
 use ioclab_lab::record::{find_run, record, RecordError, EVENTS_TRIM_BYTES, LAB_HOST_NAME};
 use ioclab_lab::replay::{replay, Recording, Speed};
 use ioclab_lab::run::{Mode, RunFolder};
@@ -15,18 +20,6 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// A temp folder with a copy of the shipped scenario (`<tmp>/scenarios/ID`)
 /// and the fixture as a finished live run (`<tmp>/runs/RUN`).
 fn setup() -> (tempfile::TempDir, Loaded, PathBuf) {
@@ -35,7 +28,7 @@ fn setup() -> (tempfile::TempDir, Loaded, PathBuf) {
     copy_dir(&manifest_dir().join("../lab-scenarios").join(ID), &scen);
     let _ = std::fs::remove_dir_all(scen.join("replay"));
     let runs = tmp.path().join("runs");
-    copy_dir(&manifest_dir().join("tests/fixtures/recording-dropper"), &runs.join(RUN));
+    copy_dir(&manifest_dir().join("..").join(common::recording::FIXTURE), &runs.join(RUN));
     let loaded = load::load(&scen).unwrap();
     (tmp, loaded, runs)
 }

@@ -2,8 +2,13 @@
 //! a run folder of malicious-script-dropper): timing, artifacts appearing at
 //! their stage, scenario checks, and corrupt recordings named, never a panic.
 
+mod common {
+    pub mod recording;
+}
+
 use std::path::{Path, PathBuf};
 
+use common::recording::copy_dir;
 use ioclab_lab::replay::{replay, Recording, ReplayError, Speed};
 use ioclab_lab::run::{Mode, RunEvent, RunEventKind, RunFolder};
 use ioclab_lab::scenario::{load, Loaded, Stage};
@@ -21,20 +26,8 @@ fn scenario(id: &str) -> Loaded {
 fn recording() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let to = tmp.path().join("replay");
-    copy_dir(&manifest_dir().join("tests/fixtures/recording-dropper"), &to);
+    copy_dir(&manifest_dir().join("..").join(common::recording::FIXTURE), &to);
     (tmp, to)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn recorded(dir: &Path) -> Vec<RunEvent> {
