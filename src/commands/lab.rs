@@ -89,6 +89,12 @@ Examples:
       then type: dig why.kunai.rocks   (the blog's experiment, offline)
   sudo ioclab lab shell -c 'curl -s http://evil.example/'   one command, its exit status")]
     Shell(ShellArgs),
+    /// Play a scenario's recorded run (no root, no eBPF): the same timeline as a live run.
+    #[command(after_help = super::lab_replay::EXAMPLES)]
+    Replay(super::lab_replay::ReplayArgs),
+    /// Store a finished live run as the scenario's replay (lab-scenarios/<id>/replay/).
+    #[command(after_help = super::lab_record::EXAMPLES)]
+    Record(super::lab_record::RecordArgs),
 }
 
 #[derive(Args)]
@@ -116,6 +122,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Shell(a) => shell(a),
+        LabCommand::Replay(a) => super::lab_replay::run(a),
+        LabCommand::Record(a) => super::lab_record::run(a),
     }
 }
 
