@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::run::folder::{read_numbered_lines, FolderError};
+use crate::run::folder::{read_json, read_lines, read_numbered_lines, FolderError};
 use crate::run::{Created, Manifest, Mode, RunEvent, RunEventKind, RunFolder, RunId, RunLog};
 use crate::scenario::{Loaded, Scenario};
 
@@ -141,6 +141,17 @@ impl Recording {
             return Err(invalid(manifest_path, 1, "the recorded run never finished (no \"passed\")"));
         };
         check_tree(dir)?;
+        // the JSON artifacts parse (the web and scoring read them), errors at FILE:LINE
+        for doc in [RunFolder::REPORT, RunFolder::MISP_EVENT] {
+            if folder.path(doc).exists() {
+                read_json::<serde_json::Value>(&folder.path(doc))?;
+            }
+        }
+        for lines in [RunFolder::IOCS, RunFolder::EVENTS] {
+            if folder.path(lines).exists() {
+                read_lines::<serde_json::Value>(&folder.path(lines))?;
+            }
+        }
         let tl_path = folder.path(RunFolder::TIMELINE);
         let timeline: Vec<(usize, RunEvent)> = read_numbered_lines(&tl_path)?;
         let rec = Recording { folder, manifest, timeline };

@@ -251,6 +251,17 @@ fn broken_recordings_are_named_by_file_and_line() {
     assert!(e.contains("run.json:1:") && e.contains("never finished"), "{e}");
 
     let (_t, rec) = recording();
+    let events = std::fs::read_to_string(rec.join("events.jsonl")).unwrap();
+    std::fs::write(rec.join("events.jsonl"), events.replacen("\n", "\n{\"truncated\n", 1)).unwrap();
+    let e = read_error(&rec);
+    assert!(e.contains("events.jsonl:2:"), "{e}");
+
+    let (_t, rec) = recording();
+    std::fs::write(rec.join("report.json"), "{\"info\": {\n  \"id\": }").unwrap();
+    let e = read_error(&rec);
+    assert!(e.contains("report.json:2:"), "{e}");
+
+    let (_t, rec) = recording();
     std::os::unix::fs::symlink("/etc/passwd", rec.join("sample/passwd")).unwrap();
     let e = read_error(&rec);
     assert!(e.contains("sample/passwd") && e.contains("link"), "{e}");
