@@ -5,6 +5,8 @@
 //! failed one only when forced. What is committed is the run folder minus
 //! what belongs to the machine that ran it:
 //! - `iocs.before.json` (that machine's own IoC set, restored by reset) is dropped;
+//! - `sample/<name>` is dropped when it is the scenario's sample byte for
+//!   byte (committed beside it already; the player copies it from there);
 //! - `run.json` keeps the run's identity and result, not what it created
 //!   there (MISP event uuids, sandbox task ids: they mean nothing elsewhere);
 //! - the endpoint's host name and uuid (`info.host`) in `events.jsonl` and in
@@ -23,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::replay::{copy_tree, Recording, ReplayError};
+use crate::replay::{copy_tree, scenario_sample, Recording, ReplayError};
 use crate::run::folder::{append_line, read_lines, FolderError};
 use crate::run::{Created, Mode, RunEvent, RunEventKind, RunFolder, RunId};
 use crate::scenario::{AnswerRule, Loaded, ScenarioId};
@@ -181,7 +183,26 @@ fn write_recording(loaded: &Loaded, rec: &Recording, to: &Path) -> Result<(usize
             copy_tree(&from.path(&name), &out.path(&name))?;
         }
     }
+    drop_scenario_sample(loaded, &out)?;
     Ok((kept, dropped))
+}
+
+/// Removes `sample/<name>` from the new recording when it is the scenario's
+/// own sample, byte for byte: it is committed beside the replay already, and
+/// the player copies it from there (see [`crate::replay::scenario_sample`]).
+fn drop_scenario_sample(loaded: &Loaded, out: &RunFolder) -> Result<(), FolderError> {
+    let Some((src, name)) = scenario_sample(loaded) else { return Ok(()) };
+    let copy = out.path(RunFolder::SAMPLE_DIR).join(name);
+    let same = match (std::fs::read(&src), std::fs::read(&copy)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        std::fs::remove_file(&copy).map_err(|source| FolderError::Io { path: copy.clone(), source })?;
+        // an empty sample/ says nothing
+        let _ = std::fs::remove_dir(out.path(RunFolder::SAMPLE_DIR));
+    }
+    Ok(())
 }
 
 fn create(path: &Path) -> Result<File, FolderError> {

@@ -9,7 +9,8 @@
 //! shows a report before its stage lit up.
 //!
 //! When files appear:
-//! - `sample/`: before the run starts (the input);
+//! - `sample/`: before the run starts (the input; the scenario's own sample
+//!   when the recording left it out, see [`crate::record`]);
 //! - a file named by a `stage_finished` event's `artifact`: just before that event;
 //! - `steps/<id>.log`: just before that step's `step_finished`;
 //! - anything else the recording holds (`events.jsonl`...): just before `finished`.
@@ -290,6 +291,15 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<(), ReplayError> {
     }
 }
 
+/// The scenario's sample file and its name in a run's `sample/` (a live run
+/// copies it there under its file name). A recording leaves it out when it
+/// is the scenario's own, and the player copies it from the scenario.
+pub fn scenario_sample(loaded: &Loaded) -> Option<(PathBuf, String)> {
+    let src = loaded.dir.join(&loaded.scenario.sample.file);
+    let name = src.file_name()?.to_string_lossy().into_owned();
+    Some((src, name))
+}
+
 /// The wall clock, epoch seconds.
 pub(crate) fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
@@ -372,8 +382,9 @@ pub fn replay(loaded: &Loaded, recording: &Path, speed: Speed, runs: &Path) -> R
     let tl = folder.path(RunFolder::TIMELINE);
     let log = RunLog::new(Some(&tl)).map_err(io_err(&tl))?;
     let stop = Arc::new(Stop::default());
+    let sample = scenario_sample(loaded);
     let mut player =
-        Player { rec, to: folder.clone(), log: log.clone(), speed, stop: stop.clone(), copied: Vec::new() };
+        Player { rec, to: folder.clone(), log: log.clone(), speed, stop: stop.clone(), sample, copied: Vec::new() };
     let thread = std::thread::Builder::new()
         .name(format!("replay {id}"))
         .spawn(move || {
@@ -394,6 +405,8 @@ struct Player {
     log: RunLog,
     speed: Speed,
     stop: Arc<Stop>,
+    /// The scenario's sample and its name in `sample/`, for a recording that left it out.
+    sample: Option<(PathBuf, String)>,
     /// Names (relative to the folder) already copied.
     copied: Vec<String>,
 }
@@ -401,6 +414,12 @@ struct Player {
 impl Player {
     fn play(&mut self, m: &Manifest) -> Result<ReplayOutcome, ReplayError> {
         self.copy(RunFolder::SAMPLE_DIR)?;
+        if let Some((src, name)) = &self.sample {
+            let to = self.to.path(RunFolder::SAMPLE_DIR).join(name);
+            if !to.exists() && src.is_file() {
+                copy_tree(src, &to)?;
+            }
+        }
         self.log.emit_at(
             0,
             RunEventKind::Started {

@@ -157,3 +157,25 @@ fn large_event_logs_keep_what_the_run_needs() {
     assert!(kept.passed());
     assert!(std::fs::metadata(r.dir.join("events.jsonl")).unwrap().len() < 8 * 1024);
 }
+
+#[test]
+fn the_scenarios_own_sample_is_not_committed_twice_and_the_replay_still_shows_it() {
+    let (tmp, loaded, runs) = setup();
+    let run = runs.join(RUN);
+    // a live run copies the scenario's sample into sample/
+    std::fs::copy(loaded.dir.join("sample.sh"), run.join("sample/sample.sh")).unwrap();
+    let r = record(&loaded, &RunFolder::open(&run), false).unwrap();
+    assert!(!r.dir.join("sample").exists(), "the scenario's sample was committed again in replay/");
+    let played = replay(&loaded, &r.dir, Speed::Instant, &tmp.path().join("played")).unwrap();
+    let folder = played.folder.clone();
+    played.wait().unwrap();
+    assert_eq!(
+        std::fs::read(folder.path("sample/sample.sh")).unwrap(),
+        std::fs::read(loaded.dir.join("sample.sh")).unwrap()
+    );
+
+    // another sample (the fixture's stand-in) is kept
+    copy_dir(&manifest_dir().join("..").join(common::recording::FIXTURE).join("sample"), &run.join("sample"));
+    let r = record(&loaded, &RunFolder::open(&run), false).unwrap();
+    assert!(r.dir.join("sample/sample.sh").is_file());
+}
