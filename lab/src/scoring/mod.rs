@@ -123,11 +123,9 @@ impl<'a> Quiz<'a> {
 
     /// The question `id` and its answer, if it is shown.
     fn open(&self, id: &str) -> Result<(&'a Question, &'a Answer), ScoringError> {
-        let scenario: &'a Scenario = self.scenario;
-        let q = scenario.questions.iter().find(|q| q.id.as_str() == id);
+        let q = self.scenario.questions.iter().find(|q| q.id.as_str() == id);
         let q = q.ok_or_else(|| ScoringError::UnknownQuestion(quote(id)))?;
-        let answers: &'a AnswerFile = self.answers;
-        let a = answers.answers.get(&q.id).ok_or_else(|| ScoringError::NoAnswer(q.id.clone()))?;
+        let a = self.answers.answers.get(&q.id).ok_or_else(|| ScoringError::NoAnswer(q.id.clone()))?;
         let waiting = unlock::waiting_for(&q.unlock, &self.run.timeline);
         if !waiting.is_empty() {
             return Err(ScoringError::Locked { question: q.id.clone(), waiting_for: waiting.join(" and ") });
