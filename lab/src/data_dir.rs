@@ -7,7 +7,7 @@
 //! <data>/
 //!   misp.db            the embedded MISP store (SQLite)
 //!   misp-keys.json     the lab's MISP keys (sandbox: user, instructor: publisher), mode 0600
-//!   sandbox/           the sandbox's storage (sandbox.db, tasks/<id>/, binaries/)
+//!   sandbox/           the sandbox's storage (sandbox.db, analyses/<id>/, binaries/)
 //!   agent/iocs.json    the IoC file the endpoint agent loads (and reloads)
 //!   runs/<run-id>/     one folder per run (see crate::run::folder)
 //! ```
@@ -47,6 +47,11 @@ impl DataDir {
     /// The sandbox's storage folder (its `sandbox.db` inside).
     pub fn sandbox(&self) -> PathBuf {
         self.root.join("sandbox")
+    }
+
+    /// The sandbox's task database (`ioclab sandbox serve`'s default under its storage).
+    pub fn sandbox_db(&self) -> PathBuf {
+        self.sandbox().join("sandbox.db")
     }
 
     /// The IoC file the endpoint agent loads.

@@ -89,6 +89,8 @@ Examples:
       then type: dig why.kunai.rocks   (the blog's experiment, offline)
   sudo ioclab lab shell -c 'curl -s http://evil.example/'   one command, its exit status")]
     Shell(ShellArgs),
+    /// Run a scenario live: sandbox, MISP, export, agent, endpoint steps, detections (needs root and eBPF).
+    Run(super::lab_run::RunArgs),
     /// Play a scenario's recorded run (no root, no eBPF): the same timeline as a live run.
     #[command(after_help = super::lab_replay::EXAMPLES)]
     Replay(super::lab_replay::ReplayArgs),
@@ -122,6 +124,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Shell(a) => shell(a),
+        LabCommand::Run(a) => super::lab_run::run(a),
         LabCommand::Replay(a) => super::lab_replay::run(a),
         LabCommand::Record(a) => super::lab_record::run(a),
     }

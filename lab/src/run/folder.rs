@@ -125,6 +125,29 @@ pub struct Created {
     /// The cleanup steps ran (reset sets it; running them again is safe).
     #[serde(default)]
     pub cleaned_up: bool,
+    /// The agent had no IoC file before the run (then `ioc_backup` is
+    /// `None`): restoring it means removing the file.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ioc_file_absent: bool,
+    /// Reset put the agent's IoC file back as it was before this run (or
+    /// before an earlier one): it no longer holds this run's IoCs.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub iocs_restored: bool,
+    /// When reset had undone everything else the run created, epoch seconds
+    /// (`None`: not reset yet, or a part of its reset failed and is retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<f64>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Created {
+    /// Whether the run changed the agent's IoC file (it saved what was there before).
+    pub fn changed_iocs(&self) -> bool {
+        self.ioc_backup.is_some() || self.ioc_file_absent
+    }
 }
 
 /// One run's folder.
@@ -198,6 +221,23 @@ impl RunFolder {
     /// Writes `run.json` (atomically: a reader never sees half of it).
     pub fn write_manifest(&self, m: &Manifest) -> Result<(), FolderError> {
         write_json(&self.path(Self::MANIFEST), m)
+    }
+
+    /// Keeps the agent's IoC file `agent_iocs` as it is before the run first
+    /// changes it: a copy named [`RunFolder::IOCS_BEFORE`] (same bytes and
+    /// mode), or its absence, recorded in `created` for reset. Call it before
+    /// each change: only the first call of a run saves anything.
+    pub fn save_iocs_before(&self, agent_iocs: &Path, created: &mut Created) -> Result<(), FolderError> {
+        if created.changed_iocs() {
+            return Ok(());
+        }
+        let copy = self.path(Self::IOCS_BEFORE);
+        match std::fs::copy(agent_iocs, &copy) {
+            Ok(_) => created.ioc_backup = Some(Self::IOCS_BEFORE.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => created.ioc_file_absent = true,
+            Err(e) => return Err(FolderError::Io { path: agent_iocs.to_path_buf(), source: e }),
+        }
+        Ok(())
     }
 
     /// Reads `timeline.jsonl`.
@@ -303,6 +343,33 @@ mod tests {
         assert!(fa.root().is_dir());
         assert!(RunId::parse("../etc").is_none() && RunId::parse("a/b").is_none() && RunId::parse("").is_none());
         assert_eq!(RunId::parse(a.as_str()), Some(a));
+    }
+
+    #[test]
+    fn the_ioc_file_is_saved_once_per_run_with_its_bytes_and_mode_or_its_absence() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let agent = dir.path().join("iocs.json");
+        let run = RunFolder::open(dir.path().join("run"));
+        std::fs::create_dir(run.root()).unwrap();
+        let mut created = Created::default();
+        run.save_iocs_before(&agent, &mut created).unwrap();
+        assert!(created.ioc_file_absent && created.ioc_backup.is_none() && created.changed_iocs());
+
+        let run2 = RunFolder::open(dir.path().join("run2"));
+        std::fs::create_dir(run2.root()).unwrap();
+        std::fs::write(&agent, b"{\"before\":1}\n").unwrap();
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut created = Created::default();
+        run2.save_iocs_before(&agent, &mut created).unwrap();
+        // the run changes the file, then saves again before a second change: the first state stays
+        std::fs::write(&agent, b"changed").unwrap();
+        run2.save_iocs_before(&agent, &mut created).unwrap();
+        assert_eq!(created.ioc_backup.as_deref(), Some(RunFolder::IOCS_BEFORE));
+        assert!(!created.ioc_file_absent);
+        let copy = run2.path(RunFolder::IOCS_BEFORE);
+        assert_eq!(std::fs::read(&copy).unwrap(), b"{\"before\":1}\n");
+        assert_eq!(std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777, 0o640);
     }
 
     #[test]
