@@ -178,3 +178,36 @@ fn every_shipped_scenario_has_a_replay_that_plays_and_passes() {
         assert_eq!(code, 0, "{}:\n{out}\n{err}", s.display());
     }
 }
+
+/// `lab record ID` without `--run`: a live run now (root, eBPF), stored,
+/// then played. Under `CI=true` it fails when it cannot run; elsewhere it skips.
+#[test]
+fn record_without_a_run_records_a_live_run_that_then_plays() {
+    if !is_root() {
+        assert!(!common::in_ci(), "CI=true and the live lab cannot run: not root");
+        eprintln!("SKIPPED (not in CI): the live lab needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let id = "dns-ioc-why-kunai-rocks";
+    let scen = tmp.path().join("scenarios").join(id);
+    copy_dir(&root().join("lab-scenarios").join(id), &scen);
+    let _ = std::fs::remove_dir_all(scen.join("replay"));
+    let mut cmd = ioclab();
+    cmd.args(["lab", "record", id, "--dir"])
+        .arg(tmp.path().join("scenarios"))
+        .arg("--data")
+        .arg(tmp.path().join("data"));
+    let (code, out, err) = output(&mut cmd);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("dig-detected") && out.contains("recorded run"), "{out}");
+    let rec = scen.join("replay");
+    assert!(!rec.join("iocs.before.json").exists() && !rec.join("sample").exists(), "host files or the sample kept");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let events = std::fs::read_to_string(rec.join("events.jsonl")).unwrap();
+    assert!(!events.contains(&format!("\"name\":\"{}\"", host.trim())), "the recording host's name is in events.jsonl");
+    chown_all(tmp.path(), NOBODY); // played without privileges
+    let (code, out, err) = lab(tmp.path(), &["replay", id, "--instant"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("dig-detected"), "{out}");
+}

@@ -5,8 +5,9 @@
 //! failed one only when forced. What is committed is the run folder minus
 //! what belongs to the machine that ran it:
 //! - `iocs.before.json` (that machine's own IoC set, restored by reset) is dropped;
-//! - `sample/<name>` is dropped when it is the scenario's sample byte for
-//!   byte (committed beside it already; the player copies it from there);
+//! - copies of the scenario's sample (`sample/<name>`, the steps' working
+//!   copy) are dropped: it is committed beside the replay already, and the
+//!   player puts it back in `sample/`;
 //! - `run.json` keeps the run's identity and result, not what it created
 //!   there (MISP event uuids, sandbox task ids: they mean nothing elsewhere);
 //! - the endpoint's host name and uuid (`info.host`) in `events.jsonl` and in
@@ -138,7 +139,7 @@ pub fn record(loaded: &Loaded, run: &RunFolder, force: bool) -> Result<Recorded,
 /// Writes the recording of `rec` into the new folder `to`; the endpoint events kept and dropped.
 fn write_recording(loaded: &Loaded, rec: &Recording, to: &Path) -> Result<(usize, usize), RecordError> {
     let from = rec.folder();
-    std::fs::create_dir_all(to).map_err(|source| FolderError::Io { path: to.to_path_buf(), source })?;
+    std::fs::create_dir_all(to).map_err(io_at(to))?;
     let out = RunFolder::open(to);
     let mut manifest = rec.manifest().clone();
     manifest.created = Created::default();
@@ -173,10 +174,8 @@ fn write_recording(loaded: &Loaded, rec: &Recording, to: &Path) -> Result<(usize
         }
     }
 
-    for entry in
-        std::fs::read_dir(from.root()).map_err(|source| FolderError::Io { path: from.root().into(), source })?
-    {
-        let name = entry.map_err(|source| FolderError::Io { path: from.root().into(), source })?.file_name();
+    for entry in std::fs::read_dir(from.root()).map_err(io_at(from.root()))? {
+        let name = entry.map_err(io_at(from.root()))?.file_name();
         let name = name.to_string_lossy();
         let own = [RunFolder::MANIFEST, RunFolder::TIMELINE, RunFolder::EVENTS, RunFolder::IOCS_BEFORE];
         if !own.contains(&name.as_ref()) {
@@ -187,30 +186,45 @@ fn write_recording(loaded: &Loaded, rec: &Recording, to: &Path) -> Result<(usize
     Ok((kept, dropped))
 }
 
-/// Removes `sample/<name>` from the new recording when it is the scenario's
-/// own sample, byte for byte: it is committed beside the replay already, and
-/// the player copies it from there (see [`crate::replay::scenario_sample`]).
+/// Removes from the new recording every copy of the scenario's sample (a
+/// live run keeps one in `sample/` and the steps run one from their working
+/// folder): it is committed beside the replay already, and the player puts
+/// it back in `sample/` (see [`crate::replay::scenario_sample`]). Folders
+/// left empty go too.
 fn drop_scenario_sample(loaded: &Loaded, out: &RunFolder) -> Result<(), FolderError> {
-    let Some((src, name)) = scenario_sample(loaded) else { return Ok(()) };
-    let copy = out.path(RunFolder::SAMPLE_DIR).join(name);
-    let same = match (std::fs::read(&src), std::fs::read(&copy)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same {
-        std::fs::remove_file(&copy).map_err(|source| FolderError::Io { path: copy.clone(), source })?;
-        // an empty sample/ says nothing
-        let _ = std::fs::remove_dir(out.path(RunFolder::SAMPLE_DIR));
-    }
+    let Some((src, _)) = scenario_sample(loaded) else { return Ok(()) };
+    let Ok(sample) = std::fs::read(&src) else { return Ok(()) };
+    drop_copies(out.root(), &sample)?;
     Ok(())
 }
 
+/// Removes the files under `dir` holding exactly `bytes`, then the folders
+/// this empties; whether `dir` is empty now.
+fn drop_copies(dir: &Path, bytes: &[u8]) -> Result<bool, FolderError> {
+    let mut empty = true;
+    for e in std::fs::read_dir(dir).map_err(io_at(dir))? {
+        let path = e.map_err(io_at(dir))?.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(io_at(&path))?;
+        if meta.is_dir() {
+            if drop_copies(&path, bytes)? {
+                std::fs::remove_dir(&path).map_err(io_at(&path))?;
+                continue;
+            }
+        } else if meta.len() == bytes.len() as u64 && std::fs::read(&path).map_err(io_at(&path))? == bytes {
+            std::fs::remove_file(&path).map_err(io_at(&path))?;
+            continue;
+        }
+        empty = false;
+    }
+    Ok(empty)
+}
+
 fn create(path: &Path) -> Result<File, FolderError> {
-    File::create(path).map_err(|source| FolderError::Io { path: path.into(), source })
+    File::create(path).map_err(io_at(path))
 }
 
 fn write_line<T: serde::Serialize>(f: &mut File, path: &Path, v: &T) -> Result<(), FolderError> {
-    append_line(f, v).map_err(|source| FolderError::Io { path: path.into(), source })
+    append_line(f, v).map_err(io_at(path))
 }
 
 /// The Kunai event names a run's answers and expectations are read from.
@@ -253,7 +267,7 @@ fn swap_in(new: &Path, dest: &Path) -> Result<(), FolderError> {
         }
         Err(e) => return Err(err(e)),
     }
-    std::fs::remove_dir_all(new).map_err(|source| FolderError::Io { path: new.to_path_buf(), source })
+    std::fs::remove_dir_all(new).map_err(io_at(new))
 }
 
 /// Swaps two paths atomically (Linux's renameat2 RENAME_EXCHANGE).
@@ -269,4 +283,8 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> FolderError + '_ {
+    move |source| FolderError::Io { path: path.to_path_buf(), source }
 }

@@ -154,7 +154,15 @@ impl Recording {
             }
         }
         let tl_path = folder.path(RunFolder::TIMELINE);
-        let timeline: Vec<(usize, RunEvent)> = read_numbered_lines(&tl_path)?;
+        let mut timeline: Vec<(usize, RunEvent)> = read_numbered_lines(&tl_path)?;
+        for (_, e) in &mut timeline {
+            // a file never played is no stage's artifact in a replay (a live agent stage names iocs.before.json)
+            if let RunEventKind::StageFinished { artifact, .. } = &mut e.kind {
+                if artifact.as_deref().is_some_and(|a| NOT_COPIED.contains(&a)) {
+                    *artifact = None;
+                }
+            }
+        }
         let rec = Recording { folder, manifest, timeline };
         match rec.timeline.first() {
             Some((_, RunEvent { kind: RunEventKind::Started { .. }, .. })) => {}

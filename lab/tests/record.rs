@@ -179,3 +179,16 @@ fn the_scenarios_own_sample_is_not_committed_twice_and_the_replay_still_shows_it
     let r = record(&loaded, &RunFolder::open(&run), false).unwrap();
     assert!(r.dir.join("sample/sample.sh").is_file());
 }
+
+#[test]
+fn every_copy_of_the_scenarios_sample_is_left_out_and_emptied_folders_too() {
+    let (_tmp, loaded, runs) = setup();
+    let run = runs.join(RUN);
+    std::fs::create_dir_all(run.join("work/deeper")).unwrap();
+    std::fs::copy(loaded.dir.join("sample.sh"), run.join("work/deeper/sample.sh")).unwrap();
+    std::fs::copy(loaded.dir.join("sample.sh"), run.join("work/copy.sh")).unwrap();
+    std::fs::write(run.join("work/other.txt"), "a step's output file").unwrap();
+    let r = record(&loaded, &RunFolder::open(&run), false).unwrap();
+    assert!(!r.dir.join("work/deeper").exists() && !r.dir.join("work/copy.sh").exists());
+    assert!(r.dir.join("work/other.txt").is_file());
+}

@@ -30,13 +30,19 @@ fn recording() -> (tempfile::TempDir, PathBuf) {
     (tmp, to)
 }
 
-fn recorded(dir: &Path) -> Vec<RunEvent> {
+/// The timeline as `timeline.jsonl` holds it.
+fn raw_timeline(dir: &Path) -> Vec<RunEvent> {
     RunFolder::open(dir).timeline().unwrap()
+}
+
+/// The timeline as the player plays it.
+fn recorded(dir: &Path) -> Vec<RunEvent> {
+    Recording::read(dir).unwrap().events().cloned().collect()
 }
 
 /// Rewrites the recording's timeline through `f`.
 fn edit_timeline(dir: &Path, f: impl Fn(usize, &mut RunEvent)) {
-    let mut events = recorded(dir);
+    let mut events = raw_timeline(dir);
     let mut text = String::new();
     for (i, e) in events.iter_mut().enumerate() {
         f(i, e);
@@ -87,6 +93,15 @@ fn an_instant_replay_plays_the_recorded_timeline_into_a_run_folder_of_its_own() 
         assert_eq!(std::fs::read(folder.path(f)).unwrap(), std::fs::read(rec.join(f)).unwrap(), "{f}");
     }
     assert!(!folder.path("iocs.before.json").exists(), "the recording host's IoC backup is never copied");
+    // nor shown as the agent stage's artifact
+    let agent = |events: &[RunEvent]| {
+        events.iter().find_map(|e| match &e.kind {
+            RunEventKind::StageFinished { stage: Stage::Agent, artifact, .. } => Some(artifact.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(agent(&raw_timeline(&rec)), Some(Some("iocs.before.json".into())));
+    assert_eq!(agent(&played), Some(None));
     let m = folder.manifest().unwrap();
     assert_eq!((m.mode, m.passed, m.run.as_str()), (Mode::Replay, Some(true), id.as_str()));
     assert!(m.finished.is_some() && m.created.misp_events.is_empty() && m.created.ioc_backup.is_none());
