@@ -42,7 +42,7 @@ pub enum ReplayError {
     /// The recording is of another scenario, or of another version of it.
     #[error(
         "{recording}: recorded from scenario {recorded}, not {scenario}: record it again \
-         (ioclab lab record {id} --run RUN_ID)"
+         (sudo ioclab lab record {id})"
     )]
     Mismatch {
         /// The recording's `run.json`.
