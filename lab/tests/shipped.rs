@@ -128,3 +128,32 @@ fn the_lab_path_check_catches_a_real_system_path() {
     assert!(!lab_path("/etc/cron.d/ioclab") && !lab_path("/root/.ssh/authorized_keys") && !lab_path("/tmp/x"));
     assert!(lab_path("/tmp/ioclab-lab-home") && lab_path("/dev/shm/.ioclab-kworker"));
 }
+
+#[test]
+fn answers_taken_from_events_can_be_given_from_each_committed_replay() {
+    use ioclab_lab::run::RunFolder;
+    use ioclab_lab::scenario::AnswerRule;
+    use ioclab_lab::scoring::run_data::{field_text, RunData};
+    let mut checked = 0;
+    for l in shipped() {
+        let replay = l.dir.join("replay");
+        if !replay.is_dir() {
+            continue;
+        }
+        let run = RunData::read(&RunFolder::open(&replay)).unwrap();
+        for (id, answer) in &l.answers.as_ref().unwrap().answers {
+            if let AnswerRule::Event { event, field, detected } = &answer.rule {
+                checked += 1;
+                // an event of that name whose field has one value: what a trainee's pick is judged by
+                let given = run.events_named(event, *detected).find_map(|e| field_text(e, field));
+                assert!(
+                    given.is_some(),
+                    "{} {id}: no {event} event{} with a value in {field} in the replay",
+                    l.scenario.id,
+                    if *detected { " carrying a detection" } else { "" }
+                );
+            }
+        }
+    }
+    assert!(checked >= 6, "event answers checked: {checked}");
+}
