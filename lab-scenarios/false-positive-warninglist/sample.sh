@@ -13,3 +13,4 @@ curl -s -k -m 5 -o /dev/null "https://8.8.8.8/resolve?name=google.com&type=A" ||
 curl -s -m 5 -o /dev/null http://google.com/ || true
 dig +short stats.quietbeacon.lab A 2>/dev/null || getent hosts stats.quietbeacon.lab
 curl -s -m 5 -o /dev/null "http://stats.quietbeacon.lab/ping?id=lab" || true
+sleep 2
