@@ -11,5 +11,6 @@
 pub mod data_dir;
 pub mod network;
 pub mod record_arg;
+pub mod reset;
 pub mod run;
 pub mod scenario;

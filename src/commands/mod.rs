@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod ioc;
 pub mod lab;
+pub mod lab_reset;
 pub mod misp;
 pub mod replay;
 pub mod sandbox;
