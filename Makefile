@@ -21,7 +21,7 @@ test: setup
 
 ## Benchmarks: exec storm with and without the agent, IoC table load and lookups, sandbox latency and throughput, MISP correlation of a report.
 bench: setup
-	$(CARGO) bench --workspace --locked --bench exec_storm --bench net_storm --bench syscall_storm --bench misp_export --bench misp_store --bench misp_lookup --bench pipeline --bench ioc --bench sandbox --bench sandbox_misp
+	$(CARGO) bench --workspace --locked --bench exec_storm --bench net_storm --bench syscall_storm --bench misp_export --bench misp_store --bench misp_lookup --bench pipeline --bench ioc --bench sandbox --bench sandbox_misp --bench lab_flow
 
 fmt:
 	$(CARGO) fmt --all

@@ -66,6 +66,10 @@ pub struct ScannerConfig {
     /// IoC or some bad lines (truncated, empty, HTML...). Off: such a load
     /// is refused with an `error` event and the previous IoCs stay in use.
     pub accept_partial_iocs: bool,
+    /// With IoC files, write the events that match none too (ioclab's
+    /// addition: the lab keeps the events of its steps' processes, matched
+    /// or not). Off, as in Kunai: only matches are written.
+    pub write_unmatched: bool,
 }
 
 /// `events.<name>:`.

@@ -104,3 +104,28 @@ fn min_severity_and_reload_without_restart() {
     let (_, events) = agent.stop();
     assert!(!events.iter().any(|e| tgid(e) == first as i64), "severity 2 < min_severity 3 was written");
 }
+
+#[test]
+fn write_unmatched_writes_the_events_matching_nothing_too_with_their_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = script(dir.path(), "watched.sh", "exit 0");
+    let sha = digest("sha256sum", &s);
+    let iocs = dir.path().join("iocs.json");
+    std::fs::write(&iocs, format!("{{\"uuid\":\"u1\",\"source\":\"test\",\"value\":\"{sha}\",\"severity\":4}}\n"))
+        .unwrap();
+    let mut c = config();
+    c.scanner.iocs = vec![iocs];
+    c.scanner.write_unmatched = true;
+    let Some(agent) = start(c) else { return };
+    let t = Command::new("/bin/true").spawn().unwrap();
+    let true_pid = t.id();
+    t.wait_with_output().unwrap();
+    let child = Command::new(&s).spawn().unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    let ev = agent.wait_for("detected execve_script", is("execve_script", pid));
+    assert_eq!(ev["detection"]["iocs"][0], sha.as_str(), "still matched");
+    let plain = agent.wait_for("/bin/true's execve", is("execve", true_pid));
+    assert!(plain["detection"].is_null(), "written without a detection: {plain}");
+    agent.stop();
+}

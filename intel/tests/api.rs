@@ -321,6 +321,29 @@ async fn export_sync_removes_deleted_and_non_ids_attributes() {
 }
 
 #[tokio::test]
+async fn export_keeps_allowed_values_off_the_warninglists() {
+    let (url, key, store) = start().await;
+    let user = store.user_for_key(&key).await.unwrap().unwrap();
+    let ev = serde_json::from_value(json!({"info": "allow", "published": true, "Attribute": [
+        {"type": "ip-dst", "value": "127.0.55.4", "to_ids": true},
+        {"type": "ip-dst", "value": "8.8.8.8", "to_ids": true},
+    ]}))
+    .unwrap();
+    store.add_event(&user, ev).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("iocs.json");
+    let cfg = ExportConfig::from_toml(&format!("[misp]\nname = \"lab\"\nurl = \"{url}\"\nkey = \"{key}\"\n")).unwrap();
+    let opts = ExportOptions { output: Some(out.clone()), overwrite: true, ..Default::default() };
+    let r = export::export(&cfg, &opts, Warninglists::embedded()).await.unwrap();
+    assert_eq!((r.added, r.warned.len()), (0, 2), "both on warninglists (RFC 5735, public DNS)");
+    let opts = ExportOptions { allow: vec!["127.0.55.4".into()], ..opts };
+    let r = export::export(&cfg, &opts, Warninglists::embedded()).await.unwrap();
+    assert_eq!((r.added, r.warned.len()), (1, 1));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("127.0.55.4") && !text.contains("8.8.8.8"), "{text}");
+}
+
+#[tokio::test]
 async fn warninglisted_values_never_reach_any_page() {
     let (url, key, store) = start_with(Warninglists::shipped()).await;
     let user = store.user_for_key(&key).await.unwrap().unwrap();

@@ -106,6 +106,7 @@ async fn pymisp_and_misp_to_kunai_unmodified_against_the_embedded_store() {
         tags: vec![],
         to_ids_only: true,
         warninglists: false,
+        allow: vec![],
         sync: false,
         overwrite: false,
         shared_only: true,

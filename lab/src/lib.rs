@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod data_dir;
+pub mod engine;
 pub mod network;
 pub mod record_arg;
 pub mod reset;

@@ -298,3 +298,28 @@ fn the_folder_name_is_checked_for_relative_paths_too() {
         );
     }
 }
+
+#[test]
+fn an_absent_value_must_not_be_expected_too() {
+    // a value the export must not hold, which it must also hold: impossible
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    let text = edit(&f, "expect:\n", "expect:\n  absent:\n    - value: 8.8.8.8\n    - value: Why.Kunai.Rocks.\n");
+    let d = error(&dir, "is also in `expect.iocs`");
+    at(&d, &f, line_of(&text, "value: Why.Kunai.Rocks."), 14, "expect.absent[1].value");
+    assert!(d.message.contains("\"Why.Kunai.Rocks.\""), "{d}");
+
+    // alone, an absent value loads, and must be an IoC value the agent could match
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    edit(&f, "expect:\n", "expect:\n  absent:\n    - value: 8.8.8.8\n    - value: google.com\n");
+    let l = load::load(&dir).expect("absent values alone are fine");
+    let absent: Vec<&str> = l.scenario.expect.absent.iter().map(|a| a.value.as_str()).collect();
+    assert_eq!(absent, ["8.8.8.8", "google.com"]);
+
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    let text = edit(&f, "expect:\n", "expect:\n  absent:\n    - value: not a value\n");
+    let d = error(&dir, "not a value");
+    assert_eq!((d.line, d.path.as_str()), (line_of(&text, "value: not a value"), "expect.absent[0].value"), "{d}");
+}

@@ -43,7 +43,12 @@ fn the_schema_rejects_unknown_keys_and_bad_attack_ids() {
     let mut bad = good.clone();
     bad["attack"][0] = serde_json::json!("T1071.04");
     assert!(!scenario.is_valid(&bad), "bad ATT&CK id accepted");
-    let mut level = good;
+    let mut level = good.clone();
     level["misp"]["threat_level"] = serde_json::json!(7);
     assert!(!scenario.is_valid(&level), "threat level 7 accepted");
+    let mut absent = good;
+    absent["expect"]["absent"] = serde_json::json!([{"value": "8.8.8.8"}]);
+    assert!(scenario.is_valid(&absent), "expect.absent refused");
+    absent["expect"]["absent"][0]["why"] = serde_json::json!("x");
+    assert!(!scenario.is_valid(&absent), "unknown key in expect.absent accepted");
 }

@@ -38,6 +38,10 @@ pub struct Job {
     /// DNS records the fake internet answers before its catch-all sink.
     #[serde(default)]
     pub dns: Vec<DnsRecord>,
+    /// Services the fake internet runs instead of its sinks (a lab's HTTP
+    /// page or C2 listener, the same ones its endpoint steps meet).
+    #[serde(default)]
+    pub services: Vec<crate::fakenet::Service>,
     /// Cuckoo's free-form `options` (`key=value,...`), kept for the report's `info.options`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,

@@ -258,8 +258,14 @@ impl Detonator for Sandbox {
         let limits = Limits { memory_bytes: job.memory_bytes, max_pids: job.max_pids };
         let cgroup = self.cgroups.create(job.task_id, limits)?;
         let tap = self.taps.subscribe(cgroup.id());
-        let net = FakeNet::start(FakeNetConfig { records: job.dns.clone(), ..Default::default() }).map_err(|e| {
-            DetonateError::Io { what: "starting the fake internet".into(), source: std::io::Error::other(e) }
+        let net = FakeNet::start(FakeNetConfig {
+            records: job.dns.clone(),
+            services: job.services.clone(),
+            ..Default::default()
+        })
+        .map_err(|e| DetonateError::Io {
+            what: "starting the fake internet".into(),
+            source: std::io::Error::other(e),
         })?;
 
         let env = vec![

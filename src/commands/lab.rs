@@ -92,6 +92,8 @@ Examples:
     /// Undo what runs created: cleanup commands, MISP events, sandbox tasks, the agent's IoCs.
     #[command(after_help = super::lab_reset::AFTER_HELP)]
     Reset(super::lab_reset::ResetArgs),
+    /// Run a scenario live: sandbox, MISP, export, agent, endpoint steps, detections (needs root and eBPF).
+    Run(super::lab_run::RunArgs),
 }
 
 #[derive(Args)]
@@ -120,6 +122,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         }
         LabCommand::Shell(a) => shell(a),
         LabCommand::Reset(a) => super::lab_reset::run(a),
+        LabCommand::Run(a) => super::lab_run::run(a),
     }
 }
 

@@ -329,6 +329,7 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
         tags: a.tags.clone(),
         to_ids_only: !a.no_to_ids,
         warninglists: !a.no_warninglists,
+        allow: vec![],
         sync: a.sync,
         overwrite: a.overwrite,
         shared_only: a.shared_types_only,

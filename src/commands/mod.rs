@@ -4,6 +4,7 @@ pub mod agent;
 pub mod ioc;
 pub mod lab;
 pub mod lab_reset;
+pub mod lab_run;
 pub mod misp;
 pub mod replay;
 pub mod sandbox;

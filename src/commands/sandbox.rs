@@ -595,6 +595,7 @@ fn run_once(
         max_pids: 256,
         as_root: root,
         dns: Vec::new(),
+        services: Vec::new(),
         options: Default::default(),
     };
     let sandbox = Sandbox::new(SandboxConfig::default()).context("the sandbox cannot detonate on this machine")?;

@@ -192,7 +192,8 @@ fn absolute(filename: &str, cwd: Option<&str>) -> String {
 
 impl Processor {
     /// A processor writing to `out`; IoC matching and filtering follow `iocs`
-    /// and `config.scanner.iocs` (with IoC files, only matches are written).
+    /// and `config.scanner.iocs` (with IoC files, only matches are written unless
+    /// `scanner.write_unmatched`).
     pub fn new(
         config: Arc<Config>,
         host: Arc<Host>,
@@ -210,7 +211,7 @@ impl Processor {
             pending: VecDeque::new(),
             budget: Duration::from_millis(config.hash_budget_ms),
             iocs,
-            filter: !config.scanner.iocs.is_empty(),
+            filter: !config.scanner.iocs.is_empty() && !config.scanner.write_unmatched,
             out: out.into(),
             buf: Vec::with_capacity(4096),
             stats,

@@ -39,6 +39,9 @@ pub struct ExportOptions {
     pub to_ids_only: bool,
     /// Drop values on a warninglist.
     pub warninglists: bool,
+    /// Values exported even when on a warninglist: the ones an operator
+    /// declares as indicators (a lab's loopback C2 is on RFC 5735's list).
+    pub allow: Vec<String>,
     /// Also remove IoCs whose attribute was deleted or lost its IDS flag.
     pub sync: bool,
     /// Start from an empty file instead of appending.
@@ -58,6 +61,7 @@ impl Default for ExportOptions {
             tags: vec![],
             to_ids_only: true,
             warninglists: true,
+            allow: vec![],
             sync: false,
             overwrite: false,
             shared_only: false,
@@ -212,6 +216,7 @@ pub async fn export(
     }
     if opts.warninglists {
         fresh.retain(|l| match lists.check_attribute(&l.kind, &l.value).into_iter().next() {
+            Some(_) if opts.allow.contains(&l.value) => true,
             Some(hit) => {
                 report.warned.push((l.clone(), hit));
                 false

@@ -9,6 +9,7 @@
 pub mod event;
 pub mod folder;
 pub mod log;
+pub mod timeline;
 
 pub use event::{Mode, RunEvent, RunEventKind, StageResult, StreamName};
 pub use folder::{Created, Manifest, RunFolder, RunId};

@@ -1,4 +1,5 @@
-//! What a run must produce: IoCs in the MISP export and detections on the endpoint.
+//! What a run must produce: IoCs in the MISP export (and values it must
+//! not hold) and detections on the endpoint.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -12,9 +13,21 @@ pub struct Expectations {
     /// Values the IoC export must hold.
     #[serde(default)]
     pub iocs: Vec<ExpectedIoc>,
+    /// Values the IoC export must NOT hold: false positives the filters
+    /// (safelist, warninglists) must keep out (`8.8.8.8`, `google.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<AbsentIoc>,
     /// Agent events that must carry a detection.
     #[serde(default)]
     pub detections: Vec<ExpectedDetection>,
+}
+
+/// A value the IoC export must not hold.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbsentIoc {
+    /// The value (a domain, IP, hash or path), as the agent would match it.
+    pub value: IocText,
 }
 
 /// An IoC the export must hold.

@@ -183,6 +183,18 @@ pub fn scenario(source: &Source, dir: &Path, s: &Scenario) -> Vec<Diagnostic> {
     }
 
     let iocs: Vec<&str> = s.expect.iocs.iter().map(|i| i.value.as_str()).collect();
+    for (i, absent) in s.expect.absent.iter().enumerate() {
+        // compared as the agent matches them (case, trailing dot)
+        if s.expect.iocs.iter().any(|e| e.value.value() == absent.value.value()) {
+            f.error(
+                p(&[K("expect"), K("absent"), I(i), K("value")]),
+                format!(
+                    "{:?} is also in `expect.iocs`: the export cannot both hold it and not hold it",
+                    absent.value.as_str()
+                ),
+            );
+        }
+    }
     f.unique(&[K("expect"), K("detections")], s.expect.detections.iter().map(|x| x.id.as_str()));
     for (i, det) in s.expect.detections.iter().enumerate() {
         if !known_event(&det.event) {

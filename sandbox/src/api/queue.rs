@@ -142,6 +142,7 @@ impl Queue {
             max_pids: self.limits.max_pids,
             as_root,
             dns: Vec::new(),
+            services: Vec::new(),
             options,
         })
     }

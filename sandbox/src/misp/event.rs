@@ -280,6 +280,11 @@ impl Filter<'_> {
         if bl.contains(&value) || parts.iter().any(|p| bl.contains(p)) || hosts.iter().any(|h| bl.contains(h)) {
             return Err(Reason::Blacklist);
         }
+        // an explicit allow list: the operator says this value is an indicator here
+        let al = &self.cfg.allow;
+        if al.contains(&value) || parts.iter().any(|p| al.contains(p)) || hosts.iter().any(|h| al.contains(h)) {
+            return Ok(value);
+        }
         if self.cfg.safelist {
             if let Some(why) = hosts.iter().find_map(|h| safelist::reason(h)) {
                 return Err(Reason::Safelist(why));

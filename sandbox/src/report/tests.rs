@@ -23,6 +23,7 @@ fn job() -> Job {
         max_pids: 256,
         as_root: false,
         dns: vec![],
+        services: vec![],
         options: [("procmemdump".to_string(), "yes".to_string())].into(),
     }
 }

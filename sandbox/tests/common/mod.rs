@@ -65,6 +65,7 @@ pub fn job(task_id: u64, dir: &Path, name: &str, sample: &str, timeout_s: u64) -
             DnsRecord { name: "why.kunai.rocks".into(), data: DnsRecordData::CNAME("kunai-project.github.io".into()) },
             DnsRecord { name: "kunai-project.github.io".into(), data: DnsRecordData::A([127, 0, 66, 80].into()) },
         ],
+        services: Vec::new(),
         options: Default::default(),
     }
 }

@@ -1,0 +1,155 @@
+//! Stage `detection`: each expected detection must be seen in the endpoint
+//! events of the run's steps (event name, the IoC in `detection.iocs`, the
+//! field's value, the minimum severity) within its `within_secs` from the
+//! start of the steps. A miss names the expectation and the nearest event
+//! seen instead. Only the steps' processes count: a sandbox detonation's
+//! events go to its tap, never to the endpoint output, and an event of
+//! another process of the machine is not the run's.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Outcome;
+use crate::engine::endpoint::FeedEvent;
+use crate::engine::run::Run;
+use crate::run::{RunEventKind, RunFolder};
+use crate::scenario::ExpectedDetection;
+
+pub(super) fn run(run: &mut Run) -> Outcome {
+    let expected = run.loaded.scenario.expect.detections.clone();
+    if expected.is_empty() {
+        return Outcome::skipped("the scenario expects no detection", "");
+    }
+    let Some(t0) = run.steps_started else { return Outcome::failed("the steps did not run") };
+    let mut seen = Vec::new();
+    let mut missed = Vec::new();
+    for d in &expected {
+        let deadline = t0 + Duration::from_secs(u64::from(d.within_secs));
+        let found = run.lab.feed.wait_for(run.feed_start, deadline, |e| run.is_step_event(e) && matches(d, e));
+        match found {
+            Some(e) => {
+                let after = e.at.saturating_duration_since(t0).as_secs_f64();
+                seen.push(format!("{} after {after:.2} s", d.id));
+                run.log.emit(RunEventKind::Detection { expected: d.id.clone(), event: (*e.event).clone() });
+            }
+            None => {
+                let nearest = nearest(run, d).map(|e| (*e.event).clone());
+                let reason = format!("no {} within {} s of the steps' start", wanted(d), d.within_secs);
+                missed.push(d.id.to_string());
+                run.log.emit(RunEventKind::ExpectationFailed { expected: d.id.to_string(), reason, nearest });
+            }
+        }
+    }
+    if let Err(e) = run.write_events() {
+        return Outcome::failed(format!("{}: {e}", RunFolder::EVENTS));
+    }
+    let summary = format!("{}/{} expected detections seen: {}", seen.len(), expected.len(), seen.join(", "));
+    if missed.is_empty() {
+        Outcome::passed(summary, Some(RunFolder::EVENTS))
+    } else {
+        Outcome::failed(format!("expected detections not seen: {}", missed.join(", ")))
+            .with_summary(summary)
+            .with_artifact(RunFolder::EVENTS)
+    }
+}
+
+/// What the expectation waits for, in words.
+fn wanted(d: &ExpectedDetection) -> String {
+    let mut s = format!("{} event with {} in detection.iocs", d.event, d.ioc);
+    if d.min_severity > 0 {
+        s += &format!(" (severity ≥ {})", d.min_severity);
+    }
+    if let Some(f) = &d.field {
+        s += &format!(" and {f} = {}", d.ioc);
+    }
+    s + " from the steps' processes"
+}
+
+/// The value at a dotted path (`data.exe.sha256`).
+fn field<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(event, |v, k| v.get(k))
+}
+
+/// Whether `v` is (or holds) `text`, ignoring case.
+fn holds(v: &Value, text: &str) -> bool {
+    match v {
+        Value::String(s) => s.eq_ignore_ascii_case(text),
+        Value::Array(a) => a.iter().any(|x| holds(x, text)),
+        Value::Number(n) => n.to_string() == text,
+        _ => false,
+    }
+}
+
+/// Whether `e`'s detection names the expected IoC.
+fn detects(d: &ExpectedDetection, e: &FeedEvent) -> bool {
+    let det = &e.event["detection"];
+    det.get("iocs").is_some_and(|i| holds(i, d.ioc.as_str()))
+        && det.get("severity").and_then(Value::as_u64).unwrap_or(0) >= u64::from(d.min_severity)
+}
+
+/// Whether `e` is what `d` expects.
+pub(super) fn matches(d: &ExpectedDetection, e: &FeedEvent) -> bool {
+    e.name() == d.event
+        && detects(d, e)
+        && d.field.as_deref().is_none_or(|f| field(&e.event, f).is_some_and(|v| holds(v, d.ioc.as_str())))
+}
+
+/// The event nearest to what `d` expects, among those the run saw: first
+/// the steps' events of that name (with a detection first), then any
+/// detection of that IoC, of that name, or any detection at all.
+fn nearest(run: &Run, d: &ExpectedDetection) -> Option<FeedEvent> {
+    let events = run.lab.feed.since(run.feed_start);
+    let ranks: [&dyn Fn(&FeedEvent) -> bool; 6] = [
+        &|e| run.is_step_event(e) && e.name() == d.event && e.detected(),
+        &|e| run.is_step_event(e) && e.name() == d.event,
+        &|e| e.detected() && detects(d, e),
+        &|e| e.detected() && e.name() == d.event,
+        &|e| run.is_step_event(e) && e.detected(),
+        &|e| e.detected(),
+    ];
+    ranks.iter().find_map(|rank| events.iter().find(|e| rank(e)).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+
+    fn expected(field: Option<&str>, min_severity: u8) -> ExpectedDetection {
+        ExpectedDetection {
+            id: "dig".parse().unwrap(),
+            event: "dns_query".into(),
+            field: field.map(str::to_string),
+            ioc: "why.kunai.rocks".parse().unwrap(),
+            min_severity,
+            within_secs: 10,
+        }
+    }
+
+    fn event(v: Value) -> FeedEvent {
+        FeedEvent { seq: 0, at: Instant::now(), event: Arc::new(v) }
+    }
+
+    #[test]
+    fn an_event_matches_by_name_ioc_severity_and_field() {
+        let e = event(serde_json::json!({
+            "data": {"query": "Why.Kunai.Rocks", "response": ["127.0.66.80"]},
+            "info": {"event": {"name": "dns_query"}},
+            "detection": {"iocs": ["why.kunai.rocks"], "severity": 7}
+        }));
+        assert!(matches(&expected(Some("data.query"), 7), &e));
+        assert!(!matches(&expected(Some("data.query"), 8), &e), "severity too low");
+        assert!(!matches(&expected(Some("data.response"), 0), &e), "the field holds another value");
+        assert!(!matches(&expected(Some("data.nothing"), 0), &e), "no such field");
+        let mut other = expected(None, 0);
+        other.event = "connect".into();
+        assert!(!matches(&other, &e), "another event name");
+        let plain =
+            event(serde_json::json!({"data": {"query": "why.kunai.rocks"}, "info": {"event": {"name": "dns_query"}}}));
+        assert!(!matches(&expected(None, 0), &plain), "no detection");
+        assert!(wanted(&expected(Some("data.query"), 3)).contains("severity ≥ 3"));
+    }
+}
