@@ -7,6 +7,8 @@
 mod common;
 #[path = "../lab/tests/common/leftovers.rs"]
 mod leftovers;
+#[path = "../sandbox/tests/common/mod.rs"]
+mod sandbox_common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use ioclab_intel::store::{Role, Store, StoreError};
 use ioclab_lab::data_dir::DataDir;
+use ioclab_lab::engine::{EngineError, Lab, LabConfig, RunOptions};
+use ioclab_lab::network::{LabNetConfig, LabNetwork};
 use ioclab_lab::reset::{self, Action, AgentReload, Outcome, ResetRequest, Scope, Target};
 use ioclab_lab::run::{Created, Manifest, Mode, RunFolder};
 use ioclab_lab::scenario::{load, Loaded};
@@ -24,21 +28,23 @@ use serde_json::json;
 
 const DNS: &str = "dns-ioc-why-kunai-rocks";
 const DROPPER: &str = "malicious-script-dropper";
-const ORIGINAL_IOCS: &[u8] = b"{\"ioc\":\"original.example\",\"source\":\"instructor\"}\n\xff not even utf-8\n";
+/// The agent's IoC file before any run: valid for the agent, with bytes a rewrite would not keep.
+const ORIGINAL_IOCS: &[u8] =
+    b"{\"value\": \"original.example\", \"severity\": 3}\n\n{\"severity\":5,\"value\":\"instructor.example\"}  \n";
 
-/// A lab data directory with what runs leave behind.
-struct Lab {
+/// A lab data directory with what runs leave behind (built here, no engine).
+struct State {
     _tmp: tempfile::TempDir,
     data: DataDir,
 }
 
-impl Lab {
-    fn new() -> Lab {
+impl State {
+    fn new() -> State {
         let tmp = tempfile::tempdir().unwrap();
         let data = DataDir::new(tmp.path().join("data"));
         std::fs::create_dir_all(data.agent_iocs().parent().unwrap()).unwrap();
         std::fs::write(data.agent_iocs(), ORIGINAL_IOCS).unwrap();
-        Lab { _tmp: tmp, data }
+        State { _tmp: tmp, data }
     }
 
     fn arg(&self) -> &str {
@@ -132,14 +138,15 @@ impl Lab {
         run(&all)
     }
 
-    /// Every file under the data directory with its bytes.
+    /// Every file under the data directory with its bytes (but the lock a
+    /// reset takes while it works: it says which process holds the lab).
     fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
             for e in std::fs::read_dir(dir).unwrap().flatten() {
                 let p = e.path();
                 if p.is_dir() {
                     walk(&p, out);
-                } else {
+                } else if p.file_name().is_some_and(|n| n != ioclab_lab::engine::lock::LOCK_FILE) {
                     out.insert(p.clone(), std::fs::read(&p).unwrap());
                 }
             }
@@ -160,7 +167,7 @@ fn shipped(id: &str) -> Loaded {
 
 /// Runs reset through the API, collecting the actions it reports as it goes.
 async fn api_reset(
-    lab: &Lab,
+    lab: &State,
     scope: Scope,
     scenarios: &[Loaded],
     check: bool,
@@ -174,7 +181,7 @@ async fn api_reset(
 
 #[tokio::test]
 async fn reset_removes_exactly_what_the_runs_created_and_a_second_reset_says_there_is_nothing_to_do() {
-    let lab = Lab::new();
+    let lab = State::new();
     let kept_event = lab.add_event("instructor-made").await;
     let kept_task = lab.add_task().await;
     let (e1, e2) = (lab.add_event("run-one").await, lab.add_event("run-two").await);
@@ -199,7 +206,7 @@ async fn reset_removes_exactly_what_the_runs_created_and_a_second_reset_says_the
     assert!(out.contains(&format!("restored from {}", r1.path(RunFolder::IOCS_BEFORE).display())), "{out}");
     assert!(out.contains("agent reload: nothing to do: no agent runs in this process"), "{out}");
     assert!(out.contains("cleanup of dns-ioc-why-kunai-rocks: nothing to do: the scenario has no cleanup commands"));
-    assert!(out.contains("2 runs of dns-ioc-why-kunai-rocks reset, 0 already reset"), "{out}");
+    assert!(out.contains("runs of dns-ioc-why-kunai-rocks: 2 reset, 0 already reset"), "{out}");
     // recorded, and the trainees' artifacts kept
     for r in [&r1, &r2] {
         let m = r.manifest().unwrap();
@@ -212,14 +219,14 @@ async fn reset_removes_exactly_what_the_runs_created_and_a_second_reset_says_the
     let (code, out2, err) = lab.reset_cli(&[DNS], &scenarios_dir());
     assert_eq!(code, 0, "{out2}\n{err}");
     assert_eq!(out2.matches("nothing to do: already reset (").count(), 2, "{out2}");
-    assert!(out2.contains("0 runs of dns-ioc-why-kunai-rocks reset, 2 already reset"), "{out2}");
+    assert!(out2.contains("runs of dns-ioc-why-kunai-rocks: 0 reset, 2 already reset"), "{out2}");
     assert!(!out2.contains("MISP event") && !out2.contains("restored"), "{out2}");
     assert_eq!(lab.snapshot(), before);
 }
 
 #[tokio::test]
 async fn check_says_what_it_would_do_and_changes_nothing() {
-    let lab = Lab::new();
+    let lab = State::new();
     let e1 = lab.add_event("run-one").await;
     let t1 = lab.add_task().await;
     let r1 = lab.run(DNS, 1000.0, &[&e1], &[t1], Some(b"run one's IoCs\n"));
@@ -231,14 +238,14 @@ async fn check_says_what_it_would_do_and_changes_nothing() {
     assert!(
         out.contains("would restore from ") && out.contains("would mark it reset") && out.contains("would remove it")
     );
-    assert!(out.contains("1 runs would reset"), "{out}");
+    assert!(out.contains("runs: 1 would be reset, 0 already reset"), "{out}");
     assert_eq!(lab.snapshot(), before, "--check changed the data directory");
     assert!(lab.has_event(&e1).await && lab.has_task(t1).await);
 }
 
 #[tokio::test]
 async fn what_is_already_gone_is_not_an_error_and_no_file_before_means_none_after() {
-    let lab = Lab::new();
+    let lab = State::new();
     std::fs::remove_file(lab.data.agent_iocs()).unwrap();
     let e1 = lab.add_event("run-one").await;
     let t1 = lab.add_task().await;
@@ -270,7 +277,7 @@ impl AgentReload for CountingAgent {
 
 #[tokio::test]
 async fn resetting_one_scenario_keeps_another_scenarios_later_iocs_until_that_one_is_reset() {
-    let lab = Lab::new();
+    let lab = State::new();
     let (ea, eb) = (lab.add_event("run-a").await, lab.add_event("run-b").await);
     lab.run(DNS, 1000.0, &[&ea], &[], Some(b"A's IoCs\n"));
     let rb = lab.run(DROPPER, 2000.0, &[&eb], &[], Some(b"A's and B's IoCs\n"));
@@ -301,7 +308,7 @@ async fn resetting_one_scenario_keeps_another_scenarios_later_iocs_until_that_on
 
 #[tokio::test]
 async fn purge_removes_reset_runs_folders_only() {
-    let lab = Lab::new();
+    let lab = State::new();
     let a = lab.run(DNS, 1000.0, &[], &[], Some(b"A\n"));
     let b = lab.run(DROPPER, 2000.0, &[], &[], None);
     let (code, out, err) = lab.reset_cli(&[DNS, "--purge"], &scenarios_dir());
@@ -313,7 +320,7 @@ async fn purge_removes_reset_runs_folders_only() {
 
 #[test]
 fn an_unknown_scenario_and_an_empty_lab_get_clear_answers() {
-    let lab = Lab::new();
+    let lab = State::new();
     let (code, out, err) = lab.reset_cli(&[], &scenarios_dir());
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("no runs under ") && out.contains("nothing to reset"), "{out}");
@@ -350,7 +357,7 @@ fn cleanup_commands_run_in_the_lab_network_and_leave_nothing_behind() {
     if !can_isolate() {
         return;
     }
-    let lab = Lab::new();
+    let lab = State::new();
     let out_dir = tempfile::tempdir().unwrap();
     let o = out_dir.path().display().to_string();
     let cleanup = format!(
@@ -398,7 +405,7 @@ fn a_failing_cleanup_is_named_with_its_output_and_the_run_stays_to_reset_again()
     if !can_isolate() {
         return;
     }
-    let lab = Lab::new();
+    let lab = State::new();
     let tmp = tempfile::tempdir().unwrap();
     let flag = tmp.path().join("fixed");
     let cleanup =
@@ -417,4 +424,95 @@ fn a_failing_cleanup_is_named_with_its_output_and_the_run_stays_to_reset_again()
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("exit 0 (in the lab network)") && out.contains("reset (recorded in its run.json)"), "{out}");
     assert_eq!(lab.iocs().unwrap(), ORIGINAL_IOCS);
+}
+
+/// Runs `dig NAME` in a lab network (the fake internet answers every name); its pid.
+fn dig_in_the_lab(name: &str) -> u32 {
+    let net = LabNetwork::start(LabNetConfig::default()).unwrap();
+    let mut dig = std::process::Command::new("dig");
+    dig.args(["+short", "+time=3", "+tries=1", name]).stdout(std::process::Stdio::null());
+    let mut child = net.spawn(&mut dig).unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success(), "dig {name}");
+    net.stop();
+    pid
+}
+
+/// Whether the lab's agent flagged a `dns_query` of process `pid` (its threads') for IoC `ioc`.
+fn detected(lab: &Lab, from: u64, pid: u32, ioc: &str) -> bool {
+    lab.endpoint_events_since(from).iter().any(|e| {
+        e.name() == "dns_query"
+            && e.event.pointer("/info/task/tgid").and_then(serde_json::Value::as_u64) == Some(u64::from(pid))
+            && e.event.pointer("/detection/iocs").and_then(|i| i.as_array()).is_some_and(|i| i.iter().any(|v| v == ioc))
+    })
+}
+
+/// Issue 14 item 8 (reset's part): a live run of the first scenario, then
+/// reset twice (through the lab, as the web does, then from the command
+/// line): nothing of the run is left, and the agent has its IoCs of before.
+#[test]
+fn a_live_run_then_two_resets_leave_nothing_behind() {
+    let state = State::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lab = match Lab::open(LabConfig { data: state.data.clone() }) {
+        Ok(lab) => lab,
+        Err(EngineError::Unsupported(why)) => {
+            assert!(!in_ci(), "CI=true and the live lab cannot run: {why}");
+            return eprintln!("SKIPPED (not in CI): {why}");
+        }
+        Err(e) => panic!("the lab did not start: {e}"),
+    };
+    // what no run made: an instructor's event, an earlier task
+    let kept_event = rt.block_on(state.add_event("instructor-made"));
+    let kept_task = rt.block_on(state.add_task());
+
+    let scenario = shipped(DNS);
+    let run = lab.start_run(&scenario, RunOptions { auto_publish: true, ..Default::default() }).unwrap();
+    let folder = run.folder.clone();
+    assert!(run.wait(), "the run failed: {:#?}", folder.timeline().unwrap());
+    let created = folder.manifest().unwrap().created;
+    assert!(created.misp_events.len() == 1 && created.sandbox_tasks.len() == 1, "{created:?}");
+    let (event, task) = (created.misp_events[0].clone(), created.sandbox_tasks[0]);
+    assert!(rt.block_on(state.has_event(&event)) && rt.block_on(state.has_task(task)));
+    assert_ne!(state.iocs().unwrap(), ORIGINAL_IOCS, "the run loaded its IoCs");
+
+    // reset 1, through the running lab: its agent reloads the restored file
+    let (rep, seen) =
+        rt.block_on(api_reset(&state, Scope::Scenario(DNS.parse().unwrap()), &[scenario], false, Some(&lab)));
+    assert!(!rep.failed(), "{seen:#?}");
+    assert_eq!(rep.reset.len(), 1);
+    let reload = seen.iter().find(|a| a.target == Target::AgentReload).unwrap().to_string();
+    assert!(reload.contains("the agent reloaded its IoC file (2 IoCs)"), "{reload}");
+    assert_eq!(state.iocs().unwrap(), ORIGINAL_IOCS, "restored byte for byte");
+    assert!(!rt.block_on(state.has_event(&event)) && !rt.block_on(state.has_task(task)));
+    // the agent now detects what it did before the run, and no longer the run's domain
+    let from = lab.feed_position();
+    let (run_dig, before_dig) = (dig_in_the_lab("why.kunai.rocks"), dig_in_the_lab("original.example"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !detected(&lab, from, before_dig, "original.example") {
+        assert!(std::time::Instant::now() < deadline, "the restored IoC original.example was never detected");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!detected(&lab, from, run_dig, "why.kunai.rocks"), "the agent still holds the run's IoC after reset");
+    drop(lab);
+
+    // reset 2, from the command line: nothing to do, and it says so
+    let before = state.snapshot();
+    let (code, out, err) = state.reset_cli(&[DNS], &scenarios_dir());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("run {}: nothing to do: already reset", folder.manifest().unwrap().run)), "{out}");
+    assert!(out.contains("runs of dns-ioc-why-kunai-rocks: 0 reset, 1 already reset"), "{out}");
+    assert_eq!(state.snapshot().keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+
+    // nothing of the run is left: MISP events, sandbox tasks, IoCs, processes, mounts, namespaces
+    let events = rt.block_on(async { state.store().await.index(&Default::default()).await.unwrap() });
+    let uuids: Vec<&str> = events.iter().filter_map(|e| e["uuid"].as_str()).collect();
+    assert_eq!(uuids, [kept_event.as_str()], "only the event no run made is left");
+    assert!(!rt.block_on(state.has_task(task)) && rt.block_on(state.has_task(kept_task)));
+    let counts = rt.block_on(async { state.tasks().await.counts().await.unwrap() });
+    assert_eq!(counts["total"], 1, "{counts}");
+    assert_eq!(state.iocs().unwrap(), ORIGINAL_IOCS);
+    let mut left = sandbox_common::leftovers(std::process::id(), None);
+    left.extend(leftovers::of_lab(state.data.root(), std::process::id()));
+    assert!(left.is_empty(), "left behind: {left:#?}");
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ioclab_lab::engine::lock::DataLock;
 use ioclab_lab::reset::{self, ResetRequest, Scope};
 use ioclab_lab::scenario::{load, Loaded, ScenarioId};
 
@@ -54,6 +55,11 @@ pub(crate) fn run(a: ResetArgs) -> anyhow::Result<ExitCode> {
         Some(arg) => scenario_scope(arg, &a.dir.dir)?,
         None => (Scope::All, every_scenario(&a.dir.dir)),
     };
+    // a running lab (`lab run`, the web) changes what reset undoes: one at a time
+    let _lock = match a.check || !data.root().is_dir() {
+        true => None,
+        false => Some(DataLock::take(data.root()).context("resetting the lab")?),
+    };
     let req = ResetRequest { data: &data, scope: scope.clone(), scenarios: &scenarios, check: a.check, purge: a.purge };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
@@ -68,10 +74,10 @@ pub(crate) fn run(a: ResetArgs) -> anyhow::Result<ExitCode> {
         println!("no {which} under {}: nothing to reset", data.runs().display());
     }
     let failures = report.actions.iter().filter(|x| x.failed()).count();
-    let verb = if a.check { "would reset" } else { "reset" };
     println!(
-        "{} {which} {verb}, {} already reset{}",
+        "{which}: {} {}, {} already reset{}",
         report.reset.len(),
+        if a.check { "would be reset" } else { "reset" },
         report.already_reset.len(),
         if failures > 0 { format!(", {failures} failure(s)") } else { String::new() }
     );

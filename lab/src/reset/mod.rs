@@ -41,6 +41,15 @@ pub trait AgentReload: Send + Sync {
     fn reload(&self) -> Result<String, String>;
 }
 
+/// The live lab's agent (the web resets through the lab it runs).
+impl AgentReload for crate::engine::Lab {
+    fn reload(&self) -> Result<String, String> {
+        let event = self.reload_agent()?;
+        let n = event.pointer("/data/iocs").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        Ok(format!("the agent reloaded its IoC file ({n} IoCs)"))
+    }
+}
+
 /// Which runs to reset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
