@@ -138,15 +138,20 @@ impl State {
         run(&all)
     }
 
-    /// Every file under the data directory with its bytes (but the lock a
-    /// reset takes while it works: it says which process holds the lab).
+    /// Every file under the data directory with its bytes, but the lock a
+    /// reset takes while it works (it says which process holds the lab) and
+    /// the SQLite stores, whose bytes change when this test's own connections
+    /// close (a checkpoint): their contents are checked through the stores.
     fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
             for e in std::fs::read_dir(dir).unwrap().flatten() {
                 let p = e.path();
                 if p.is_dir() {
                     walk(&p, out);
-                } else if p.file_name().is_some_and(|n| n != ioclab_lab::engine::lock::LOCK_FILE) {
+                } else if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n != ioclab_lab::engine::lock::LOCK_FILE
+                        && ![".db", ".db-wal", ".db-shm"].iter().any(|x| n.ends_with(x))
+                }) {
                     out.insert(p.clone(), std::fs::read(&p).unwrap());
                 }
             }
@@ -222,6 +227,8 @@ async fn reset_removes_exactly_what_the_runs_created_and_a_second_reset_says_the
     assert!(out2.contains("runs of dns-ioc-why-kunai-rocks: 0 reset, 2 already reset"), "{out2}");
     assert!(!out2.contains("MISP event") && !out2.contains("restored"), "{out2}");
     assert_eq!(lab.snapshot(), before);
+    assert!(lab.has_event(&kept_event).await && lab.has_task(kept_task).await);
+    assert!(!lab.has_event(&e1).await && !lab.has_task(t1).await);
 }
 
 #[tokio::test]
@@ -361,17 +368,21 @@ fn cleanup_commands_run_in_the_lab_network_and_leave_nothing_behind() {
     let out_dir = tempfile::tempdir().unwrap();
     let o = out_dir.path().display().to_string();
     let cleanup = format!(
-        "  - command: \"readlink /proc/self/ns/net > #{{out}}/netns; readlink /proc/self/ns/mnt > #{{out}}/mntns; dig +short +time=3 +tries=1 why.kunai.rocks > #{{out}}/dns; \
+        "  - command: \"pwd > #{{out}}/cwd; readlink /proc/self/ns/net > #{{out}}/netns; readlink /proc/self/ns/mnt > #{{out}}/mntns; dig +short +time=3 +tries=1 why.kunai.rocks > #{{out}}/dns; \
          mkdir -p #{{out}}/mnt && mount -t tmpfs lab-reset-test #{{out}}/mnt; sleep 300 & echo $! > #{{out}}/bg; rm -f #{{out}}/marker\"\n    \
          args:\n      out: {{description: where the test looks, default: '{o}'}}\n"
     );
     let dir = scenario_with_cleanup(out_dir.path().join("scenarios").as_path(), &cleanup);
     std::fs::write(out_dir.path().join("marker"), "a step's leftover").unwrap();
     let r = lab.run(DNS, 1000.0, &[], &[], None);
+    std::fs::create_dir(r.path(RunFolder::WORK_DIR)).unwrap();
 
     let (code, out, err) = lab.reset_cli(&[DNS], &dir);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains(&format!("cleanup of {DNS}: readlink /proc/self/ns/net > {o}/netns")), "{out}");
+    // where the steps ran: the run's copy of the scenario, never the scenario's folder
+    let cwd = std::fs::read_to_string(out_dir.path().join("cwd")).unwrap();
+    assert_eq!(Path::new(cwd.trim()), r.path(RunFolder::WORK_DIR), "{out}");
+    assert!(out.contains(&format!("cleanup of {DNS}: pwd > {o}/cwd; readlink /proc/self/ns/net > {o}/netns")), "{out}");
     assert!(out.contains(": exit 0 (in the lab network)"), "{out}");
     assert!(!out_dir.path().join("marker").exists(), "the cleanup ran");
     // in the lab's network namespace, with its resolver
@@ -502,7 +513,7 @@ fn a_live_run_then_two_resets_leave_nothing_behind() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("run {}: nothing to do: already reset", folder.manifest().unwrap().run)), "{out}");
     assert!(out.contains("runs of dns-ioc-why-kunai-rocks: 0 reset, 1 already reset"), "{out}");
-    assert_eq!(state.snapshot().keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+    assert_eq!(state.snapshot(), before);
 
     // nothing of the run is left: MISP events, sandbox tasks, IoCs, processes, mounts, namespaces
     let events = rt.block_on(async { state.store().await.index(&Default::default()).await.unwrap() });

@@ -59,7 +59,7 @@ pub fn rendered(cmd: &Command) -> String {
 }
 
 /// Runs `cmd` of `scenario` inside the scenario's lab network, in `cwd`
-/// (the scenario's folder), and waits for it (at most its timeout).
+/// (where the steps ran), and waits for it (at most its timeout).
 pub fn run(scenario: &Scenario, cmd: &Command, cwd: &Path) -> Result<Finished, LabNetError> {
     let net = LabNetwork::start(LabNetConfig::from_scenario(&scenario.network, scenario.id.as_str()))?;
     let mut p = shell(cmd.executor, &rendered(cmd));

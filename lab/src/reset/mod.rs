@@ -29,7 +29,7 @@ pub use action::{Action, Outcome, Target};
 
 use crate::data_dir::DataDir;
 use crate::run::folder::{utc_stamp, FolderError};
-use crate::run::{Mode, RunId};
+use crate::run::{Mode, RunFolder, RunId};
 use crate::scenario::{Loaded, ScenarioId};
 use runs::{plan_iocs, read_runs, RunEntry};
 use stores::Stores;
@@ -183,22 +183,29 @@ impl Resetter<'_, '_> {
     }
 
     /// Runs the cleanup commands of every scenario with a live run being
-    /// reset that was not cleaned up yet; returns which scenarios are clean.
+    /// reset that was not cleaned up yet (once: they are safe to run twice,
+    /// and undo what any of its runs did); returns which scenarios are clean.
     async fn cleanup(&mut self, resetting: &[bool]) -> BTreeMap<ScenarioId, bool> {
-        let mut clean = BTreeMap::new();
+        // each scenario's newest such run: the commands run where its steps ran
+        let mut newest = BTreeMap::new();
         for (i, &resetting) in resetting.iter().enumerate() {
             let c = &self.runs[i].manifest;
-            if !resetting || c.mode != Mode::Live || c.created.cleaned_up || clean.contains_key(&c.scenario) {
-                continue;
+            if resetting && c.mode == Mode::Live && !c.created.cleaned_up {
+                newest.insert(c.scenario.clone(), i);
             }
-            let id = c.scenario.clone();
-            let ok = self.cleanup_scenario(&id).await;
+        }
+        let mut clean = BTreeMap::new();
+        for (id, i) in newest {
+            let ok = self.cleanup_scenario(&id, i).await;
             clean.insert(id, ok);
         }
         clean
     }
 
-    async fn cleanup_scenario(&mut self, id: &ScenarioId) -> bool {
+    /// Runs scenario `id`'s cleanup commands in the folder where run `i`'s
+    /// steps ran (its `work/` copy of the scenario's files; the run folder
+    /// when the steps never ran), never in the scenario's own folder.
+    async fn cleanup_scenario(&mut self, id: &ScenarioId, i: usize) -> bool {
         let Some(loaded) = self.req.scenarios.iter().find(|l| &l.scenario.id == id) else {
             return self.act(
                 Target::Cleanup { scenario: id.clone(), command: None },
@@ -211,17 +218,16 @@ impl Resetter<'_, '_> {
                 Outcome::skipped("the scenario has no cleanup commands"),
             );
         }
+        let work = self.runs[i].folder.path(RunFolder::WORK_DIR);
+        let cwd = if work.is_dir() { work } else { self.runs[i].folder.root().to_path_buf() };
         let mut all_ok = true;
         for cmd in &loaded.scenario.cleanup {
             let target = Target::Cleanup { scenario: id.clone(), command: Some(cleanup::rendered(cmd)) };
             if self.req.check {
-                self.act(
-                    target,
-                    Outcome::would(format!("run it in the scenario's lab network, in {}", loaded.dir.display())),
-                );
+                self.act(target, Outcome::would(format!("run it in the scenario's lab network, in {}", cwd.display())));
                 continue;
             }
-            let (scenario, cmd, dir) = (loaded.scenario.clone(), cmd.clone(), loaded.dir.clone());
+            let (scenario, cmd, dir) = (loaded.scenario.clone(), cmd.clone(), cwd.clone());
             let done = tokio::task::spawn_blocking(move || {
                 cleanup::run(&scenario, &cmd, &dir).map(|f| (f.ok(), f.status(cmd.timeout_secs), f.output))
             })
@@ -425,7 +431,6 @@ fn indent(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::RunFolder;
 
     #[test]
     fn a_scenarios_scope_holds_its_runs_folders_only() {
