@@ -437,33 +437,74 @@ fn a_failing_cleanup_is_named_with_its_output_and_the_run_stays_to_reset_again()
     assert_eq!(lab.iocs().unwrap(), ORIGINAL_IOCS);
 }
 
-/// Runs `dig NAME` in a lab network (the fake internet answers every name); its pid.
-fn dig_in_the_lab(name: &str) -> u32 {
+/// Runs `dig NAME` in a lab network (the fake internet answers every name)
+/// and returns the agent's `dns_query` event of it.
+fn dig_seen_by(lab: &Lab, name: &str) -> serde_json::Value {
+    let from = lab.feed_position();
     let net = LabNetwork::start(LabNetConfig::default()).unwrap();
     let mut dig = std::process::Command::new("dig");
     dig.args(["+short", "+time=3", "+tries=1", name]).stdout(std::process::Stdio::null());
     let mut child = net.spawn(&mut dig).unwrap();
-    let pid = child.id();
+    let pid = u64::from(child.id());
     assert!(child.wait().unwrap().success(), "dig {name}");
     net.stop();
-    pid
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        // dig queries from a thread: its events carry the process as tgid
+        let seen = lab.endpoint_events_since(from).into_iter().find(|e| {
+            e.name() == "dns_query"
+                && e.event.pointer("/info/task/tgid").and_then(serde_json::Value::as_u64) == Some(pid)
+        });
+        if let Some(e) = seen {
+            return (*e.event).clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the agent never saw dig {name} (pid {pid})");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
-/// Whether the lab's agent flagged a `dns_query` of process `pid` (its threads') for IoC `ioc`.
-fn detected(lab: &Lab, from: u64, pid: u32, ioc: &str) -> bool {
-    lab.endpoint_events_since(from).iter().any(|e| {
-        e.name() == "dns_query"
-            && e.event.pointer("/info/task/tgid").and_then(serde_json::Value::as_u64) == Some(u64::from(pid))
-            && e.event.pointer("/detection/iocs").and_then(|i| i.as_array()).is_some_and(|i| i.iter().any(|v| v == ioc))
-    })
+/// The IoCs an event was flagged with.
+fn flagged(event: &serde_json::Value) -> Vec<&str> {
+    event
+        .pointer("/detection/iocs")
+        .and_then(|i| i.as_array())
+        .map_or(Vec::new(), |i| i.iter().filter_map(|v| v.as_str()).collect())
 }
 
-/// Issue 14 item 8 (reset's part): a live run of the first scenario, then
-/// reset twice (through the lab, as the web does, then from the command
-/// line): nothing of the run is left, and the agent has its IoCs of before.
+/// A live run of dns-ioc-why-kunai-rocks, then reset through the lab (as the
+/// web does, its agent reloading); returns the run's folder, event and task.
+fn run_then_reset(lab: &Lab, state: &State, rt: &tokio::runtime::Runtime) -> (RunFolder, String, u64) {
+    let iocs_before = state.iocs();
+    let scenario = shipped(DNS);
+    let run = lab.start_run(&scenario, RunOptions { auto_publish: true, ..Default::default() }).unwrap();
+    let folder = run.folder.clone();
+    assert!(run.wait(), "the run failed: {:#?}", folder.timeline().unwrap());
+    let created = folder.manifest().unwrap().created;
+    assert!(created.misp_events.len() == 1 && created.sandbox_tasks.len() == 1, "{created:?}");
+    let (event, task) = (created.misp_events[0].clone(), created.sandbox_tasks[0]);
+    assert!(rt.block_on(state.has_event(&event)) && rt.block_on(state.has_task(task)));
+    assert_ne!(state.iocs(), iocs_before, "the run loaded its IoCs");
+    assert_eq!(flagged(&dig_seen_by(lab, "why.kunai.rocks")), ["why.kunai.rocks"]);
+
+    let (rep, seen) =
+        rt.block_on(api_reset(state, Scope::Scenario(DNS.parse().unwrap()), &[scenario], false, Some(lab)));
+    assert!(!rep.failed(), "{seen:#?}");
+    assert_eq!(rep.reset, [folder.manifest().unwrap().run]);
+    assert_eq!(state.iocs(), iocs_before, "restored byte for byte");
+    assert!(!rt.block_on(state.has_event(&event)) && !rt.block_on(state.has_task(task)));
+    // the agent dropped the run's IoC: the same query is seen, not flagged
+    assert!(flagged(&dig_seen_by(lab, "why.kunai.rocks")).is_empty(), "the agent still holds the run's IoC");
+    (folder, event, task)
+}
+
+/// Issue 14 item 8 (reset's part): live runs of dns-ioc-why-kunai-rocks, each
+/// reset through the lab, then reset again from the command line: nothing
+/// of the runs is left and the agent is back to its IoCs of before. First on
+/// a fresh lab (no IoC at all), then with an instructor's IoC file.
 #[test]
-fn a_live_run_then_two_resets_leave_nothing_behind() {
-    let state = State::new();
+fn live_runs_then_two_resets_leave_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = State { data: DataDir::new(tmp.path().join("data")), _tmp: tmp };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = match Lab::open(LabConfig { data: state.data.clone() }) {
         Ok(lab) => lab,
@@ -477,49 +518,37 @@ fn a_live_run_then_two_resets_leave_nothing_behind() {
     let kept_event = rt.block_on(state.add_event("instructor-made"));
     let kept_task = rt.block_on(state.add_task());
 
-    let scenario = shipped(DNS);
-    let run = lab.start_run(&scenario, RunOptions { auto_publish: true, ..Default::default() }).unwrap();
-    let folder = run.folder.clone();
-    assert!(run.wait(), "the run failed: {:#?}", folder.timeline().unwrap());
-    let created = folder.manifest().unwrap().created;
-    assert!(created.misp_events.len() == 1 && created.sandbox_tasks.len() == 1, "{created:?}");
-    let (event, task) = (created.misp_events[0].clone(), created.sandbox_tasks[0]);
-    assert!(rt.block_on(state.has_event(&event)) && rt.block_on(state.has_task(task)));
-    assert_ne!(state.iocs().unwrap(), ORIGINAL_IOCS, "the run loaded its IoCs");
+    // a fresh lab: the agent starts with no IoC, and is back to none
+    let (first, _, first_task) = run_then_reset(&lab, &state, &rt);
+    assert_eq!(state.iocs().unwrap(), b"", "a fresh lab's IoC file is empty");
 
-    // reset 1, through the running lab: its agent reloads the restored file
-    let (rep, seen) =
-        rt.block_on(api_reset(&state, Scope::Scenario(DNS.parse().unwrap()), &[scenario], false, Some(&lab)));
-    assert!(!rep.failed(), "{seen:#?}");
-    assert_eq!(rep.reset.len(), 1);
-    let reload = seen.iter().find(|a| a.target == Target::AgentReload).unwrap().to_string();
-    assert!(reload.contains("the agent reloaded its IoC file (2 IoCs)"), "{reload}");
-    assert_eq!(state.iocs().unwrap(), ORIGINAL_IOCS, "restored byte for byte");
-    assert!(!rt.block_on(state.has_event(&event)) && !rt.block_on(state.has_task(task)));
-    // the agent now detects what it did before the run, and no longer the run's domain
-    let from = lab.feed_position();
-    let (run_dig, before_dig) = (dig_in_the_lab("why.kunai.rocks"), dig_in_the_lab("original.example"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !detected(&lab, from, before_dig, "original.example") {
-        assert!(std::time::Instant::now() < deadline, "the restored IoC original.example was never detected");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(!detected(&lab, from, run_dig, "why.kunai.rocks"), "the agent still holds the run's IoC after reset");
+    // an instructor's IoCs: restored byte for byte, and in use again
+    std::fs::write(state.data.agent_iocs(), ORIGINAL_IOCS).unwrap();
+    lab.reload_agent().unwrap();
+    let (second, _, second_task) = run_then_reset(&lab, &state, &rt);
+    assert_eq!(state.iocs().unwrap(), ORIGINAL_IOCS);
+    assert_eq!(flagged(&dig_seen_by(&lab, "original.example")), ["original.example"]);
     drop(lab);
 
-    // reset 2, from the command line: nothing to do, and it says so
+    // reset again, from the command line: nothing to do, and it says so
     let before = state.snapshot();
     let (code, out, err) = state.reset_cli(&[DNS], &scenarios_dir());
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains(&format!("run {}: nothing to do: already reset", folder.manifest().unwrap().run)), "{out}");
-    assert!(out.contains("runs of dns-ioc-why-kunai-rocks: 0 reset, 1 already reset"), "{out}");
+    for f in [&first, &second] {
+        let run = f.manifest().unwrap().run;
+        assert!(out.contains(&format!("run {run}: nothing to do: already reset")), "{out}");
+    }
+    assert!(out.contains("runs of dns-ioc-why-kunai-rocks: 0 reset, 2 already reset"), "{out}");
     assert_eq!(state.snapshot(), before);
 
-    // nothing of the run is left: MISP events, sandbox tasks, IoCs, processes, mounts, namespaces
+    // nothing of the runs is left: MISP events, sandbox tasks, IoCs, processes, mounts, namespaces
     let events = rt.block_on(async { state.store().await.index(&Default::default()).await.unwrap() });
     let uuids: Vec<&str> = events.iter().filter_map(|e| e["uuid"].as_str()).collect();
     assert_eq!(uuids, [kept_event.as_str()], "only the event no run made is left");
-    assert!(!rt.block_on(state.has_task(task)) && rt.block_on(state.has_task(kept_task)));
+    for t in [first_task, second_task] {
+        assert!(!rt.block_on(state.has_task(t)));
+    }
+    assert!(rt.block_on(state.has_task(kept_task)));
     let counts = rt.block_on(async { state.tasks().await.counts().await.unwrap() });
     assert_eq!(counts["total"], 1, "{counts}");
     assert_eq!(state.iocs().unwrap(), ORIGINAL_IOCS);
