@@ -471,36 +471,43 @@ fn flagged(event: &serde_json::Value) -> Vec<&str> {
         .map_or(Vec::new(), |i| i.iter().filter_map(|v| v.as_str()).collect())
 }
 
-/// A live run of dns-ioc-why-kunai-rocks, then reset through the lab (as the
-/// web does, its agent reloading); returns the run's folder, event and task.
-fn run_then_reset(lab: &Lab, state: &State, rt: &tokio::runtime::Runtime) -> (RunFolder, String, u64) {
+/// A live run of `scenario`, then reset through the lab (as the web does,
+/// its agent reloading); returns the run's folder and task.
+fn run_then_reset(lab: &Lab, state: &State, rt: &tokio::runtime::Runtime, scenario: &Loaded) -> (RunFolder, u64) {
+    let id = scenario.scenario.id.as_str();
     let iocs_before = state.iocs();
-    let scenario = shipped(DNS);
-    let run = lab.start_run(&scenario, RunOptions { auto_publish: true, ..Default::default() }).unwrap();
+    let run = lab.start_run(scenario, RunOptions { auto_publish: true, ..Default::default() }).unwrap();
     let folder = run.folder.clone();
-    assert!(run.wait(), "the run failed: {:#?}", folder.timeline().unwrap());
+    assert!(run.wait(), "{id}: the run failed: {:#?}", folder.timeline().unwrap());
     let created = folder.manifest().unwrap().created;
-    assert!(created.misp_events.len() == 1 && created.sandbox_tasks.len() == 1, "{created:?}");
+    assert!(created.misp_events.len() == 1 && created.sandbox_tasks.len() == 1, "{id}: {created:?}");
     let (event, task) = (created.misp_events[0].clone(), created.sandbox_tasks[0]);
-    assert!(rt.block_on(state.has_event(&event)) && rt.block_on(state.has_task(task)));
-    assert_ne!(state.iocs(), iocs_before, "the run loaded its IoCs");
-    assert_eq!(flagged(&dig_seen_by(lab, "why.kunai.rocks")), ["why.kunai.rocks"]);
+    assert!(rt.block_on(state.has_event(&event)) && rt.block_on(state.has_task(task)), "{id}");
+    assert_ne!(state.iocs(), iocs_before, "{id}: the run loaded its IoCs");
+    if id == DNS {
+        assert_eq!(flagged(&dig_seen_by(lab, "why.kunai.rocks")), ["why.kunai.rocks"]);
+    }
 
-    let (rep, seen) =
-        rt.block_on(api_reset(state, Scope::Scenario(DNS.parse().unwrap()), &[scenario], false, Some(lab)));
-    assert!(!rep.failed(), "{seen:#?}");
-    assert_eq!(rep.reset, [folder.manifest().unwrap().run]);
-    assert_eq!(state.iocs(), iocs_before, "restored byte for byte");
-    assert!(!rt.block_on(state.has_event(&event)) && !rt.block_on(state.has_task(task)));
-    // the agent dropped the run's IoC: the same query is seen, not flagged
-    assert!(flagged(&dig_seen_by(lab, "why.kunai.rocks")).is_empty(), "the agent still holds the run's IoC");
-    (folder, event, task)
+    let scope = Scope::Scenario(scenario.scenario.id.clone());
+    let (rep, seen) = rt.block_on(api_reset(state, scope, std::slice::from_ref(scenario), false, Some(lab)));
+    assert!(!rep.failed(), "{id}: {seen:#?}");
+    assert_eq!(rep.reset, [folder.manifest().unwrap().run], "{id}");
+    let cleaned = seen.iter().filter(|a| matches!(a.target, Target::Cleanup { command: Some(_), .. })).count();
+    assert_eq!(cleaned, scenario.scenario.cleanup.len(), "{id}: each cleanup command ran: {seen:#?}");
+    assert_eq!(state.iocs(), iocs_before, "{id}: restored byte for byte");
+    assert!(!rt.block_on(state.has_event(&event)) && !rt.block_on(state.has_task(task)), "{id}");
+    if id == DNS {
+        // the agent dropped the run's IoC: the same query is seen, not flagged
+        assert!(flagged(&dig_seen_by(lab, "why.kunai.rocks")).is_empty(), "the agent still holds the run's IoC");
+    }
+    (folder, task)
 }
 
-/// Issue 14 item 8 (reset's part): live runs of dns-ioc-why-kunai-rocks, each
-/// reset through the lab, then reset again from the command line: nothing
-/// of the runs is left and the agent is back to its IoCs of before. First on
-/// a fresh lab (no IoC at all), then with an instructor's IoC file.
+/// Issue 14 item 8 (reset's part): live runs, each reset through the lab,
+/// then reset again from the command line: nothing of the runs is left and
+/// the agent is back to its IoCs of before. dns-ioc-why-kunai-rocks first on
+/// a fresh lab (no IoC at all), then every shipped scenario with an
+/// instructor's IoC file in place.
 #[test]
 fn live_runs_then_two_resets_leave_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
@@ -519,34 +526,41 @@ fn live_runs_then_two_resets_leave_nothing_behind() {
     let kept_task = rt.block_on(state.add_task());
 
     // a fresh lab: the agent starts with no IoC, and is back to none
-    let (first, _, first_task) = run_then_reset(&lab, &state, &rt);
+    let mut runs = vec![run_then_reset(&lab, &state, &rt, &shipped(DNS))];
     assert_eq!(state.iocs().unwrap(), b"", "a fresh lab's IoC file is empty");
 
-    // an instructor's IoCs: restored byte for byte, and in use again
+    // an instructor's IoCs: restored byte for byte after each scenario's run, and in use again
     std::fs::write(state.data.agent_iocs(), ORIGINAL_IOCS).unwrap();
     lab.reload_agent().unwrap();
-    let (second, _, second_task) = run_then_reset(&lab, &state, &rt);
-    assert_eq!(state.iocs().unwrap(), ORIGINAL_IOCS);
+    let scenarios: Vec<Loaded> = load::find(&scenarios_dir())
+        .unwrap()
+        .iter()
+        .map(|p| load::load(p).unwrap_or_else(|d| panic!("{d:?}")))
+        .collect();
+    for scenario in &scenarios {
+        runs.push(run_then_reset(&lab, &state, &rt, scenario));
+        assert_eq!(state.iocs().unwrap(), ORIGINAL_IOCS);
+    }
     assert_eq!(flagged(&dig_seen_by(&lab, "original.example")), ["original.example"]);
     drop(lab);
 
     // reset again, from the command line: nothing to do, and it says so
     let before = state.snapshot();
-    let (code, out, err) = state.reset_cli(&[DNS], &scenarios_dir());
+    let (code, out, err) = state.reset_cli(&[], &scenarios_dir());
     assert_eq!(code, 0, "{out}\n{err}");
-    for f in [&first, &second] {
+    for (f, _) in &runs {
         let run = f.manifest().unwrap().run;
         assert!(out.contains(&format!("run {run}: nothing to do: already reset")), "{out}");
     }
-    assert!(out.contains("runs of dns-ioc-why-kunai-rocks: 0 reset, 2 already reset"), "{out}");
+    assert!(out.contains(&format!("runs: 0 reset, {} already reset", runs.len())), "{out}");
     assert_eq!(state.snapshot(), before);
 
     // nothing of the runs is left: MISP events, sandbox tasks, IoCs, processes, mounts, namespaces
     let events = rt.block_on(async { state.store().await.index(&Default::default()).await.unwrap() });
     let uuids: Vec<&str> = events.iter().filter_map(|e| e["uuid"].as_str()).collect();
     assert_eq!(uuids, [kept_event.as_str()], "only the event no run made is left");
-    for t in [first_task, second_task] {
-        assert!(!rt.block_on(state.has_task(t)));
+    for (_, t) in &runs {
+        assert!(!rt.block_on(state.has_task(*t)));
     }
     assert!(rt.block_on(state.has_task(kept_task)));
     let counts = rt.block_on(async { state.tasks().await.counts().await.unwrap() });
