@@ -120,6 +120,11 @@ pub enum ResetError {
 }
 
 /// Resets the runs `req` names; each action goes to `on_action` as it is done.
+///
+/// Call it when no run is going on (a run being reset would lose its event
+/// and task under it): the CLI holds the data directory's lock, which a
+/// running lab holds too; the web calls it between runs of its lab, with the
+/// lab as `agent`.
 pub async fn reset(
     req: &ResetRequest<'_>,
     agent: Option<&dyn AgentReload>,
@@ -440,9 +445,8 @@ mod tests {
         assert!(Scope::All.may_hold("anything"));
     }
 
-    #[test]
-    fn a_backup_outside_the_run_folder_is_refused() {
-        let entry = |name: &str| RunEntry {
+    fn entry(name: &str) -> RunEntry {
+        RunEntry {
             folder: RunFolder::open("/runs/r"),
             manifest: crate::run::Manifest {
                 run: RunId::parse("r").unwrap(),
@@ -455,10 +459,25 @@ mod tests {
                 passed: None,
                 created: crate::run::Created { ioc_backup: Some(name.into()), ..Default::default() },
             },
-        };
+        }
+    }
+
+    #[test]
+    fn a_backup_outside_the_run_folder_is_refused() {
         assert_eq!(ioc_source(&entry("iocs.before.json")).unwrap(), Some(PathBuf::from("/runs/r/iocs.before.json")));
         for bad in ["../../etc/passwd", "/etc/passwd", "..", "a/b", ""] {
             assert!(ioc_source(&entry(bad)).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever run.json says, the backup read is a file right inside the run's folder.
+        #[test]
+        fn a_backup_name_never_leads_out_of_the_run_folder(name in "[./a-z\\\\\\-]{0,12}") {
+            if let Ok(Some(p)) = ioc_source(&entry(&name)) {
+                proptest::prop_assert_eq!(p.parent(), Some(Path::new("/runs/r")));
+                proptest::prop_assert!(p.file_name().is_some_and(|n| n != ".."));
+            }
         }
     }
 
