@@ -21,6 +21,27 @@ enum Lazy<T> {
     Broken(String),
 }
 
+impl<T> Lazy<T> {
+    /// Opens `what` at `path` with `open` on first use, unless its file is missing.
+    async fn open<E, F>(&mut self, path: PathBuf, what: &str, open: impl FnOnce(PathBuf) -> F) -> &Lazy<T>
+    where
+        E: std::fmt::Display,
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        if matches!(self, Lazy::Unopened) {
+            *self = if !path.exists() {
+                Lazy::Absent
+            } else {
+                match open(path.clone()).await {
+                    Ok(s) => Lazy::Open(s),
+                    Err(e) => Lazy::Broken(format!("opening {what} {}: {e}", path.display())),
+                }
+            };
+        }
+        self
+    }
+}
+
 /// The lab's stores, as reset uses them.
 pub struct Stores {
     data: DataDir,
@@ -34,43 +55,14 @@ impl Stores {
         Stores { data: data.clone(), misp: Lazy::Unopened, tasks: Lazy::Unopened }
     }
 
-    async fn misp(&mut self) -> &Lazy<Store> {
-        if matches!(self.misp, Lazy::Unopened) {
-            let path = self.data.misp_db();
-            self.misp = if !path.exists() {
-                Lazy::Absent
-            } else {
-                match Store::open(&path).await {
-                    Ok(s) => Lazy::Open(s),
-                    Err(e) => Lazy::Broken(format!("opening the MISP store {}: {e}", path.display())),
-                }
-            };
-        }
-        &self.misp
-    }
-
-    async fn tasks(&mut self) -> &Lazy<TaskDb> {
-        if matches!(self.tasks, Lazy::Unopened) {
-            let path = self.data.sandbox_db();
-            self.tasks = if !path.exists() {
-                Lazy::Absent
-            } else {
-                match TaskDb::open(&path).await {
-                    Ok(s) => Lazy::Open(s),
-                    Err(e) => Lazy::Broken(format!("opening the sandbox's tasks {}: {e}", path.display())),
-                }
-            };
-        }
-        &self.tasks
-    }
-
     /// Deletes the MISP event `uuid` (with its attributes, objects and tags).
     pub async fn delete_event(&mut self, uuid: &str) -> Outcome {
         // a number would name an event by id: only a run's uuid is deleted
         let Ok(uuid) = uuid.to_ascii_lowercase().parse::<Uuid>() else {
             return Outcome::failed(format!("{uuid:?} in run.json is not a UUID: not deleted"));
         };
-        match self.misp().await {
+        let path = self.data.misp_db();
+        match self.misp.open(path, "the MISP store", |p| async move { Store::open(&p).await }).await {
             Lazy::Absent => Outcome::AlreadyGone,
             Lazy::Broken(e) => Outcome::failed(e),
             Lazy::Unopened => unreachable!("opened above"),
@@ -92,7 +84,8 @@ impl Stores {
         let Ok(id) = i64::try_from(id) else {
             return Outcome::failed(format!("task id {id} is out of range: not deleted"));
         };
-        let row = match self.tasks().await {
+        let path = self.data.sandbox_db();
+        let row = match self.tasks.open(path, "the sandbox's tasks", |p| async move { TaskDb::open(&p).await }).await {
             Lazy::Absent => None,
             Lazy::Broken(e) => return Outcome::failed(e),
             Lazy::Unopened => unreachable!("opened above"),
