@@ -472,18 +472,31 @@ fn flagged(event: &serde_json::Value) -> Vec<&str> {
 }
 
 /// A live run of `scenario`, then reset through the lab (as the web does,
-/// its agent reloading); returns the run's folder and task.
-fn run_then_reset(lab: &Lab, state: &State, rt: &tokio::runtime::Runtime, scenario: &Loaded) -> (RunFolder, u64) {
+/// its agent reloading); returns the run's folder and its sandbox tasks.
+/// Whether each scenario passes is tests/lab_run.rs's business: a run that
+/// failed midway is reset all the same (whatever it created goes), only
+/// dns-ioc-why-kunai-rocks, whose detection this test checks, must pass.
+fn run_then_reset(lab: &Lab, state: &State, rt: &tokio::runtime::Runtime, scenario: &Loaded) -> (RunFolder, Vec<u64>) {
     let id = scenario.scenario.id.as_str();
     let iocs_before = state.iocs();
     let run = lab.start_run(scenario, RunOptions { auto_publish: true, ..Default::default() }).unwrap();
     let folder = run.folder.clone();
-    assert!(run.wait(), "{id}: the run failed: {:#?}", folder.timeline().unwrap());
+    let passed = run.wait();
+    assert!(passed || id != DNS, "{id}: the run failed: {:#?}", folder.timeline().unwrap());
+    if !passed {
+        eprintln!("note: {id}'s run failed (tests/lab_run.rs checks it passes); resetting it all the same");
+    }
     let created = folder.manifest().unwrap().created;
-    assert!(created.misp_events.len() == 1 && created.sandbox_tasks.len() == 1, "{id}: {created:?}");
-    let (event, task) = (created.misp_events[0].clone(), created.sandbox_tasks[0]);
-    assert!(rt.block_on(state.has_event(&event)) && rt.block_on(state.has_task(task)), "{id}");
-    assert_ne!(state.iocs(), iocs_before, "{id}: the run loaded its IoCs");
+    if passed {
+        assert!(created.misp_events.len() == 1 && created.sandbox_tasks.len() == 1, "{id}: {created:?}");
+        assert_ne!(state.iocs(), iocs_before, "{id}: the run loaded its IoCs");
+    }
+    for e in &created.misp_events {
+        assert!(rt.block_on(state.has_event(e)), "{id}: event {e}");
+    }
+    for t in &created.sandbox_tasks {
+        assert!(rt.block_on(state.has_task(*t)), "{id}: task {t}");
+    }
     if id == DNS {
         assert_eq!(flagged(&dig_seen_by(lab, "why.kunai.rocks")), ["why.kunai.rocks"]);
     }
@@ -495,12 +508,17 @@ fn run_then_reset(lab: &Lab, state: &State, rt: &tokio::runtime::Runtime, scenar
     let cleaned = seen.iter().filter(|a| matches!(a.target, Target::Cleanup { command: Some(_), .. })).count();
     assert_eq!(cleaned, scenario.scenario.cleanup.len(), "{id}: each cleanup command ran: {seen:#?}");
     assert_eq!(state.iocs(), iocs_before, "{id}: restored byte for byte");
-    assert!(!rt.block_on(state.has_event(&event)) && !rt.block_on(state.has_task(task)), "{id}");
+    for e in &created.misp_events {
+        assert!(!rt.block_on(state.has_event(e)), "{id}: event {e} is still there");
+    }
+    for t in &created.sandbox_tasks {
+        assert!(!rt.block_on(state.has_task(*t)), "{id}: task {t} is still there");
+    }
     if id == DNS {
         // the agent dropped the run's IoC: the same query is seen, not flagged
         assert!(flagged(&dig_seen_by(lab, "why.kunai.rocks")).is_empty(), "the agent still holds the run's IoC");
     }
-    (folder, task)
+    (folder, created.sandbox_tasks)
 }
 
 /// Issue 14 item 8 (reset's part): live runs, each reset through the lab,
@@ -559,7 +577,7 @@ fn live_runs_then_two_resets_leave_nothing_behind() {
     let events = rt.block_on(async { state.store().await.index(&Default::default()).await.unwrap() });
     let uuids: Vec<&str> = events.iter().filter_map(|e| e["uuid"].as_str()).collect();
     assert_eq!(uuids, [kept_event.as_str()], "only the event no run made is left");
-    for (_, t) in &runs {
+    for t in runs.iter().flat_map(|(_, tasks)| tasks) {
         assert!(!rt.block_on(state.has_task(*t)));
     }
     assert!(rt.block_on(state.has_task(kept_task)));

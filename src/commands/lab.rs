@@ -222,9 +222,9 @@ pub(crate) fn load_scenario(arg: &str, dir: &Path) -> anyhow::Result<load::Loade
 fn shell(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &a.scenario {
         Some(s) => {
-            let scenario = load_scenario(s, &a.dir.dir)?.scenario;
-            eprintln!("scenario {}", scenario.id);
-            LabNetConfig::from_scenario(&scenario.network, scenario.id.as_str())
+            let loaded = load_scenario(s, &a.dir.dir)?;
+            eprintln!("scenario {}", loaded.scenario.id);
+            LabNetConfig::from_scenario(&loaded)?
         }
         None => LabNetConfig::default(),
     };

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::network::{LabNetConfig, LabNetError, LabNetwork};
-use crate::scenario::{Command, Executor, Scenario};
+use crate::scenario::{Command, Executor, Loaded};
 
 /// Output kept per command: enough to see why it failed.
 const OUTPUT_CAP: usize = 16 * 1024;
@@ -60,8 +60,8 @@ pub fn rendered(cmd: &Command) -> String {
 
 /// Runs `cmd` of `scenario` inside the scenario's lab network, in `cwd`
 /// (where the steps ran), and waits for it (at most its timeout).
-pub fn run(scenario: &Scenario, cmd: &Command, cwd: &Path) -> Result<Finished, LabNetError> {
-    let net = LabNetwork::start(LabNetConfig::from_scenario(&scenario.network, scenario.id.as_str()))?;
+pub fn run(scenario: &Loaded, cmd: &Command, cwd: &Path) -> Result<Finished, LabNetError> {
+    let net = LabNetwork::start(LabNetConfig::from_scenario(scenario)?)?;
     let mut p = shell(cmd.executor, &rendered(cmd));
     p.current_dir(cwd).env("IOCLAB_LAB", "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = net.spawn(&mut p)?;

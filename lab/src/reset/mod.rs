@@ -232,7 +232,7 @@ impl Resetter<'_, '_> {
                 self.act(target, Outcome::would(format!("run it in the scenario's lab network, in {}", cwd.display())));
                 continue;
             }
-            let (scenario, cmd, dir) = (loaded.scenario.clone(), cmd.clone(), cwd.clone());
+            let (scenario, cmd, dir) = (loaded.clone(), cmd.clone(), cwd.clone());
             let done = tokio::task::spawn_blocking(move || {
                 cleanup::run(&scenario, &cmd, &dir).map(|f| (f.ok(), f.status(cmd.timeout_secs), f.output))
             })

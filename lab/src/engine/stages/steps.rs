@@ -43,9 +43,8 @@ fn run_steps(run: &mut Run) -> Result<Outcome, String> {
     let work = copy_files(run)?;
     let logs = run.artifact(RunFolder::STEPS_DIR);
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let s = &run.loaded.scenario;
-    let net = LabNetwork::start(LabNetConfig::from_scenario(&s.network, s.id.as_str()))
-        .map_err(|e| format!("starting the lab network: {e}"))?;
+    let config = LabNetConfig::from_scenario(&run.loaded).map_err(|e| format!("the scenario's lab network: {e}"))?;
+    let net = LabNetwork::start(config).map_err(|e| format!("starting the lab network: {e}"))?;
     run.network = Some(net);
     run.steps_started = Some(Instant::now());
     if steps.is_empty() {
