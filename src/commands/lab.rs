@@ -89,6 +89,9 @@ Examples:
       then type: dig why.kunai.rocks   (the blog's experiment, offline)
   sudo ioclab lab shell -c 'curl -s http://evil.example/'   one command, its exit status")]
     Shell(ShellArgs),
+    /// Undo what runs created: cleanup commands, MISP events, sandbox tasks, the agent's IoCs.
+    #[command(after_help = super::lab_reset::AFTER_HELP)]
+    Reset(super::lab_reset::ResetArgs),
     /// Run a scenario live: sandbox, MISP, export, agent, endpoint steps, detections (needs root and eBPF).
     Run(super::lab_run::RunArgs),
     /// Play a scenario's recorded run (no root, no eBPF): the same timeline as a live run.
@@ -124,6 +127,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Shell(a) => shell(a),
+        LabCommand::Reset(a) => super::lab_reset::run(a),
         LabCommand::Run(a) => super::lab_run::run(a),
         LabCommand::Replay(a) => super::lab_replay::run(a),
         LabCommand::Record(a) => super::lab_record::run(a),

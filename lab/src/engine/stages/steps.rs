@@ -25,7 +25,7 @@ use crate::run::{RunEventKind, RunFolder, RunLog, StreamName};
 use crate::scenario::{Executor, Stage, Step, Trigger};
 
 /// The copy of the scenario's files the steps run from, in the run folder.
-pub(crate) const WORK_DIR: &str = "work";
+pub(crate) const WORK_DIR: &str = RunFolder::WORK_DIR;
 
 /// How long a finished step's output readers may take to reach the end of
 /// its output (a background child may hold it open: it is killed with the network).
