@@ -39,6 +39,11 @@ pub(super) struct Run {
     pub steps_started: Option<Instant>,
     /// Mount namespaces of the steps' processes: their events are the run's.
     pub step_mnts: BTreeSet<u64>,
+    /// The steps' mount namespace, held open for the run (see stages::steps).
+    pub step_ns: Option<std::fs::File>,
+    /// The feed's position when that namespace was made: an earlier event
+    /// with its inode number was another namespace's, freed before.
+    pub steps_seq: u64,
     /// The lab network the steps run in (up until the run ends).
     pub network: Option<LabNetwork>,
 }
@@ -97,7 +102,7 @@ impl Run {
 
     /// Whether an endpoint event belongs to this run: an event of its steps' processes.
     pub fn is_step_event(&self, e: &super::FeedEvent) -> bool {
-        e.mnt_ns().is_some_and(|m| self.step_mnts.contains(&m))
+        e.seq >= self.steps_seq && e.mnt_ns().is_some_and(|m| self.step_mnts.contains(&m))
     }
 
     /// events.jsonl: the endpoint events of the run (its steps' processes, and every detection seen meanwhile).
@@ -155,6 +160,8 @@ pub(super) fn start(lab: Arc<LabInner>, loaded: Loaded, opts: RunOptions) -> Res
         event_uuid: None,
         steps_started: None,
         step_mnts: BTreeSet::new(),
+        step_ns: None,
+        steps_seq: u64::MAX,
         network: None,
     };
     *active = Some(id.clone());
