@@ -26,6 +26,9 @@ fn copy_good(into: &Path) -> PathBuf {
     std::fs::create_dir_all(&to).unwrap();
     for e in std::fs::read_dir(&from).unwrap() {
         let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            continue; // the committed replay/: a run, not a file of the scenario
+        }
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
     to

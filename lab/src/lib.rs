@@ -11,6 +11,9 @@
 pub mod data_dir;
 pub mod engine;
 pub mod network;
+pub mod record;
 pub mod record_arg;
+pub mod replay;
 pub mod run;
 pub mod scenario;
+pub mod scoring;

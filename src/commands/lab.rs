@@ -91,6 +91,12 @@ Examples:
     Shell(ShellArgs),
     /// Run a scenario live: sandbox, MISP, export, agent, endpoint steps, detections (needs root and eBPF).
     Run(super::lab_run::RunArgs),
+    /// Play a scenario's recorded run (no root, no eBPF): the same timeline as a live run.
+    #[command(after_help = super::lab_replay::EXAMPLES)]
+    Replay(super::lab_replay::ReplayArgs),
+    /// Store a finished live run as the scenario's replay (lab-scenarios/<id>/replay/).
+    #[command(after_help = super::lab_record::EXAMPLES)]
+    Record(super::lab_record::RecordArgs),
 }
 
 #[derive(Args)]
@@ -119,6 +125,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         }
         LabCommand::Shell(a) => shell(a),
         LabCommand::Run(a) => super::lab_run::run(a),
+        LabCommand::Replay(a) => super::lab_replay::run(a),
+        LabCommand::Record(a) => super::lab_record::run(a),
     }
 }
 

@@ -3,6 +3,8 @@
 pub mod agent;
 pub mod ioc;
 pub mod lab;
+pub mod lab_record;
+pub mod lab_replay;
 pub mod lab_run;
 pub mod misp;
 pub mod replay;

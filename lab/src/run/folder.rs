@@ -276,18 +276,25 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), FolderErro
 
 /// Reads JSON lines (blank lines skipped).
 pub fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, FolderError> {
+    Ok(read_numbered_lines(path)?.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Reads JSON lines with their line numbers (from 1; blank lines skipped).
+/// Bytes that are not UTF-8 are a parse error at their line, like bad JSON.
+pub fn read_numbered_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<(usize, T)>, FolderError> {
     let f = File::open(path).map_err(io(path))?;
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
+    for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
         let line = line.map_err(io(path))?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(&line).map_err(|e| FolderError::Parse {
+        let parsed = serde_json::from_slice(&line).map_err(|e| FolderError::Parse {
             path: path.to_path_buf(),
             line: i + 1,
             message: e.to_string(),
-        })?);
+        })?;
+        out.push((i + 1, parsed));
     }
     Ok(out)
 }
@@ -390,5 +397,13 @@ mod tests {
         let err = f.timeline().unwrap_err().to_string();
         assert!(err.contains("timeline.jsonl:3:"), "{err}");
         assert!(f.events().unwrap().is_empty());
+        // bytes that are not UTF-8 are named by line too (not an I/O error)
+        std::fs::write(
+            f.path(RunFolder::TIMELINE),
+            b"{\"at_ms\":0,\"kind\":\"finished\",\"passed\":true}\n\"\xff\xfe\"\n",
+        )
+        .unwrap();
+        let err = f.timeline().unwrap_err().to_string();
+        assert!(err.contains("timeline.jsonl:2:"), "{err}");
     }
 }
