@@ -301,3 +301,21 @@ fn a_failing_expectation_exits_non_zero_naming_it_and_the_nearest_event() {
     let left = leftovers_of(&data, pid);
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
+
+#[test]
+fn replay_flags_play_the_recording_and_speed_needs_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a scenario without a recording: --replay goes to the player, which says how to make one
+    let copy = edited("dns-ioc-why-kunai-rocks", tmp.path(), |y| y.replace("version: 1", "version: 2"));
+    let _ = std::fs::remove_dir_all(copy.dir.join("replay"));
+    let data = tmp.path().join("data");
+    let out =
+        ioclab().args(["lab", "run", "--replay", "--speed", "0", "--data"]).arg(&data).arg(&copy.dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("has no replay") && err.contains("ioclab lab record"), "{err}");
+    let out = ioclab().args(["lab", "run", "--speed", "2", "dns-ioc-why-kunai-rocks"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--replay"), "{err}");
+}
