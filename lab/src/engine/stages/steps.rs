@@ -49,12 +49,15 @@ fn run_steps(run: &mut Run) -> Result<Outcome, String> {
     let s = &run.loaded.scenario;
     let net = LabNetwork::start(LabNetConfig::from_scenario(&s.network, s.id.as_str()))
         .map_err(|e| format!("starting the lab network: {e}"))?;
-    run.steps_seq = run.lab.feed.next_seq();
+    run.steps_filter.from_seq = run.lab.feed.next_seq();
     let (ns, ino) = hold_mount_ns(&net)?;
     run.network = Some(net);
     run.step_ns = Some(ns);
-    run.step_mnts.insert(ino);
-    run.steps_started = Some(Instant::now());
+    run.steps_filter.mnts.insert(ino);
+    let t0 = Instant::now();
+    run.steps_started = Some(t0);
+    // detections light up as they come, during the steps
+    run.detections = Some(super::detection::Watch::start(run, t0));
     if steps.is_empty() {
         return Ok(Outcome::skipped("the scenario has no endpoint steps", ""));
     }
@@ -120,7 +123,12 @@ fn run_one(run: &mut Run, step: &Step, work: &Path) -> Result<Option<i32>, Strin
         Executor::Bash => "bash",
     };
     let mut cmd = Command::new(shell);
-    cmd.arg("-c").arg(&command).current_dir(work).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("-c")
+        .arg(lingering(&command))
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.process_group(0);
     run.log.emit(RunEventKind::StepStarted { step: step.id.clone(), command: command.clone() });
     let net = run.network.as_ref().ok_or("no lab network")?;
@@ -182,6 +190,17 @@ fn run_one(run: &mut Run, step: &Step, work: &Path) -> Result<Option<i32>, Strin
     Ok(code)
 }
 
+/// How long a step's shell outlives its command.
+const LINGER: &str = "1";
+
+/// `command`, then a short wait before the shell exits with its status: the
+/// agent reads a script a step ran through the root of a live process of its
+/// mount namespace (the script's own, or its parent's: this shell), and a
+/// script that ends at once would otherwise leave it none to hash it by.
+fn lingering(command: &str) -> String {
+    format!("{command}\n__ioclab_status=$?\nsleep {LINGER}\nexit $__ioclab_status\n")
+}
+
 /// A thread copying one output stream of a step to its log and its events.
 fn reader(
     stream: impl Read + Send + 'static,
@@ -221,4 +240,18 @@ fn hold_mount_ns(net: &LabNetwork) -> Result<(File, u64), String> {
     let _ = holder.wait();
     let (ino, f) = held.map_err(|e| format!("{path}: {e}"))?;
     Ok((f, ino))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_shell_lingers_and_keeps_the_commands_status() {
+        let run = |c: &str| Command::new("/bin/sh").arg("-c").arg(lingering(c)).status().unwrap().code();
+        assert_eq!(run("true"), Some(0));
+        assert_eq!(run("false"), Some(1));
+        assert_eq!(run("echo a\n(exit 7)"), Some(7));
+        assert_eq!(run("exit 3"), Some(3), "an explicit exit ends it at once");
+    }
 }
