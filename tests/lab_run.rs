@@ -157,38 +157,11 @@ fn check_artifacts(loaded: &Loaded, folder: &RunFolder) {
     assert!(folder.path("work").join(&s.sample.file).is_file());
 }
 
-/// What a lab on `data` run by process `pid` may leave: processes working
-/// in its folders, mounts of it, the sandbox's task cgroups and mounts.
+/// What a lab on `data` run by process `pid` may leave: the sandbox's task
+/// cgroups and mounts, and what [`leftovers::of_lab`] looks for.
 fn leftovers_of(data: &Path, pid: u32) -> Vec<String> {
     let mut left = sandbox_common::leftovers(pid, None);
-    let data = data.to_string_lossy().into_owned();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = p.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || !leftovers::alive(&pid) {
-            continue;
-        }
-        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|c| c.to_string_lossy().starts_with(&data)) {
-            left.push(format!("process {pid} works in {data}"));
-        }
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    left.extend(mounts.lines().filter(|l| l.contains(&data)).map(|l| format!("mount {l}")));
-    // the lab network's resolv.conf files of this process
-    let own = format!("resolv-{pid}-");
-    if let Ok(dir) = std::fs::read_dir("/run/ioclab-lab") {
-        left.extend(
-            dir.flatten()
-                .filter(|f| f.file_name().to_string_lossy().starts_with(&own))
-                .map(|f| format!("lab network file {}", f.path().display())),
-        );
-    }
-    // the agent's and the runs' threads of this process
-    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("ioclab-lab") || comm.starts_with("ioclab-run") || comm.starts_with("ioclab-reload") {
-            left.push(format!("thread {}", comm.trim()));
-        }
-    }
+    left.extend(leftovers::of_lab(data, pid));
     left
 }
 
@@ -306,7 +279,7 @@ fn a_failing_expectation_exits_non_zero_naming_it_and_the_nearest_event() {
 fn replay_flags_play_the_recording_and_speed_needs_replay() {
     let tmp = tempfile::tempdir().unwrap();
     // a scenario without a recording: --replay goes to the player, which says how to make one
-    let copy = edited("dns-ioc-why-kunai-rocks", tmp.path(), |y| y.replace("version: 1", "version: 2"));
+    let copy = edited("dns-ioc-why-kunai-rocks", tmp.path(), |y| y.replace("level: beginner", "level: intermediate"));
     let _ = std::fs::remove_dir_all(copy.dir.join("replay"));
     let data = tmp.path().join("data");
     let out =

@@ -28,7 +28,7 @@ use crate::run::{RunEventKind, RunFolder, RunLog, StreamName};
 use crate::scenario::{Executor, Stage, Step, Trigger};
 
 /// The copy of the scenario's files the steps run from, in the run folder.
-pub(crate) const WORK_DIR: &str = "work";
+pub(crate) const WORK_DIR: &str = RunFolder::WORK_DIR;
 
 /// How long a finished step's output readers may take to reach the end of
 /// its output (a background child may hold it open: it is killed with the network).
@@ -46,9 +46,8 @@ fn run_steps(run: &mut Run) -> Result<Outcome, String> {
     let work = copy_files(run)?;
     let logs = run.artifact(RunFolder::STEPS_DIR);
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let s = &run.loaded.scenario;
-    let net = LabNetwork::start(LabNetConfig::from_scenario(&s.network, s.id.as_str()))
-        .map_err(|e| format!("starting the lab network: {e}"))?;
+    let config = LabNetConfig::from_scenario(&run.loaded).map_err(|e| format!("the scenario's lab network: {e}"))?;
+    let net = LabNetwork::start(config).map_err(|e| format!("starting the lab network: {e}"))?;
     run.steps_filter.from_seq = run.lab.feed.next_seq();
     let (ns, ino) = hold_mount_ns(&net)?;
     run.network = Some(net);

@@ -197,6 +197,21 @@ fn dropped_files_are_file_objects_in_artifacts_dropped() {
 }
 
 #[test]
+fn dropped_path_ids_marks_dropped_paths_as_ids_and_the_export_takes_them() {
+    let cfg = ReportingMisp { dropped_path_ids: true, ..config() };
+    let b = built(&report(), &cfg);
+    let path = b.event.objects[0].attributes.iter().find(|a| a.object_relation == Some("path")).unwrap();
+    assert_eq!((path.kind, path.value.as_str(), path.to_ids, path.category), ("text", "/tmp/stage2", true, "Other"));
+    // the export (IDS only) turns it into a path IoC, by its relation
+    let sel = ioclab_intel::export::iocs::Select { to_ids_only: true, shared_only: false };
+    let lines = ioclab_intel::export::iocs::from_event(&b.event.body(), "lab", sel);
+    assert!(lines.iter().any(|l| l.kind == "path" && l.value == "/tmp/stage2"), "{lines:?}");
+    // off by default: no path IoC
+    let lines = ioclab_intel::export::iocs::from_event(&built(&report(), &config()).event.body(), "lab", sel);
+    assert!(!lines.iter().any(|l| l.kind == "path"), "{lines:?}");
+}
+
+#[test]
 fn filters_can_be_turned_off() {
     let cfg = ReportingMisp { warninglists: false, safelist: false, ioc_blacklist: List::default(), ..config() };
     let b = built(&report(), &cfg);
