@@ -229,13 +229,14 @@ fn filters_can_be_turned_off() {
 fn allowed_values_pass_the_safelist_and_warninglists_but_not_the_blacklist() {
     let mut r = report();
     r.network.domains.push(DomainIp { domain: "c2.lab.example".into(), ip: "127.0.55.4".into() });
-    r.network.hosts.push(NetHost { ip: "127.0.55.4".into(), hostname: None });
+    r.network.hosts.push(NetHost { ip: "127.0.55.5".into(), hostname: None });
     let without = built(&r, &config());
-    assert!(matches!(left(&without, "127.0.55.4").unwrap().reason, Reason::Safelist(_)));
-    let allow = List(vec!["127.0.55.4".into(), "8.8.8.8".into(), "blocked.example.net".into()]);
+    assert!(matches!(left(&without, "127.0.55.5").unwrap().reason, Reason::Safelist(_)));
+    assert!(matches!(left(&without, "127.0.55.4").unwrap().reason, Reason::Safelist(_)), "{:?}", without.left_out);
+    let allow = List(vec!["127.0.55.4".into(), "127.0.55.5".into(), "8.8.8.8".into(), "blocked.example.net".into()]);
     let b = built(&r, &ReportingMisp { allow, ..config() });
     let got = pairs(&b.event);
-    assert!(got.contains(&("ip-dst", "127.0.55.4".into())), "a lab's loopback C2 is kept: {got:?}");
+    assert!(got.contains(&("ip-dst", "127.0.55.5".into())), "a lab's loopback C2 is kept: {got:?}");
     assert!(got.contains(&("domain|ip", "c2.lab.example|127.0.55.4".into())), "{got:?}");
     assert!(got.contains(&("ip-dst", "8.8.8.8".into())), "allowed past the warninglists too: {got:?}");
     assert_eq!(left(&b, "blocked.example.net").unwrap().reason, Reason::Blacklist);
