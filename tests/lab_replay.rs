@@ -168,7 +168,7 @@ fn every_shipped_scenario_has_a_replay_that_plays_and_passes() {
         .collect();
     assert!(
         missing.is_empty(),
-        "no committed replay for {missing:?}: run each live and `ioclab lab record ID --run latest`"
+        "no committed replay for {missing:?}: record each with `sudo ioclab lab record ID` (a live run, stored)"
     );
     for s in &scenarios {
         let data = tempfile::tempdir().unwrap();
