@@ -171,6 +171,8 @@ fn every_shipped_scenario_has_a_replay_that_plays_and_passes() {
         "no committed replay for {missing:?}: record each with `sudo ioclab lab record ID` (a live run, stored)"
     );
     for s in &scenarios {
+        let manifest = std::fs::read_to_string(s.join("replay/run.json")).unwrap();
+        assert!(manifest.contains("\"mode\": \"live\""), "{}: a replay is a recorded live run", s.display());
         let data = tempfile::tempdir().unwrap();
         let mut cmd = ioclab();
         cmd.args(["lab", "replay"]).arg(s).arg("--instant").arg("--data").arg(data.path());
