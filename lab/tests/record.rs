@@ -7,7 +7,7 @@ mod common {
 
 use std::path::{Path, PathBuf};
 
-use common::recording::copy_dir;
+use common::recording::{copy_dir, copy_fixture};
 use ioclab_lab::record::{find_run, record, RecordError, EVENTS_TRIM_BYTES, LAB_HOST_NAME};
 use ioclab_lab::replay::{replay, Recording, Speed};
 use ioclab_lab::run::{Mode, RunFolder};
@@ -28,8 +28,9 @@ fn setup() -> (tempfile::TempDir, Loaded, PathBuf) {
     copy_dir(&manifest_dir().join("../lab-scenarios").join(ID), &scen);
     let _ = std::fs::remove_dir_all(scen.join("replay"));
     let runs = tmp.path().join("runs");
-    copy_dir(&manifest_dir().join("..").join(common::recording::FIXTURE), &runs.join(RUN));
     let loaded = load::load(&scen).unwrap();
+    let (uuid, version) = (loaded.scenario.uuid.as_str(), loaded.scenario.version);
+    copy_fixture(&manifest_dir().join("..").join(common::recording::FIXTURE), &runs.join(RUN), uuid, version);
     (tmp, loaded, runs)
 }
 
