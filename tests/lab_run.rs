@@ -6,7 +6,10 @@
 //! when they cannot run, elsewhere they say why and skip.
 //!
 //! One lab (one agent, one sandbox) runs every scenario in sequence: that is
-//! what a lab does, and it keeps CI time to the runs themselves.
+//! what a lab does, and it keeps CI time to the runs themselves. Then one
+//! `lab reset` through the lab undoes them all, and the files the scenarios'
+//! steps wrote on this machine are gone (tests/lab_reset.rs checks each
+//! scenario's reset, twice, in detail).
 
 mod common;
 #[path = "../lab/tests/common/leftovers.rs"]
@@ -21,6 +24,7 @@ use std::sync::Mutex;
 use common::{in_ci, ioclab};
 use ioclab_lab::data_dir::DataDir;
 use ioclab_lab::engine::{EngineError, Lab, LabConfig, RunOptions};
+use ioclab_lab::reset::{self, ResetRequest, Scope};
 use ioclab_lab::run::{RunEventKind, RunFolder, StageResult};
 use ioclab_lab::scenario::{load, Loaded, Stage};
 use serde_json::Value;
@@ -165,12 +169,25 @@ fn leftovers_of(data: &Path, pid: u32) -> Vec<String> {
     left
 }
 
+/// The entries of /tmp and /dev/shm named for the lab: the only places the
+/// shipped scenarios' steps may write (lab/tests/shipped.rs checks it).
+fn step_files() -> std::collections::BTreeSet<String> {
+    ["/tmp", "/dev/shm"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|d| d.flatten())
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| p.contains("ioclab"))
+        .collect()
+}
+
 #[test]
 fn every_scenario_runs_live_and_passes_and_the_sandbox_never_counts() {
     let _one = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let Some(lab) = open(&data) else { return };
+    let files_before = step_files();
     let scenarios = load::find(&scenarios_dir()).unwrap();
     assert!(scenarios.len() >= 2, "{scenarios:?}");
     let mut sandbox_pids_seen = 0;
@@ -224,6 +241,16 @@ fn every_scenario_runs_live_and_passes_and_the_sandbox_never_counts() {
     let leaked: Vec<&Value> = all.iter().map(|e| &*e.event).filter(|e| ours(e)).collect();
     assert!(leaked.is_empty(), "sandbox events reached the endpoint output: {}", leaked[0]);
     assert!(!lines(&folder.path(RunFolder::EVENTS)).iter().any(ours));
+
+    // what the steps did on this machine is undone by the scenarios' cleanup
+    let loaded: Vec<Loaded> = scenarios.iter().map(|p| load::load(p).unwrap()).collect();
+    let data_dir = DataDir::new(&data);
+    let req = ResetRequest { data: &data_dir, scope: Scope::All, scenarios: &loaded, check: false, purge: false };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let report = rt.block_on(reset::reset(&req, Some(&lab), &mut |_| {})).unwrap();
+    assert!(!report.failed(), "{report:?}");
+    let new: Vec<String> = step_files().difference(&files_before).cloned().collect();
+    assert!(new.is_empty(), "files the steps wrote outlived the reset: {new:?}");
 
     drop(lab);
     let left = leftovers_of(&data, std::process::id());
