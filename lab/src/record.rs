@@ -270,7 +270,7 @@ fn scrub_host(e: &mut Value) {
 
 /// Puts folder `new` at `dest` in one rename, the old `dest` (if any) removed after.
 fn swap_in(new: &Path, dest: &Path) -> Result<(), FolderError> {
-    let err = |source| FolderError::Io { path: dest.to_path_buf(), source };
+    let err = |source| FolderError::Io { path: dest.to_path_buf(), error: source };
     if std::fs::symlink_metadata(dest).is_err() {
         return std::fs::rename(new, dest).map_err(err);
     }
@@ -304,5 +304,5 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> FolderError + '_ {
-    move |source| FolderError::Io { path: path.to_path_buf(), source }
+    move |source| FolderError::Io { path: path.to_path_buf(), error: source }
 }

@@ -74,7 +74,7 @@ fn invalid(path: PathBuf, line: usize, message: impl Into<String>) -> ReplayErro
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReplayError + '_ {
-    move |source| ReplayError::Folder(FolderError::Io { path: path.to_path_buf(), source })
+    move |source| ReplayError::Folder(FolderError::Io { path: path.to_path_buf(), error: source })
 }
 
 /// How fast a recording plays.

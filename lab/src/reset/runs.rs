@@ -37,11 +37,11 @@ pub fn read_runs(runs: &Path) -> Result<Runs, FolderError> {
     let dir = match std::fs::read_dir(runs) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Runs::default()),
-        Err(e) => return Err(FolderError::Io { path: runs.to_path_buf(), source: e }),
+        Err(e) => return Err(FolderError::Io { path: runs.to_path_buf(), error: e }),
     };
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for entry in dir {
-        let entry = entry.map_err(|source| FolderError::Io { path: runs.to_path_buf(), source })?;
+        let entry = entry.map_err(|source| FolderError::Io { path: runs.to_path_buf(), error: source })?;
         let path = entry.path();
         if !path.is_dir() {
             continue;

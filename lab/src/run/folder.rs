@@ -32,12 +32,13 @@ use crate::scenario::ScenarioId;
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    // the cause is in the message, not a `source`: shown once in an error chain
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file is not what a run writes.
     #[error("{path}:{line}: {message}")]
@@ -52,7 +53,7 @@ pub enum FolderError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FolderError + '_ {
-    move |source| FolderError::Io { path: path.to_path_buf(), source }
+    move |source| FolderError::Io { path: path.to_path_buf(), error: source }
 }
 
 /// A run's id: `<scenario>-<YYYYMMDDTHHMMSSZ>` (plus `-N` when two start in the same second).
@@ -190,7 +191,7 @@ impl RunFolder {
             match std::fs::create_dir(&root) {
                 Ok(()) => return Ok((RunId(id), RunFolder { root })),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(FolderError::Io { path: root, source: e }),
+                Err(e) => return Err(FolderError::Io { path: root, error: e }),
             }
         }
         unreachable!("u32 ids run out")
@@ -238,7 +239,7 @@ impl RunFolder {
         match std::fs::copy(agent_iocs, &copy) {
             Ok(_) => created.ioc_backup = Some(Self::IOCS_BEFORE.to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => created.ioc_file_absent = true,
-            Err(e) => return Err(FolderError::Io { path: agent_iocs.to_path_buf(), source: e }),
+            Err(e) => return Err(FolderError::Io { path: agent_iocs.to_path_buf(), error: e }),
         }
         Ok(())
     }
@@ -328,6 +329,15 @@ pub fn utc_stamp(t: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_io_error_says_its_cause_once() {
+        let e = RunFolder::open("/nonexistent/ioclab-run").manifest().unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("/nonexistent/ioclab-run/run.json: No such file"), "{text}");
+        // a chain printer (anyhow's `{:#}`) would repeat a `source`
+        assert!(std::error::Error::source(&e).is_none());
+    }
 
     #[test]
     fn stamps_are_utc() {
