@@ -63,16 +63,17 @@ pub fn rendered(cmd: &Command) -> String {
 pub fn run(scenario: &Loaded, cmd: &Command, cwd: &Path) -> Result<Finished, LabNetError> {
     let net = LabNetwork::start(LabNetConfig::from_scenario(scenario)?)?;
     let mut p = shell(cmd.executor, &rendered(cmd));
-    p.current_dir(cwd).env("IOCLAB_LAB", "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = net.spawn(&mut p)?;
+    // one pipe for both streams: the output reads in the order it was written (as `2>&1`)
+    let io_err = |e| LabNetError::Io { what: "making the output pipe of a cleanup command".into(), source: e };
+    let (mut pipe, writer) = std::io::pipe().map_err(io_err)?;
+    p.current_dir(cwd).env("IOCLAB_LAB", "1").stdin(Stdio::null());
+    p.stdout(writer.try_clone().map_err(io_err)?).stderr(writer);
+    let spawned = net.spawn(&mut p);
+    // the Command holds the write ends: dropped, the pipe ends when the command's processes do
+    drop(p);
+    let mut child = spawned?;
     let output = Arc::new(Mutex::new(Vec::new()));
-    let readers: Vec<_> = [
-        child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child.stderr.take().map(|e| Box::new(e) as _),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut pipe| {
+    let reader = {
         let output = Arc::clone(&output);
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -85,8 +86,7 @@ pub fn run(scenario: &Loaded, cmd: &Command, cwd: &Path) -> Result<Finished, Lab
                 out.extend_from_slice(&buf[..n.min(room)]);
             }
         })
-    })
-    .collect();
+    };
     let deadline = Instant::now() + Duration::from_secs(u64::from(cmd.timeout_secs));
     let (status, timed_out) = loop {
         match child.try_wait() {
@@ -106,9 +106,7 @@ pub fn run(scenario: &Loaded, cmd: &Command, cwd: &Path) -> Result<Finished, Lab
     };
     // kills whatever the command left running inside: the pipes close with it
     net.stop();
-    for r in readers {
-        let _ = r.join();
-    }
+    let _ = reader.join();
     let bytes = std::mem::take(&mut *output.lock().unwrap_or_else(|e| e.into_inner()));
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
     if bytes.len() >= OUTPUT_CAP {
