@@ -181,6 +181,8 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
         .with_context(|| format!("listening on {} (is another program using it? set --listen)", cfg.listen))?;
     let web = listener.local_addr()?;
 
+    // listening for Ctrl-C and SIGTERM before saying so: a signal right after the banner stops cleanly
+    let stop = shutdown_signal()?;
     println!("ioclab appliance");
     match &parts.engine {
         Engine::Live(_) => println!("  mode:        live (endpoint agent, sandbox, MISP)"),
@@ -203,8 +205,8 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal());
+    let server =
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(stop);
     let served = server.await.context("serving the web UI");
     eprintln!("stopping: runs, then the lab");
     let stopper = runs.clone();
@@ -259,17 +261,12 @@ async fn start_sandbox_api(
     Ok((url, token))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+/// Resolves at SIGINT (Ctrl-C) or SIGTERM; the handlers are in place when it returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    })
 }
