@@ -68,13 +68,8 @@ pub struct StartRun {
 /// POST /api/runs: starts a scenario for the caller (trainees run for themselves; instructors too).
 pub async fn start_run(State(state): State<AppState>, who: Trainee, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
-    if !who.by_token {
-        let Ok(session) = Session::from_request_parts(&mut parts, &state).await else {
-            return error(StatusCode::UNAUTHORIZED, "no session");
-        };
-        if let Err(e) = csrf::check_header(&parts, &session).await {
-            return e.into_response();
-        }
+    if let Err(resp) = session_post_ok(&state, &who, &mut parts).await {
+        return resp;
     }
     let req = Request::from_parts(parts, body);
     let Json(start) = match <Json<StartRun> as axum::extract::FromRequest<AppState>>::from_request(req, &state).await {
@@ -84,6 +79,41 @@ pub async fn start_run(State(state): State<AppState>, who: Trainee, req: Request
     match state.runs().start(&start.scenario, &who.user.name).await {
         Ok(run) => (StatusCode::CREATED, Json(json!({"run": run}))).into_response(),
         Err(e) => run_error(e),
+    }
+}
+
+/// Checks the CSRF header of a session-authenticated POST (a token needs none).
+async fn session_post_ok(
+    state: &AppState,
+    who: &Trainee,
+    parts: &mut axum::http::request::Parts,
+) -> Result<(), Response> {
+    if who.by_token {
+        return Ok(());
+    }
+    let Ok(session) = Session::from_request_parts(parts, state).await else {
+        return Err(error(StatusCode::UNAUTHORIZED, "no session"));
+    };
+    csrf::check_header(parts, &session).await.map_err(IntoResponse::into_response)
+}
+
+/// POST /api/runs/{id}/publish: the instructor publishes the run's MISP event
+/// when the run waits for it (409 when the run is not live and waiting).
+pub async fn publish(State(state): State<AppState>, Instructor(who): Instructor, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    if let Err(resp) = session_post_ok(&state, &who, &mut parts).await {
+        return resp;
+    }
+    let Ok(Path(id)) = Path::<String>::from_request_parts(&mut parts, &state).await else {
+        return error(StatusCode::BAD_REQUEST, "no run id");
+    };
+    if let Err(resp) = visible_run(&state, &who, &id).await {
+        return resp;
+    }
+    if state.runs().publish(&id) {
+        Json(json!({"published": id})).into_response()
+    } else {
+        error(StatusCode::CONFLICT, format!("run {id} is not a live run going on: nothing to publish"))
     }
 }
 

@@ -65,6 +65,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<SqliteStore>) -> Ro
         .route("/runs", get(api::runs).post(api::start_run))
         .route("/runs/{id}", get(api::run))
         .route("/runs/{id}/events", get(api::run_events))
+        .route("/runs/{id}/publish", post(api::publish))
         .route("/events", get(api::events))
         .route("/scores", get(api::scores))
         .route("/users", get(api::users));

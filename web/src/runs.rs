@@ -280,10 +280,10 @@ impl Runs {
         out
     }
 
-    /// The instructor's publish for run `id`, when it is live and waiting (false otherwise).
+    /// The instructor's publish for run `id`, when it is live and going on (false otherwise).
     pub fn publish(&self, id: &str) -> bool {
         match self.active.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-            Some(Active::Live { control, .. }) => {
+            Some(Active::Live { control, log, .. }) if !log.finished() => {
                 control.publish();
                 true
             }

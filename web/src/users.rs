@@ -231,32 +231,28 @@ impl UserDb {
         }
     }
 
-    /// Sets a new password.
-    pub async fn set_password(&self, name: &UserName, password: &str) -> Result<(), UserError> {
-        let r = sqlx::query("UPDATE users SET password = ? WHERE name = ?")
-            .bind(password::hash(password))
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+    /// Runs `sql` on `name`'s row (its last parameter is the name, `value` the one before, if any).
+    async fn change(&self, sql: &str, value: Option<String>, name: &UserName) -> Result<(), UserError> {
+        let mut q = sqlx::query(sql);
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
+        let r = q.bind(name.as_str()).execute(&self.pool).await.map_err(|e| self.err(e))?;
         if r.rows_affected() == 0 {
             return Err(UserError::Unknown(name.clone()));
         }
         Ok(())
     }
 
+    /// Sets a new password.
+    pub async fn set_password(&self, name: &UserName, password: &str) -> Result<(), UserError> {
+        self.change("UPDATE users SET password = ? WHERE name = ?", Some(password::hash(password)), name).await
+    }
+
     /// Gives `name` a new API token (the old one stops working) and returns it.
     pub async fn new_token(&self, name: &UserName) -> Result<String, UserError> {
         let token = password::token();
-        let r = sqlx::query("UPDATE users SET token = ? WHERE name = ?")
-            .bind(password::token_digest(&token))
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        if r.rows_affected() == 0 {
-            return Err(UserError::Unknown(name.clone()));
-        }
+        self.change("UPDATE users SET token = ? WHERE name = ?", Some(password::token_digest(&token)), name).await?;
         Ok(token)
     }
 
@@ -272,15 +268,7 @@ impl UserDb {
 
     /// Removes a user.
     pub async fn remove(&self, name: &UserName) -> Result<(), UserError> {
-        let r = sqlx::query("DELETE FROM users WHERE name = ?")
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        if r.rows_affected() == 0 {
-            return Err(UserError::Unknown(name.clone()));
-        }
-        Ok(())
+        self.change("DELETE FROM users WHERE name = ?", None, name).await
     }
 }
 

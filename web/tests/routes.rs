@@ -257,3 +257,28 @@ async fn a_removed_account_loses_its_session_at_once() {
     app.state.users().remove(&"bob".parse().unwrap()).await.unwrap();
     assert_eq!(app.get(&mut bob, "/api/me").await.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn publishing_a_run_is_for_instructors_with_the_csrf_header() {
+    let app = App::new().await;
+    let mut alice = app.login("alice").await;
+    let mut teacher = app.login("teacher").await;
+    let id = app.start_run(&mut alice).await;
+    app.follow(&mut alice, &id).await;
+    let publish = |csrf: Option<&str>| {
+        let mut r = Request::post(format!("/api/runs/{id}/publish"));
+        if let Some(c) = csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let csrf = alice.csrf.clone();
+    assert_eq!(app.send(&mut alice, publish(Some(&csrf))).await.status(), StatusCode::FORBIDDEN);
+    let mut alice_token = app.with_token("alice").await;
+    assert_eq!(app.send(&mut alice_token, publish(None)).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.send(&mut teacher, publish(None)).await.status(), StatusCode::FORBIDDEN, "no CSRF header");
+    let csrf = teacher.csrf.clone();
+    let resp = app.send(&mut teacher, publish(Some(&csrf))).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT, "a finished replay has nothing to publish");
+    assert!(json_of(resp).await["error"].as_str().unwrap().contains("not a live run"));
+}
