@@ -117,21 +117,56 @@ fn get(base: &str, path: &str) -> (String, String) {
     (status, body)
 }
 
-/// What the stopped appliance on `data` left: processes working in it, mounts of it, and the data lock still held.
-fn left_on(data: &Path) -> Vec<String> {
-    let mut left = Vec::new();
-    let d = data.to_string_lossy().into_owned();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = p.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || !leftovers::alive(&pid) {
-            continue;
+/// A raw HTTP request with a bearer token; the open stream, its status line read.
+fn request(base: &str, method: &str, path: &str, token: &str, body: &str) -> (String, BufReader<TcpStream>) {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    (status, r)
+}
+
+/// Reads an SSE stream's lines until `until` returns true on one (or the stream ends); the lines read.
+fn read_until(r: &mut BufReader<TcpStream>, until: impl Fn(&str) -> bool) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return seen;
         }
-        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|c| c.to_string_lossy().starts_with(&d)) {
-            left.push(format!("process {pid} works in {d}"));
+        seen.push_str(&line);
+        if until(&line) {
+            return seen;
         }
     }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    left.extend(mounts.lines().filter(|l| l.contains(&d)).map(|l| format!("mount {l}")));
+}
+
+/// Starts `scenario` through the API with `token`; the run's id.
+fn start_run(web: &str, token: &str, scenario: &str) -> String {
+    let (status, mut r) = request(web, "POST", "/api/runs", token, &format!(r#"{{"scenario":"{scenario}"}}"#));
+    let body = read_until(&mut r, |_| false);
+    assert!(status.contains("201"), "{status} {body}");
+    body.split("\"id\":\"").nth(1).and_then(|t| t.split('"').next()).expect("a run id").to_string()
+}
+
+/// An API token for a new account `name` of `role` on the appliance's data.
+fn token(data: &Path, name: &str, role: &str) -> String {
+    let (code, out, err) =
+        output(ioclab().args(["users", "--data", data.to_str().unwrap(), "add", name, "--role", role, "--token"]));
+    assert_eq!(code, 0, "{err}");
+    out.lines().find_map(|l| l.split("API token: ").nth(1)).expect("a token").trim().to_string()
+}
+
+/// What the stopped appliance on `data` left: processes working in it, mounts of it, and the data lock still held.
+fn left_on(data: &Path) -> Vec<String> {
+    let mut left = leftovers::in_dir(data);
     if let Err(e) = ioclab_lab::engine::lock::DataLock::take(data) {
         left.push(format!("the data lock: {e}"));
     }
@@ -237,6 +272,22 @@ fn serve_live_starts_the_lab_with_its_apis_and_stops_clean() {
     let (code, _, err) = output(ioclab().arg("serve").arg("--config").arg(config(tmp.path())).arg("--data").arg(&data));
     assert_ne!(code, 0);
     assert!(err.contains("in use by another ioclab lab"), "{err}");
+
+    // a trainee runs a scenario live through the API and watches it to the end
+    let web = s.web();
+    let trainee = token(&data, "trainee-live", "trainee");
+    let id = start_run(&web, &trainee, "dns-ioc-why-kunai-rocks");
+    let (status, mut sse) = request(&web, "GET", &format!("/api/runs/{id}/events"), &trainee, "");
+    assert!(status.contains("200"), "{status}");
+    let stream = read_until(&mut sse, |l| l.contains("\"kind\":\"finished\""));
+    assert!(stream.contains("\"kind\":\"detection\""), "{stream}");
+    assert!(stream.contains("\"kind\":\"finished\",\"passed\":true"), "{stream}");
+
+    // another waits for an instructor's publish when Ctrl-C comes: it is cancelled, the appliance stops clean
+    let id = start_run(&web, &trainee, "malicious-script-dropper");
+    let (_, mut sse) = request(&web, "GET", &format!("/api/runs/{id}/events"), &trainee, "");
+    let waiting = read_until(&mut sse, |l| l.contains("\"kind\":\"stage_waiting\""));
+    assert!(waiting.contains("stage_waiting"), "{waiting}");
     let (ok, stderr) = s.interrupt();
     assert!(ok, "SIGINT: a clean exit: {stderr}");
     let mut left = left_on(&data);

@@ -205,13 +205,16 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 
-    let server =
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(stop);
-    let served = server.await.context("serving the web UI");
-    eprintln!("stopping: runs, then the lab");
+    // at the signal, the runs stop first: their event streams (SSE) end, so the server's graceful stop can finish
     let stopper = runs.clone();
-    tokio::task::spawn_blocking(move || stopper.stop_all()).await.ok();
-    served?;
+    let shutdown = async move {
+        stop.await;
+        eprintln!("stopping: the runs, then the lab");
+        let _ = tokio::task::spawn_blocking(move || stopper.stop_all()).await;
+    };
+    let server =
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown);
+    server.await.context("serving the web UI")?;
     Ok(ExitCode::SUCCESS)
 }
 

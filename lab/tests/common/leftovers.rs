@@ -44,3 +44,21 @@ pub fn can_isolate() -> bool {
     eprintln!("SKIPPED (not in CI): the lab network needs root");
     false
 }
+
+/// Live processes whose working directory is under `dir`, and mounts of paths under it.
+pub fn in_dir(dir: &std::path::Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    let mut left = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || !alive(&pid) {
+            continue;
+        }
+        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|c| c.to_string_lossy().starts_with(&d)) {
+            left.push(format!("process {pid} works in {d}"));
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    left.extend(mounts.lines().filter(|l| l.contains(&d)).map(|l| format!("mount {l}")));
+    left
+}
