@@ -10,7 +10,7 @@ use std::process::Command;
 
 mod common;
 use common::{ioclab, output};
-use recording::copy_dir;
+use recording::{copy_dir, copy_fixture};
 
 const ID: &str = "malicious-script-dropper";
 const RUN: &str = "malicious-script-dropper-20261130T090000Z";
@@ -23,6 +23,12 @@ fn root() -> &'static Path {
 
 fn fixture() -> PathBuf {
     root().join(recording::FIXTURE)
+}
+
+/// The fixture copied to `to` as a run of the scenario at `scen` as it is now.
+fn stamped_fixture(scen: &Path, to: &Path) {
+    let s = ioclab_lab::scenario::load::load(scen).expect("the scenario loads").scenario;
+    copy_fixture(&fixture(), to, s.uuid.as_str(), s.version);
 }
 
 fn is_root() -> bool {
@@ -46,7 +52,7 @@ fn lab_with_replay() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let scen = tmp.path().join("scenarios").join(ID);
     copy_dir(&root().join("lab-scenarios").join(ID), &scen);
-    copy_dir(&fixture(), &scen.join("replay"));
+    stamped_fixture(&scen, &scen.join("replay"));
     std::fs::create_dir(tmp.path().join("data")).unwrap();
     if is_root() {
         chown_all(tmp.path(), NOBODY);
@@ -136,7 +142,7 @@ fn record_stores_a_run_then_replay_plays_it() {
     let tmp = tempfile::tempdir().unwrap();
     let scen = tmp.path().join("scenarios").join(ID);
     copy_dir(&root().join("lab-scenarios").join(ID), &scen);
-    copy_dir(&fixture(), &tmp.path().join("data/runs").join(RUN));
+    stamped_fixture(&scen, &tmp.path().join("data/runs").join(RUN));
     if is_root() {
         chown_all(tmp.path(), NOBODY);
     }
@@ -168,9 +174,11 @@ fn every_shipped_scenario_has_a_replay_that_plays_and_passes() {
         .collect();
     assert!(
         missing.is_empty(),
-        "no committed replay for {missing:?}: run each live and `ioclab lab record ID --run latest`"
+        "no committed replay for {missing:?}: record each with `sudo ioclab lab record ID` (a live run, stored)"
     );
     for s in &scenarios {
+        let manifest = std::fs::read_to_string(s.join("replay/run.json")).unwrap();
+        assert!(manifest.contains("\"mode\": \"live\""), "{}: a replay is a recorded live run", s.display());
         let data = tempfile::tempdir().unwrap();
         let mut cmd = ioclab();
         cmd.args(["lab", "replay"]).arg(s).arg("--instant").arg("--data").arg(data.path());

@@ -6,7 +6,10 @@
 //! when they cannot run, elsewhere they say why and skip.
 //!
 //! One lab (one agent, one sandbox) runs every scenario in sequence: that is
-//! what a lab does, and it keeps CI time to the runs themselves.
+//! what a lab does, and it keeps CI time to the runs themselves. Then one
+//! `lab reset` through the lab undoes them all, and the files the scenarios'
+//! steps wrote on this machine are gone (tests/lab_reset.rs checks each
+//! scenario's reset, twice, in detail).
 
 mod common;
 #[path = "../lab/tests/common/leftovers.rs"]
@@ -21,6 +24,7 @@ use std::sync::Mutex;
 use common::{in_ci, ioclab};
 use ioclab_lab::data_dir::DataDir;
 use ioclab_lab::engine::{EngineError, Lab, LabConfig, RunOptions};
+use ioclab_lab::reset::{self, ResetRequest, Scope};
 use ioclab_lab::run::{RunEventKind, RunFolder, StageResult};
 use ioclab_lab::scenario::{load, Loaded, Stage};
 use serde_json::Value;
@@ -157,39 +161,24 @@ fn check_artifacts(loaded: &Loaded, folder: &RunFolder) {
     assert!(folder.path("work").join(&s.sample.file).is_file());
 }
 
-/// What a lab on `data` run by process `pid` may leave: processes working
-/// in its folders, mounts of it, the sandbox's task cgroups and mounts.
+/// What a lab on `data` run by process `pid` may leave: the sandbox's task
+/// cgroups and mounts, and what [`leftovers::of_lab`] looks for.
 fn leftovers_of(data: &Path, pid: u32) -> Vec<String> {
     let mut left = sandbox_common::leftovers(pid, None);
-    let data = data.to_string_lossy().into_owned();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = p.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || !leftovers::alive(&pid) {
-            continue;
-        }
-        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|c| c.to_string_lossy().starts_with(&data)) {
-            left.push(format!("process {pid} works in {data}"));
-        }
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    left.extend(mounts.lines().filter(|l| l.contains(&data)).map(|l| format!("mount {l}")));
-    // the lab network's resolv.conf files of this process
-    let own = format!("resolv-{pid}-");
-    if let Ok(dir) = std::fs::read_dir("/run/ioclab-lab") {
-        left.extend(
-            dir.flatten()
-                .filter(|f| f.file_name().to_string_lossy().starts_with(&own))
-                .map(|f| format!("lab network file {}", f.path().display())),
-        );
-    }
-    // the agent's and the runs' threads of this process
-    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("ioclab-lab") || comm.starts_with("ioclab-run") || comm.starts_with("ioclab-reload") {
-            left.push(format!("thread {}", comm.trim()));
-        }
-    }
+    left.extend(leftovers::of_lab(data, pid));
     left
+}
+
+/// The entries of /tmp and /dev/shm named for the lab: the only places the
+/// shipped scenarios' steps may write (lab/tests/shipped.rs checks it).
+fn step_files() -> std::collections::BTreeSet<String> {
+    ["/tmp", "/dev/shm"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|d| d.flatten())
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| p.contains("ioclab"))
+        .collect()
 }
 
 #[test]
@@ -198,6 +187,7 @@ fn every_scenario_runs_live_and_passes_and_the_sandbox_never_counts() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let Some(lab) = open(&data) else { return };
+    let files_before = step_files();
     let scenarios = load::find(&scenarios_dir()).unwrap();
     assert!(scenarios.len() >= 2, "{scenarios:?}");
     let mut sandbox_pids_seen = 0;
@@ -224,8 +214,10 @@ fn every_scenario_runs_live_and_passes_and_the_sandbox_never_counts() {
     let from = lab.feed_position();
     let run = lab.start_run(&quiet, RunOptions { auto_publish: true, ..Default::default() }).unwrap();
     let folder = run.folder.clone();
-    assert!(!run.wait(), "a step that does nothing cannot pass");
+    let passed = run.wait();
     let timeline = folder.timeline().unwrap();
+    let text: Vec<String> = timeline.iter().map(ioclab_lab::run::timeline::line).collect();
+    assert!(!passed, "a step that does nothing cannot pass:\n{}", text.join("\n"));
     let sandbox_ok = timeline.iter().any(|e| {
         matches!(&e.kind, RunEventKind::StageFinished { stage: Stage::Sandbox, result: StageResult::Passed, .. })
     });
@@ -240,13 +232,25 @@ fn every_scenario_runs_live_and_passes_and_the_sandbox_never_counts() {
         .iter()
         .any(|e| matches!(&e.kind, RunEventKind::ExpectationFailed { expected, .. } if expected == "dig-detected"));
     assert!(failed, "the detection failed, named: {timeline:?}");
-    let leaked: Vec<_> = lab
-        .endpoint_events_since(from)
-        .into_iter()
-        .filter(|e| e.event.pointer("/info/task/uid").and_then(Value::as_u64) == Some(65534))
-        .collect();
-    assert!(leaked.is_empty(), "sandbox events reached the endpoint output: {:?}", leaked[0].event);
-    assert!(!lines(&folder.path(RunFolder::EVENTS)).iter().any(|e| e["info"]["task"]["uid"] == 65534));
+    // this process started the sandbox: its samples have it among their ancestors
+    let me = std::env::current_exe().unwrap().to_string_lossy().into_owned();
+    let ours = |e: &Value| {
+        e["info"]["task"]["uid"] == 65534 && e["data"]["ancestors"].as_str().is_some_and(|a| a.contains(&me))
+    };
+    let all = lab.endpoint_events_since(from);
+    let leaked: Vec<&Value> = all.iter().map(|e| &*e.event).filter(|e| ours(e)).collect();
+    assert!(leaked.is_empty(), "sandbox events reached the endpoint output: {}", leaked[0]);
+    assert!(!lines(&folder.path(RunFolder::EVENTS)).iter().any(ours));
+
+    // what the steps did on this machine is undone by the scenarios' cleanup
+    let loaded: Vec<Loaded> = scenarios.iter().map(|p| load::load(p).unwrap()).collect();
+    let data_dir = DataDir::new(&data);
+    let req = ResetRequest { data: &data_dir, scope: Scope::All, scenarios: &loaded, check: false, purge: false };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let report = rt.block_on(reset::reset(&req, Some(&lab), &mut |_| {})).unwrap();
+    assert!(!report.failed(), "{report:?}");
+    let new: Vec<String> = step_files().difference(&files_before).cloned().collect();
+    assert!(new.is_empty(), "files the steps wrote outlived the reset: {new:?}");
 
     drop(lab);
     let left = leftovers_of(&data, std::process::id());
@@ -261,8 +265,10 @@ fn a_failing_expectation_exits_non_zero_naming_it_and_the_nearest_event() {
         return cannot_run("not root: the live lab needs eBPF and namespaces");
     }
     let tmp = tempfile::tempdir().unwrap();
-    // the domain is detected at severity 7: asking for 10 cannot pass, and that event is the nearest
-    let strict = edited("dns-ioc-why-kunai-rocks", tmp.path(), |y| y.replace("min_severity: 1", "min_severity: 10"));
+    // dig runs no script: the domain's detection comes on dns_query, the nearest event to name
+    let strict = edited("dns-ioc-why-kunai-rocks", tmp.path(), |y| {
+        y.replace("event: dns_query\n      field: data.query", "event: execve_script\n      field: data.query")
+    });
     let data = tmp.path().join("data");
     let child = ioclab()
         .args(["lab", "run", "--data"])
@@ -284,8 +290,8 @@ fn a_failing_expectation_exits_non_zero_naming_it_and_the_nearest_event() {
     }
     assert_eq!(code, 1, "{out}\n{err}");
     let failed = out.lines().find(|l| l.contains("EXPECTATION FAILED dig-detected")).unwrap_or_else(|| panic!("{out}"));
-    assert!(failed.contains("severity ≥ 10"), "{failed}");
-    assert!(failed.contains("nearest event seen: dns_query detection.iocs=[why.kunai.rocks] severity=7"), "{failed}");
+    assert!(failed.contains("no execve_script event with why.kunai.rocks in detection.iocs"), "{failed}");
+    assert!(failed.contains("nearest event seen: dns_query detection.iocs=[why.kunai.rocks"), "{failed}");
     // the table names the failed stage and the expectation; the folder is printed
     assert!(out.lines().any(|l| l.starts_with("detection") && l.contains("FAILED")), "{out}");
     assert!(out.contains("failed expectation dig-detected"), "{out}");
@@ -294,4 +300,22 @@ fn a_failing_expectation_exits_non_zero_naming_it_and_the_nearest_event() {
     assert_eq!(m.passed, Some(false));
     let left = leftovers_of(&data, pid);
     assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+#[test]
+fn replay_flags_play_the_recording_and_speed_needs_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a scenario without a recording: --replay goes to the player, which says how to make one
+    let copy = edited("dns-ioc-why-kunai-rocks", tmp.path(), |y| y.replace("level: beginner", "level: intermediate"));
+    let _ = std::fs::remove_dir_all(copy.dir.join("replay"));
+    let data = tmp.path().join("data");
+    let out =
+        ioclab().args(["lab", "run", "--replay", "--speed", "0", "--data"]).arg(&data).arg(&copy.dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("has no replay") && err.contains("ioclab lab record"), "{err}");
+    let out = ioclab().args(["lab", "run", "--speed", "2", "dns-ioc-why-kunai-rocks"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--replay"), "{err}");
 }

@@ -165,8 +165,8 @@ fn token(data: &Path, name: &str, role: &str) -> String {
 }
 
 /// What the stopped appliance on `data` left: processes working in it, mounts of it, and the data lock still held.
-fn left_on(data: &Path) -> Vec<String> {
-    let mut left = leftovers::in_dir(data);
+fn left_on(data: &Path, pid: u32) -> Vec<String> {
+    let mut left = leftovers::of_lab(data, pid);
     if let Err(e) = ioclab_lab::engine::lock::DataLock::take(data) {
         left.push(format!("the data lock: {e}"));
     }
@@ -235,9 +235,10 @@ fn serve_in_replay_mode_prints_where_everything_is_refuses_a_second_and_stops_cl
     assert_ne!(code, 0);
     assert!(err.contains("in use by another ioclab lab"), "{err}");
 
+    let pid = s.child.id();
     let (ok, stderr) = s.interrupt();
     assert!(ok, "SIGINT: a clean exit: {stderr}");
-    assert_eq!(left_on(&data), Vec::<String>::new());
+    assert_eq!(left_on(&data, pid), Vec::<String>::new());
 
     // the password is printed once: the instructor exists now
     let again = serve(tmp.path(), &data, &["--replay"]);
@@ -290,7 +291,7 @@ fn serve_live_starts_the_lab_with_its_apis_and_stops_clean() {
     assert!(waiting.contains("stage_waiting"), "{waiting}");
     let (ok, stderr) = s.interrupt();
     assert!(ok, "SIGINT: a clean exit: {stderr}");
-    let mut left = left_on(&data);
+    let mut left = left_on(&data, pid);
     left.extend(sandbox_common::leftovers(pid, None));
     assert_eq!(left, Vec::<String>::new());
 }

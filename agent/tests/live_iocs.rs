@@ -7,6 +7,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Runs /bin/true, then `script`, each to its end; their pids.
+fn true_then(script: &std::path::Path) -> (u32, u32) {
+    let run = |cmd: &mut Command| {
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        child.wait_with_output().unwrap();
+        pid
+    };
+    (run(&mut Command::new("/bin/true")), run(&mut Command::new(script)))
+}
+
 #[test]
 fn script_sha256_ioc_detects_execve_script_and_filters_the_rest() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,13 +38,8 @@ fn script_sha256_ioc_detects_execve_script_and_filters_the_rest() {
     c.scanner.iocs = vec![iocs];
     let Some(agent) = start(c) else { return };
 
-    // not an IoC: must not be written
-    let t = Command::new("/bin/true").spawn().unwrap();
-    let true_pid = t.id();
-    t.wait_with_output().unwrap();
-    let child = Command::new(&s).spawn().unwrap();
-    let pid = child.id();
-    child.wait_with_output().unwrap();
+    // /bin/true is not an IoC: it must not be written
+    let (true_pid, pid) = true_then(&s);
 
     let ev = agent.wait_for("detected execve_script", is("execve_script", pid));
     let det = &ev["detection"];
@@ -117,12 +123,7 @@ fn write_unmatched_writes_the_events_matching_nothing_too_with_their_matches() {
     c.scanner.iocs = vec![iocs];
     c.scanner.write_unmatched = true;
     let Some(agent) = start(c) else { return };
-    let t = Command::new("/bin/true").spawn().unwrap();
-    let true_pid = t.id();
-    t.wait_with_output().unwrap();
-    let child = Command::new(&s).spawn().unwrap();
-    let pid = child.id();
-    child.wait_with_output().unwrap();
+    let (true_pid, pid) = true_then(&s);
     let ev = agent.wait_for("detected execve_script", is("execve_script", pid));
     assert_eq!(ev["detection"]["iocs"][0], sha.as_str(), "still matched");
     let plain = agent.wait_for("/bin/true's execve", is("execve", true_pid));

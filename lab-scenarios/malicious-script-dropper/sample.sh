@@ -14,3 +14,4 @@ STAGE2
 chmod +x "$stage2"
 "$stage2"
 rm -f "$stage2"
+sleep 2

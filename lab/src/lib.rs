@@ -14,6 +14,7 @@ pub mod network;
 pub mod record;
 pub mod record_arg;
 pub mod replay;
+pub mod reset;
 pub mod run;
 pub mod scenario;
 pub mod scoring;

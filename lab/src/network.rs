@@ -44,27 +44,41 @@ pub struct LabNetConfig {
 }
 
 impl LabNetConfig {
-    /// The network a scenario declares: its records, and its services as the
-    /// fake internet runs them (an HTTP sink answers with a page naming the
-    /// scenario, a C2 listener keeps its clients connected and sends nothing).
-    pub fn from_scenario(network: &crate::scenario::LabNetwork, scenario_id: &str) -> Self {
+    /// The network a loaded scenario declares: its records, and its services
+    /// as the fake internet runs them. An HTTP sink answers with its `body`
+    /// file (read from the scenario's folder) or else a page naming the
+    /// scenario; a C2 listener sends its `send` text, then keeps its clients
+    /// connected. The sandbox's detonation and the endpoint steps get the
+    /// same services from here.
+    pub fn from_scenario(loaded: &crate::scenario::Loaded) -> Result<Self, LabNetError> {
         use crate::scenario::ServiceKind as Kind;
-        let services = network
-            .services
-            .iter()
-            .map(|s| Service {
-                ip: Some(s.address),
-                port: s.port,
-                kind: match s.kind {
-                    Kind::HttpSink => ServiceKind::Http {
-                        body: format!("<html><body>ioclab lab: {scenario_id}</body></html>\n").into_bytes(),
-                        content_type: "text/html".into(),
-                    },
-                    Kind::C2 => ServiceKind::C2 { send: Vec::new() },
-                },
-            })
-            .collect();
-        LabNetConfig { records: network.dns.clone(), services }
+        let scenario = &loaded.scenario;
+        let mut services = Vec::with_capacity(scenario.network.services.len());
+        for s in &scenario.network.services {
+            let kind = match s.kind {
+                Kind::HttpSink => {
+                    let (body, default_type) = match &s.body {
+                        Some(file) => {
+                            let path = loaded.dir.join(file);
+                            let body = std::fs::read(&path).map_err(io(format!(
+                                "reading {} (body of service {})",
+                                path.display(),
+                                s.id
+                            )))?;
+                            (body, "application/octet-stream")
+                        }
+                        None => (
+                            format!("<html><body>ioclab lab: {}</body></html>\n", scenario.id).into_bytes(),
+                            "text/html",
+                        ),
+                    };
+                    ServiceKind::Http { body, content_type: s.content_type.as_deref().unwrap_or(default_type).into() }
+                }
+                Kind::C2 => ServiceKind::C2 { send: s.send.clone().unwrap_or_default().into_bytes() },
+            };
+            services.push(Service { ip: Some(s.address), port: s.port, kind });
+        }
+        Ok(LabNetConfig { records: scenario.network.dns.clone(), services })
     }
 }
 

@@ -5,9 +5,10 @@
 //! failed one only when forced. What is committed is the run folder minus
 //! what belongs to the machine that ran it:
 //! - `iocs.before.json` (that machine's own IoC set, restored by reset) is dropped;
-//! - copies of the scenario's sample (`sample/<name>`, the steps' working
-//!   copy) are dropped: it is committed beside the replay already, and the
-//!   player puts it back in `sample/`;
+//! - copies of the scenario's own files (its sample in `sample/`, the sample
+//!   and assets the steps ran from their working folder) are dropped: they
+//!   are committed beside the replay already (the player puts the sample
+//!   back in `sample/`);
 //! - `run.json` keeps the run's identity and result, not what it created
 //!   there (MISP event uuids, sandbox task ids: they mean nothing elsewhere);
 //! - the endpoint's host name and uuid (`info.host`) in `events.jsonl` and in
@@ -182,35 +183,52 @@ fn write_recording(loaded: &Loaded, rec: &Recording, to: &Path) -> Result<(usize
             copy_tree(&from.path(&name), &out.path(&name))?;
         }
     }
-    drop_scenario_sample(loaded, &out)?;
+    drop_scenario_files(loaded, &out)?;
     Ok((kept, dropped))
 }
 
-/// Removes from the new recording every copy of the scenario's sample (a
-/// live run keeps one in `sample/` and the steps run one from their working
-/// folder): it is committed beside the replay already, and the player puts
-/// it back in `sample/` (see [`crate::replay::scenario_sample`]). Folders
-/// left empty go too.
-fn drop_scenario_sample(loaded: &Loaded, out: &RunFolder) -> Result<(), FolderError> {
-    let Some((src, _)) = scenario_sample(loaded) else { return Ok(()) };
-    let Ok(sample) = std::fs::read(&src) else { return Ok(()) };
-    drop_copies(out.root(), &sample)?;
+/// Removes from the new recording the copies of the scenario's own files
+/// (its sample and assets) that a live run leaves in its folders: the sample
+/// in `sample/`, what the steps ran in their working folder. They are
+/// committed beside the replay already, and the player puts the sample back
+/// in `sample/` (see [`crate::replay::scenario_sample`]). Only files in
+/// sub-folders other than `steps/` are looked at (never an artifact of the
+/// layout), and folders left empty go too.
+fn drop_scenario_files(loaded: &Loaded, out: &RunFolder) -> Result<(), FolderError> {
+    let mut own: Vec<Vec<u8>> = Vec::new();
+    let sample = scenario_sample(loaded).map(|(src, _)| src);
+    let assets = loaded.scenario.assets.iter().map(|a| loaded.dir.join(&a.file));
+    for path in sample.into_iter().chain(assets) {
+        match std::fs::read(&path) {
+            Ok(bytes) if !bytes.is_empty() => own.push(bytes),
+            _ => {} // an empty file says nothing; a missing one cannot be copied
+        }
+    }
+    for e in std::fs::read_dir(out.root()).map_err(io_at(out.root()))? {
+        let path = e.map_err(io_at(out.root()))?.path();
+        let is_steps = path.file_name().is_some_and(|n| n == RunFolder::STEPS_DIR);
+        if path.is_dir() && !is_steps && drop_copies(&path, &own)? {
+            std::fs::remove_dir(&path).map_err(io_at(&path))?;
+        }
+    }
     Ok(())
 }
 
-/// Removes the files under `dir` holding exactly `bytes`, then the folders
-/// this empties; whether `dir` is empty now.
-fn drop_copies(dir: &Path, bytes: &[u8]) -> Result<bool, FolderError> {
+/// Removes the files under `dir` holding exactly one of `contents`, then the
+/// folders this empties; whether `dir` is empty now.
+fn drop_copies(dir: &Path, contents: &[Vec<u8>]) -> Result<bool, FolderError> {
     let mut empty = true;
     for e in std::fs::read_dir(dir).map_err(io_at(dir))? {
         let path = e.map_err(io_at(dir))?.path();
         let meta = std::fs::symlink_metadata(&path).map_err(io_at(&path))?;
         if meta.is_dir() {
-            if drop_copies(&path, bytes)? {
+            if drop_copies(&path, contents)? {
                 std::fs::remove_dir(&path).map_err(io_at(&path))?;
                 continue;
             }
-        } else if meta.len() == bytes.len() as u64 && std::fs::read(&path).map_err(io_at(&path))? == bytes {
+        } else if contents.iter().any(|c| c.len() as u64 == meta.len())
+            && contents.contains(&std::fs::read(&path).map_err(io_at(&path))?)
+        {
             std::fs::remove_file(&path).map_err(io_at(&path))?;
             continue;
         }

@@ -7,7 +7,7 @@ mod common {
 
 use std::path::{Path, PathBuf};
 
-use common::recording::copy_dir;
+use common::recording::{copy_dir, copy_fixture};
 use ioclab_lab::record::{find_run, record, RecordError, EVENTS_TRIM_BYTES, LAB_HOST_NAME};
 use ioclab_lab::replay::{replay, Recording, Speed};
 use ioclab_lab::run::{Mode, RunFolder};
@@ -28,8 +28,9 @@ fn setup() -> (tempfile::TempDir, Loaded, PathBuf) {
     copy_dir(&manifest_dir().join("../lab-scenarios").join(ID), &scen);
     let _ = std::fs::remove_dir_all(scen.join("replay"));
     let runs = tmp.path().join("runs");
-    copy_dir(&manifest_dir().join("..").join(common::recording::FIXTURE), &runs.join(RUN));
     let loaded = load::load(&scen).unwrap();
+    let (uuid, version) = (loaded.scenario.uuid.as_str(), loaded.scenario.version);
+    copy_fixture(&manifest_dir().join("..").join(common::recording::FIXTURE), &runs.join(RUN), uuid, version);
     (tmp, loaded, runs)
 }
 
@@ -181,14 +182,23 @@ fn the_scenarios_own_sample_is_not_committed_twice_and_the_replay_still_shows_it
 }
 
 #[test]
-fn every_copy_of_the_scenarios_sample_is_left_out_and_emptied_folders_too() {
+fn copies_of_the_scenarios_sample_and_assets_are_left_out_and_emptied_folders_too() {
     let (_tmp, loaded, runs) = setup();
     let run = runs.join(RUN);
     std::fs::create_dir_all(run.join("work/deeper")).unwrap();
     std::fs::copy(loaded.dir.join("sample.sh"), run.join("work/deeper/sample.sh")).unwrap();
     std::fs::copy(loaded.dir.join("sample.sh"), run.join("work/copy.sh")).unwrap();
     std::fs::write(run.join("work/other.txt"), "a step's output file").unwrap();
+    // an asset of the scenario, and the steps' copy of it
+    let mut loaded = loaded;
+    std::fs::write(loaded.dir.join("helper.txt"), "a scenario asset").unwrap();
+    let asset = serde_json::json!({"file": "helper.txt", "sha256": "00".repeat(32)});
+    loaded.scenario.assets.push(serde_json::from_value(asset).unwrap());
+    std::fs::write(run.join("work/helper.txt"), "a scenario asset").unwrap();
+    // a step log that happens to hold the same bytes is an artifact: kept
+    std::fs::write(run.join("steps/run-dropper.log"), "a scenario asset").unwrap();
     let r = record(&loaded, &RunFolder::open(&run), false).unwrap();
     assert!(!r.dir.join("work/deeper").exists() && !r.dir.join("work/copy.sh").exists());
-    assert!(r.dir.join("work/other.txt").is_file());
+    assert!(!r.dir.join("work/helper.txt").exists());
+    assert!(r.dir.join("work/other.txt").is_file() && r.dir.join("steps/run-dropper.log").is_file());
 }

@@ -8,7 +8,7 @@ mod common {
 
 use std::path::{Path, PathBuf};
 
-use common::recording::copy_dir;
+use common::recording::{copy_dir, copy_fixture};
 use ioclab_lab::replay::{replay, Recording, ReplayError, Speed};
 use ioclab_lab::run::{Mode, RunEvent, RunEventKind, RunFolder};
 use ioclab_lab::scenario::{load, Loaded, Stage};
@@ -26,7 +26,8 @@ fn scenario(id: &str) -> Loaded {
 fn recording() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let to = tmp.path().join("replay");
-    copy_dir(&manifest_dir().join("..").join(common::recording::FIXTURE), &to);
+    let s = scenario("malicious-script-dropper").scenario;
+    copy_fixture(&manifest_dir().join("..").join(common::recording::FIXTURE), &to, s.uuid.as_str(), s.version);
     (tmp, to)
 }
 
@@ -197,11 +198,12 @@ fn a_recording_of_another_scenario_or_version_is_refused_naming_both() {
     assert!(msg.contains("run.json"), "{msg}");
 
     let m = rec.join("run.json");
-    let text = std::fs::read_to_string(&m).unwrap().replace("\"version\": 1", "\"version\": 2");
+    let shipped = scenario("malicious-script-dropper");
+    let v = shipped.scenario.version;
+    let text = std::fs::read_to_string(&m).unwrap().replace(&format!("\"version\": {v}"), "\"version\": 999");
     std::fs::write(&m, text).unwrap();
-    let msg =
-        replay(&scenario("malicious-script-dropper"), &rec, Speed::Instant, &runs_in(&tmp)).unwrap_err().to_string();
-    assert!(msg.contains("version 2") && msg.contains("version 1"), "{msg}");
+    let msg = replay(&shipped, &rec, Speed::Instant, &runs_in(&tmp)).unwrap_err().to_string();
+    assert!(msg.contains("version 999") && msg.contains(&format!("version {v})")), "{msg}");
     assert!(!runs_in(&tmp).exists(), "no run folder for a refused recording");
 }
 

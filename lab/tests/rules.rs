@@ -326,3 +326,33 @@ fn an_absent_value_must_not_be_expected_too() {
     let d = error(&dir, "not a value");
     assert_eq!((d.line, d.path.as_str()), (line_of(&text, "value: not a value"), "expect.absent[0].value"), "{d}");
 }
+
+#[test]
+fn service_options_belong_to_their_kind_and_served_files_are_assets() {
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    let text = edit(&f, "port: 80}", "port: 80, send: \"id\\n\"}");
+    let d = error(&dir, "`send` is only for `kind: c2`");
+    assert_eq!((d.line, d.path.as_str()), (line_of(&text, "send: "), "network.services[0].send"), "{d}");
+
+    // a served body must be pinned by its sha256 like every other file
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    std::fs::write(dir.join("page.html"), "<p>lab</p>\n").unwrap();
+    let text = edit(&f, "port: 80}", "port: 80, body: ./page.html}");
+    let d = error(&dir, "page.html is not in `assets`");
+    assert_eq!((d.line, d.path.as_str()), (line_of(&text, "body: "), "network.services[0].body"), "{d}");
+    let sha = ioclab_sandbox::sample::facts(&dir.join("page.html")).unwrap().sha256;
+    edit(&f, "misp:\n", &format!("assets:\n  - {{file: page.html, sha256: {sha}}}\nmisp:\n"));
+    load::load(&dir).expect("a body listed in assets loads");
+
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    let text = edit(
+        &f,
+        "kind: http_sink, address: 127.0.66.80, port: 80}",
+        "kind: c2, address: 127.0.66.80, port: 80, content_type: text/plain}",
+    );
+    let d = error(&dir, "`content_type` is only for `kind: http_sink` (this service is `c2`)");
+    assert_eq!(d.line, line_of(&text, "content_type"), "{d}");
+}

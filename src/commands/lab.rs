@@ -89,6 +89,9 @@ Examples:
       then type: dig why.kunai.rocks   (the blog's experiment, offline)
   sudo ioclab lab shell -c 'curl -s http://evil.example/'   one command, its exit status")]
     Shell(ShellArgs),
+    /// Undo what runs created: cleanup commands, MISP events, sandbox tasks, the agent's IoCs.
+    #[command(after_help = super::lab_reset::AFTER_HELP)]
+    Reset(super::lab_reset::ResetArgs),
     /// Run a scenario live: sandbox, MISP, export, agent, endpoint steps, detections (needs root and eBPF).
     Run(super::lab_run::RunArgs),
     /// Play a scenario's recorded run (no root, no eBPF): the same timeline as a live run.
@@ -124,6 +127,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Shell(a) => shell(a),
+        LabCommand::Reset(a) => super::lab_reset::run(a),
         LabCommand::Run(a) => super::lab_run::run(a),
         LabCommand::Replay(a) => super::lab_replay::run(a),
         LabCommand::Record(a) => super::lab_record::run(a),
@@ -226,9 +230,9 @@ pub(crate) fn load_scenario(arg: &str, dir: &Path) -> anyhow::Result<load::Loade
 fn shell(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &a.scenario {
         Some(s) => {
-            let scenario = load_scenario(s, &a.dir.dir)?.scenario;
-            eprintln!("scenario {}", scenario.id);
-            LabNetConfig::from_scenario(&scenario.network, scenario.id.as_str())
+            let loaded = load_scenario(s, &a.dir.dir)?;
+            eprintln!("scenario {}", loaded.scenario.id);
+            LabNetConfig::from_scenario(&loaded)?
         }
         None => LabNetConfig::default(),
     };

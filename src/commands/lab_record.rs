@@ -35,8 +35,8 @@ pub(crate) struct RecordArgs {
 /// The help's text.
 pub(crate) const EXAMPLES: &str = "\
 Copies a finished live run into lab-scenarios/<id>/replay/, replacing the old replay in one
-atomic rename, after checking the player can read it. Left out: the scenario's own sample
-(committed beside it already), iocs.before.json (the recording machine's own IoCs), what
+atomic rename, after checking the player can read it. Left out: copies of the scenario's
+own sample and assets (committed beside it already), iocs.before.json (the recording machine's own IoCs), what
 the run created on that machine (run.json's `created`), and that machine's host name and
 uuid in the agent events; an events.jsonl above 256 KiB keeps only detections and the
 event kinds the scenario needs.

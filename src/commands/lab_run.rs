@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use ioclab_lab::engine::{Lab, LabConfig, RunOptions};
+use ioclab_lab::replay::Speed;
 use ioclab_lab::run::timeline;
 
 use super::lab::{load_scenario, DataArg, ScenarioDir};
@@ -30,7 +31,8 @@ Examples:
   sudo ioclab lab run dns-ioc-why-kunai-rocks
   sudo ioclab lab run malicious-script-dropper --publish     act as the instructor
   sudo ioclab lab run dns-ioc-why-kunai-rocks --arg dig.domain=kunai-project.github.io
-  sudo ioclab lab run ./my-scenario --data /tmp/lab          a scenario folder, a scratch lab")]
+  sudo ioclab lab run ./my-scenario --data /tmp/lab          a scenario folder, a scratch lab
+  ioclab lab run dns-ioc-why-kunai-rocks --replay --speed 4  the recorded run, no root needed")]
 pub(crate) struct RunArgs {
     /// The scenario: an id under --dir, or a scenario folder.
     scenario: String,
@@ -47,6 +49,12 @@ pub(crate) struct RunArgs {
     /// Go on when an expected IoC is missing from the export, to see what the endpoint does anyway.
     #[arg(long)]
     keep_going: bool,
+    /// Play the scenario's recorded run (lab-scenarios/<id>/replay/) instead: no root, no eBPF, no network.
+    #[arg(long, conflicts_with_all = ["publish", "args", "keep_going"])]
+    replay: bool,
+    /// With --replay: N times faster than recorded (0.5: slower; 0: no waiting).
+    #[arg(long, value_name = "N", requires = "replay", value_parser = super::lab_replay::parse_speed)]
+    speed: Option<Speed>,
 }
 
 /// One `--arg STEP.NAME=VALUE`.
@@ -68,6 +76,9 @@ fn parse_step_arg(s: &str) -> Result<StepArg, String> {
 
 /// Runs `ioclab lab run`.
 pub(crate) fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    if a.replay {
+        return super::lab_replay::play(&a.scenario, &a.dir.dir, &a.data, a.speed.unwrap_or(Speed::Times(1.0)));
+    }
     let loaded = load_scenario(&a.scenario, &a.dir.dir)?;
     let mut args: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for sa in &a.args {

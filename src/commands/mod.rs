@@ -5,6 +5,7 @@ pub mod ioc;
 pub mod lab;
 pub mod lab_record;
 pub mod lab_replay;
+pub mod lab_reset;
 pub mod lab_run;
 pub mod misp;
 pub mod replay;

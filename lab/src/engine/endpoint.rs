@@ -213,6 +213,9 @@ impl Endpoint {
         let mut config = Config::default();
         config.scanner.iocs = vec![iocs.to_path_buf()];
         config.scanner.write_unmatched = true;
+        // the lab writes this file itself (export, reset): no IoC is a real
+        // state (a fresh lab, or reset back to one), not a truncated file
+        config.scanner.accept_partial_iocs = true;
         let feed = Feed::new(mnt_ns_of("self"));
         let control = Control::default();
         let writer: Box<dyn Write + Send> = Box::new(FeedWriter { feed: feed.clone(), partial: Vec::new() });

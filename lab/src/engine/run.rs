@@ -37,8 +37,12 @@ pub(super) struct Run {
     pub event_uuid: Option<String>,
     /// When the steps began (steps stage): detections are timed from it.
     pub steps_started: Option<Instant>,
-    /// Mount namespaces of the steps' processes: their events are the run's.
-    pub step_mnts: BTreeSet<u64>,
+    /// Which endpoint events are the steps' processes'.
+    pub steps_filter: StepFilter,
+    /// The steps' mount namespace, held open for the run (see stages::steps).
+    pub step_ns: Option<std::fs::File>,
+    /// The watch on the expected detections, from the steps' start.
+    pub detections: Option<stages::Watch>,
     /// The lab network the steps run in (up until the run ends).
     pub network: Option<LabNetwork>,
 }
@@ -80,6 +84,9 @@ impl Run {
 
     /// Writes events.jsonl and run.json, stops the lab network, emits `finished`.
     fn finish(mut self, passed: bool) -> bool {
+        if let Some(w) = self.detections.take() {
+            w.stop();
+        }
         if let Some(net) = self.network.take() {
             let _ = net.stop();
         }
@@ -97,7 +104,7 @@ impl Run {
 
     /// Whether an endpoint event belongs to this run: an event of its steps' processes.
     pub fn is_step_event(&self, e: &super::FeedEvent) -> bool {
-        e.mnt_ns().is_some_and(|m| self.step_mnts.contains(&m))
+        self.steps_filter.contains(e)
     }
 
     /// events.jsonl: the endpoint events of the run (its steps' processes, and every detection seen meanwhile).
@@ -108,6 +115,30 @@ impl Run {
             append_line(&mut f, &*e.event)?;
         }
         Ok(())
+    }
+}
+
+/// Which endpoint events are the steps' processes': those in the steps'
+/// mount namespaces, from the moment the first was made (an earlier event
+/// with the same inode number was another namespace's, freed before).
+#[derive(Debug, Clone)]
+pub(super) struct StepFilter {
+    /// The feed's position when the first namespace was made.
+    pub from_seq: u64,
+    /// The namespaces' inode numbers.
+    pub mnts: BTreeSet<u64>,
+}
+
+impl Default for StepFilter {
+    fn default() -> Self {
+        StepFilter { from_seq: u64::MAX, mnts: BTreeSet::new() }
+    }
+}
+
+impl StepFilter {
+    /// Whether `e` is an event of the steps' processes.
+    pub fn contains(&self, e: &super::FeedEvent) -> bool {
+        e.seq >= self.from_seq && e.mnt_ns().is_some_and(|m| self.mnts.contains(&m))
     }
 }
 
@@ -154,7 +185,9 @@ pub(super) fn start(lab: Arc<LabInner>, loaded: Loaded, opts: RunOptions) -> Res
         report: None,
         event_uuid: None,
         steps_started: None,
-        step_mnts: BTreeSet::new(),
+        steps_filter: StepFilter::default(),
+        step_ns: None,
+        detections: None,
         network: None,
     };
     *active = Some(id.clone());

@@ -14,6 +14,7 @@
 //!   iocs.json         the IoC export the agent loaded (misp-to-kunai lines)
 //!   events.jsonl      the endpoint agent's events of this run (Kunai JSON)
 //!   steps/<id>.log    each endpoint step's output
+//!   work/             the copy of the scenario's files the steps ran from
 //! ```
 
 use std::fmt;
@@ -175,6 +176,8 @@ impl RunFolder {
     pub const EVENTS: &'static str = "events.jsonl";
     /// The steps' output.
     pub const STEPS_DIR: &'static str = "steps";
+    /// The copy of the scenario's files the endpoint steps (and cleanup) run from.
+    pub const WORK_DIR: &'static str = "work";
 
     /// Creates a new folder under `runs` for a run of `scenario` started at
     /// `started` (epoch seconds); its id is unique under `runs`.

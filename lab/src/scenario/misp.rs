@@ -26,6 +26,9 @@ pub struct MispSettings {
     pub publish: bool,
     /// Leave out values on MISP warninglists.
     pub warninglists: bool,
+    /// Send the paths of dropped files as IDS attributes, so the export
+    /// carries them as path IoCs (off by default, as in the sandbox).
+    pub dropped_path_ids: bool,
 }
 
 impl Default for MispSettings {
@@ -38,6 +41,7 @@ impl Default for MispSettings {
             analysis: d.analysis,
             publish: d.publish,
             warninglists: d.warninglists,
+            dropped_path_ids: d.dropped_path_ids,
         }
     }
 }
@@ -52,6 +56,7 @@ impl MispSettings {
             analysis: self.analysis,
             publish: self.publish,
             warninglists: self.warninglists,
+            dropped_path_ids: self.dropped_path_ids,
             ..base.clone()
         }
     }
@@ -89,12 +94,14 @@ mod tests {
             tags: vec!["a".into()],
             threat_level: ThreatLevel::High,
             publish: true,
+            dropped_path_ids: true,
             ..MispSettings::default()
         };
         let r = s.apply(&base);
         assert_eq!(
-            (r.url.as_str(), r.tag.0.as_slice(), r.threat_level, r.publish),
-            ("http://127.0.0.1:9999", &["a".to_string()][..], ThreatLevel::High, true)
+            (r.url.as_str(), r.tag.0.as_slice(), r.threat_level, r.publish, r.dropped_path_ids),
+            ("http://127.0.0.1:9999", &["a".to_string()][..], ThreatLevel::High, true, true)
         );
+        assert!(!MispSettings::default().apply(&base).dropped_path_ids, "off unless the scenario asks");
     }
 }

@@ -9,6 +9,7 @@
 //! when the scenario is loaded, before anything runs.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use ioclab_sandbox::detonation::{DnsRecord, DnsRecordData};
 use schemars::JsonSchema;
@@ -41,6 +42,18 @@ pub struct Service {
     pub address: IpAddr,
     /// Its TCP port.
     pub port: u16,
+    /// `http_sink` only: a file of the scenario (listed in `assets`) served
+    /// as every response's body, instead of a page naming the scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<PathBuf>,
+    /// `http_sink` only: the `Content-Type` of the responses
+    /// (default `text/html` for the page, `application/octet-stream` for a `body` file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `c2` only: text sent to each client as it connects (a harmless
+    /// command for a reverse shell, a banner); nothing by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
 }
 
 /// What a [`Service`] does with connections.
@@ -49,8 +62,19 @@ pub struct Service {
 pub enum ServiceKind {
     /// Answers any HTTP request with 200 and records it.
     HttpSink,
-    /// A "C2" TCP listener: accepts, records what the client sends, sends nothing harmful back.
+    /// A "C2" TCP listener: accepts, records what the client sends, sends
+    /// `send` (if any), then keeps the client connected.
     C2,
+}
+
+impl ServiceKind {
+    /// Its name in the format.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::HttpSink => "http_sink",
+            ServiceKind::C2 => "c2",
+        }
+    }
 }
 
 /// Whether the lab may use `ip`: it must never lead off the machine.

@@ -22,6 +22,11 @@ pub struct Sample {
     /// A recorded report (`report.json`) for `sandbox: recorded`, relative to the folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<PathBuf>,
+    /// Run it as root inside the sandbox (its own namespaces, system folders
+    /// read-only, a private /var): for samples installing system persistence
+    /// (a crontab in /var/spool/cron). By default an unprivileged user runs it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub as_root: bool,
 }
 
 /// Which sandbox detonates the sample.

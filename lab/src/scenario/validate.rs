@@ -9,7 +9,7 @@ use ioclab_agent::hashes::Sha256;
 
 use super::answers::{AnswerFile, AnswerRule};
 use super::load::{Diagnostic, Seg, Severity, Source};
-use super::network::{address_allowed, record_address};
+use super::network::{address_allowed, record_address, ServiceKind};
 use super::questions::{QuestionType, Unlock};
 use super::steps::Command;
 use super::Scenario;
@@ -118,6 +118,14 @@ impl Found<'_> {
     }
 }
 
+/// Whether two scenario-relative paths name the same file (`./a` is `a`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let parts = |p: &Path| {
+        p.components().filter(|c| !matches!(c, Component::CurDir)).map(|c| c.as_os_str().to_owned()).collect::<Vec<_>>()
+    };
+    parts(a) == parts(b)
+}
+
 fn list(items: &[&str]) -> String {
     if items.is_empty() {
         "none".to_string()
@@ -165,6 +173,29 @@ pub fn scenario(source: &Source, dir: &Path, s: &Scenario) -> Vec<Diagnostic> {
         }
     }
     f.unique(&[K("network"), K("services")], s.network.services.iter().map(|x| x.id.as_str()));
+    for (i, service) in s.network.services.iter().enumerate() {
+        let at = |key: &'static str| p(&[K("network"), K("services"), I(i), K(key)]);
+        let only = |what: &str, kind: ServiceKind| {
+            format!("`{what}` is only for `kind: {}` (this service is `{}`)", kind.name(), service.kind.name())
+        };
+        if service.kind != ServiceKind::HttpSink {
+            if service.body.is_some() {
+                f.error(at("body"), only("body", ServiceKind::HttpSink));
+            }
+            if service.content_type.is_some() {
+                f.error(at("content_type"), only("content_type", ServiceKind::HttpSink));
+            }
+        }
+        if service.kind != ServiceKind::C2 && service.send.is_some() {
+            f.error(at("send"), only("send", ServiceKind::C2));
+        }
+        if let Some(body) = &service.body {
+            // served to the sample and the endpoint: hashed like every other file
+            if !s.assets.iter().any(|a| same_file(&a.file, body)) {
+                f.error(at("body"), format!("{} is not in `assets`: declare it there with its sha256", body.display()));
+            }
+        }
+    }
 
     f.file(dir, &[K("sample")], &s.sample.file, Some(&s.sample.sha256));
     if let Some(report) = &s.sample.report {

@@ -45,20 +45,38 @@ pub fn can_isolate() -> bool {
     false
 }
 
-/// Live processes whose working directory is under `dir`, and mounts of paths under it.
-pub fn in_dir(dir: &std::path::Path) -> Vec<String> {
-    let d = dir.to_string_lossy().into_owned();
+/// What a lab on `data` run by process `pid` may leave besides the
+/// sandbox's tasks: processes working in its folders, mounts of it, the lab
+/// network's files of that process, the lab's threads (of this process).
+pub fn of_lab(data: &std::path::Path, pid: u32) -> Vec<String> {
     let mut left = Vec::new();
+    let data = data.to_string_lossy().into_owned();
     for p in std::fs::read_dir("/proc").unwrap().flatten() {
         let pid = p.file_name().to_string_lossy().into_owned();
         if !pid.bytes().all(|b| b.is_ascii_digit()) || !alive(&pid) {
             continue;
         }
-        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|c| c.to_string_lossy().starts_with(&d)) {
-            left.push(format!("process {pid} works in {d}"));
+        if std::fs::read_link(p.path().join("cwd")).is_ok_and(|c| c.to_string_lossy().starts_with(&data)) {
+            left.push(format!("process {pid} works in {data}"));
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    left.extend(mounts.lines().filter(|l| l.contains(&d)).map(|l| format!("mount {l}")));
+    left.extend(mounts.lines().filter(|l| l.contains(&data)).map(|l| format!("mount {l}")));
+    // the lab network's resolv.conf files of this process
+    let own = format!("resolv-{pid}-");
+    if let Ok(dir) = std::fs::read_dir("/run/ioclab-lab") {
+        left.extend(
+            dir.flatten()
+                .filter(|f| f.file_name().to_string_lossy().starts_with(&own))
+                .map(|f| format!("lab network file {}", f.path().display())),
+        );
+    }
+    // the agent's and the runs' threads of this process
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("ioclab-lab") || comm.starts_with("ioclab-run") || comm.starts_with("ioclab-reload") {
+            left.push(format!("thread {}", comm.trim()));
+        }
+    }
     left
 }

@@ -20,3 +20,25 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Copies the fixture recording (`fixture`) into `to`, stamped with the
+/// scenario's `uuid` and `version` in `run.json` and in its `started` event:
+/// the fixture stands for a run of the shipped scenario as it is now.
+pub fn copy_fixture(fixture: &Path, to: &Path, uuid: &str, version: u32) {
+    copy_dir(fixture, to);
+    let run = to.join("run.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&run).unwrap()).unwrap();
+    m["scenario_uuid"] = uuid.into();
+    m["version"] = version.into();
+    std::fs::write(&run, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let timeline = to.join("timeline.jsonl");
+    let mut lines = Vec::new();
+    for line in std::fs::read_to_string(&timeline).unwrap().lines() {
+        let mut e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["kind"] == "started" {
+            e["version"] = version.into();
+        }
+        lines.push(serde_json::to_string(&e).unwrap());
+    }
+    std::fs::write(&timeline, lines.join("\n") + "\n").unwrap();
+}

@@ -151,6 +151,8 @@ misp_section! {
         [""] warninglists: bool = true,
         /// Leave out values on the built-in Cuckoo-style safelist (OS update and certificate hosts, local addresses).
         [""] safelist: bool = true,
+        /// Mark the `path` of dropped files' `file` objects as IDS, so exports carry them as path IoCs (off: Cuckoo sends no paths, and a path alone is a weak indicator).
+        [""] dropped_path_ids: bool = false,
         /// Values kept even when the safelist or a warninglist would leave them out: addresses a lab declares as its own (its C2 on loopback is an indicator there). The blacklist still wins.
         [""] allow: List = List::default(),
         /// This sandbox's name in the events' identity (the event uuid derives from it and the task id, so re-reporting a task updates its event); empty: this machine's hostname.

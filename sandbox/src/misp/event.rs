@@ -603,7 +603,8 @@ impl Builder<'_> {
                 attributes.push(member("filename", "filename", "Artifacts dropped", clean(name), false));
             }
             if !d.filepath.trim().is_empty() {
-                attributes.push(member("path", "text", "Other", clean(d.filepath.trim()), false));
+                let ids = self.filter.cfg.dropped_path_ids;
+                attributes.push(member("path", "text", "Other", clean(d.filepath.trim()), ids));
             }
             attributes.push(member("size-in-bytes", "size-in-bytes", "Other", f.size.to_string(), false));
             objects.push(Object {

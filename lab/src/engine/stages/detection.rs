@@ -6,7 +6,10 @@
 //! events go to its tap, never to the endpoint output, and an event of
 //! another process of the machine is not the run's.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -16,23 +19,70 @@ use crate::engine::run::Run;
 use crate::run::{RunEventKind, RunFolder};
 use crate::scenario::ExpectedDetection;
 
+/// Watches the endpoint feed for the expected detections from the start of
+/// the steps, in a thread: each `detection` is emitted as it comes.
+pub(crate) struct Watch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Option<f64>>>>,
+}
+
+/// How often a waiting watch looks whether it was stopped.
+const SLICE: Duration = Duration::from_millis(200);
+
+impl Watch {
+    /// Starts watching for `run`'s expected detections, timed from `t0`.
+    pub(super) fn start(run: &Run, t0: Instant) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (expected, feed, log) =
+            (run.loaded.scenario.expect.detections.clone(), run.lab.feed.clone(), run.log.clone());
+        let (filter, from, halt) = (run.steps_filter.clone(), run.feed_start, stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for d in &expected {
+                let deadline = t0 + Duration::from_secs(u64::from(d.within_secs));
+                let found = loop {
+                    let slice = (Instant::now() + SLICE).min(deadline);
+                    if let Some(e) = feed.wait_for(from, slice, |e| filter.contains(e) && matches(d, e)) {
+                        break Some(e);
+                    }
+                    if halt.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                        break None;
+                    }
+                };
+                seen.push(found.map(|e| {
+                    log.emit(RunEventKind::Detection { expected: d.id.clone(), event: (*e.event).clone() });
+                    e.at.saturating_duration_since(t0).as_secs_f64()
+                }));
+            }
+            seen
+        });
+        Watch { stop, thread: Some(thread) }
+    }
+
+    /// When each expected detection was seen, seconds after the steps' start (waits for their deadlines).
+    fn wait(mut self) -> Vec<Option<f64>> {
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
+    }
+
+    /// Stops watching (the run ended early).
+    pub(crate) fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wait();
+    }
+}
+
 pub(super) fn run(run: &mut Run) -> Outcome {
     let expected = run.loaded.scenario.expect.detections.clone();
     if expected.is_empty() {
         return Outcome::skipped("the scenario expects no detection", "");
     }
-    let Some(t0) = run.steps_started else { return Outcome::failed("the steps did not run") };
+    let Some(watch) = run.detections.take() else { return Outcome::failed("the steps did not run") };
+    let found = watch.wait();
     let mut seen = Vec::new();
     let mut missed = Vec::new();
-    for d in &expected {
-        let deadline = t0 + Duration::from_secs(u64::from(d.within_secs));
-        let found = run.lab.feed.wait_for(run.feed_start, deadline, |e| run.is_step_event(e) && matches(d, e));
-        match found {
-            Some(e) => {
-                let after = e.at.saturating_duration_since(t0).as_secs_f64();
-                seen.push(format!("{} after {after:.2} s", d.id));
-                run.log.emit(RunEventKind::Detection { expected: d.id.clone(), event: (*e.event).clone() });
-            }
+    for (d, at) in expected.iter().zip(found.iter().copied().chain(std::iter::repeat(None))) {
+        match at {
+            Some(after) => seen.push(format!("{} after {after:.2} s", d.id)),
             None => {
                 let nearest = nearest(run, d).map(|e| (*e.event).clone());
                 let reason = format!("no {} within {} s of the steps' start", wanted(d), d.within_secs);
@@ -113,9 +163,6 @@ fn nearest(run: &Run, d: &ExpectedDetection) -> Option<FeedEvent> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Instant;
-
     use super::*;
 
     fn expected(field: Option<&str>, min_severity: u8) -> ExpectedDetection {

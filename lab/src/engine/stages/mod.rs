@@ -8,6 +8,8 @@ mod publish;
 mod sandbox;
 mod steps;
 
+pub(super) use detection::Watch;
+
 use super::run::Run;
 use crate::run::StageResult;
 use crate::scenario::Stage;

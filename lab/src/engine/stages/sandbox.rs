@@ -96,7 +96,7 @@ fn embedded(run: &mut Run, sample_file: &Path, name: &str, storage: &Path) -> Re
         set(Status::FailedAnalysis, Some(&why))?;
         return Err(why);
     }
-    let net = LabNetConfig::from_scenario(&run.loaded.scenario.network, run.loaded.scenario.id.as_str());
+    let net = LabNetConfig::from_scenario(&run.loaded).map_err(|e| format!("the scenario's lab network: {e}"))?;
     let job = Job {
         task_id: id as u64,
         target: Target::File { path: binary, name: name.to_string() },
@@ -106,7 +106,7 @@ fn embedded(run: &mut Run, sample_file: &Path, name: &str, storage: &Path) -> Re
         enforce_timeout: false,
         memory_bytes: 512 << 20,
         max_pids: 256,
-        as_root: false,
+        as_root: run.loaded.scenario.sample.as_root,
         dns: net.records,
         services: net.services,
         options: Default::default(),

@@ -6,9 +6,12 @@
 //! runs in a process group killed at its timeout; its output goes to
 //! `steps/<id>.log` and to `step_output` events.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -25,7 +28,7 @@ use crate::run::{RunEventKind, RunFolder, RunLog, StreamName};
 use crate::scenario::{Executor, Stage, Step, Trigger};
 
 /// The copy of the scenario's files the steps run from, in the run folder.
-pub(crate) const WORK_DIR: &str = "work";
+pub(crate) const WORK_DIR: &str = RunFolder::WORK_DIR;
 
 /// How long a finished step's output readers may take to reach the end of
 /// its output (a background child may hold it open: it is killed with the network).
@@ -43,11 +46,17 @@ fn run_steps(run: &mut Run) -> Result<Outcome, String> {
     let work = copy_files(run)?;
     let logs = run.artifact(RunFolder::STEPS_DIR);
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let s = &run.loaded.scenario;
-    let net = LabNetwork::start(LabNetConfig::from_scenario(&s.network, s.id.as_str()))
-        .map_err(|e| format!("starting the lab network: {e}"))?;
+    let config = LabNetConfig::from_scenario(&run.loaded).map_err(|e| format!("the scenario's lab network: {e}"))?;
+    let net = LabNetwork::start(config).map_err(|e| format!("starting the lab network: {e}"))?;
+    run.steps_filter.from_seq = run.lab.feed.next_seq();
+    let (ns, ino) = hold_mount_ns(&net)?;
     run.network = Some(net);
-    run.steps_started = Some(Instant::now());
+    run.step_ns = Some(ns);
+    run.steps_filter.mnts.insert(ino);
+    let t0 = Instant::now();
+    run.steps_started = Some(t0);
+    // detections light up as they come, during the steps
+    run.detections = Some(super::detection::Watch::start(run, t0));
     if steps.is_empty() {
         return Ok(Outcome::skipped("the scenario has no endpoint steps", ""));
     }
@@ -113,37 +122,32 @@ fn run_one(run: &mut Run, step: &Step, work: &Path) -> Result<Option<i32>, Strin
         Executor::Bash => "bash",
     };
     let mut cmd = Command::new(shell);
-    cmd.arg("-c").arg(&command).current_dir(work).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("-c")
+        .arg(lingering(&command))
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.process_group(0);
     run.log.emit(RunEventKind::StepStarted { step: step.id.clone(), command: command.clone() });
     let net = run.network.as_ref().ok_or("no lab network")?;
+    let ns = run.step_ns.as_ref().ok_or("no mount namespace for the steps")?.as_raw_fd();
     net.command(&mut cmd).map_err(|e| format!("step {}: {e}", step.id))?;
-    let (mnt_rx, mnt_tx) = pipe().map_err(|e| format!("step {}: pipe: {e}", step.id))?;
-    let tx = mnt_tx.as_raw_fd();
-    // SAFETY: stat and write only (async-signal-safe), after the lab network's
-    // unshare: the child says which mount namespace is its own before it runs
-    // anything, however soon it ends.
+    let dir = CString::new(work.as_os_str().as_bytes()).map_err(|_| "NUL in the work folder's path")?;
+    // SAFETY: setns and chdir only (async-signal-safe), on an fd and a string
+    // prepared beforehand. After the lab network's own setup: every step joins
+    // the run's mount namespace (resolv.conf included), whose id the lab holds
+    // for the whole run, so it names the run's processes and no one else's.
     unsafe {
         cmd.pre_exec(move || {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::stat(c"/proc/self/ns/mnt".as_ptr(), &mut st) == 0 {
-                let ino = st.st_ino;
-                libc::write(tx, (&raw const ino).cast(), std::mem::size_of_val(&ino));
+            if libc::setns(ns, libc::CLONE_NEWNS) != 0 || libc::chdir(dir.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    let spawned = cmd.spawn();
-    drop(mnt_tx);
-    let mut child = spawned.map_err(|e| format!("step {}: starting {shell}: {e}", step.id))?;
+    let mut child = cmd.spawn().map_err(|e| format!("step {}: starting {shell}: {e}", step.id))?;
     let pid = child.id() as i32;
-    let mut ino = [0u8; 8];
-    match File::from(mnt_rx).read_exact(&mut ino) {
-        Ok(()) => {
-            run.step_mnts.insert(u64::from_ne_bytes(ino));
-        }
-        Err(e) => tracing::warn!("step {}: its mount namespace is unknown ({e}): its events will not count", step.id),
-    }
     let log_path = run.folder.step_log(&step.id);
     let log_file = Arc::new(Mutex::new(File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?));
     let mut readers = Vec::new();
@@ -185,6 +189,17 @@ fn run_one(run: &mut Run, step: &Step, work: &Path) -> Result<Option<i32>, Strin
     Ok(code)
 }
 
+/// How long a step's shell outlives its command.
+const LINGER: &str = "1";
+
+/// `command`, then a short wait before the shell exits with its status: the
+/// agent reads a script a step ran through the root of a live process of its
+/// mount namespace (the script's own, or its parent's: this shell), and a
+/// script that ends at once would otherwise leave it none to hash it by.
+fn lingering(command: &str) -> String {
+    format!("{command}\n__ioclab_status=$?\nsleep {LINGER}\nexit $__ioclab_status\n")
+}
+
 /// A thread copying one output stream of a step to its log and its events.
 fn reader(
     stream: impl Read + Send + 'static,
@@ -210,13 +225,32 @@ fn reader(
     })
 }
 
-/// A pipe (read end, write end), both close-on-exec.
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
+/// A mount namespace of the lab network (its resolv.conf bound in), held
+/// open: the steps join it, and while the lab holds it its inode number
+/// cannot go to another namespace, so the agent's `namespaces.mnt` names
+/// this run's processes only. A short-lived process makes it; the fd keeps it.
+fn hold_mount_ns(net: &LabNetwork) -> Result<(File, u64), String> {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("600").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut holder = net.spawn(&mut cmd).map_err(|e| format!("making the steps' mount namespace: {e}"))?;
+    let path = format!("/proc/{}/ns/mnt", holder.id());
+    let held = File::open(&path).and_then(|f| f.metadata().map(|m| (m.ino(), f)));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let (ino, f) = held.map_err(|e| format!("{path}: {e}"))?;
+    Ok((f, ino))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_shell_lingers_and_keeps_the_commands_status() {
+        let run = |c: &str| Command::new("/bin/sh").arg("-c").arg(lingering(c)).status().unwrap().code();
+        assert_eq!(run("true"), Some(0));
+        assert_eq!(run("false"), Some(1));
+        assert_eq!(run("echo a\n(exit 7)"), Some(7));
+        assert_eq!(run("exit 3"), Some(3), "an explicit exit ends it at once");
     }
-    // SAFETY: fresh fds, owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

@@ -197,6 +197,21 @@ fn dropped_files_are_file_objects_in_artifacts_dropped() {
 }
 
 #[test]
+fn dropped_path_ids_marks_dropped_paths_as_ids_and_the_export_takes_them() {
+    let cfg = ReportingMisp { dropped_path_ids: true, ..config() };
+    let b = built(&report(), &cfg);
+    let path = b.event.objects[0].attributes.iter().find(|a| a.object_relation == Some("path")).unwrap();
+    assert_eq!((path.kind, path.value.as_str(), path.to_ids, path.category), ("text", "/tmp/stage2", true, "Other"));
+    // the export (IDS only) turns it into a path IoC, by its relation
+    let sel = ioclab_intel::export::iocs::Select { to_ids_only: true, shared_only: false };
+    let lines = ioclab_intel::export::iocs::from_event(&b.event.body(), "lab", sel);
+    assert!(lines.iter().any(|l| l.kind == "path" && l.value == "/tmp/stage2"), "{lines:?}");
+    // off by default: no path IoC
+    let lines = ioclab_intel::export::iocs::from_event(&built(&report(), &config()).event.body(), "lab", sel);
+    assert!(!lines.iter().any(|l| l.kind == "path"), "{lines:?}");
+}
+
+#[test]
 fn filters_can_be_turned_off() {
     let cfg = ReportingMisp { warninglists: false, safelist: false, ioc_blacklist: List::default(), ..config() };
     let b = built(&report(), &cfg);
@@ -214,13 +229,14 @@ fn filters_can_be_turned_off() {
 fn allowed_values_pass_the_safelist_and_warninglists_but_not_the_blacklist() {
     let mut r = report();
     r.network.domains.push(DomainIp { domain: "c2.lab.example".into(), ip: "127.0.55.4".into() });
-    r.network.hosts.push(NetHost { ip: "127.0.55.4".into(), hostname: None });
+    r.network.hosts.push(NetHost { ip: "127.0.55.5".into(), hostname: None });
     let without = built(&r, &config());
-    assert!(matches!(left(&without, "127.0.55.4").unwrap().reason, Reason::Safelist(_)));
-    let allow = List(vec!["127.0.55.4".into(), "8.8.8.8".into(), "blocked.example.net".into()]);
+    assert!(matches!(left(&without, "127.0.55.5").unwrap().reason, Reason::Safelist(_)));
+    assert!(matches!(left(&without, "127.0.55.4").unwrap().reason, Reason::Safelist(_)), "{:?}", without.left_out);
+    let allow = List(vec!["127.0.55.4".into(), "127.0.55.5".into(), "8.8.8.8".into(), "blocked.example.net".into()]);
     let b = built(&r, &ReportingMisp { allow, ..config() });
     let got = pairs(&b.event);
-    assert!(got.contains(&("ip-dst", "127.0.55.4".into())), "a lab's loopback C2 is kept: {got:?}");
+    assert!(got.contains(&("ip-dst", "127.0.55.5".into())), "a lab's loopback C2 is kept: {got:?}");
     assert!(got.contains(&("domain|ip", "c2.lab.example|127.0.55.4".into())), "{got:?}");
     assert!(got.contains(&("ip-dst", "8.8.8.8".into())), "allowed past the warninglists too: {got:?}");
     assert_eq!(left(&b, "blocked.example.net").unwrap().reason, Reason::Blacklist);
