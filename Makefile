@@ -1,6 +1,6 @@
 # The two commands of README.md: `make run` and `make test` (as root).
 CARGO ?= cargo
-# Arguments for the agent started by `make run`, e.g. make run ARGS="-i iocs.json"
+# Arguments for `ioclab serve` started by `make run`, e.g. make run ARGS="--listen 0.0.0.0:8000"
 ARGS ?=
 
 .PHONY: setup build run test bench fmt clean
@@ -11,9 +11,9 @@ setup:
 build: setup
 	$(CARGO) build --release --locked
 
-## Build, then start the appliance on its defaults (now: the agent, in the foreground).
+## Build, then start the appliance (agent, sandbox, MISP, lab, web UI); it prints where to point the browser.
 run: build
-	./target/release/ioclab agent $(ARGS)
+	./target/release/ioclab serve $(ARGS)
 
 ## Every test: unit, property, and the live eBPF tests (they fail, not skip, under CI=true).
 test: setup

@@ -21,6 +21,8 @@ Examples:
                                              IoCs from MISP to the agent (misp-to-kunai's options)
   sudo ioclab sandbox run ./dropper.sh       detonate a sample, isolated; Cuckoo-shaped report
   sudo ioclab sandbox serve                  Cuckoo 2.0-compatible sandbox API on :8090
+  sudo ioclab serve                          the appliance: web UI on http://127.0.0.1:8000
+  ioclab users add-class --count 20          trainee accounts, a sheet of passwords
 
 Logs go to stderr; set IOCLAB_LOG=debug for more.")]
 struct Cli {
@@ -75,6 +77,17 @@ enum Command {
     /// scenario files, `ioclab lab shell` opens a shell inside the lab
     /// network (the sandbox's fake internet: nothing leaves the machine).
     Lab(commands::lab::LabArgs),
+    /// The appliance: agent, sandbox, MISP, lab engine and web UI in one process (`make run`).
+    ///
+    /// Prints the URLs to point a browser, PyMISP and Cuckoo clients at, the
+    /// API keys, and the instructor's password on the first start. Without
+    /// root or eBPF it serves in replay mode (recorded runs), and says so.
+    Serve(commands::serve::ServeArgs),
+    /// The appliance's accounts: instructors and trainees (`<data>/web.db`).
+    ///
+    /// `add`, `add-class --count 20` (prints a sheet of logins and passwords),
+    /// `list`, `reset-password`, `token` (an API token for /api/), `remove`.
+    Users(commands::users::UsersArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +103,8 @@ fn main() -> ExitCode {
         Command::Misp(args) => commands::misp::run(args),
         Command::Sandbox(args) => commands::sandbox::run(args),
         Command::Lab(args) => commands::lab::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Users(args) => commands::users::run(args),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,8 @@ pub mod lab_run;
 pub mod misp;
 pub mod replay;
 pub mod sandbox;
+pub mod serve;
+pub mod users;
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};

@@ -4,6 +4,7 @@
 //! (adds events), `publisher` for the instructor (publishes them).
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,12 +85,22 @@ impl EmbeddedMisp {
     /// Opens the store at `db`, makes sure the keys in `keys_file` work
     /// (new ones when missing or unknown to the store) and serves the API on `rt`.
     pub fn start(rt: &Runtime, db: &Path, keys_file: &Path) -> Result<EmbeddedMisp, EngineError> {
+        Self::start_on(rt, db, keys_file, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The same, serving on `listen` (`ioclab serve` prints a fixed address for PyMISP).
+    pub fn start_on(
+        rt: &Runtime,
+        db: &Path,
+        keys_file: &Path,
+        listen: SocketAddr,
+    ) -> Result<EmbeddedMisp, EngineError> {
         rt.block_on(async {
             let store = Store::open(db).await.map_err(|e| EngineError::Setup(format!("{}: {e}", db.display())))?;
             let keys = ensure_keys(&store, keys_file).await?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            let listener = tokio::net::TcpListener::bind(listen)
                 .await
-                .map_err(|e| EngineError::Setup(format!("listening on 127.0.0.1 for the embedded MISP: {e}")))?;
+                .map_err(|e| EngineError::Setup(format!("listening on {listen} for the embedded MISP: {e}")))?;
             let addr = listener.local_addr().map_err(|e| EngineError::Setup(e.to_string()))?;
             let state = AppState { store: store.clone(), warninglists: Arc::new(Warninglists::shipped()) };
             let (stop, stopped) = oneshot::channel::<()>();

@@ -124,6 +124,19 @@ struct LabInner {
     rt: tokio::runtime::Runtime,
 }
 
+/// The lab's sandbox, shared with the Cuckoo API's queue.
+struct LabDetonator(Arc<LabInner>);
+
+impl ioclab_sandbox::detonation::Detonator for LabDetonator {
+    fn detonate(
+        &self,
+        job: &ioclab_sandbox::detonation::Job,
+        task_dir: &Path,
+    ) -> Result<ioclab_sandbox::detonation::Detonation, ioclab_sandbox::detonation::DetonateError> {
+        ioclab_sandbox::detonation::Detonator::detonate(&self.0.sandbox, job, task_dir)
+    }
+}
+
 /// The live lab: agent, sandbox, MISP and task store, started once.
 pub struct Lab {
     inner: Arc<LabInner>,
@@ -138,6 +151,12 @@ impl std::fmt::Debug for Lab {
 impl Lab {
     /// Starts the lab on `config.data` (one lab per data directory).
     pub fn open(config: LabConfig) -> Result<Lab, EngineError> {
+        Self::open_with_misp(config, None)
+    }
+
+    /// The same, serving the embedded MISP on `misp_listen` (`None`: an
+    /// ephemeral loopback port, as `lab run` does; `ioclab serve` gives a fixed one).
+    pub fn open_with_misp(config: LabConfig, misp_listen: Option<std::net::SocketAddr>) -> Result<Lab, EngineError> {
         // SAFETY: no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(EngineError::Unsupported(
@@ -159,7 +178,10 @@ impl Lab {
             ..SandboxConfig::default()
         })
         .map_err(|e| EngineError::Unsupported(format!("the sandbox cannot detonate here: {e}")))?;
-        let misp = EmbeddedMisp::start(&rt, &data.misp_db(), &data.misp_keys())?;
+        let misp = match misp_listen {
+            Some(addr) => EmbeddedMisp::start_on(&rt, &data.misp_db(), &data.misp_keys(), addr)?,
+            None => EmbeddedMisp::start(&rt, &data.misp_db(), &data.misp_keys())?,
+        };
         let db = data.sandbox_db();
         let tasks = rt
             .block_on(TaskDb::open(&db))
@@ -193,6 +215,27 @@ impl Lab {
     /// The lab's MISP keys (`user`: the sandbox's, `publisher`: the instructor's).
     pub fn misp_keys(&self) -> &misp::LabKeys {
         &self.inner.misp.keys
+    }
+
+    /// The sandbox (shared with the runs: one set of eBPF programs).
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.inner.sandbox
+    }
+
+    /// The lab's sandbox as a detonator the Cuckoo API's queue can own
+    /// (it keeps the lab's parts alive while the queue runs).
+    pub fn detonator(&self) -> std::sync::Arc<dyn ioclab_sandbox::detonation::Detonator> {
+        std::sync::Arc::new(LabDetonator(self.inner.clone()))
+    }
+
+    /// The sandbox's task store (the Cuckoo API serves it).
+    pub fn tasks(&self) -> &TaskDb {
+        &self.inner.tasks
+    }
+
+    /// The lab's async runtime (where its MISP API and task store live).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.inner.rt
     }
 
     /// The endpoint events the lab kept from feed position `seq` on (see [`Lab::feed_position`]).

@@ -1,0 +1,279 @@
+//! The JSON API under `/api/`: what the pages show, for scripts and for
+//! the pages' live parts. Same role checks as the pages; 401 without a
+//! session or `Authorization: Bearer` token. POSTs from a session must
+//! carry the session's CSRF token in `X-CSRF-Token` (`GET /api/me` gives it).
+
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tower_sessions::Session;
+
+use crate::auth::{Instructor, Trainee};
+use crate::csrf;
+use crate::pages::{cards, status_of};
+use crate::runs::{Engine, RunError, RunSummary};
+use crate::state::AppState;
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+fn run_error(e: RunError) -> Response {
+    error(status_of(&e), e)
+}
+
+/// GET /api/me: who is calling, and the session's CSRF token for POSTs.
+pub async fn me(who: Trainee, session: Session) -> Json<Value> {
+    let token = if who.by_token { None } else { Some(csrf::token(&session).await) };
+    Json(json!({"user": who.user, "csrf": token}))
+}
+
+/// GET /api/scenarios: the catalogue.
+pub async fn scenarios(State(state): State<AppState>, _who: Trainee) -> Json<Value> {
+    Json(json!({"scenarios": cards(&state), "mode": mode(&state)}))
+}
+
+fn mode(state: &AppState) -> &'static str {
+    match state.runs().engine() {
+        Engine::Live(_) => "live",
+        Engine::Replay { .. } => "replay",
+    }
+}
+
+/// GET /api/runs: the caller's runs (every run for an instructor).
+pub async fn runs(State(state): State<AppState>, who: Trainee) -> Response {
+    let owner = (!who.is_instructor()).then_some(&who.user.name);
+    match state.runs().list(owner).await {
+        Ok(runs) => Json(json!({"runs": runs})).into_response(),
+        Err(e) => run_error(e),
+    }
+}
+
+/// POST /api/runs's body.
+#[derive(Debug, Deserialize)]
+pub struct StartRun {
+    /// The scenario's id.
+    pub scenario: String,
+}
+
+/// POST /api/runs: starts a scenario for the caller (trainees run for themselves; instructors too).
+pub async fn start_run(State(state): State<AppState>, who: Trainee, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if let Err(resp) = session_post_ok(&state, &who, &mut parts).await {
+        return resp;
+    }
+    let req = Request::from_parts(parts, body);
+    let Json(start) = match <Json<StartRun> as axum::extract::FromRequest<AppState>>::from_request(req, &state).await {
+        Ok(j) => j,
+        Err(e) => return e.into_response(),
+    };
+    match state.runs().start(&start.scenario, &who.user.name).await {
+        Ok(run) => (StatusCode::CREATED, Json(json!({"run": run}))).into_response(),
+        Err(e) => run_error(e),
+    }
+}
+
+/// Checks the CSRF header of a session-authenticated POST (a token needs none).
+async fn session_post_ok(
+    state: &AppState,
+    who: &Trainee,
+    parts: &mut axum::http::request::Parts,
+) -> Result<(), Response> {
+    if who.by_token {
+        return Ok(());
+    }
+    let Ok(session) = Session::from_request_parts(parts, state).await else {
+        return Err(error(StatusCode::UNAUTHORIZED, "no session"));
+    };
+    csrf::check_header(parts, &session).await.map_err(IntoResponse::into_response)
+}
+
+/// POST /api/runs/{id}/publish: the instructor publishes the run's MISP event
+/// when the run waits for it (409 when the run is not live and waiting).
+pub async fn publish(State(state): State<AppState>, Instructor(who): Instructor, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    if let Err(resp) = session_post_ok(&state, &who, &mut parts).await {
+        return resp;
+    }
+    let Ok(Path(id)) = Path::<String>::from_request_parts(&mut parts, &state).await else {
+        return error(StatusCode::BAD_REQUEST, "no run id");
+    };
+    if let Err(resp) = visible_run(&state, &who, &id).await {
+        return resp;
+    }
+    if state.runs().publish(&id) {
+        Json(json!({"published": id})).into_response()
+    } else {
+        error(StatusCode::CONFLICT, format!("run {id} is not a live run going on: nothing to publish"))
+    }
+}
+
+/// The run `id` when the caller may see it.
+async fn visible_run(state: &AppState, who: &Trainee, id: &str) -> Result<RunSummary, Response> {
+    match state.runs().summary(id).await {
+        Ok(Some(run)) if who.may_see(&run.owner) => Ok(run),
+        Ok(Some(_)) => Err(error(StatusCode::FORBIDDEN, "this run is another trainee's")),
+        Ok(None) => Err(run_error(RunError::UnknownRun(id.to_string()))),
+        Err(e) => Err(run_error(e)),
+    }
+}
+
+/// GET /api/runs/{id}: the run, its events so far and its artifacts.
+pub async fn run(State(state): State<AppState>, who: Trainee, Path(id): Path<String>) -> Response {
+    let run = match visible_run(&state, &who, &id).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match state.runs().events(&id) {
+        Ok(events) => {
+            Json(json!({"run": run, "events": events, "artifacts": state.runs().artifacts(&id)})).into_response()
+        }
+        Err(e) => run_error(e),
+    }
+}
+
+/// GET /api/runs/{id}/events: the run's events as server-sent events (`event: run`,
+/// data: one RunEvent as JSON), the past ones first; the stream ends after `finished`.
+pub async fn run_events(State(state): State<AppState>, who: Trainee, Path(id): Path<String>) -> Response {
+    if let Err(resp) = visible_run(&state, &who, &id).await {
+        return resp;
+    }
+    let (past, rx) = match state.runs().live_log(&id) {
+        Some(log) => {
+            let (past, rx) = log.watch();
+            (past, Some(rx))
+        }
+        None => match state.runs().events(&id) {
+            Ok(past) => (past, None),
+            Err(e) => return run_error(e),
+        },
+    };
+    let done = past.iter().any(|e| matches!(e.kind, ioclab_lab::run::RunEventKind::Finished { .. }));
+    let to_sse = |e: &ioclab_lab::run::RunEvent| {
+        Event::default().event("run").json_data(e).unwrap_or_else(|_| Event::default().comment("unserialisable"))
+    };
+    let past_stream = stream::iter(past.iter().map(to_sse).collect::<Vec<_>>());
+    let live: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>> = match rx {
+        Some(rx) if !done => Box::pin(
+            BroadcastStream::new(rx)
+                .map(move |r| match r {
+                    Ok(e) => (matches!(e.kind, ioclab_lab::run::RunEventKind::Finished { .. }), to_sse(&e)),
+                    // a slow client missed some: it re-reads /api/runs/{id}
+                    Err(BroadcastStreamRecvError::Lagged(n)) => {
+                        (false, Event::default().event("lagged").data(n.to_string()))
+                    }
+                })
+                .scan(false, |ended, (last, ev)| {
+                    if *ended {
+                        return futures_util::future::ready(None);
+                    }
+                    *ended = last;
+                    futures_util::future::ready(Some(ev))
+                }),
+        ),
+        _ => Box::pin(stream::empty()),
+    };
+    let all = past_stream.chain(live).map(Ok::<_, Infallible>);
+    Sse::new(all).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// GET /api/events's filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventFilter {
+    /// Only this event name (`dns_query`, `execve`...).
+    pub name: Option<String>,
+    /// Only processes whose name contains this.
+    pub process: Option<String>,
+    /// Only events with a `detection` section.
+    #[serde(default)]
+    pub detections: bool,
+    /// Only this run's endpoint events.
+    pub run: Option<String>,
+    /// At most this many, the newest (default 500, at most 5000).
+    pub limit: Option<usize>,
+}
+
+impl EventFilter {
+    fn keeps(&self, e: &Value) -> bool {
+        let name = e.pointer("/info/event/name").and_then(Value::as_str).unwrap_or("");
+        let process = e.pointer("/info/task/name").and_then(Value::as_str).unwrap_or("");
+        self.name.as_deref().is_none_or(|n| n == name)
+            && self.process.as_deref().is_none_or(|p| process.contains(p))
+            && (!self.detections || e.get("detection").is_some())
+    }
+}
+
+/// GET /api/events: endpoint events, from the caller's runs (every run for
+/// an instructor), filtered: `?name=dns_query&process=curl&detections=true&run=ID&limit=100`.
+pub async fn events(State(state): State<AppState>, who: Trainee, Query(f): Query<EventFilter>) -> Response {
+    let limit = f.limit.unwrap_or(500).min(5000);
+    let owner = (!who.is_instructor()).then_some(&who.user.name);
+    let runs = match state.runs().list(owner).await {
+        Ok(r) => r,
+        Err(e) => return run_error(e),
+    };
+    let runs: Vec<RunSummary> = match &f.run {
+        Some(id) => match runs.into_iter().find(|r| &r.id == id) {
+            Some(r) => vec![r],
+            None => {
+                return visible_run(&state, &who, id)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "no such run"))
+            }
+        },
+        None => runs,
+    };
+    let mut out = Vec::new();
+    // newest runs first; each run's events in order, the newest kept
+    for r in &runs {
+        let evs = state.runs().endpoint_events(&r.id);
+        for e in evs.into_iter().rev().filter(|e| f.keeps(e)) {
+            if out.len() >= limit {
+                break;
+            }
+            out.push(json!({"run": r.id, "event": e}));
+        }
+    }
+    Json(json!({"events": out})).into_response()
+}
+
+/// GET /api/scores: per user, their runs and which passed (the caller's own for a trainee).
+pub async fn scores(State(state): State<AppState>, who: Trainee) -> Response {
+    let owner = (!who.is_instructor()).then_some(&who.user.name);
+    let runs = match state.runs().list(owner).await {
+        Ok(r) => r,
+        Err(e) => return run_error(e),
+    };
+    let mut per_user: std::collections::BTreeMap<String, (usize, std::collections::BTreeSet<String>)> =
+        std::collections::BTreeMap::new();
+    for r in runs {
+        let entry = per_user.entry(r.owner.clone()).or_default();
+        entry.0 += 1;
+        if r.passed == Some(true) {
+            entry.1.insert(r.scenario.clone());
+        }
+    }
+    let scores: Vec<Value> = per_user
+        .into_iter()
+        .map(|(user, (runs, passed))| json!({"user": user, "runs": runs, "scenarios_passed": passed}))
+        .collect();
+    Json(json!({"scores": scores})).into_response()
+}
+
+/// GET /api/users: the accounts (instructors only).
+pub async fn users(State(state): State<AppState>, _who: Instructor) -> Response {
+    match state.users().list().await {
+        Ok(users) => Json(json!({"users": users})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}

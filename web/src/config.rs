@@ -1,0 +1,164 @@
+//! `appliance.toml`: the one configuration file of `ioclab serve`. Every
+//! key has a default; `ioclab serve config --dump` prints them all with
+//! their documentation ([`ApplianceConfig::dump`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The appliance's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApplianceConfig {
+    /// Where the web UI listens.
+    pub listen: SocketAddr,
+    /// Where the embedded MISP's REST API listens (PyMISP, misp-to-kunai, misp-modules).
+    pub misp_listen: SocketAddr,
+    /// Where the sandbox's Cuckoo 2.0 REST API listens.
+    pub sandbox_listen: SocketAddr,
+    /// The lab's data directory (MISP store, sandbox, runs, web.db).
+    pub data: PathBuf,
+    /// The scenario catalogue's folder.
+    pub scenarios: PathBuf,
+    /// Minutes without a request after which a session ends.
+    pub session_idle_minutes: i64,
+    /// Failed logins allowed per account within `login_window_minutes`.
+    pub login_failures_per_account: usize,
+    /// Failed logins allowed per client address within `login_window_minutes`.
+    pub login_failures_per_address: usize,
+    /// The window of the login limits, in minutes.
+    pub login_window_minutes: u64,
+    /// Replay speed in replay mode (1: as recorded, 4: four times faster).
+    pub replay_speed: f64,
+}
+
+impl Default for ApplianceConfig {
+    fn default() -> ApplianceConfig {
+        ApplianceConfig {
+            listen: "127.0.0.1:8000".parse().expect("literal address"),
+            misp_listen: "127.0.0.1:8001".parse().expect("literal address"),
+            sandbox_listen: "127.0.0.1:8090".parse().expect("literal address"),
+            data: PathBuf::from(ioclab_lab::data_dir::DEFAULT_DATA_DIR),
+            scenarios: PathBuf::from("lab-scenarios"),
+            session_idle_minutes: 8 * 60,
+            login_failures_per_account: 5,
+            login_failures_per_address: 30,
+            login_window_minutes: 10,
+            replay_speed: 1.0,
+        }
+    }
+}
+
+/// Why the configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not valid TOML for these keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why (line, column, key).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {key}: {message}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// One key of the dump: its name, documentation and default (TOML).
+const DOCS: &[(&str, &str)] = &[
+    ("listen", "Where the web UI listens (loopback by default; 0.0.0.0:8000 for a VM whose browser is on the host)."),
+    ("misp_listen", "Where the embedded MISP's REST API listens (PyMISP, misp-to-kunai, misp-modules use it)."),
+    (
+        "sandbox_listen",
+        "Where the sandbox's Cuckoo 2.0 REST API listens (no path prefix: Cuckoo clients need the root).",
+    ),
+    (
+        "data",
+        "The lab's data directory: MISP store and keys, sandbox, agent IoC file, runs, web.db (accounts, sessions).",
+    ),
+    ("scenarios", "The scenario catalogue's folder."),
+    ("session_idle_minutes", "Minutes without a request after which a session ends."),
+    ("login_failures_per_account", "Failed logins allowed per account within login_window_minutes."),
+    ("login_failures_per_address", "Failed logins allowed per client address within login_window_minutes."),
+    ("login_window_minutes", "The window of the login limits, in minutes."),
+    ("replay_speed", "Replay speed in replay mode (1: as recorded, 4: four times faster)."),
+];
+
+impl ApplianceConfig {
+    /// Reads `path`; missing keys keep their defaults.
+    pub fn read(path: &Path) -> Result<ApplianceConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text` (read from `path`, for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<ApplianceConfig, ConfigError> {
+        let c: ApplianceConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let bad = |key, message: &str| ConfigError::Value { path: path.into(), key, message: message.into() };
+        if c.session_idle_minutes < 1 {
+            return Err(bad("session_idle_minutes", "must be at least 1"));
+        }
+        if c.login_failures_per_account == 0 || c.login_failures_per_address == 0 {
+            return Err(bad("login_failures_per_account", "login limits must be at least 1"));
+        }
+        if !(c.replay_speed.is_finite() && c.replay_speed > 0.0) {
+            return Err(bad("replay_speed", "must be a number above 0"));
+        }
+        Ok(c)
+    }
+
+    /// Every key with its documentation and its default, as a commented TOML file.
+    pub fn dump() -> String {
+        let defaults = toml::Value::try_from(ApplianceConfig::default()).expect("the defaults serialise");
+        let table = defaults.as_table().expect("a table");
+        let mut out = String::from("# ioclab serve --config appliance.toml: every key, with its default.\n");
+        for (key, doc) in DOCS {
+            let value = table.get(*key).map(|v| v.to_string()).unwrap_or_default();
+            out.push_str(&format!("\n# {doc}\n{key} = {value}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dump_documents_every_key_and_reads_back_as_the_defaults() {
+        let dump = ApplianceConfig::dump();
+        let keys = toml::Value::try_from(ApplianceConfig::default()).unwrap();
+        for key in keys.as_table().unwrap().keys() {
+            assert!(DOCS.iter().any(|(k, _)| k == key), "key {key} has no documentation");
+        }
+        assert_eq!(ApplianceConfig::parse(&dump, Path::new("dump")).unwrap(), ApplianceConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let e = ApplianceConfig::parse("listen = 5\n", Path::new("a.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("a.toml:") && e.contains("listen"), "{e}");
+        let e = ApplianceConfig::parse("nope = 1\n", Path::new("a.toml")).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = ApplianceConfig::parse("replay_speed = 0.0\n", Path::new("a.toml")).unwrap_err().to_string();
+        assert!(e.contains("replay_speed"), "{e}");
+    }
+}

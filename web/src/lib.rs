@@ -1,0 +1,82 @@
+//! ioclab's appliance web UI and JSON API (`ioclab serve`): accounts and
+//! sessions, the scenario catalogue, runs and their events, on top of the
+//! lab engine (`ioclab_lab`), which does the work; the handlers only check
+//! who asks and render.
+//!
+//! Layout: [`router`] wires the routes; [`state::AppState`] is what they
+//! share; [`auth`] holds the role extractors, [`csrf`] the form check,
+//! [`limit`] the login rate limit, [`users`] the accounts, [`runs`] the
+//! runs, [`pages`] the HTML pages, [`api`] the JSON API, [`assets`] the
+//! embedded static files. Templates are in the repository's `templates/`.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod config;
+pub mod csrf;
+pub mod limit;
+pub mod pages;
+pub mod password;
+pub mod runs;
+pub mod state;
+pub mod users;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tower_sessions::cookie::time::Duration;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+
+use crate::state::AppState;
+
+/// The appliance's accounts and sessions: `<data>/web.db`.
+pub fn web_db(data: &ioclab_lab::data_dir::DataDir) -> std::path::PathBuf {
+    data.root().join("web.db")
+}
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "ioclab_session";
+
+/// The sessions, in SQLite beside the accounts: `HttpOnly`, `SameSite=Strict`,
+/// expiring after `idle_minutes` without a request.
+pub async fn session_layer(
+    state: &AppState,
+    idle_minutes: i64,
+) -> Result<SessionManagerLayer<SqliteStore>, sqlx::Error> {
+    let store = SqliteStore::new(state.users().pool().clone());
+    store.migrate().await?;
+    Ok(SessionManagerLayer::new(store)
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        // plain HTTP on a lab VM: a Secure cookie would never come back
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(Duration::minutes(idle_minutes))))
+}
+
+/// Every route of the appliance's web UI and API.
+pub fn router(state: AppState, sessions: SessionManagerLayer<SqliteStore>) -> Router {
+    let api = Router::new()
+        .route("/me", get(api::me))
+        .route("/scenarios", get(api::scenarios))
+        .route("/runs", get(api::runs).post(api::start_run))
+        .route("/runs/{id}", get(api::run))
+        .route("/runs/{id}/events", get(api::run_events))
+        .route("/runs/{id}/publish", post(api::publish))
+        .route("/events", get(api::events))
+        .route("/scores", get(api::scores))
+        .route("/users", get(api::users));
+    Router::new()
+        .route("/", get(pages::catalogue))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/runs", get(pages::runs).post(pages::start_run))
+        .route("/runs/{id}", get(pages::run_page))
+        .route("/static/{*path}", get(assets::asset))
+        .nest("/api", api)
+        .layer(sessions)
+        .with_state(state)
+}

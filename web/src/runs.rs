@@ -1,0 +1,359 @@
+//! The appliance's runs: who started which run (in `web.db`, so a trainee
+//! sees their own runs only), the runs going on (their live [`RunLog`]),
+//! and finished runs read back from their folders.
+//!
+//! Starting a run goes to the lab engine: [`Lab::start_run`] when the lab
+//! is live, the scenario's recorded replay otherwise. The web only keeps
+//! the handle and renders the events.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ioclab_lab::data_dir::DataDir;
+use ioclab_lab::engine::{Lab, RunControl, RunHandle, RunOptions};
+use ioclab_lab::record::replay_dir;
+use ioclab_lab::replay::{replay, ReplayRun, Speed};
+use ioclab_lab::run::{Manifest, RunEvent, RunFolder, RunId, RunLog};
+use ioclab_lab::scenario::{load, Loaded};
+use serde::Serialize;
+use sqlx::sqlite::SqlitePool;
+use sqlx::Row;
+
+use crate::users::UserName;
+
+/// How the appliance runs scenarios.
+#[derive(Clone)]
+pub enum Engine {
+    /// The live lab: agent, sandbox, MISP, for real.
+    Live(Arc<Lab>),
+    /// No root or eBPF here: runs play the scenarios' recorded replays.
+    Replay {
+        /// Why not live, shown on every page.
+        reason: String,
+    },
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Engine::Live(_) => f.write_str("Live"),
+            Engine::Replay { reason } => f.debug_struct("Replay").field("reason", reason).finish(),
+        }
+    }
+}
+
+/// Why a run could not be started or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No such scenario in the catalogue.
+    #[error("no scenario {0} in the catalogue")]
+    UnknownScenario(String),
+    /// No such run.
+    #[error("no run {0}")]
+    UnknownRun(String),
+    /// The scenario cannot be played here.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The engine refused.
+    #[error("{0}")]
+    Engine(String),
+    /// The run store failed.
+    #[error("the run store: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// A run and who started it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The run's id.
+    pub id: String,
+    /// The scenario.
+    pub scenario: String,
+    /// Who started it.
+    pub owner: String,
+    /// Live or replay.
+    pub mode: String,
+    /// Start, epoch seconds.
+    pub started: f64,
+    /// Whether it is still going on.
+    pub running: bool,
+    /// Whether it passed (`None` until it ends).
+    pub passed: Option<bool>,
+}
+
+/// A run going on.
+enum Active {
+    Live { log: RunLog, control: RunControl, handle: RunHandle },
+    Replay { log: RunLog, run: ReplayRun },
+}
+
+impl Active {
+    fn log(&self) -> &RunLog {
+        match self {
+            Active::Live { log, .. } | Active::Replay { log, .. } => log,
+        }
+    }
+
+    fn stop(&self) {
+        match self {
+            Active::Live { control, .. } => control.cancel(),
+            Active::Replay { run, .. } => run.stop(),
+        }
+    }
+}
+
+/// The runs of the appliance.
+#[derive(Clone)]
+pub struct Runs {
+    pool: SqlitePool,
+    data: DataDir,
+    scenarios: PathBuf,
+    engine: Engine,
+    replay_speed: Speed,
+    active: Arc<Mutex<HashMap<String, Active>>>,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    scenario TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    started REAL NOT NULL
+)";
+
+impl Runs {
+    /// The runs kept in `pool` (web.db) and `data`'s run folders, scenarios from `scenarios`.
+    pub async fn open(pool: SqlitePool, data: DataDir, scenarios: PathBuf, engine: Engine) -> Result<Runs, RunError> {
+        sqlx::query(SCHEMA).execute(&pool).await?;
+        Ok(Runs { pool, data, scenarios, engine, replay_speed: Speed::Times(1.0), active: Arc::default() })
+    }
+
+    /// Plays replays at `speed` (tests: [`Speed::Instant`]).
+    pub fn with_replay_speed(mut self, speed: Speed) -> Runs {
+        self.replay_speed = speed;
+        self
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The scenario folder.
+    pub fn scenario_dir(&self) -> &Path {
+        &self.scenarios
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// Every valid scenario of the catalogue, by id (invalid ones are logged and left out).
+    pub fn catalogue(&self) -> Vec<Loaded> {
+        let paths = match load::find(&self.scenarios) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("the scenario folder {}: {e}", self.scenarios.display());
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<Loaded> = paths
+            .iter()
+            .filter_map(|p| match load::load(p) {
+                Ok(l) => Some(l),
+                Err(d) => {
+                    tracing::warn!("{}: invalid scenario ({} errors), left out of the catalogue", p.display(), d.len());
+                    None
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.scenario.id.as_str().cmp(b.scenario.id.as_str()));
+        out
+    }
+
+    /// The scenario `id` of the catalogue.
+    pub fn scenario(&self, id: &str) -> Result<Loaded, RunError> {
+        self.catalogue()
+            .into_iter()
+            .find(|l| l.scenario.id.as_str() == id)
+            .ok_or_else(|| RunError::UnknownScenario(id.to_string()))
+    }
+
+    /// Starts scenario `id` for `owner`: live when the lab is, its replay otherwise.
+    pub async fn start(&self, id: &str, owner: &UserName) -> Result<RunSummary, RunError> {
+        let loaded = self.scenario(id)?;
+        let engine = self.engine.clone();
+        let runs_dir = self.data.runs();
+        let speed = self.replay_speed;
+        // the engine blocks (threads, its own runtime): not on the async workers
+        let (run_id, active) = tokio::task::spawn_blocking(move || start_blocking(&engine, &loaded, &runs_dir, speed))
+            .await
+            .map_err(|e| RunError::Engine(format!("starting the run: {e}")))??;
+        let started = run_started(&self.data, &run_id);
+        sqlx::query("INSERT INTO runs (id, scenario, owner, started) VALUES (?, ?, ?, ?)")
+            .bind(&run_id)
+            .bind(id)
+            .bind(owner.as_str())
+            .bind(started)
+            .execute(&self.pool)
+            .await?;
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id.clone(), active);
+        self.summary(&run_id).await?.ok_or(RunError::UnknownRun(run_id))
+    }
+
+    /// Runs of `owner` (every run for `None`), newest first.
+    pub async fn list(&self, owner: Option<&UserName>) -> Result<Vec<RunSummary>, RunError> {
+        let rows = match owner {
+            Some(o) => {
+                sqlx::query("SELECT id, scenario, owner, started FROM runs WHERE owner = ? ORDER BY started DESC")
+                    .bind(o.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT id, scenario, owner, started FROM runs ORDER BY started DESC")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(|r| self.summarise(r)).collect())
+    }
+
+    /// One run.
+    pub async fn summary(&self, id: &str) -> Result<Option<RunSummary>, RunError> {
+        let row = sqlx::query("SELECT id, scenario, owner, started FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| self.summarise(&r)))
+    }
+
+    fn summarise(&self, r: &sqlx::sqlite::SqliteRow) -> RunSummary {
+        let id: String = r.get("id");
+        let manifest = self.manifest(&id);
+        RunSummary {
+            running: self.live_log(&id).is_some_and(|l| !l.finished()),
+            passed: manifest.as_ref().and_then(|m| m.passed),
+            mode: manifest.as_ref().map(|m| format!("{:?}", m.mode).to_lowercase()).unwrap_or_else(|| "unknown".into()),
+            scenario: r.get("scenario"),
+            owner: r.get("owner"),
+            started: r.get("started"),
+            id,
+        }
+    }
+
+    fn folder(&self, id: &str) -> Option<RunFolder> {
+        let id = RunId::parse(id)?;
+        Some(RunFolder::open(self.data.runs().join(id.as_str())))
+    }
+
+    fn manifest(&self, id: &str) -> Option<Manifest> {
+        self.folder(id)?.manifest().ok()
+    }
+
+    /// The log of a run going on (or ended since the appliance started).
+    pub fn live_log(&self, id: &str) -> Option<RunLog> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).get(id).map(|a| a.log().clone())
+    }
+
+    /// The events of run `id` so far (from its live log, or its folder's timeline).
+    pub fn events(&self, id: &str) -> Result<Vec<RunEvent>, RunError> {
+        if let Some(log) = self.live_log(id) {
+            return Ok(log.events());
+        }
+        let folder = self.folder(id).ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
+        folder.timeline().map_err(|e| RunError::Engine(e.to_string()))
+    }
+
+    /// The endpoint events run `id` kept (its folder's `events.jsonl`; none yet while it runs).
+    pub fn endpoint_events(&self, id: &str) -> Vec<serde_json::Value> {
+        self.folder(id).and_then(|f| f.events().ok()).unwrap_or_default()
+    }
+
+    /// The artifact files of run `id` (relative paths, sorted).
+    pub fn artifacts(&self, id: &str) -> Vec<String> {
+        let Some(folder) = self.folder(id) else { return Vec::new() };
+        let mut out = Vec::new();
+        list_files(folder.root(), folder.root(), &mut out);
+        out.sort();
+        out
+    }
+
+    /// The instructor's publish for run `id`, when it is live and going on (false otherwise).
+    pub fn publish(&self, id: &str) -> bool {
+        match self.active.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            Some(Active::Live { control, log, .. }) if !log.finished() => {
+                control.publish();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Stops every run going on (the appliance is stopping) and waits for replays to end.
+    pub fn stop_all(&self) {
+        let active: Vec<Active> =
+            self.active.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, a)| a).collect();
+        for a in &active {
+            a.stop();
+        }
+        for a in active {
+            match a {
+                Active::Replay { run, .. } => {
+                    let _ = run.wait();
+                }
+                Active::Live { handle, .. } => {
+                    handle.wait();
+                }
+            }
+        }
+    }
+}
+
+fn start_blocking(
+    engine: &Engine,
+    loaded: &Loaded,
+    runs_dir: &Path,
+    speed: Speed,
+) -> Result<(String, Active), RunError> {
+    match engine {
+        Engine::Live(lab) => {
+            let h = lab.start_run(loaded, RunOptions::default()).map_err(|e| RunError::Engine(e.to_string()))?;
+            let id = h.id.as_str().to_string();
+            Ok((id, Active::Live { log: h.log.clone(), control: h.control.clone(), handle: h }))
+        }
+        Engine::Replay { .. } => {
+            let recording = replay_dir(loaded);
+            if !recording.exists() {
+                return Err(RunError::Unavailable(format!(
+                    "scenario {} has no recorded replay, and this appliance runs in replay mode",
+                    loaded.scenario.id
+                )));
+            }
+            let r = replay(loaded, &recording, speed, runs_dir).map_err(|e| RunError::Engine(e.to_string()))?;
+            let id = r.id.as_str().to_string();
+            Ok((id, Active::Replay { log: r.log.clone(), run: r }))
+        }
+    }
+}
+
+fn run_started(data: &DataDir, id: &str) -> f64 {
+    RunFolder::open(data.runs().join(id)).manifest().map(|m| m.started).unwrap_or(0.0)
+}
+
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => list_files(root, &p, out),
+            Ok(t) if t.is_file() => {
+                if let Ok(rel) = p.strip_prefix(root) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+}

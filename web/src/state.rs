@@ -1,0 +1,65 @@
+//! What every handler shares: the accounts, the runs (and through them the
+//! lab engine), the login limiter and what the appliance prints on its pages.
+
+use std::sync::Arc;
+
+use crate::limit::LoginLimiter;
+use crate::runs::{Engine, Runs};
+use crate::users::UserDb;
+
+/// The handlers' state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    users: UserDb,
+    runs: Runs,
+    limiter: LoginLimiter,
+    links: Links,
+}
+
+/// The other services of the appliance, shown on the pages.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    /// The embedded MISP's URL.
+    pub misp: Option<String>,
+    /// The sandbox's Cuckoo API URL.
+    pub sandbox: Option<String>,
+}
+
+impl AppState {
+    /// The state over `users` and `runs`.
+    pub fn new(users: UserDb, runs: Runs, limiter: LoginLimiter, links: Links) -> AppState {
+        AppState { inner: Arc::new(Inner { users, runs, limiter, links }) }
+    }
+
+    /// The accounts.
+    pub fn users(&self) -> &UserDb {
+        &self.inner.users
+    }
+
+    /// The runs and the catalogue.
+    pub fn runs(&self) -> &Runs {
+        &self.inner.runs
+    }
+
+    /// The login limiter.
+    pub fn limiter(&self) -> &LoginLimiter {
+        &self.inner.limiter
+    }
+
+    /// The other services' URLs.
+    pub fn links(&self) -> &Links {
+        &self.inner.links
+    }
+
+    /// Why the appliance plays replays instead of live runs (the banner of every page), if it does.
+    pub fn replay_reason(&self) -> Option<&str> {
+        match self.inner.runs.engine() {
+            Engine::Live(_) => None,
+            Engine::Replay { reason } => Some(reason),
+        }
+    }
+}
