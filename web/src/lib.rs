@@ -21,6 +21,7 @@ pub mod limit;
 pub mod pages;
 pub mod password;
 pub mod pipeline;
+pub mod questions;
 pub mod run_pages;
 pub mod runs;
 pub mod state;
@@ -72,6 +73,7 @@ fn page_routes() -> Router<AppState> {
         .route("/runs/{id}/misp", get(run_pages::misp_page))
         .route("/runs/{id}/iocs", get(run_pages::iocs_page))
         .route("/runs/{id}/detection", get(run_pages::detection_page))
+        .route("/runs/{id}/questions", get(questions::questions_page).post(questions::question_post))
         .route("/endpoint", get(endpoint::stream_page))
         .route("/endpoint/{source}/{n}", get(endpoint::detail_page))
 }
