@@ -174,8 +174,9 @@ pub struct QuestionForm {
     action: String,
     #[serde(default)]
     answer: String,
+    /// The hint's index (text: the CSRF form reads fields as strings).
     #[serde(default)]
-    hint: usize,
+    hint: String,
 }
 
 /// POST /runs/{id}/questions: answer, take a hint or reveal a solution (the run's owner only).
@@ -218,9 +219,15 @@ pub async fn question_post(
             ),
             Err(e) => (e.to_string(), None),
         },
-        "hint" => match quiz.hint(&mut h, &form.question, form.hint) {
+        "hint" => match form
+            .hint
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| format!("hint {:?} is not a number", form.hint))
+            .and_then(|i| quiz.hint(&mut h, &form.question, i).map_err(|e| e.to_string()))
+        {
             Ok(s) => (format!("Hint taken (−{} points).", s.cost), None),
-            Err(e) => (e.to_string(), None),
+            Err(e) => (e, None),
         },
         "solution" => match quiz.reveal_solution(&mut h, &form.question) {
             Ok(s) => (format!("Solution revealed (−{} points).", s.penalty), Some(s.text)),
