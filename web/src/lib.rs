@@ -16,6 +16,7 @@ pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod csrf;
+pub mod dashboard;
 pub mod endpoint;
 pub mod limit;
 pub mod pages;
@@ -75,6 +76,9 @@ fn page_routes() -> Router<AppState> {
         .route("/runs/{id}/detection", get(run_pages::detection_page))
         .route("/runs/{id}/questions", get(questions::questions_page).post(questions::question_post))
         .route("/endpoint", get(endpoint::stream_page))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/dashboard.csv", get(dashboard::dashboard_csv))
+        .route("/dashboard/reset", post(dashboard::reset_scores))
         .route("/endpoint/{source}/{n}", get(endpoint::detail_page))
 }
 
