@@ -16,11 +16,15 @@ pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod csrf;
+pub mod endpoint;
 pub mod limit;
 pub mod pages;
 pub mod password;
+pub mod pipeline;
+pub mod run_pages;
 pub mod runs;
 pub mod state;
+pub mod svg;
 pub mod users;
 
 use axum::routing::{get, post};
@@ -57,6 +61,21 @@ pub async fn session_layer(
         .with_expiry(Expiry::OnInactivity(Duration::minutes(idle_minutes))))
 }
 
+/// The pages of the "pages" helper (run pipeline, artifacts, pictures): kept in one block.
+fn page_routes() -> Router<AppState> {
+    Router::new()
+        .route("/runs/{id}/pipeline", get(run_pages::pipeline_page))
+        .route("/runs/{id}/flow.svg", get(run_pages::flow_svg))
+        .route("/runs/{id}/report", get(run_pages::report_page))
+        .route("/runs/{id}/tree.svg", get(run_pages::tree_svg))
+        .route("/runs/{id}/contacts.svg", get(run_pages::contacts_svg))
+        .route("/runs/{id}/misp", get(run_pages::misp_page))
+        .route("/runs/{id}/iocs", get(run_pages::iocs_page))
+        .route("/runs/{id}/detection", get(run_pages::detection_page))
+        .route("/endpoint", get(endpoint::stream_page))
+        .route("/endpoint/{source}/{n}", get(endpoint::detail_page))
+}
+
 /// Every route of the appliance's web UI and API.
 pub fn router(state: AppState, sessions: SessionManagerLayer<SqliteStore>) -> Router {
     let api = Router::new()
@@ -75,6 +94,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<SqliteStore>) -> Ro
         .route("/runs", get(pages::runs).post(pages::start_run))
         .route("/runs/{id}", get(pages::run_page))
         .route("/static/{*path}", get(assets::asset))
+        .merge(page_routes())
         .nest("/api", api)
         .layer(sessions)
         .with_state(state)
