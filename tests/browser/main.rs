@@ -62,23 +62,56 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
             })
             .await?;
             *run_path_out.lock().unwrap() = url.clone();
-            // the run page lights up as the run goes; without live updates it is refreshed
-            let page = eventually(RUN_LIMIT, "the run to finish on its page", || {
+            // the pipeline lights up through SSE: the page is never reloaded (a mark set
+            // on its window survives) while its stages change
+            c.goto(&format!("{web}{url}/pipeline")).await.map_err(doing("the pipeline page"))?;
+            c.execute("window.ioclabTestMark = 1; return 1;", vec![]).await.map_err(doing("marking the page"))?;
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<(String, String)>>::new()));
+            let last = eventually(RUN_LIMIT, "every stage of the run to end on the pipeline page", || {
                 let c = c.clone();
+                let seen = seen.clone();
                 async move {
-                    let html = c.source().await.map_err(doing("the run page"))?;
-                    if html.contains("<td>finished</td>") {
-                        return Ok(Some(html));
+                    let states = stage_states(&c).await?;
+                    let mut seen = seen.lock().unwrap();
+                    if seen.last() != Some(&states) {
+                        seen.push(states.clone());
                     }
-                    // a page with a script updates itself (SSE); one without is refreshed
-                    if !html.contains("<script") {
-                        tokio::time::sleep(Duration::from_millis(800)).await;
-                        c.refresh().await.map_err(doing("refreshing the run page"))?;
-                    }
-                    Ok(None)
+                    let over = !states.is_empty()
+                        && states.iter().all(|(_, st)| ["passed", "failed", "skipped"].contains(&st.as_str()));
+                    Ok(over.then_some(states))
                 }
             })
             .await?;
+            let mark = c.execute("return window.ioclabTestMark || 0;", vec![]).await.map_err(doing("the mark"))?;
+            ensure(mark == serde_json::json!(1), || "the pipeline page was reloaded: no live update".into())?;
+            let seen = seen.lock().unwrap().clone();
+            ensure(seen.len() > 1 && seen[0] != last, || {
+                format!("the stages never changed on the open page (seen: {seen:?})")
+            })?;
+            for stage in STAGES {
+                ensure(last.iter().any(|(n, st)| n == stage && st == "passed"), || {
+                    format!("{stage} did not pass on the pipeline page: {last:?}")
+                })?;
+            }
+            // the README's picture of the run page
+            let png = c.screenshot().await.map_err(doing("the run page's screenshot"))?;
+            let dir = harness::artifacts_dir();
+            std::fs::create_dir_all(&dir).map_err(doing("the artifacts folder"))?;
+            std::fs::write(dir.join("run-page.png"), png).map_err(doing("keeping the screenshot"))?;
+            // the detection event, one click away, its detection section highlighted
+            c.find(Locator::LinkText("Detection"))
+                .await
+                .map_err(doing("the Detection link"))?
+                .click()
+                .await
+                .map_err(doing("opening the detection"))?;
+            let hl =
+                c.wait().for_element(Locator::Css("section.detection pre.hl")).await.map_err(doing("the detection"))?;
+            let text = hl.text().await.map_err(doing("the detection section"))?;
+            ensure(text.contains("why.kunai.rocks"), || format!("the highlighted detection names no IoC: {text}"))?;
+            // every event of the run on its events page
+            c.goto(&format!("{web}{url}")).await.map_err(doing("the run's events"))?;
+            let page = c.source().await.map_err(doing("the events page"))?;
             let rows = c.find_all(Locator::Css("table.events tbody tr")).await.map_err(doing("the event rows"))?;
             let mut table = Vec::new();
             for r in &rows {
@@ -91,22 +124,7 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
             }
             let failed = c.find_all(Locator::Css("table.events tr.failed")).await.map_err(doing("failed rows"))?;
             ensure(failed.is_empty(), || format!("failed rows on the run page:\n{}", table.join("\n")))?;
-            let detection = c
-                .find(Locator::Css("table.events tr.detection"))
-                .await
-                .map_err(doing("the detection row"))?
-                .text()
-                .await
-                .map_err(doing("the detection"))?;
-            ensure(detection.contains("dns_query") || detection.contains("why.kunai.rocks"), || {
-                format!("the detection row names no DNS query: {detection}")
-            })?;
             ensure(page.contains("passed"), || "the run did not pass".to_string())?;
-            // the README's picture of the run page
-            let png = c.screenshot().await.map_err(doing("the run page's screenshot"))?;
-            let dir = harness::artifacts_dir();
-            std::fs::create_dir_all(&dir).map_err(doing("the artifacts folder"))?;
-            std::fs::write(dir.join("run-page.png"), png).map_err(doing("keeping the screenshot"))?;
             let cookies = c.get_all_cookies().await.map_err(doing("the session cookie"))?;
             *cookie_out.lock().unwrap() =
                 cookies.iter().find(|k| k.name() == "ioclab_session").map(|k| format!("{}={}", k.name(), k.value()));
@@ -124,6 +142,15 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
         assert!(page.body.contains(&format!("<td>{stage}</td>")), "{stage} missing from {path} without JS");
     }
     assert!(page.body.contains("class=\"detection\""), "the detection row without JS:\n{}", page.body);
+    let pipeline = plain.get(&app.web, &format!("{path}/pipeline"));
+    assert_eq!(pipeline.status, 200, "the pipeline without JS: {}", pipeline.body);
+    for stage in STAGES {
+        assert!(
+            pipeline.body.contains(&format!("<span class=\"name\">{stage}</span>")),
+            "{stage} missing from the pipeline without JS"
+        );
+    }
+    assert!(!pipeline.body.contains("class=\"stage running"), "a finished run shows no running stage");
     app.stop();
 }
 
@@ -171,4 +198,13 @@ fn pages_work_without_javascript() {
     let after = c.get(&app.web, "/");
     assert!((300..400).contains(&after.status) || after.status == 401, "logged out, / is not served: {}", after.status);
     app.stop();
+}
+
+/// The pipeline page's stages: (name, state) in order, read in one script
+/// (the live updates swap the elements between two WebDriver calls).
+async fn stage_states(c: &fantoccini::Client) -> Result<Vec<(String, String)>, String> {
+    const READ: &str = "return Array.from(document.querySelectorAll('ol.pipeline li.stage')).map(function (li) { \
+        return [li.querySelector('.name').textContent.trim(), li.querySelector('.state').textContent.trim()]; });";
+    let v = c.execute(READ, vec![]).await.map_err(doing("the pipeline's stages"))?;
+    serde_json::from_value(v).map_err(doing("the pipeline's stages as pairs"))
 }
