@@ -7,7 +7,6 @@
 //! gets a dead proxy for every other address and no background networking.
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::common::{free_port, in_ci, ioclab, output, wait_listening, Reaped};
+use crate::common::{free_port, in_ci, wait_listening, Reaped};
 
 /// Where failures leave their screenshot and page source.
 pub fn artifacts_dir() -> PathBuf {
@@ -30,94 +29,6 @@ pub fn cannot_run<T>(why: &str) -> Option<T> {
     assert!(!in_ci(), "CI=true and this browser test cannot run: {why}");
     eprintln!("SKIPPED (not in CI): {why}");
     None
-}
-
-/// A running `ioclab serve` with a trainee account.
-pub struct Appliance {
-    child: Reaped,
-    /// The web UI's base URL, without the final `/`.
-    pub web: String,
-    /// The first instructor's password.
-    #[allow(dead_code)] // the instructor's tests use it once the dashboard lands
-    pub instructor_pw: String,
-    /// Everything it printed before serving.
-    pub printed: String,
-    /// Whether it runs scenarios live (agent, sandbox, MISP) rather than replays.
-    pub live: bool,
-    stderr: PathBuf,
-    /// The data directory (removed with the appliance).
-    _dir: tempfile::TempDir,
-}
-
-/// The trainee every appliance gets.
-pub const TRAINEE: (&str, &str) = ("alice", "alice-password-1");
-
-/// The shipped scenario catalogue.
-pub fn scenarios() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("lab-scenarios")
-}
-
-impl Appliance {
-    /// Starts `ioclab serve` (live unless `replay`) on a fresh data directory
-    /// holding [`TRAINEE`], and waits until it serves.
-    pub fn start(replay: bool) -> Appliance {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let (code, _, err) =
-            output(ioclab().args(["users", "--data"]).arg(&data).args(["add", TRAINEE.0, "--password", TRAINEE.1]));
-        assert_eq!(code, 0, "ioclab users add: {err}");
-        let config = dir.path().join("appliance.toml");
-        std::fs::write(
-            &config,
-            "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\nreplay_speed = 20.0\n",
-        )
-        .unwrap();
-        let stderr = dir.path().join("serve.stderr");
-        let mut cmd = ioclab();
-        cmd.arg("serve").arg("--config").arg(&config).arg("--data").arg(&data).arg("--dir").arg(scenarios());
-        if replay {
-            cmd.arg("--replay");
-        }
-        cmd.env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap());
-        let mut child = Reaped(cmd.spawn().unwrap());
-        let mut out = BufReader::new(child.0.stdout.take().unwrap());
-        let mut printed = String::new();
-        loop {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap() == 0 {
-                panic!(
-                    "ioclab serve ended before serving:\n{printed}\n{}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                );
-            }
-            printed.push_str(&line);
-            if line.starts_with("Ctrl-C stops everything") {
-                break;
-            }
-        }
-        let after = |label: &str| -> String {
-            let line =
-                printed.lines().find(|l| l.contains(label)).unwrap_or_else(|| panic!("no {label:?}:\n{printed}"));
-            line.split(label).nth(1).unwrap().split_whitespace().next().unwrap().to_string()
-        };
-        let web = after("web UI:").trim_end_matches('/').to_string();
-        let instructor_pw = after("first login: instructor / ");
-        let live = printed.contains("mode:        live");
-        Appliance { child, web, instructor_pw, printed, live, stderr, _dir: dir }
-    }
-
-    /// The server's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Sends SIGINT and waits for a clean exit.
-    pub fn stop(mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "ioclab serve after SIGINT: {status}\n{}", self.log());
-    }
 }
 
 /// Finds a program in PATH or in Debian's places.

@@ -7,6 +7,7 @@
 //! the live lab) fails; elsewhere it skips with a printed reason. A failing
 //! test leaves a screenshot and the page's source in target/browser-artifacts/.
 
+mod appliance;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
@@ -14,8 +15,9 @@ mod http;
 
 use std::time::Duration;
 
+use appliance::{Appliance, TRAINEE};
 use fantoccini::Locator;
-use harness::{cannot_run, doing, ensure, eventually, log_in, Appliance, Browser, TRAINEE};
+use harness::{cannot_run, doing, ensure, eventually, log_in, Browser};
 
 /// The scenario trainees start first.
 const SCENARIO: &str = "dns-ioc-why-kunai-rocks";
@@ -109,6 +111,8 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
                 c.wait().for_element(Locator::Css("section.detection pre.hl")).await.map_err(doing("the detection"))?;
             let text = hl.text().await.map_err(doing("the detection section"))?;
             ensure(text.contains("why.kunai.rocks"), || format!("the highlighted detection names no IoC: {text}"))?;
+            // a question: a hint (its cost shown before), a wrong then a right answer, the score
+            questions(&c, &format!("{web}{url}/questions")).await?;
             // every event of the run on its events page
             c.goto(&format!("{web}{url}")).await.map_err(doing("the run's events"))?;
             let page = c.source().await.map_err(doing("the events page"))?;
@@ -180,7 +184,7 @@ fn pages_work_without_javascript() {
     let home = c.get(&app.web, ok.header("location").unwrap_or("/"));
     assert_eq!(home.status, 200);
     assert!(home.body.contains(&format!("{} (trainee)", TRAINEE.0)), "{}", home.body);
-    for s in std::fs::read_dir(harness::scenarios()).unwrap().flatten() {
+    for s in std::fs::read_dir(appliance::scenarios()).unwrap().flatten() {
         let id = s.file_name().to_string_lossy().into_owned();
         if s.path().join("scenario.yaml").is_file() {
             assert!(
@@ -207,4 +211,65 @@ async fn stage_states(c: &fantoccini::Client) -> Result<Vec<(String, String)>, S
         return [li.querySelector('.name').textContent.trim(), li.querySelector('.state').textContent.trim()]; });";
     let v = c.execute(READ, vec![]).await.map_err(doing("the pipeline's stages"))?;
     serde_json::from_value(v).map_err(doing("the pipeline's stages as pairs"))
+}
+
+/// On the run's questions page, question `ioc-domain`: takes its hint (the
+/// button shows the cost first), answers wrong (an attempt is used, no
+/// points), then right: the question is solved and the score is what the
+/// page said it was worth after the hint.
+async fn questions(c: &fantoccini::Client, url: &str) -> Result<(), String> {
+    const Q: &str = "section#q-ioc-domain";
+    c.goto(url).await.map_err(doing("the questions page"))?;
+    let score = |c: fantoccini::Client| async move {
+        let t = c.find(Locator::Css("p.score strong")).await.map_err(doing("the score"))?;
+        t.text().await.map_err(doing("the score"))?.trim().parse::<i64>().map_err(doing("the score as a number"))
+    };
+    ensure(score(c.clone()).await? == 0, || "a fresh run scores 0".into())?;
+    let hint = c
+        .find(Locator::XPath("//section[@id='q-ioc-domain']//button[starts-with(normalize-space(.), 'Take a hint')]"))
+        .await
+        .map_err(doing("the hint button"))?;
+    let label = hint.text().await.map_err(doing("the hint button's label"))?;
+    ensure(label.contains("costs 2 points"), || format!("the hint's cost before taking it: {label:?}"))?;
+    hint.click().await.map_err(doing("taking the hint"))?;
+    let shown = c
+        .wait()
+        .for_element(Locator::Css(&format!("{Q} p.hint")))
+        .await
+        .map_err(doing("the hint"))?
+        .text()
+        .await
+        .map_err(doing("the hint's text"))?;
+    ensure(shown.contains("MISP event"), || format!("the hint: {shown:?}"))?;
+    let answer = |c: fantoccini::Client, value: &'static str| async move {
+        let field = c.find(Locator::Css(&format!("{Q} input[name=answer]"))).await.map_err(doing("the answer field"))?;
+        field.send_keys(value).await.map_err(doing("typing an answer"))?;
+        c.find(Locator::Css(&format!("{Q} button[type=submit]")))
+            .await
+            .map_err(doing("the answer button"))?
+            .click()
+            .await
+            .map_err(doing("answering"))?;
+        c.wait().for_element(Locator::Css(Q)).await.map_err(doing("the page after answering")).map(|_| ())
+    };
+    answer(c.clone(), "example.org").await?;
+    let meta = c.find(Locator::Css(&format!("{Q} p.meta"))).await.map_err(doing("the question"))?.text().await.map_err(
+        doing("the question's state"),
+    )?;
+    ensure(meta.contains("attempts left: 2"), || format!("a wrong answer uses an attempt: {meta:?}"))?;
+    ensure(score(c.clone()).await? == 0, || "a wrong answer scores nothing".into())?;
+    let worth: i64 = meta
+        .split("worth ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("what the question is worth: {meta:?}"))?;
+    ensure(worth == 8, || format!("10 points less the hint's 2: {meta:?}"))?;
+    answer(c.clone(), "why.kunai.rocks").await?;
+    let meta = c.find(Locator::Css(&format!("{Q} p.meta"))).await.map_err(doing("the question"))?.text().await.map_err(
+        doing("the question's state"),
+    )?;
+    ensure(meta.contains("solved"), || format!("the right answer solves it: {meta:?}"))?;
+    let total = score(c.clone()).await?;
+    ensure(total == worth, || format!("the score after the right answer: {total}, the question was worth {worth}"))
 }
