@@ -16,11 +16,13 @@ pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod csrf;
+pub mod dashboard;
 pub mod endpoint;
 pub mod limit;
 pub mod pages;
 pub mod password;
 pub mod pipeline;
+pub mod questions;
 pub mod run_pages;
 pub mod runs;
 pub mod state;
@@ -72,7 +74,11 @@ fn page_routes() -> Router<AppState> {
         .route("/runs/{id}/misp", get(run_pages::misp_page))
         .route("/runs/{id}/iocs", get(run_pages::iocs_page))
         .route("/runs/{id}/detection", get(run_pages::detection_page))
+        .route("/runs/{id}/questions", get(questions::questions_page).post(questions::question_post))
         .route("/endpoint", get(endpoint::stream_page))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/dashboard.csv", get(dashboard::dashboard_csv))
+        .route("/dashboard/reset", post(dashboard::reset_scores))
         .route("/endpoint/{source}/{n}", get(endpoint::detail_page))
 }
 
