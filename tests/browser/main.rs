@@ -242,7 +242,8 @@ async fn questions(c: &fantoccini::Client, url: &str) -> Result<(), String> {
         .map_err(doing("the hint's text"))?;
     ensure(shown.contains("MISP event"), || format!("the hint: {shown:?}"))?;
     let answer = |c: fantoccini::Client, value: &'static str| async move {
-        let field = c.find(Locator::Css(&format!("{Q} input[name=answer]"))).await.map_err(doing("the answer field"))?;
+        let field =
+            c.find(Locator::Css(&format!("{Q} input[name=answer]"))).await.map_err(doing("the answer field"))?;
         field.send_keys(value).await.map_err(doing("typing an answer"))?;
         c.find(Locator::Css(&format!("{Q} button[type=submit]")))
             .await
@@ -253,9 +254,13 @@ async fn questions(c: &fantoccini::Client, url: &str) -> Result<(), String> {
         c.wait().for_element(Locator::Css(Q)).await.map_err(doing("the page after answering")).map(|_| ())
     };
     answer(c.clone(), "example.org").await?;
-    let meta = c.find(Locator::Css(&format!("{Q} p.meta"))).await.map_err(doing("the question"))?.text().await.map_err(
-        doing("the question's state"),
-    )?;
+    let meta = c
+        .find(Locator::Css(&format!("{Q} p.meta")))
+        .await
+        .map_err(doing("the question"))?
+        .text()
+        .await
+        .map_err(doing("the question's state"))?;
     ensure(meta.contains("attempts left: 2"), || format!("a wrong answer uses an attempt: {meta:?}"))?;
     ensure(score(c.clone()).await? == 0, || "a wrong answer scores nothing".into())?;
     let worth: i64 = meta
@@ -266,9 +271,13 @@ async fn questions(c: &fantoccini::Client, url: &str) -> Result<(), String> {
         .ok_or_else(|| format!("what the question is worth: {meta:?}"))?;
     ensure(worth == 8, || format!("10 points less the hint's 2: {meta:?}"))?;
     answer(c.clone(), "why.kunai.rocks").await?;
-    let meta = c.find(Locator::Css(&format!("{Q} p.meta"))).await.map_err(doing("the question"))?.text().await.map_err(
-        doing("the question's state"),
-    )?;
+    let meta = c
+        .find(Locator::Css(&format!("{Q} p.meta")))
+        .await
+        .map_err(doing("the question"))?
+        .text()
+        .await
+        .map_err(doing("the question's state"))?;
     ensure(meta.contains("solved"), || format!("the right answer solves it: {meta:?}"))?;
     let total = score(c.clone()).await?;
     ensure(total == worth, || format!("the score after the right answer: {total}, the question was worth {worth}"))
