@@ -254,13 +254,7 @@ async fn questions(c: &fantoccini::Client, url: &str) -> Result<(), String> {
         c.wait().for_element(Locator::Css(Q)).await.map_err(doing("the page after answering")).map(|_| ())
     };
     answer(c.clone(), "example.org").await?;
-    let meta = c
-        .find(Locator::Css(&format!("{Q} p.meta")))
-        .await
-        .map_err(doing("the question"))?
-        .text()
-        .await
-        .map_err(doing("the question's state"))?;
+    let meta = text_of(c, &format!("{Q} p.meta")).await?;
     ensure(meta.contains("attempts left: 2"), || format!("a wrong answer uses an attempt: {meta:?}"))?;
     ensure(score(c.clone()).await? == 0, || "a wrong answer scores nothing".into())?;
     let worth: i64 = meta
@@ -271,14 +265,14 @@ async fn questions(c: &fantoccini::Client, url: &str) -> Result<(), String> {
         .ok_or_else(|| format!("what the question is worth: {meta:?}"))?;
     ensure(worth == 8, || format!("10 points less the hint's 2: {meta:?}"))?;
     answer(c.clone(), "why.kunai.rocks").await?;
-    let meta = c
-        .find(Locator::Css(&format!("{Q} p.meta")))
-        .await
-        .map_err(doing("the question"))?
-        .text()
-        .await
-        .map_err(doing("the question's state"))?;
+    let meta = text_of(c, &format!("{Q} p.meta")).await?;
     ensure(meta.contains("solved"), || format!("the right answer solves it: {meta:?}"))?;
     let total = score(c.clone()).await?;
     ensure(total == worth, || format!("the score after the right answer: {total}, the question was worth {worth}"))
+}
+
+/// The text of the first element matching `css`.
+async fn text_of(c: &fantoccini::Client, css: &str) -> Result<String, String> {
+    let e = c.find(Locator::Css(css)).await.map_err(|e| format!("{css}: {e}"))?;
+    e.text().await.map_err(|e| format!("the text of {css}: {e}"))
 }
