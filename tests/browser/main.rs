@@ -32,7 +32,9 @@ const STAGES: &[&str] = &["sandbox", "misp", "publish", "export", "agent", "dete
 /// stage pass and the detection of why.kunai.rocks; the run page is then
 /// fetched without JavaScript (the browser's session, a plain HTTP client)
 /// and says the same. The run page's screenshot is kept
-/// (target/browser-artifacts/run-page.png, the README's picture).
+/// (target/browser-artifacts/run-page.png, the README's picture). Then the
+/// trainee answers a question; the instructor logs in, sees the trainee's score
+/// on the dashboard and resets the class (score 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
     let app = Appliance::start(false);
@@ -44,6 +46,7 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
     }
     let Some(browser) = Browser::start().await else { return };
     let web = app.web.clone();
+    let instructor_pw = app.instructor_pw.clone().expect("the first start prints the instructor's password");
     let run_path = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let run_path_out = run_path.clone();
     let session_cookie = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
@@ -129,6 +132,30 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
             let failed = c.find_all(Locator::Css("table.events tr.failed")).await.map_err(doing("failed rows"))?;
             ensure(failed.is_empty(), || format!("failed rows on the run page:\n{}", table.join("\n")))?;
             ensure(page.contains("passed"), || "the run did not pass".to_string())?;
+            // the instructor sees the trainee's score on the dashboard and resets the class
+            c.find(Locator::XPath("//nav//button[normalize-space(.)='Log out']"))
+                .await
+                .map_err(doing("the log out button"))?
+                .click()
+                .await
+                .map_err(doing("logging out"))?;
+            log_in(&c, &web, "instructor", &instructor_pw).await?;
+            c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard"))?;
+            let alice_score = format!("//tr[td[1][normalize-space(.)='{}']]/td[3]", TRAINEE.0);
+            let before = c.find(Locator::XPath(&alice_score)).await.map_err(doing("the trainee's score"))?;
+            let before = before.text().await.map_err(doing("the trainee's score"))?;
+            ensure(before.trim() == "8", || format!("the dashboard shows the trainee's 8 points: {before:?}"))?;
+            c.find(Locator::XPath("//button[normalize-space(.)=\"Reset the whole class's scores\"]"))
+                .await
+                .map_err(doing("the reset button"))?
+                .click()
+                .await
+                .map_err(doing("resetting the class"))?;
+            c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard after the reset"))?;
+            let after = c.find(Locator::XPath(&alice_score)).await.map_err(doing("the trainee's score"))?;
+            let after = after.text().await.map_err(doing("the trainee's score"))?;
+            ensure(after.trim() == "0", || format!("the class reset: the trainee's score {after:?}"))?;
+            // the instructor's session, for the checks without JavaScript
             let cookies = c.get_all_cookies().await.map_err(doing("the session cookie"))?;
             *cookie_out.lock().unwrap() =
                 cookies.iter().find(|k| k.name() == "ioclab_session").map(|k| format!("{}={}", k.name(), k.value()));
