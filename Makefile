@@ -19,9 +19,9 @@ run: build
 test: setup
 	$(CARGO) test --workspace --locked
 
-## Benchmarks: exec storm with and without the agent, IoC table load and lookups, sandbox latency and throughput, MISP correlation of a report.
+## Benchmarks: exec storm with and without the agent, IoC table load and lookups, sandbox latency and throughput, MISP correlation of a report, the web UI (SSE fan-out, pages with 100,000 events, memory).
 bench: setup
-	$(CARGO) bench --workspace --locked --bench exec_storm --bench net_storm --bench syscall_storm --bench misp_export --bench misp_store --bench misp_lookup --bench pipeline --bench ioc --bench sandbox --bench sandbox_misp --bench lab_flow
+	$(CARGO) bench --workspace --locked --bench exec_storm --bench net_storm --bench syscall_storm --bench misp_export --bench misp_store --bench misp_lookup --bench pipeline --bench ioc --bench sandbox --bench sandbox_misp --bench lab_flow --bench web
 
 fmt:
 	$(CARGO) fmt --all

@@ -22,6 +22,8 @@ PACKAGES=(
   procps         # ps, pgrep for the tests
   iproute2       # ip: the sandbox's network namespace (loopback, local route for every address)
   openssl        # a TLS listener with a self-signed certificate (MISP client diagnosis tests)
+  chromium        # the headless browser of the web UI's end-to-end tests
+  chromium-driver # chromedriver: the WebDriver server those tests drive it through
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
