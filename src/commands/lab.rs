@@ -27,14 +27,12 @@ pub(crate) struct ScenarioDir {
 
 /// Where the lab keeps its state (MISP store, sandbox tasks, agent IoCs, runs).
 #[derive(Args, Clone)]
-#[allow(dead_code)] // used by `lab run`, `lab reset` and `lab record`, being built
 pub(crate) struct DataArg {
     /// The lab's data directory (created when missing).
     #[arg(long = "data", env = "IOCLAB_DATA", default_value = ioclab_lab::data_dir::DEFAULT_DATA_DIR)]
     pub(crate) data: PathBuf,
 }
 
-#[allow(dead_code)]
 impl DataArg {
     /// The data directory's layout.
     pub(crate) fn dir(&self) -> ioclab_lab::data_dir::DataDir {
