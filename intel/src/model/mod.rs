@@ -7,6 +7,12 @@ pub mod types;
 
 /// MISP's `date` (YYYY-MM-DD, UTC) of a Unix time.
 pub fn date_of(unix: i64) -> String {
+    let (y, m, d) = civil_date(unix);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The UTC calendar date (year, month, day) of a Unix time.
+pub fn civil_date(unix: i64) -> (i64, i64, i64) {
     // days since 1970-01-01 to a civil date (Howard Hinnant's algorithm)
     let z = unix.div_euclid(86_400) + 719_468;
     let era = z.div_euclid(146_097);
@@ -16,8 +22,7 @@ pub fn date_of(unix: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// The host of a value: a URL's host (without user, port or path), else the

@@ -312,17 +312,8 @@ pub fn append_line<T: Serialize>(file: &mut File, value: &T) -> std::io::Result<
 
 /// `YYYYMMDDTHHMMSSZ` for epoch seconds `t` (UTC).
 pub fn utc_stamp(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // civil-from-days (Howard Hinnant's algorithm): proleptic Gregorian calendar
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = ioclab_intel::model::civil_date(t);
+    let secs = t.rem_euclid(86_400);
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
