@@ -8,7 +8,7 @@ mod common {
 
 use std::path::{Path, PathBuf};
 
-use common::recording::{copy_dir, copy_fixture};
+use common::recording::copy_fixture;
 use ioclab_lab::replay::{replay, Recording, ReplayError, Speed};
 use ioclab_lab::run::{Mode, RunEvent, RunEventKind, RunFolder};
 use ioclab_lab::scenario::{load, Loaded, Stage};
