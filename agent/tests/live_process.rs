@@ -212,8 +212,9 @@ fn hashing_a_big_new_binary_does_not_stop_the_ring_being_read() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big-true");
     std::fs::copy("/bin/true", &big).unwrap();
-    // an ELF runs the same with data after it: 64 MB to hash, over the budget (sparse: no disk needed)
-    std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(64 << 20).unwrap();
+    // an ELF runs the same with data after it: 256 MB to hash, well over the budget, so the
+    // hash lasts long enough for many execs even on a fast machine (sparse: no disk needed)
+    std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(256 << 20).unwrap();
     let sha = digest("sha256sum", &big);
     let mut big_pids = vec![Command::new(&big).spawn().unwrap().id()];
 
@@ -232,7 +233,7 @@ fn hashing_a_big_new_binary_does_not_stop_the_ring_being_read() {
     }
     let (summary, events) = agent.stop();
     let execs = events.iter().filter(|e| name(e) == "execve").count();
-    assert!(execs > 150, "enough execs during the hash to overflow the ring: {execs}");
+    assert!(execs > 150, "enough execs during the hash to overflow the ring: {execs} in {:?}", t0.elapsed());
     assert_eq!(summary.lost, 0, "no event lost while hashing ({execs} execs)");
     let first = events.iter().find(|e| is("execve", big_pids[0])(e)).unwrap();
     let error = first["data"]["exe"]["error"].as_str().unwrap_or_default();
