@@ -566,6 +566,81 @@ fn bind_mount(src: &Path, dst: &Path) -> impl Fn() -> std::io::Result<()> + Send
     }
 }
 
+/// A namespace setup that mounts a tmpfs on `dir` and writes `content` to
+/// `file` in it: a file only that namespace has.
+fn tmpfs_holding(
+    dir: &Path,
+    file: &Path,
+    content: &'static [u8],
+) -> impl Fn() -> std::io::Result<()> + Send + Sync + 'static {
+    let (cdir, cfile, tmpfs) = (c_path(dir), c_path(file), c"tmpfs");
+    move || {
+        // SAFETY: valid C strings and buffer; plain syscalls.
+        unsafe {
+            if libc::mount(tmpfs.as_ptr(), cdir.as_ptr(), tmpfs.as_ptr(), 0, std::ptr::null()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::open(cfile.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o755);
+            if fd < 0
+                || libc::write(fd, content.as_ptr().cast(), content.len()) != content.len() as isize
+                || libc::close(fd) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_script_of_a_namespace_with_no_process_left_is_read_under_its_lent_root() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Some(agent) = start(hashing_config()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let script = sub.join("gone.sh");
+    const BODY: &[u8] = b"#!/bin/sh\nexit 0 # only in a namespace whose processes are all gone\n";
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, BODY).unwrap();
+
+    // the namespace, made by a holder that then ends (as the lab makes its
+    // steps' namespace): the test keeps it and lends its root to the agent
+    let mut holder = Command::new("sleep");
+    holder.arg("600");
+    let mut holder = in_own_mount_ns(&mut holder, tmpfs_holding(&sub, &script, BODY)).spawn().unwrap();
+    let ns = std::fs::File::open(format!("/proc/{}/ns/mnt", holder.id())).unwrap();
+    let root = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(format!("/proc/{}/root", holder.id()))
+        .unwrap();
+    let lent = agent.control.roots.lend(ns.metadata().unwrap().ino(), root);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // the script exits at once: when the agent reads it, neither it nor any
+    // process of its namespace (whose root would lead there) is left
+    let ns_fd = ns.as_raw_fd();
+    let mut cmd = Command::new(&script);
+    // SAFETY: setns only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns_fd, libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let e = agent.wait_for("execve_script of a namespace with no process left", is("execve_script", pid));
+    assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &plain), "{}", exe_of(&e));
+    drop(lent);
+}
+
 #[test]
 fn a_script_in_another_mount_namespace_is_hashed_as_that_namespace_sees_it() {
     let Some(agent) = start(hashing_config()) else { return };
@@ -589,20 +664,7 @@ fn a_script_in_another_mount_namespace_is_hashed_as_that_namespace_sees_it() {
     let own = b"#!/bin/sh\nexec sleep 30 # only in the namespace's tmpfs\n";
     let plain = d.join("own");
     std::fs::write(&plain, own).unwrap();
-    let (cdir, cfile, tmpfs) = (c_path(&sub), c_path(&host2), c"tmpfs");
-    let private_tmp = move || {
-        // SAFETY: valid C strings and buffer; plain syscalls.
-        unsafe {
-            if libc::mount(tmpfs.as_ptr(), cdir.as_ptr(), tmpfs.as_ptr(), 0, std::ptr::null()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let fd = libc::open(cfile.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o755);
-            if fd < 0 || libc::write(fd, own.as_ptr().cast(), own.len()) != own.len() as isize || libc::close(fd) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
+    let private_tmp = tmpfs_holding(&sub, &host2, own);
     let pid = kids.spawn(in_own_mount_ns(&mut Command::new(&host2), private_tmp));
     let e = agent.wait_for("execve_script from a private tmpfs", is("execve_script", pid));
     assert_eq!(exe_of(&e)["sha256"], digest("sha256sum", &plain), "{}", exe_of(&e));

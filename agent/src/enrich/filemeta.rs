@@ -122,14 +122,34 @@ pub enum Source {
     /// Every descriptor a process holds (`/proc/<pid>/fd`): the first that
     /// is the file is read (an interpreter may move its script's descriptor).
     Descriptors(PathBuf),
+    /// As `InRoot`, under a root directory held open rather than named (a
+    /// mount namespace's root lent to the agent, alive with no process in it).
+    InHeldRoot {
+        /// The directory `path` is resolved in (as if it were `/`).
+        root: HeldDir,
+        /// The name, absolute in that root.
+        path: PathBuf,
+    },
 }
+
+/// A directory descriptor shared by the sources that use it.
+#[derive(Debug, Clone)]
+pub struct HeldDir(pub std::sync::Arc<File>);
+
+impl PartialEq for HeldDir {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for HeldDir {}
 
 impl Source {
     /// The path opened (for `InRoot`, the name in its root).
     pub fn path(&self) -> &Path {
         match self {
             Source::Resolved(p) | Source::Lookup(p) | Source::Descriptors(p) => p,
-            Source::InRoot { path, .. } => path,
+            Source::InRoot { path, .. } | Source::InHeldRoot { path, .. } => path,
         }
     }
 
@@ -144,6 +164,7 @@ impl Source {
             Source::Resolved(p) => o_path(p, libc::O_NOFOLLOW),
             Source::Lookup(p) => o_path(p, 0),
             Source::InRoot { root, path } => o_path(root, libc::O_DIRECTORY).and_then(|dir| open_in_root(&dir, path)),
+            Source::InHeldRoot { root, path } => open_in_root(&root.0, path),
             Source::Descriptors(dir) => return self.first_descriptor(dir, key),
         }
         .map_err(|e| e.to_string())?;

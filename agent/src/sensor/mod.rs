@@ -13,6 +13,7 @@ pub mod output;
 mod processor;
 pub mod record;
 pub mod reload;
+pub mod roots;
 mod start;
 pub mod tap;
 
@@ -44,6 +45,9 @@ pub struct Control {
     pub reload: Arc<AtomicBool>,
     /// Other consumers of the same programs (the sandbox): their cgroups' events go to them only.
     pub taps: tap::Taps,
+    /// Roots of mount namespaces lent by the embedding program (the lab's
+    /// steps): scripts there are read even after their processes end.
+    pub roots: roots::NsRoots,
 }
 
 /// Counters shared by the agent's threads.
@@ -184,6 +188,7 @@ pub fn run(config: Config, out: impl Into<Output>, control: Control) -> Result<S
     let stats = Arc::new(Stats::default());
     let mut processor = Processor::new(config.clone(), host, procs, iocs.clone(), out, stats.clone())?;
     processor.set_taps(control.taps.clone());
+    processor.set_roots(control.roots.clone());
     let exe = own_exe.join().unwrap_or_default();
     let start = processor.agent_event(start::start_data(&config, exe));
     processor.emit(start);

@@ -52,6 +52,8 @@ pub struct Processor {
     tasks: std::cell::RefCell<tasks::TaskCache>,
     /// Consumers of some cgroups' events (see [`super::tap`]).
     taps: super::tap::Taps,
+    /// Mount namespace roots lent by the embedding program.
+    roots: super::roots::NsRoots,
     /// Scripts whose interpreter has not opened them yet: process → its
     /// script execs' times, oldest first.
     scripts: HashMap<u32, Vec<u64>>,
@@ -219,6 +221,7 @@ impl Processor {
             net: Network::default(),
             tasks: Default::default(),
             taps: Default::default(),
+            roots: Default::default(),
             scripts: HashMap::new(),
             follow_scripts: crate::bpf::follows_scripts(
                 &crate::events::EventKind::ALL.iter().copied().filter(|k| config.enabled(*k)).collect::<Vec<_>>(),
@@ -231,6 +234,11 @@ impl Processor {
     /// Sends the events of tapped cgroups to their taps instead of the output.
     pub fn set_taps(&mut self, taps: super::tap::Taps) {
         self.taps = taps;
+    }
+
+    /// Reads scripts of these mount namespaces under their lent roots too.
+    pub fn set_roots(&mut self, roots: super::roots::NsRoots) {
+        self.roots = roots;
     }
 
     fn task_info(&self, t: &abi::Task) -> TaskInfo {

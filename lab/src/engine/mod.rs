@@ -115,6 +115,8 @@ struct LabInner {
     sandbox: Sandbox,
     endpoint: Mutex<Endpoint>,
     feed: Feed,
+    /// Mount namespace roots lent to the agent (the steps').
+    roots: ioclab_agent::sensor::roots::NsRoots,
     misp: EmbeddedMisp,
     tasks: TaskDb,
     /// The run going on, if any.
@@ -187,12 +189,14 @@ impl Lab {
             .block_on(TaskDb::open(&db))
             .map_err(|e| EngineError::Setup(format!("the sandbox task store {}: {e}", db.display())))?;
         let feed = endpoint.feed.clone();
+        let roots = endpoint.control.roots.clone();
         Ok(Lab {
             inner: Arc::new(LabInner {
                 data,
                 sandbox,
                 endpoint: Mutex::new(endpoint),
                 feed,
+                roots,
                 misp,
                 tasks,
                 active: Mutex::new(None),

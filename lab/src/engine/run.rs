@@ -40,7 +40,7 @@ pub(super) struct Run {
     /// Which endpoint events are the steps' processes'.
     pub steps_filter: StepFilter,
     /// The steps' mount namespace, held open for the run (see stages::steps).
-    pub step_ns: Option<std::fs::File>,
+    pub step_ns: Option<stages::StepsNs>,
     /// The watch on the expected detections, from the steps' start.
     pub detections: Option<stages::Watch>,
     /// The lab network the steps run in (up until the run ends).

@@ -5,11 +5,13 @@
 //! for hashes; it is written without a hash, saying why, when the
 //! interpreter never opens the script.
 
+use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::{slot, Processor, Slot};
 use crate::bpf::abi;
-use crate::enrich::filemeta::{self, Source};
+use crate::enrich::filemeta::{self, HeldDir, Source};
 use crate::events::{EventData, FileRef, Text};
 use crate::sensor::record::{join_path, Exec, ScriptOpen};
 
@@ -48,9 +50,10 @@ impl ScriptWait {
 /// process's own view: its descriptor, any descriptor holding the file (an
 /// interpreter may move it), the name in its root; once it is gone, the
 /// name in the root of a live process of the same mount namespace (its
-/// parent, or the agent itself), never in another namespace. Every source
-/// is identity-checked against what the kernel saw opened.
-pub(crate) fn script_sources(o: &ScriptOpen, own_mnt_ns: u32) -> Vec<Source> {
+/// parent, or the agent itself), or in its root lent to the agent (`lent`),
+/// never in another namespace. Every source is identity-checked against
+/// what the kernel saw opened.
+pub(crate) fn script_sources(o: &ScriptOpen, own_mnt_ns: u32, lent: Option<Arc<File>>) -> Vec<Source> {
     let (task, parent) = (&o.hdr.task, &o.hdr.parent);
     let fds = format!("/proc/{}/fd", task.tgid);
     let mut v = vec![Source::Lookup(format!("{fds}/{}", o.fd).into()), Source::Descriptors(fds.into())];
@@ -64,6 +67,9 @@ pub(crate) fn script_sources(o: &ScriptOpen, own_mnt_ns: u32) -> Vec<Source> {
             roots.push("/".into());
         }
         v.extend(roots.into_iter().map(|root| Source::InRoot { root: PathBuf::from(root), path: path.clone() }));
+        if let Some(root) = lent {
+            v.push(Source::InHeldRoot { root: HeldDir(root), path });
+        }
     }
     v
 }
@@ -141,7 +147,8 @@ impl Processor {
                 Some(why) => filemeta::error_meta(&s.path, &why).into(),
                 None => {
                     let own = self.mnt_ns;
-                    self.file_ref(o.key, &s.path, || script_sources(o, own), Slot::Exe, &mut w.waits)
+                    let lent = self.roots.get(o.hdr.task.mnt_ns);
+                    self.file_ref(o.key, &s.path, || script_sources(o, own, lent), Slot::Exe, &mut w.waits)
                 }
             };
             if let Some(f) = slot(&mut w.ev.data, Slot::Exe) {
@@ -217,8 +224,19 @@ mod tests {
 
     #[test]
     fn a_script_is_read_only_in_its_process_s_view() {
+        let lent = Arc::new(File::open("/").unwrap());
+        let with_lent = |o: &ScriptOpen, own| -> Vec<String> {
+            script_sources(o, own, Some(lent.clone()))
+                .iter()
+                .map(|s| match s {
+                    Source::InRoot { root, path } => format!("{}:{}", root.display(), path.display()),
+                    Source::InHeldRoot { path, .. } => format!("lent:{}", path.display()),
+                    other => other.path().display().to_string(),
+                })
+                .collect()
+        };
         let roots = |o: &ScriptOpen, own| -> Vec<String> {
-            script_sources(o, own)
+            script_sources(o, own, None)
                 .iter()
                 .map(|s| match s {
                     Source::InRoot { root, path } => format!("{}:{}", root.display(), path.display()),
@@ -240,5 +258,11 @@ mod tests {
         let mut cut = opened(b"/s.sh", true, 5, 5);
         cut.truncated = true;
         assert_eq!(roots(&cut, 5), ["/proc/42/fd/3", "/proc/42/fd"]);
+        // a namespace whose root is lent: also by name under that root, last
+        assert_eq!(
+            with_lent(&opened(b"/tmp/s.sh", true, 6, 5), 5),
+            ["/proc/42/fd/3", "/proc/42/fd", "/proc/42/root:/tmp/s.sh", "lent:/tmp/s.sh"]
+        );
+        assert_eq!(with_lent(&cut, 5), ["/proc/42/fd/3", "/proc/42/fd"]);
     }
 }

@@ -9,6 +9,7 @@ mod sandbox;
 mod steps;
 
 pub(super) use detection::Watch;
+pub(crate) use steps::StepsNs;
 
 use super::run::Run;
 use crate::run::StageResult;

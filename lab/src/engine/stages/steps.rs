@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use ioclab_agent::sensor::roots::{LentRoot, NsRoots};
 
 use super::Outcome;
 use crate::engine::control::Wake;
@@ -49,7 +52,7 @@ fn run_steps(run: &mut Run) -> Result<Outcome, String> {
     let config = LabNetConfig::from_scenario(&run.loaded).map_err(|e| format!("the scenario's lab network: {e}"))?;
     let net = LabNetwork::start(config).map_err(|e| format!("starting the lab network: {e}"))?;
     run.steps_filter.from_seq = run.lab.feed.next_seq();
-    let (ns, ino) = hold_mount_ns(&net)?;
+    let (ns, ino) = hold_mount_ns(&net, &run.lab.roots)?;
     run.network = Some(net);
     run.step_ns = Some(ns);
     run.steps_filter.mnts.insert(ino);
@@ -122,16 +125,11 @@ fn run_one(run: &mut Run, step: &Step, work: &Path) -> Result<Option<i32>, Strin
         Executor::Bash => "bash",
     };
     let mut cmd = Command::new(shell);
-    cmd.arg("-c")
-        .arg(lingering(&command))
-        .current_dir(work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg("-c").arg(&command).current_dir(work).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.process_group(0);
     run.log.emit(RunEventKind::StepStarted { step: step.id.clone(), command: command.clone() });
     let net = run.network.as_ref().ok_or("no lab network")?;
-    let ns = run.step_ns.as_ref().ok_or("no mount namespace for the steps")?.as_raw_fd();
+    let ns = run.step_ns.as_ref().ok_or("no mount namespace for the steps")?.ns.as_raw_fd();
     net.command(&mut cmd).map_err(|e| format!("step {}: {e}", step.id))?;
     let dir = CString::new(work.as_os_str().as_bytes()).map_err(|_| "NUL in the work folder's path")?;
     // SAFETY: setns and chdir only (async-signal-safe), on an fd and a string
@@ -189,17 +187,6 @@ fn run_one(run: &mut Run, step: &Step, work: &Path) -> Result<Option<i32>, Strin
     Ok(code)
 }
 
-/// How long a step's shell outlives its command.
-const LINGER: &str = "1";
-
-/// `command`, then a short wait before the shell exits with its status: the
-/// agent reads a script a step ran through the root of a live process of its
-/// mount namespace (the script's own, or its parent's: this shell), and a
-/// script that ends at once would otherwise leave it none to hash it by.
-fn lingering(command: &str) -> String {
-    format!("{command}\n__ioclab_status=$?\nsleep {LINGER}\nexit $__ioclab_status\n")
-}
-
 /// A thread copying one output stream of a step to its log and its events.
 fn reader(
     stream: impl Read + Send + 'static,
@@ -225,32 +212,33 @@ fn reader(
     })
 }
 
+/// The steps' mount namespace, held for the run.
+pub(crate) struct StepsNs {
+    /// The namespace: the steps join it.
+    ns: File,
+    /// Its root, lent to the agent: a script a step ran is read there even
+    /// once every process of the namespace has ended.
+    _root: LentRoot,
+}
+
 /// A mount namespace of the lab network (its resolv.conf bound in), held
 /// open: the steps join it, and while the lab holds it its inode number
 /// cannot go to another namespace, so the agent's `namespaces.mnt` names
-/// this run's processes only. A short-lived process makes it; the fd keeps it.
-fn hold_mount_ns(net: &LabNetwork) -> Result<(File, u64), String> {
+/// this run's processes only. A short-lived process makes it; the fds keep it.
+fn hold_mount_ns(net: &LabNetwork, roots: &NsRoots) -> Result<(StepsNs, u64), String> {
     let mut cmd = Command::new("sleep");
     cmd.arg("600").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let mut holder = net.spawn(&mut cmd).map_err(|e| format!("making the steps' mount namespace: {e}"))?;
-    let path = format!("/proc/{}/ns/mnt", holder.id());
-    let held = File::open(&path).and_then(|f| f.metadata().map(|m| (m.ino(), f)));
+    let (ns_path, root_path) = (format!("/proc/{}/ns/mnt", holder.id()), format!("/proc/{}/root", holder.id()));
+    let held =
+        File::open(&ns_path).and_then(|f| f.metadata().map(|m| (m.ino(), f))).map_err(|e| format!("{ns_path}: {e}"));
+    let root = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(&root_path)
+        .map_err(|e| format!("{root_path}: {e}"));
     let _ = holder.kill();
     let _ = holder.wait();
-    let (ino, f) = held.map_err(|e| format!("{path}: {e}"))?;
-    Ok((f, ino))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_step_shell_lingers_and_keeps_the_commands_status() {
-        let run = |c: &str| Command::new("/bin/sh").arg("-c").arg(lingering(c)).status().unwrap().code();
-        assert_eq!(run("true"), Some(0));
-        assert_eq!(run("false"), Some(1));
-        assert_eq!(run("echo a\n(exit 7)"), Some(7));
-        assert_eq!(run("exit 3"), Some(3), "an explicit exit ends it at once");
-    }
+    let ((ino, ns), root) = (held?, root?);
+    Ok((StepsNs { ns, _root: roots.lend(ino, root) }, ino))
 }
