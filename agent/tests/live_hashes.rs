@@ -595,7 +595,6 @@ fn tmpfs_holding(
 #[test]
 fn a_script_of_a_namespace_with_no_process_left_is_read_under_its_lent_root() {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let Some(agent) = start(hashing_config()) else { return };
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("sub");
@@ -611,12 +610,7 @@ fn a_script_of_a_namespace_with_no_process_left_is_read_under_its_lent_root() {
     holder.arg("600");
     let mut holder = in_own_mount_ns(&mut holder, tmpfs_holding(&sub, &script, BODY)).spawn().unwrap();
     let ns = std::fs::File::open(format!("/proc/{}/ns/mnt", holder.id())).unwrap();
-    let root = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(format!("/proc/{}/root", holder.id()))
-        .unwrap();
-    let lent = agent.control.roots.lend(ns.metadata().unwrap().ino(), root);
+    let lent = agent.control.roots.lend_of(holder.id()).unwrap();
     holder.kill().unwrap();
     holder.wait().unwrap();
 

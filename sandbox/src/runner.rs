@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ioclab_agent::sensor::roots::NsRoots;
 use ioclab_agent::sensor::tap::{Tap, Taps};
 use ioclab_agent::sensor::{self, Control};
 use serde_json::Value;
@@ -36,7 +37,12 @@ pub enum SensorSource {
     #[default]
     Own,
     /// It taps a sensor that already runs (`ioclab serve`, with the endpoint agent).
-    Shared(Taps),
+    Shared {
+        /// The sensor's taps: a task's events go to the task only.
+        taps: Taps,
+        /// Where the sandbox lends the sensor each task's root.
+        roots: NsRoots,
+    },
 }
 
 /// How the sandbox runs.
@@ -104,6 +110,7 @@ impl Write for Discard {
 pub struct Sandbox {
     config: SandboxConfig,
     taps: Taps,
+    roots: NsRoots,
     cgroups: CgroupLayout,
     _own: Option<OwnSensor>,
 }
@@ -133,14 +140,14 @@ impl Sandbox {
             tracing::warn!("removed {name}, left by a sandbox server that is gone");
         }
         std::fs::create_dir_all(&config.state_dir).map_err(io(format!("creating {}", config.state_dir.display())))?;
-        let (taps, own) = match &config.sensor {
-            SensorSource::Shared(t) => (t.clone(), None),
+        let (taps, roots, own) = match &config.sensor {
+            SensorSource::Shared { taps, roots } => (taps.clone(), roots.clone(), None),
             SensorSource::Own => {
                 let own = start_sensor()?;
-                (own.control.taps.clone(), Some(own))
+                (own.control.taps.clone(), own.control.roots.clone(), Some(own))
             }
         };
-        Ok(Sandbox { config, taps, cgroups, _own: own })
+        Ok(Sandbox { config, taps, roots, cgroups, _own: own })
     }
 
     /// The taps of the sensor in use.
@@ -291,6 +298,13 @@ impl Detonator for Sandbox {
         };
         let mut errors = Vec::new();
         let mut task = isolate::spawn(&spec)?;
+        // the task's root (the keeper's, moved by the init's pivot_root), lent
+        // to the sensor: a script that ends at once, with its parents, is
+        // still read as the task saw it; a task already gone lends nothing
+        let lent = self.roots.lend_of(task.keeper_pid());
+        if let Err(e) = &lent {
+            tracing::debug!("task {}: its root was not lent to the sensor: {e}", job.task_id);
+        }
         let started = fakenet::now();
         let deadline = Instant::now() + Duration::from_secs(job.timeout_s.max(1));
         let ended_alone = task.wait_until(deadline);
@@ -308,6 +322,8 @@ impl Detonator for Sandbox {
         let ended = fakenet::now();
 
         let (events, root_pid, root_exit) = collect_events(&tap, &cgroup, keeper, &mut errors);
+        // every event is written, hashes included: the root goes back before the staging is unmounted
+        drop(lent);
         drop(tap);
         let network = net.stop();
         let exit_code = root_exit.or((ended_alone).then_some(keeper_code));

@@ -16,7 +16,10 @@ const HELPER_ENV: &str = "IOCLAB_SANDBOX_KILL_HELPER";
 
 /// No sensor: this test is about isolation and cleanup, not events.
 fn no_sensor() -> SandboxConfig {
-    SandboxConfig { sensor: SensorSource::Shared(Taps::default()), ..Default::default() }
+    SandboxConfig {
+        sensor: SensorSource::Shared { taps: Taps::default(), roots: Default::default() },
+        ..Default::default()
+    }
 }
 
 /// Run by `a_server_killed_mid_task_leaves_nothing` in a child process: a

@@ -200,6 +200,27 @@ fn a_fork_bomb_is_contained_and_nothing_is_left() {
 }
 
 #[test]
+fn a_script_that_ends_with_its_parents_at_once_is_still_hashed() {
+    let Some(sb) = sandbox() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // no process of the task is left to read /tmp/quick through once it ran:
+    // only the task's root, lent to the sensor, leads there
+    const QUICK: &str = "#!/bin/sh\nexit 0 # a second stage that ends at once\n";
+    let sample = format!("#!/bin/sh\nprintf '%s' '{QUICK}' > /tmp/quick\nchmod +x /tmp/quick\nexec /tmp/quick\n");
+    let job = job(110, dir.path(), "quick.sh", &sample, 30);
+    let d = sb.detonate(&job, &dir.path().join("task")).expect("detonation");
+    let plain = dir.path().join("quick");
+    std::fs::write(&plain, QUICK).unwrap();
+    let ev = events(&d);
+    let quick = ev
+        .iter()
+        .find(|e| name(e) == "execve_script" && e["data"]["exe"]["path"] == "/tmp/quick")
+        .unwrap_or_else(|| panic!("no execve_script of /tmp/quick in {:?}", ev.iter().map(name).collect::<Vec<_>>()));
+    assert_eq!(quick["data"]["exe"]["sha256"], digest("sha256sum", &plain), "{}", quick["data"]["exe"]);
+    assert!(leftovers(std::process::id(), Some(110)).is_empty());
+}
+
+#[test]
 fn data_files_have_no_package() {
     let Some(sb) = sandbox() else { return };
     let dir = tempfile::tempdir().unwrap();

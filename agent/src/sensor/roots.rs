@@ -20,6 +20,10 @@ pub struct NsRoots {
 pub struct LentRoot {
     roots: NsRoots,
     mnt_ns: u32,
+    /// The namespace itself when [`NsRoots::lend_of`] opened it: a namespace
+    /// with no process and no holder is torn down, its mounts detached from
+    /// the root, which would then show what lies under them.
+    _ns: Option<File>,
 }
 
 impl NsRoots {
@@ -31,7 +35,26 @@ impl NsRoots {
         // the kernel side reports the inode's low 32 bits
         let mnt_ns = mnt_ns as u32;
         self.lent.lock().unwrap_or_else(|p| p.into_inner()).insert(mnt_ns, Arc::new(root));
-        LentRoot { roots: self.clone(), mnt_ns }
+        LentRoot { roots: self.clone(), mnt_ns, _ns: None }
+    }
+
+    /// Lends the root of the mount namespace live process `pid` is in, and
+    /// holds that namespace (its mounts) until the guard drops.
+    pub fn lend_of(&self, pid: u32) -> std::io::Result<LentRoot> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let named = |path: String| move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{path}: {e}"));
+        let ns_path = format!("/proc/{pid}/ns/mnt");
+        let ns = File::open(&ns_path).map_err(named(ns_path.clone()))?;
+        let mnt_ns = ns.metadata().map_err(named(ns_path))?.ino();
+        let root = format!("/proc/{pid}/root");
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&root)
+            .map_err(named(root))?;
+        let mut lent = self.lend(mnt_ns, dir);
+        lent._ns = Some(ns);
+        Ok(lent)
     }
 
     /// The root lent for `mnt_ns`, if any.
@@ -61,5 +84,17 @@ mod tests {
         assert!(roots.get(7).is_none());
         // a reader that took it before keeps a working descriptor
         assert!(root.metadata().unwrap().is_dir());
+    }
+
+    #[test]
+    fn a_process_s_root_is_lent_under_its_namespace_and_a_gone_one_is_named() {
+        use std::os::unix::fs::MetadataExt;
+        let roots = NsRoots::default();
+        let own = std::fs::metadata("/proc/self/ns/mnt").unwrap().ino() as u32;
+        let lent = roots.lend_of(std::process::id()).unwrap();
+        assert_eq!(roots.get(own).unwrap().metadata().unwrap().ino(), std::fs::metadata("/").unwrap().ino());
+        drop(lent);
+        let err = roots.lend_of(u32::MAX).unwrap_err().to_string();
+        assert!(err.contains(&format!("/proc/{}/ns/mnt", u32::MAX)), "{err}");
     }
 }

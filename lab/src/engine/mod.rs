@@ -176,7 +176,7 @@ impl Lab {
             .map_err(|e| EngineError::Setup(format!("starting the async runtime: {e}")))?;
         let endpoint = Endpoint::start(&data.agent_iocs())?;
         let sandbox = Sandbox::new(SandboxConfig {
-            sensor: SensorSource::Shared(endpoint.control.taps.clone()),
+            sensor: SensorSource::Shared { taps: endpoint.control.taps.clone(), roots: endpoint.control.roots.clone() },
             ..SandboxConfig::default()
         })
         .map_err(|e| EngineError::Unsupported(format!("the sandbox cannot detonate here: {e}")))?;

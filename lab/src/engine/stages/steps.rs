@@ -12,7 +12,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -229,16 +228,11 @@ fn hold_mount_ns(net: &LabNetwork, roots: &NsRoots) -> Result<(StepsNs, u64), St
     let mut cmd = Command::new("sleep");
     cmd.arg("600").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let mut holder = net.spawn(&mut cmd).map_err(|e| format!("making the steps' mount namespace: {e}"))?;
-    let (ns_path, root_path) = (format!("/proc/{}/ns/mnt", holder.id()), format!("/proc/{}/root", holder.id()));
-    let held =
-        File::open(&ns_path).and_then(|f| f.metadata().map(|m| (m.ino(), f))).map_err(|e| format!("{ns_path}: {e}"));
-    let root = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(&root_path)
-        .map_err(|e| format!("{root_path}: {e}"));
+    let path = format!("/proc/{}/ns/mnt", holder.id());
+    let held = File::open(&path).and_then(|f| f.metadata().map(|m| (m.ino(), f))).map_err(|e| format!("{path}: {e}"));
+    let root = roots.lend_of(holder.id()).map_err(|e| format!("lending the steps' root to the agent: {e}"));
     let _ = holder.kill();
     let _ = holder.wait();
     let ((ino, ns), root) = (held?, root?);
-    Ok((StepsNs { ns, _root: roots.lend(ino, root) }, ino))
+    Ok((StepsNs { ns, _root: root }, ino))
 }
