@@ -229,7 +229,8 @@ fn hashing_a_big_new_binary_does_not_stop_the_ring_being_read() {
         if n % 50 == 0 {
             big_pids.push(Command::new(&big).spawn().unwrap().id());
         }
-        assert!(t0.elapsed().as_secs() < 120, "the big binary was never hashed");
+        // a loaded machine starves the hashing thread: generous, only a guard against hanging
+        assert!(t0.elapsed().as_secs() < 300, "the big binary was never hashed");
     }
     let (summary, events) = agent.stop();
     let execs = events.iter().filter(|e| name(e) == "execve").count();
