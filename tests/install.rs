@@ -62,8 +62,8 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o7777
 }
 
-/// `systemd-analyze verify` of the staged unit, with the system's units copied into the root.
-fn verify_unit(root: &Path) {
+/// `systemd-analyze verify` of the staged `units`, with the system's units copied into the root.
+fn verify_units(root: &Path, units_to_check: &[&str]) {
     if Command::new("systemd-analyze").arg("--version").output().is_err() {
         assert!(!in_ci(), "CI=true and systemd-analyze is missing (scripts/setup.sh installs systemd)");
         eprintln!("SKIPPED (not in CI): systemd-analyze verify: no systemd-analyze here");
@@ -80,10 +80,12 @@ fn verify_unit(root: &Path) {
         }
     }
     let out =
-        Command::new("systemd-analyze").arg("verify").arg("--root").arg(root).arg("ioclab.service").output().unwrap();
+        Command::new("systemd-analyze").arg("verify").arg("--root").arg(root).args(units_to_check).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "systemd-analyze verify: {err}");
-    assert!(!err.contains("ioclab.service"), "systemd-analyze has remarks on the unit: {err}");
+    for unit in units_to_check {
+        assert!(!err.contains(unit), "systemd-analyze has remarks on {unit}: {err}");
+    }
     std::fs::remove_dir_all(root.join("usr/lib")).unwrap();
 }
 
@@ -130,7 +132,7 @@ fn install_twice_then_uninstall_twice_leaves_nothing_but_an_edited_config_until_
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} in the unit:\n{unit}");
     }
-    verify_unit(root);
+    verify_units(root, &["ioclab.service"]);
 
     let before = snapshot(root);
     let out = install(root, &["--systemd", "--listen", "127.0.0.1:9000"]);
@@ -190,6 +192,64 @@ fn an_untouched_config_goes_with_uninstall_and_the_data_stays() {
     let (code, _, err) = output(ioclab().args(["uninstall", "--purge", "--data", "/", "--root"]).arg(root));
     assert_ne!(code, 0);
     assert!(err.contains("--data"), "{err}");
+}
+
+/// Runs scripts/vagrant/NAME with `env`, the staging root and the binary under test.
+fn vagrant_script(name: &str, root: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/vagrant").join(name);
+    let (code, out, err) = output(
+        Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("IOCLAB_INSTALL_ROOT", root)
+            .env("IOCLAB_BIN", env!("CARGO_BIN_EXE_ioclab"))
+            .envs(env.iter().copied()),
+    );
+    assert_eq!(code, 0, "{name}:\n{out}\n{err}");
+    out
+}
+
+#[test]
+fn the_vagrant_provisioning_installs_the_service_and_joins_an_endpoint_for_real_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let out = vagrant_script("service.sh", root, &[], &[]);
+    assert_eq!(outcome(&out, "unit"), "installed", "{out}");
+    let config_path = root.join("etc/ioclab/appliance.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("\nlisten = \"0.0.0.0:8000\"\n"), "{config}");
+    // the endpoint listener's key comes with the remote endpoints; where it exists it leaves loopback
+    let opened = config.contains("\nendpoints_listen = ");
+    if opened {
+        assert!(config.contains("\nendpoints_listen = \"0.0.0.0:"), "{config}");
+    }
+    let out = vagrant_script("service.sh", root, &[], &[]);
+    for what in ["binary", "scenarios", "data", "unit"] {
+        assert_eq!(outcome(&out, what), "already installed", "{out}");
+    }
+    let want = if opened { "kept (edited by hand; --purge removes it)" } else { "already installed" };
+    assert_eq!(outcome(&out, "config"), want, "{out}");
+
+    let enrol = [
+        ("IOCLAB_APPLIANCE", "https://192.168.56.10:8443"),
+        ("IOCLAB_FINGERPRINT", "AB:CD"),
+        ("IOCLAB_ENDPOINT_TOKEN", "tok-secret-1"),
+    ];
+    let out = vagrant_script("join.sh", root, &["endpoint-7"], &enrol);
+    assert!(out.contains("endpoint-7: ioclab-agent configured"), "{out}");
+    let out = vagrant_script("join.sh", root, &["endpoint-7"], &enrol);
+    assert!(out.contains("endpoint-7: ioclab-agent already configured"), "{out}");
+    let env_file = root.join("etc/ioclab/agent.env");
+    assert_eq!(mode(&env_file), 0o600, "the token is root's only");
+    assert!(std::fs::read_to_string(&env_file).unwrap().contains("IOCLAB_ENDPOINT_TOKEN=tok-secret-1\n"));
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/ioclab-agent.service")).unwrap();
+    assert!(!unit.contains("tok-secret-1"), "no token in the unit");
+    assert!(unit.lines().any(|l| l
+        == "ExecStart=/usr/local/bin/ioclab agent --appliance ${IOCLAB_APPLIANCE} --fingerprint ${IOCLAB_FINGERPRINT} --name endpoint-7"));
+    let out =
+        vagrant_script("join.sh", root, &["endpoint-7"], &[enrol[0], enrol[1], ("IOCLAB_ENDPOINT_TOKEN", "tok-2")]);
+    assert!(out.contains("endpoint-7: ioclab-agent configured"), "a new token is a change: {out}");
+    verify_units(root, &["ioclab.service", "ioclab-agent.service"]);
 }
 
 /// Skips (or fails under CI) when the live lab cannot run here.

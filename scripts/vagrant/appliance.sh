@@ -8,19 +8,10 @@ set -euo pipefail
 
 : "${APPLIANCE_IP:?set by the Vagrantfile}"
 checkout=/vagrant
-config=/etc/ioclab/appliance.toml
 
 bash "$checkout/scripts/vagrant/build.sh"
 
-cd "$checkout"
-./target/release/ioclab install --systemd --listen 0.0.0.0:8000 --scenarios "$checkout/lab-scenarios"
-
-# Endpoints connect over the class network: the endpoint listener must not stay
-# on loopback. An administrator's own value is left alone.
-if grep -q '^endpoints_listen = "127.0.0.1:' "$config"; then
-  sed -i 's/^endpoints_listen = "127\.0\.0\.1:\([0-9]*\)"/endpoints_listen = "0.0.0.0:\1"/' "$config"
-  systemctl restart ioclab.service
-fi
+bash "$checkout/scripts/vagrant/service.sh"
 
 # Wait for the web UI, then show where to log in.
 for _ in $(seq 1 120); do

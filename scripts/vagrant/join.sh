@@ -4,14 +4,18 @@
 # in the environment by the Vagrantfile's trigger). The token goes to a file
 # only root reads, and reaches the agent through its environment, not its
 # command line. Idempotent: the service restarts only when something changed.
+# IOCLAB_INSTALL_ROOT: a staging root (then systemctl is never called), as for
+# `ioclab install --root`; tests/install.rs runs it so.
 set -euo pipefail
 
 name=${1:?usage: join.sh NAME}
 : "${IOCLAB_APPLIANCE:?} ${IOCLAB_FINGERPRINT:?} ${IOCLAB_ENDPOINT_TOKEN:?}"
+root=${IOCLAB_INSTALL_ROOT:-/}
+root=${root%/}
 env_file=/etc/ioclab/agent.env
-unit=/etc/systemd/system/ioclab-agent.service
+unit=$root/etc/systemd/system/ioclab-agent.service
 
-install -d -m 0755 /etc/ioclab
+install -d -m 0755 "$root/etc/ioclab" "$root/etc/systemd/system"
 new_env=$(printf 'IOCLAB_APPLIANCE=%s\nIOCLAB_FINGERPRINT=%s\nIOCLAB_ENDPOINT_TOKEN=%s\n' \
   "$IOCLAB_APPLIANCE" "$IOCLAB_FINGERPRINT" "$IOCLAB_ENDPOINT_TOKEN")
 # The agent alone: eBPF (CAP_BPF, CAP_PERFMON), and reading what other users'
@@ -37,8 +41,8 @@ WantedBy=multi-user.target"
 
 # $(cat) drops the final newline, as the assignments above do: equal when unchanged
 changed=0
-if [ ! -f "$env_file" ] || [ "$(cat "$env_file")" != "$new_env" ]; then
-  (umask 077 && printf '%s\n' "$new_env" >"$env_file")
+if [ ! -f "$root$env_file" ] || [ "$(cat "$root$env_file")" != "$new_env" ]; then
+  (umask 077 && printf '%s\n' "$new_env" >"$root$env_file")
   changed=1
 fi
 if [ ! -f "$unit" ] || [ "$(cat "$unit")" != "$new_unit" ]; then
@@ -46,9 +50,16 @@ if [ ! -f "$unit" ] || [ "$(cat "$unit")" != "$new_unit" ]; then
   changed=1
 fi
 
-systemctl daemon-reload
-systemctl enable --now ioclab-agent.service
 if [ "$changed" = 1 ]; then
-  systemctl restart ioclab-agent.service
+  echo "$name: ioclab-agent configured to report to $IOCLAB_APPLIANCE"
+else
+  echo "$name: ioclab-agent already configured to report to $IOCLAB_APPLIANCE"
 fi
-echo "$name: ioclab-agent reports to $IOCLAB_APPLIANCE (systemctl status ioclab-agent)"
+if [ -z "$root" ] && [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  systemctl enable --now ioclab-agent.service
+  if [ "$changed" = 1 ]; then
+    systemctl restart ioclab-agent.service
+  fi
+  echo "$name: systemctl status ioclab-agent"
+fi
