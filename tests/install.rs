@@ -267,11 +267,21 @@ fn live_or_skip(what: &str) -> bool {
     false
 }
 
-/// `cmd` run as root but with only `caps` (the unit's names) in its bounding set.
+/// `program` run as the appliance's unit runs it, as far as can be without
+/// systemd: root with only `caps` (the unit's names) in its bounding set, no
+/// new privileges, the unit's umask.
 fn with_caps(caps: &[&str], program: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
     let set: String = caps.iter().map(|c| format!(",+{}", c.trim_start_matches("CAP_").to_lowercase())).collect();
     let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--bounding-set=-all{set}")).arg(program);
+    cmd.arg(format!("--bounding-set=-all{set}")).arg("--no-new-privs").arg(program);
+    // SAFETY: umask is async-signal-safe and touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o027);
+            Ok(())
+        })
+    };
     cmd
 }
 
@@ -302,6 +312,10 @@ fn the_units_capabilities_serve_live_and_detonate_and_each_tested_one_is_needed(
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/ioclab.service")).unwrap();
     let caps: Vec<&str> =
         unit.lines().find_map(|l| l.strip_prefix("CapabilityBoundingSet=")).unwrap().split(' ').collect();
+    assert!(
+        unit.lines().any(|l| l == "UMask=0027") && unit.lines().any(|l| l == "NoNewPrivileges=yes"),
+        "the unit runs it as with_caps does"
+    );
     let bin = root.join("usr/local/bin/ioclab");
 
     // the service's command reaches live mode (eBPF loaded, lab network and sandbox set up)
