@@ -102,7 +102,7 @@ fn install_twice_then_uninstall_twice_leaves_nothing_but_an_edited_config_until_
     let bin = root.join("usr/local/bin/ioclab");
     assert_eq!(mode(&bin), 0o755);
     assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(env!("CARGO_BIN_EXE_ioclab")).unwrap());
-    let (code, version, _) = output(&mut Command::new(&bin).arg("--version"));
+    let (code, version, _) = output(Command::new(&bin).arg("--version"));
     assert!(code == 0 && version.starts_with("ioclab "), "the copy runs: {version}");
     let catalogue = root.join("usr/local/share/ioclab/scenarios");
     assert_eq!(

@@ -216,7 +216,7 @@ pub fn install(plan: &InstallPlan, init: &systemd::Systemd) -> Result<Vec<Step>,
         let unit = files::write_file(&l.on_disk(&l.unit()), unit::text(l).as_bytes(), 0o644)?;
         steps.push(Step { what: "unit", path: l.unit(), outcome: unit });
         if init.runs() {
-            let restart = [binary, scenarios, unit].iter().any(|o| *o == Outcome::Updated);
+            let restart = [binary, scenarios, unit].contains(&Outcome::Updated);
             init.start(unit.changed(), restart)?;
         }
     }
