@@ -192,6 +192,11 @@ fn an_untouched_config_goes_with_uninstall_and_the_data_stays() {
     let (code, _, err) = output(ioclab().args(["uninstall", "--purge", "--data", "/", "--root"]).arg(root));
     assert_ne!(code, 0);
     assert!(err.contains("--data"), "{err}");
+    std::fs::create_dir_all(root.join("var/lib/other")).unwrap();
+    let (code, _, err) = output(ioclab().args(["uninstall", "--purge", "--data", "/var/lib", "--root"]).arg(root));
+    assert_ne!(code, 0);
+    assert!(err.contains("refusing to delete /var/lib"), "{err}");
+    assert!(root.join("var/lib/other").is_dir());
 }
 
 /// Runs scripts/vagrant/NAME with `env`, the staging root and the binary under test.

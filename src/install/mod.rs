@@ -184,6 +184,9 @@ pub enum InstallError {
         /// Why.
         source: std::io::Error,
     },
+    /// `--purge` of a folder that is not the lab's alone.
+    #[error("uninstall --purge: refusing to delete {0} (a system folder, not a data directory of its own)")]
+    PurgeRefused(PathBuf),
     /// `systemctl` failed.
     #[error("`systemctl {args}` failed ({status}): {stderr}")]
     Systemctl {
@@ -226,6 +229,9 @@ pub fn install(plan: &InstallPlan, init: &systemd::Systemd) -> Result<Vec<Step>,
 /// Uninstalls; returns the steps in order.
 pub fn uninstall(plan: &UninstallPlan, init: &systemd::Systemd) -> Result<Vec<Step>, InstallError> {
     let l = &plan.layout;
+    if plan.purge && !purgeable(&l.data) {
+        return Err(InstallError::PurgeRefused(l.data.clone()));
+    }
     let mut steps = Vec::new();
     let unit_path = l.on_disk(&l.unit());
     if init.runs() && unit_path.exists() {
@@ -250,9 +256,27 @@ pub fn uninstall(plan: &UninstallPlan, init: &systemd::Systemd) -> Result<Vec<St
     Ok(steps)
 }
 
+/// Folders `--purge` never deletes, whatever `--data` says: a typo must not wipe a system.
+const NEVER_PURGED: &[&str] =
+    &["/etc", "/usr", "/usr/local", "/var", "/var/lib", "/var/log", "/home", "/root", "/srv", "/opt", "/tmp", "/boot"];
+
+/// Whether `data` may be deleted whole: two levels deep at least, and not a system folder.
+fn purgeable(data: &Path) -> bool {
+    data.components().count() >= 3 && !NEVER_PURGED.iter().any(|p| data == Path::new(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purge_deletes_a_data_folder_of_its_own_never_a_system_one() {
+        assert!(purgeable(Path::new("/var/lib/ioclab")));
+        assert!(purgeable(Path::new("/srv/ioclab")));
+        for p in ["/var", "/var/lib", "/home", "/usr/local", "/data"] {
+            assert!(!purgeable(Path::new(p)), "{p}");
+        }
+    }
 
     #[test]
     fn paths_must_be_absolute_and_data_not_the_root() {
