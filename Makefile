@@ -15,8 +15,10 @@ build: setup
 run: build
 	./target/release/ioclab serve $(ARGS)
 
-## Every test: unit, property, and the live eBPF tests (they fail, not skip, under CI=true).
+## Every test: unit, property, and the live eBPF tests (they fail, not skip, under CI=true);
+## first shellcheck of the scripts and `vagrant validate` of the Vagrantfile (scripts/check.sh).
 test: setup
+	@scripts/check.sh
 	$(CARGO) test --workspace --locked
 
 ## Benchmarks: exec storm with and without the agent, IoC table load and lookups, sandbox latency and throughput, MISP correlation of a report, the web UI (SSE fan-out, pages with 100,000 events, memory).

@@ -24,6 +24,9 @@ PACKAGES=(
   openssl        # a TLS listener with a self-signed certificate (MISP client diagnosis tests)
   chromium        # the headless browser of the web UI's end-to-end tests
   chromium-driver # chromedriver: the WebDriver server those tests drive it through
+  shellcheck      # `make test` lints scripts/*.sh and scripts/vagrant/*.sh
+  vagrant         # `make test` runs `vagrant validate` on the Vagrantfile (no provider, no box)
+  systemd         # systemd-analyze: `make test` verifies the unit `ioclab install --systemd` writes
 )
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }

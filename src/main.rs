@@ -1,6 +1,7 @@
 //! `ioclab`: the lab appliance's command line.
 
 mod commands;
+mod install;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ Examples:
   sudo ioclab sandbox serve                  Cuckoo 2.0-compatible sandbox API on :8090
   sudo ioclab serve                          the appliance: web UI on http://127.0.0.1:8000
   ioclab users add-class --count 20          trainee accounts, a sheet of passwords
+  sudo ioclab install --systemd              the appliance as a service (ioclab uninstall removes it)
 
 Logs go to stderr; set IOCLAB_LOG=debug for more.")]
 struct Cli {
@@ -88,6 +90,10 @@ enum Command {
     /// `add`, `add-class --count 20` (prints a sheet of logins and passwords),
     /// `list`, `reset-password`, `token` (an API token for /api/), `remove`.
     Users(commands::users::UsersArgs),
+    /// Install the appliance as a service: binary, scenarios, appliance.toml, systemd unit.
+    Install(commands::install::InstallArgs),
+    /// Remove what `ioclab install` installed (the data and an edited config only with --purge).
+    Uninstall(commands::install::UninstallArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +111,8 @@ fn main() -> ExitCode {
         Command::Lab(args) => commands::lab::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Users(args) => commands::users::run(args),
+        Command::Install(args) => commands::install::install(args),
+        Command::Uninstall(args) => commands::install::uninstall(args),
     };
     match result {
         Ok(code) => code,

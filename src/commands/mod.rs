@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod install;
 pub mod ioc;
 pub mod lab;
 pub mod lab_record;

@@ -127,9 +127,16 @@ impl ApplianceConfig {
 
     /// Every key with its documentation and its default, as a commented TOML file.
     pub fn dump() -> String {
-        let defaults = toml::Value::try_from(ApplianceConfig::default()).expect("the defaults serialise");
-        let table = defaults.as_table().expect("a table");
-        let mut out = String::from("# ioclab serve --config appliance.toml: every key, with its default.\n");
+        "# ioclab serve --config appliance.toml: every key, with its default.\n".to_string()
+            + &ApplianceConfig::default().documented()
+    }
+
+    /// Every key with its documentation and this configuration's value (TOML,
+    /// reads back as `self`): what `ioclab install` writes.
+    pub fn documented(&self) -> String {
+        let values = toml::Value::try_from(self).expect("the configuration serialises");
+        let table = values.as_table().expect("a table");
+        let mut out = String::new();
         for (key, doc) in DOCS {
             let value = table.get(*key).map(|v| v.to_string()).unwrap_or_default();
             out.push_str(&format!("\n# {doc}\n{key} = {value}\n"));
@@ -150,6 +157,16 @@ mod tests {
             assert!(DOCS.iter().any(|(k, _)| k == key), "key {key} has no documentation");
         }
         assert_eq!(ApplianceConfig::parse(&dump, Path::new("dump")).unwrap(), ApplianceConfig::default());
+    }
+
+    #[test]
+    fn a_documented_configuration_reads_back_as_itself() {
+        let c = ApplianceConfig {
+            listen: "0.0.0.0:8000".parse().unwrap(),
+            data: "/srv/lab".into(),
+            ..ApplianceConfig::default()
+        };
+        assert_eq!(ApplianceConfig::parse(&c.documented(), Path::new("x")).unwrap(), c);
     }
 
     #[test]
