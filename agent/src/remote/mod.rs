@@ -5,9 +5,10 @@
 //! ingest in `ioclab-web` parses it with the same code); [`pin`] checks the
 //! appliance's self-signed certificate against the fingerprint it printed;
 //! [`spool`] keeps batches on disk until the appliance acknowledges them;
-//! [`ship`] sends them.
+//! [`ship`] sends them; [`synthetic`] makes events for tests and benches.
 
 pub mod pin;
 pub mod ship;
 pub mod spool;
+pub mod synthetic;
 pub mod wire;
