@@ -23,6 +23,7 @@ Examples:
   sudo ioclab sandbox serve                  Cuckoo 2.0-compatible sandbox API on :8090
   sudo ioclab serve                          the appliance: web UI on http://127.0.0.1:8000
   ioclab users add-class --count 20          trainee accounts, a sheet of passwords
+  ioclab endpoints token create --name pc-07 enrol a trainee's machine (see `ioclab agent --help`)
 
 Logs go to stderr; set IOCLAB_LOG=debug for more.")]
 struct Cli {
@@ -88,6 +89,13 @@ enum Command {
     /// `add`, `add-class --count 20` (prints a sheet of logins and passwords),
     /// `list`, `reset-password`, `token` (an API token for /api/), `remove`.
     Users(commands::users::UsersArgs),
+    /// Remote endpoints: enrolment tokens for trainees' agents, the appliance's endpoint listener.
+    ///
+    /// `token create [--name N]` prints a token (once) for `ioclab agent
+    /// --appliance URL --token T --fingerprint F` on a trainee machine;
+    /// `token list`, `token revoke NAME`; `fingerprint` prints what agents
+    /// pin; `serve` runs the endpoint listener alone (`ioclab serve` runs it too).
+    Endpoints(commands::endpoints::EndpointsArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +113,7 @@ fn main() -> ExitCode {
         Command::Lab(args) => commands::lab::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Users(args) => commands::users::run(args),
+        Command::Endpoints(args) => commands::endpoints::run(args),
     };
     match result {
         Ok(code) => code,

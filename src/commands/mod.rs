@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod endpoints;
 pub mod ioc;
 pub mod lab;
 pub mod lab_record;

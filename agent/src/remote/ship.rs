@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub use reqwest::Url;
+
 use super::pin::{client_config, Fingerprint};
 use super::spool::{Sealed, Spool};
 use super::wire::{Ack, BATCH_PATH};
