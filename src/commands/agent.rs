@@ -144,7 +144,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     config.scanner.accept_partial_iocs |= args.accept_partial_iocs;
     let remote = match args.remote.appliance.clone() {
-        Some(url) => Some(remote::start(url, args.remote)?),
+        Some(url) => {
+            // what the sensor's "writing ... to" message names: the spool replaces -o and output.path
+            config.output.path = Some(args.remote.spool.clone());
+            Some(remote::start(url, args.remote)?)
+        }
         None => None,
     };
     let out = match &remote {
