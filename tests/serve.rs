@@ -61,7 +61,7 @@ fn config(dir: &Path) -> PathBuf {
     let p = dir.join("appliance.toml");
     std::fs::write(
         &p,
-        "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\nreplay_speed = 100.0\n",
+        "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\nendpoints_listen = \"127.0.0.1:0\"\nreplay_speed = 100.0\n",
     )
     .unwrap();
     p
