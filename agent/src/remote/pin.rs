@@ -146,6 +146,22 @@ pub fn client_config(pin: Fingerprint) -> rustls::ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_fingerprint_or_an_error_naming_it(s in "\\PC{0,120}") {
+            if let Err(e) = s.parse::<Fingerprint>() {
+                prop_assert!(e.contains(&format!("{s:?}")), "{e}");
+            }
+        }
+
+        #[test]
+        fn a_shown_fingerprint_reads_back(bytes in any::<[u8; 32]>()) {
+            let f = Fingerprint(bytes);
+            prop_assert_eq!(f.to_string().parse::<Fingerprint>(), Ok(f));
+        }
+    }
 
     #[test]
     fn fingerprints_parse_in_the_shapes_people_paste() {
