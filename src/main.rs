@@ -25,6 +25,7 @@ Examples:
   sudo ioclab serve                          the appliance: web UI on http://127.0.0.1:8000
   ioclab users add-class --count 20          trainee accounts, a sheet of passwords
   sudo ioclab install --systemd              the appliance as a service (ioclab uninstall removes it)
+  ioclab endpoints token create --name pc-07 enrol a trainee's machine (see `ioclab agent --help`)
 
 Logs go to stderr; set IOCLAB_LOG=debug for more.")]
 struct Cli {
@@ -94,6 +95,13 @@ enum Command {
     Install(commands::install::InstallArgs),
     /// Remove what `ioclab install` installed (the data and an edited config only with --purge).
     Uninstall(commands::install::UninstallArgs),
+    /// Remote endpoints: enrolment tokens for trainees' agents, the appliance's endpoint listener.
+    ///
+    /// `token create [--name N]` prints a token (once) for `ioclab agent
+    /// --appliance URL --token T --fingerprint F` on a trainee machine;
+    /// `token list`, `token revoke NAME`; `fingerprint` prints what agents
+    /// pin; `serve` runs the endpoint listener alone (`ioclab serve` runs it too).
+    Endpoints(commands::endpoints::EndpointsArgs),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +121,7 @@ fn main() -> ExitCode {
         Command::Users(args) => commands::users::run(args),
         Command::Install(args) => commands::install::install(args),
         Command::Uninstall(args) => commands::install::uninstall(args),
+        Command::Endpoints(args) => commands::endpoints::run(args),
     };
     match result {
         Ok(code) => code,

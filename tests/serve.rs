@@ -61,7 +61,7 @@ fn config(dir: &Path) -> PathBuf {
     let p = dir.join("appliance.toml");
     std::fs::write(
         &p,
-        "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\nreplay_speed = 100.0\n",
+        "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\nendpoints_listen = \"127.0.0.1:0\"\nreplay_speed = 100.0\n",
     )
     .unwrap();
     p
@@ -294,4 +294,29 @@ fn serve_live_starts_the_lab_with_its_apis_and_stops_clean() {
     let mut left = left_on(&data, pid);
     left.extend(sandbox_common::leftovers(pid, None));
     assert_eq!(left, Vec::<String>::new());
+}
+
+#[test]
+fn serve_starts_the_endpoint_listener_whose_printed_fingerprint_agents_pin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = serve(tmp.path(), &data, &["--replay"]);
+    let url = s.after("endpoints:");
+    let line = s.printed.lines().find(|l| l.contains("--fingerprint ")).expect("the endpoints line");
+    let fingerprint = line.split("--fingerprint ").nth(1).unwrap().trim_end_matches(')').trim().to_string();
+    let (code, out, err) =
+        output(ioclab().args(["endpoints", "--data", data.to_str().unwrap(), "token", "create", "--name", "pc-01"]));
+    assert_eq!(code, 0, "{err}");
+    let token = out.lines().next().unwrap().strip_prefix("pc-01 token: ").unwrap().to_string();
+
+    use ioclab_agent::remote::{ship, synthetic, wire};
+    let appliance = ship::Appliance { url: url.parse().unwrap(), token, fingerprint: fingerprint.parse().unwrap() };
+    let header = wire::BatchHeader { batch: "b-1".into(), endpoint: "pc-01".into(), agent_version: "test".into() };
+    let mut body = header.to_line();
+    body.extend_from_slice(format!("{}\n", synthetic::file_create("pc-01", 1)).as_bytes());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ack = rt.block_on(async { ship::Shipper::new(&appliance).unwrap().send(body).await }).unwrap();
+    assert_eq!((ack.stored, ack.duplicates), (1, 0));
+    let (ok, stderr) = s.interrupt();
+    assert!(ok, "SIGINT: {stderr}");
 }

@@ -14,5 +14,6 @@ pub mod events;
 pub mod hashes;
 pub mod ioc;
 pub mod net;
+pub mod remote;
 pub mod replay;
 pub mod sensor;

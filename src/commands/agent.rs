@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use ioclab_agent::config::Config;
 use ioclab_agent::events::EventKind;
+use ioclab_agent::remote::pin::Fingerprint;
+use ioclab_agent::sensor::output::Output;
 use ioclab_agent::sensor::{self, Control};
 
 /// Arguments of `ioclab agent` (the help text is on the subcommand in main.rs).
@@ -19,6 +21,8 @@ Examples:
   sudo ioclab agent -i iocs.json -o /var/log/ioclab.json
   ioclab agent config --dump > agent.yaml            the settings, to edit
   sudo ioclab agent -c agent.yaml                    run with them
+  sudo ioclab agent --appliance https://10.0.0.1:8443 --token T --fingerprint FP
+                                                     a trainee's machine reporting to the class appliance
   sudo kill -HUP $(pidof ioclab)                     reload the IoC files, reopen -o FILE
   sudo ioclab agent | head -1                        the start event, then the agent stops
 
@@ -30,7 +34,13 @@ On SIGHUP the IoC files are read again, one load at a time: an `ioc_reload`
 event says the new set is in use; a load with bad lines or no IoC is refused
 with an `error` event and the previous IoCs stay (--accept-partial-iocs takes
 it anyway). Events the output cannot take (full disk) are counted and
-reported by an `event_loss` event once writing works again."
+reported by an `event_loss` event once writing works again.
+
+With --appliance, events are sealed in batches in the spool (--spool) and
+sent over TLS to the appliance, which must present the certificate of
+--fingerprint; a batch leaves the spool only once the appliance has stored
+it. While the appliance is away the spool grows up to --spool-max-mib; then
+events are dropped, counted, and reported by an `event_loss` event."
 )]
 pub struct AgentArgs {
     #[command(subcommand)]
@@ -50,9 +60,35 @@ pub struct AgentArgs {
     /// On reload, use IoC files even with bad lines or no IoC (default: keep the previous IoCs).
     #[arg(long)]
     accept_partial_iocs: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// At exit, print counters (events read, written, lost; CPU time; peak memory) as JSON on stderr.
     #[arg(long)]
     stats: bool,
+}
+
+/// A remote endpoint: events go to a class appliance instead of stdout or a file.
+#[derive(Args)]
+#[group(id = "remote", multiple = true, requires_all = ["appliance", "token", "fingerprint"])]
+struct RemoteArgs {
+    /// Send the events to this appliance's endpoint listener (https://HOST:8443), spooled on disk until acknowledged.
+    #[arg(long, value_name = "URL", conflicts_with = "output")]
+    appliance: Option<ioclab_agent::remote::ship::Url>,
+    /// The enrolment token (`ioclab endpoints token create` on the appliance).
+    #[arg(long, env = "IOCLAB_ENDPOINT_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The appliance certificate's SHA-256 fingerprint, as `ioclab serve` prints it: no other certificate is accepted.
+    #[arg(long, value_name = "FP")]
+    fingerprint: Option<Fingerprint>,
+    /// This endpoint's name on the appliance (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The spool: batches wait here until the appliance acknowledges them.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/ioclab/spool")]
+    spool: PathBuf,
+    /// The spool's bound in MiB; beyond it events are dropped, counted and reported (`event_loss`).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    spool_max_mib: u64,
 }
 
 #[derive(Subcommand)]
@@ -107,9 +143,23 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         config.scanner.min_severity = s;
     }
     config.scanner.accept_partial_iocs |= args.accept_partial_iocs;
-    let path = config.output.path.as_deref();
-    let out = ioclab_agent::sensor::output::Output::open(path)
-        .with_context(|| format!("cannot open {} for writing", path.unwrap_or(std::path::Path::new("-")).display()))?;
+    let remote = match args.remote.appliance.clone() {
+        Some(url) => {
+            // what the sensor's "writing ... to" message names: the spool replaces -o and output.path
+            config.output.path = Some(args.remote.spool.clone());
+            Some(remote::start(url, args.remote)?)
+        }
+        None => None,
+    };
+    let out = match &remote {
+        Some(r) => Output::from(Box::new(r.spool.writer()) as Box<dyn std::io::Write + Send>),
+        None => {
+            let path = config.output.path.as_deref();
+            Output::open(path).with_context(|| {
+                format!("cannot open {} for writing", path.unwrap_or(std::path::Path::new("-")).display())
+            })?
+        }
+    };
 
     let control = Control::default();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -119,7 +169,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, control.reload.clone())?;
 
-    let summary = sensor::run(config, out, control).context("ioclab agent")?;
+    let summary = sensor::run(config, out, control).context("ioclab agent");
+    if let Some(r) = remote {
+        r.stop();
+    }
+    let summary = summary?;
     tracing::info!(
         "stopped: {} events read, {} written, {} lost ({} of them by the output)",
         summary.read,
@@ -131,4 +185,73 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", serde_json::to_string(&summary)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The remote half of the agent: the spool and the thread shipping it.
+mod remote {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use ioclab_agent::remote::ship::{Appliance, Shipper};
+    use ioclab_agent::remote::spool::{Spool, SpoolLimits};
+
+    use super::RemoteArgs;
+
+    /// How long a stopping agent waits for the spool to empty; what is left is sent at the next start.
+    const DRAIN: Duration = Duration::from_secs(5);
+
+    pub(super) struct Remote {
+        pub(super) spool: Spool,
+        stop: Arc<AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    fn host_name() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    }
+
+    pub(super) fn start(url: ioclab_agent::remote::ship::Url, args: RemoteArgs) -> anyhow::Result<Remote> {
+        let appliance = Appliance {
+            url,
+            token: args.token.context("--appliance needs --token")?,
+            fingerprint: args.fingerprint.context("--appliance needs --fingerprint")?,
+        };
+        let name = args.name.unwrap_or_else(host_name);
+        anyhow::ensure!(!name.is_empty(), "no host name: set --name");
+        let limits =
+            SpoolLimits { max_bytes: args.spool_max_mib.saturating_mul(1024 * 1024), ..SpoolLimits::default() };
+        let spool = Spool::open(&args.spool, &name, limits)?;
+        let shipper = Shipper::new(&appliance)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = {
+            let (spool, stop) = (spool.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("ioclab-ship".into())
+                .spawn(move || rt.block_on(shipper.run(&spool, &stop)))?
+        };
+        tracing::info!("sending events to {} as {name} (spool {})", appliance.url, args.spool.display());
+        Ok(Remote { spool, stop, thread })
+    }
+
+    impl Remote {
+        /// Seals the last batch and gives the shipper a moment to send it.
+        pub(super) fn stop(self) {
+            if let Err(e) = self.spool.seal_now() {
+                tracing::error!("{e}");
+            }
+            let until = Instant::now() + DRAIN;
+            while !self.spool.is_empty() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let (n, bytes) = self.spool.pending();
+            if n > 0 {
+                tracing::warn!("{n} batches ({bytes} bytes) stay in the spool: sent at the next start");
+            }
+            self.stop.store(true, Ordering::Relaxed);
+            let _ = self.thread.join();
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod install;
+pub mod endpoints;
 pub mod ioc;
 pub mod lab;
 pub mod lab_record;

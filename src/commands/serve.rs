@@ -172,6 +172,14 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
         }
         None => (None, None),
     };
+    // remote endpoints (issue 16): their TLS ingest listener, stopped with the runtime
+    let endpoints = ioclab_web::endpoints::start(
+        data.root(),
+        &ioclab_web::web_db(&data),
+        cfg.endpoints_listen,
+        std::future::pending(),
+    )
+    .await?;
     let links = Links { misp: Some(parts.misp_url.clone()), sandbox: sandbox_url.clone() };
     let state = AppState::new(users, runs.clone(), limiter, links);
     let sessions = ioclab_web::session_layer(&state, cfg.session_idle_minutes).await?;
@@ -197,6 +205,10 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
         (Some(u), Some(k)) => println!("  sandbox API: {u}  (Cuckoo 2.0; key: {k})"),
         _ => println!("  sandbox API: off in replay mode"),
     }
+    println!(
+        "  endpoints:   https://{}  (ioclab agent --appliance URL --token T --fingerprint {})",
+        endpoints.addr, endpoints.fingerprint
+    );
     println!("  data:        {}", data.root().display());
     if let Some(pw) = &first_password {
         println!("  first login: {FIRST_INSTRUCTOR} / {pw}   (shown once; `ioclab users reset-password {FIRST_INSTRUCTOR}` makes a new one)");
@@ -265,7 +277,7 @@ async fn start_sandbox_api(
 }
 
 /// Resolves at SIGINT (Ctrl-C) or SIGTERM; the handlers are in place when it returns.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;

@@ -73,7 +73,7 @@ impl Appliance {
         let config = dir.path().join("appliance.toml");
         std::fs::write(
             &config,
-            "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\nreplay_speed = 20.0\n",
+            "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\nendpoints_listen = \"127.0.0.1:0\"\nreplay_speed = 20.0\n",
         )
         .unwrap();
         let stderr = dir.path().join("serve.stderr");

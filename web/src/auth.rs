@@ -82,8 +82,9 @@ impl IntoResponse for AuthError {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of an `Authorization: Bearer` header (API tokens, endpoint enrolment tokens).
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     v.strip_prefix("Bearer ").map(str::trim)
 }
 
@@ -92,7 +93,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<CurrentUser, AuthError> {
         let api = is_api(parts);
-        if let Some(token) = bearer(parts) {
+        if let Some(token) = bearer(&parts.headers) {
             let user = state.users().by_token(token).await.map_err(|e| AuthError::Store(e.to_string()))?;
             return user.map(|user| CurrentUser { user, by_token: true }).ok_or(AuthError::Unauthenticated { api });
         }

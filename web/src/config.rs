@@ -17,6 +17,8 @@ pub struct ApplianceConfig {
     pub misp_listen: SocketAddr,
     /// Where the sandbox's Cuckoo 2.0 REST API listens.
     pub sandbox_listen: SocketAddr,
+    /// Where remote endpoints' agents send their events (TLS, self-signed, pinned).
+    pub endpoints_listen: SocketAddr,
     /// The lab's data directory (MISP store, sandbox, runs, web.db).
     pub data: PathBuf,
     /// The scenario catalogue's folder.
@@ -39,6 +41,7 @@ impl Default for ApplianceConfig {
             listen: "127.0.0.1:8000".parse().expect("literal address"),
             misp_listen: "127.0.0.1:8001".parse().expect("literal address"),
             sandbox_listen: "127.0.0.1:8090".parse().expect("literal address"),
+            endpoints_listen: "127.0.0.1:8443".parse().expect("literal address"),
             data: PathBuf::from(ioclab_lab::data_dir::DEFAULT_DATA_DIR),
             scenarios: PathBuf::from("lab-scenarios"),
             session_idle_minutes: 8 * 60,
@@ -88,6 +91,10 @@ const DOCS: &[(&str, &str)] = &[
     (
         "sandbox_listen",
         "Where the sandbox's Cuckoo 2.0 REST API listens (no path prefix: Cuckoo clients need the root).",
+    ),
+    (
+        "endpoints_listen",
+        "Where remote endpoints' agents send their events (TLS with a self-signed certificate they pin; 0.0.0.0:8443 for a class network).",
     ),
     (
         "data",

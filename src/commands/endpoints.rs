@@ -1,0 +1,130 @@
+//! `ioclab endpoints`: enrolment tokens for remote endpoints, the endpoint
+//! listener's fingerprint, and that listener alone (`serve`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use ioclab_lab::run::folder::utc_stamp;
+use ioclab_web::endpoints::{self, EndpointDb};
+use ioclab_web::users::UserName;
+
+use super::lab::DataArg;
+
+/// Arguments of `ioclab endpoints`.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  ioclab endpoints token create --name team-blue     prints the token once
+  ioclab endpoints token list
+  ioclab endpoints token revoke team-blue            its agents get 401 from now on
+  ioclab endpoints fingerprint                       what agents pass as --fingerprint
+  ioclab endpoints serve --listen 0.0.0.0:8443       the endpoint listener alone
+
+Then, on the trainee's machine:
+  sudo ioclab agent --appliance https://10.0.0.1:8443 --token TOKEN --fingerprint FP")]
+pub struct EndpointsArgs {
+    #[command(subcommand)]
+    command: EndpointsCommand,
+    #[command(flatten)]
+    data: DataArg,
+}
+
+#[derive(Subcommand)]
+enum EndpointsCommand {
+    /// Enrolment tokens: create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Print the SHA-256 fingerprint of the endpoint certificate (made if there is none yet).
+    Fingerprint,
+    /// Run the endpoint listener alone (`ioclab serve` runs it with everything else).
+    Serve {
+        /// Where agents connect (loopback by default; 0.0.0.0:8443 for a class network).
+        #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token for one endpoint (or a team's); prints it once, only its hash is kept.
+    Create {
+        /// Whose endpoint: a trainee or team name (a-z, 0-9, '.', '_', '-'); default endpoint-NN.
+        #[arg(long)]
+        name: Option<UserName>,
+    },
+    /// List the tokens: name, created, revoked, events received.
+    List,
+    /// Revoke a token: its agents are refused (401) from now on; their events stay.
+    Revoke {
+        /// The token's name.
+        name: UserName,
+    },
+}
+
+/// Runs `ioclab endpoints`.
+pub fn run(args: EndpointsArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.data.dir();
+    std::fs::create_dir_all(dir.root())
+        .with_context(|| format!("creating the data directory {} (set --data)", dir.root().display()))?;
+    let web_db = ioclab_web::web_db(&dir);
+    match args.command {
+        EndpointsCommand::Fingerprint => {
+            let cert = endpoints::tls::ApplianceCert::load_or_create(&endpoints::cert_dir(dir.root()))?;
+            println!("{}", cert.fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        EndpointsCommand::Serve { listen } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let stop = super::serve::shutdown_signal()?;
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let started = endpoints::start(dir.root(), &web_db, listen, async {
+                    let _ = rx.await;
+                })
+                .await?;
+                println!("endpoint listener: https://{}", started.addr);
+                println!("fingerprint:       {}", started.fingerprint);
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                stop.await;
+                let _ = tx.send(());
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        EndpointsCommand::Token { command } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let db = EndpointDb::open(&web_db).await?;
+                match command {
+                    TokenCommand::Create { name } => {
+                        let (token, secret) = db.create_token(name).await?;
+                        println!("{} token: {secret}", token.name);
+                        println!("(shown once; the appliance keeps only its hash)");
+                    }
+                    TokenCommand::List => {
+                        println!("{:<24} {:<17} {:<17} EVENTS", "NAME", "CREATED", "REVOKED");
+                        for t in db.tokens().await? {
+                            let revoked = t.revoked.map_or("-".to_string(), utc_stamp);
+                            println!(
+                                "{:<24} {:<17} {:<17} {}",
+                                t.name.as_str(),
+                                utc_stamp(t.created),
+                                revoked,
+                                t.events
+                            );
+                        }
+                    }
+                    TokenCommand::Revoke { name } => {
+                        db.revoke(&name).await?;
+                        println!("revoked {name}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
