@@ -83,7 +83,7 @@ pub async fn start_run(State(state): State<AppState>, who: Trainee, req: Request
 }
 
 /// Checks the CSRF header of a session-authenticated POST (a token needs none).
-async fn session_post_ok(
+pub(crate) async fn session_post_ok(
     state: &AppState,
     who: &Trainee,
     parts: &mut axum::http::request::Parts,
