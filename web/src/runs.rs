@@ -378,3 +378,24 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_waits_on_the_events_it_created_only() {
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "run": "r1", "scenario": "dns-ioc-why-kunai-rocks", "scenario_uuid": "u", "version": 1,
+            "mode": "live", "started": 1.0,
+            "created": {"misp_events": ["5b1e0c6a-0000-4000-8000-000000000001"]}
+        }))
+        .unwrap();
+        assert!(created_event(&manifest, "5B1E0C6A-0000-4000-8000-000000000001"));
+        assert!(!created_event(&manifest, "5b1e0c6a-0000-4000-8000-000000000002"));
+        assert!(!created_event(
+            &Manifest { created: Default::default(), ..manifest },
+            "5b1e0c6a-0000-4000-8000-000000000001"
+        ));
+    }
+}
