@@ -514,3 +514,53 @@ fn publishing_on_the_misp_page_lets_a_waiting_live_run_go_on() {
     rt.shutdown_timeout(std::time::Duration::from_secs(10));
     drop(lab);
 }
+
+mod submission_form {
+    use axum::body::Body;
+    use axum::http::Request;
+    use ioclab_web::sandbox_pages::{read_submission, SubmitError};
+    use proptest::prelude::*;
+
+    fn read(
+        content_type: &str,
+        body: Vec<u8>,
+        limit: u64,
+    ) -> Result<ioclab_web::sandbox_pages::Submission, SubmitError> {
+        let req = Request::post("/sandbox/submit").header("content-type", content_type).body(Body::from(body)).unwrap();
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(read_submission(req, limit))
+    }
+
+    proptest! {
+        /// Any body, multipart or not, is read or refused with a reason; never a panic.
+        #[test]
+        fn any_body_is_read_or_refused(body in proptest::collection::vec(any::<u8>(), 0..600), multipart in any::<bool>()) {
+            let ct = if multipart { "multipart/form-data; boundary=b" } else { "application/octet-stream" };
+            if let Err(e) = read(ct, body, 64) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        /// A well-formed form gives back its file and fields, or TooLarge exactly when the file is over the limit.
+        #[test]
+        fn a_form_reads_back_or_is_too_large(
+            name in "[a-zA-Z0-9._-]{1,20}",
+            file in proptest::collection::vec(any::<u8>(), 1..200),
+            field in "[ -~]{0,40}",
+            limit in 1u64..300,
+        ) {
+            let (ct, body) = super::multipart(&[("package", &field)], Some((&name, &file)));
+            match read(&ct, body, limit) {
+                Ok(s) => {
+                    prop_assert!(file.len() as u64 <= limit);
+                    prop_assert_eq!(s.name, name);
+                    prop_assert_eq!(s.bytes, file);
+                    prop_assert_eq!(s.fields.get("package"), Some(&field));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e, SubmitError::TooLarge { limit });
+                    prop_assert!(file.len() as u64 > limit);
+                }
+            }
+        }
+    }
+}
