@@ -29,6 +29,7 @@ pub mod report_view;
 pub mod run_pages;
 pub mod runs;
 pub mod sandbox_pages;
+pub mod service;
 pub mod state;
 pub mod svg;
 pub mod users;

@@ -13,7 +13,6 @@ use askama::Template;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
 use ioclab_intel::store::filter::Filters;
 use ioclab_intel::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -24,6 +23,7 @@ use crate::auth::{CurrentUser, Instructor, Trainee};
 use crate::csrf::CsrfForm;
 use crate::misp_view::{event_view, text, EventView};
 use crate::pages::{render, NoFields, Page};
+use crate::service::{self, ServiceError};
 use crate::state::AppState;
 
 /// Events per page.
@@ -46,7 +46,7 @@ pub enum MispError {
     Failed,
 }
 
-impl MispError {
+impl ServiceError for MispError {
     fn status(&self) -> StatusCode {
         match self {
             MispError::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
@@ -56,7 +56,9 @@ impl MispError {
             MispError::Store(_) | MispError::Failed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+}
 
+impl MispError {
     fn of(e: StoreError, id: &str) -> MispError {
         match e {
             StoreError::NotFound(_) => MispError::NoEvent(id.to_string()),
@@ -195,14 +197,12 @@ pub async fn events_page(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let page = Page::new(&state, &session, Some(&who)).await;
-    let result = match store(&state) {
-        Ok(s) => event_page(s, q.page.unwrap_or(1)).await.map_err(|e| MispError::of(e, "")),
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(list) => render(EventsPage { page, error: None, list: Some(list) }),
-        Err(e) => (e.status(), render(EventsPage { page, error: Some(e.to_string()), list: None })).into_response(),
-    }
+    service::html(events(&state, q.page).await, |error, list| render(EventsPage { page, error, list }))
+}
+
+/// Page `page` of the events (the first when not given).
+async fn events(state: &AppState, page: Option<usize>) -> Result<EventPage, MispError> {
+    event_page(store(state)?, page.unwrap_or(1)).await.map_err(|e| MispError::of(e, ""))
 }
 
 #[derive(Template)]
@@ -224,13 +224,9 @@ pub async fn event_page_html(
 ) -> Response {
     let page = Page::new(&state, &session, Some(&who)).await;
     let can_publish = who.is_instructor();
-    match event(&state, &id).await {
-        Ok(ev) => render(EventPageTemplate { page, error: None, event: Some(ev), can_publish }),
-        Err(e) => {
-            (e.status(), render(EventPageTemplate { page, error: Some(e.to_string()), event: None, can_publish }))
-                .into_response()
-        }
-    }
+    service::html(event(&state, &id).await, |error, event| {
+        render(EventPageTemplate { page, error, event, can_publish })
+    })
 }
 
 /// POST /misp/events/{id}/publish: an instructor publishes the event, then sees it.
@@ -246,28 +242,14 @@ pub async fn publish_form(
     }
 }
 
-fn api_error(e: MispError) -> Response {
-    (e.status(), Json(json!({"error": e.to_string()}))).into_response()
-}
-
 /// GET /api/misp/events?page=N: the page of events `/misp` shows.
 pub async fn api_events(State(state): State<AppState>, _who: Trainee, Query(q): Query<PageQuery>) -> Response {
-    let s = match store(&state) {
-        Ok(s) => s,
-        Err(e) => return api_error(e),
-    };
-    match event_page(s, q.page.unwrap_or(1)).await {
-        Ok(p) => Json(p).into_response(),
-        Err(e) => api_error(MispError::of(e, "")),
-    }
+    service::json(events(&state, q.page).await)
 }
 
 /// GET /api/misp/events/{id}: the event `/misp/events/{id}` shows.
 pub async fn api_event(State(state): State<AppState>, _who: Trainee, Path(id): Path<String>) -> Response {
-    match event(&state, &id).await {
-        Ok(ev) => Json(json!({ "event": ev })).into_response(),
-        Err(e) => api_error(e),
-    }
+    service::json(event(&state, &id).await.map(|ev| json!({ "event": ev })))
 }
 
 /// POST /api/misp/events/{id}/publish: instructors; a session call sends `X-CSRF-Token`.
@@ -282,8 +264,5 @@ pub async fn api_publish(State(state): State<AppState>, Instructor(who): Instruc
         Ok(Path(id)) => id,
         Err(e) => return e.into_response(),
     };
-    match publish(&state, &who, &id).await {
-        Ok(p) => Json(json!({ "published": p })).into_response(),
-        Err(e) => api_error(e),
-    }
+    service::json(publish(&state, &who, &id).await.map(|p| json!({ "published": p })))
 }

@@ -12,7 +12,6 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
 use ioclab_sandbox::api::db::DbError;
 use ioclab_sandbox::api::queue::report_path;
 use ioclab_sandbox::api::AppState as SandboxState;
@@ -27,6 +26,7 @@ use crate::misp_view::text;
 use crate::pages::{render, Page};
 use crate::report_view::{read_report, ReportView};
 use crate::run_pages::report_svg;
+use crate::service::{self, ServiceError};
 use crate::state::AppState;
 use crate::svg;
 
@@ -51,7 +51,7 @@ pub enum SandboxError {
     Db,
 }
 
-impl SandboxError {
+impl ServiceError for SandboxError {
     fn status(&self) -> StatusCode {
         match self {
             SandboxError::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
@@ -163,14 +163,12 @@ pub async fn tasks_page(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let page = Page::new(&state, &session, Some(&who)).await;
-    let result = match sandbox(&state) {
-        Ok(sb) => task_page(sb, q.page.unwrap_or(1)).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(list) => render(TasksPage { page, error: None, list: Some(list) }),
-        Err(e) => (e.status(), render(TasksPage { page, error: Some(e.to_string()), list: None })).into_response(),
-    }
+    service::html(tasks(&state, q.page).await, |error, list| render(TasksPage { page, error, list }))
+}
+
+/// Page `page` of the tasks (the first when not given).
+async fn tasks(state: &AppState, page: Option<usize>) -> Result<TaskPage, SandboxError> {
+    task_page(sandbox(state)?, page.unwrap_or(1)).await
 }
 
 #[derive(Template)]
@@ -410,36 +408,22 @@ pub async fn submit_post(State(state): State<AppState>, who: Instructor, session
     }
 }
 
-fn api_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": message.to_string()}))).into_response()
-}
-
 /// GET /api/sandbox/tasks?page=N: the page of tasks `/sandbox` shows.
 pub async fn api_tasks(State(state): State<AppState>, _who: Trainee, Query(q): Query<PageQuery>) -> Response {
-    let result = match sandbox(&state) {
-        Ok(sb) => task_page(sb, q.page.unwrap_or(1)).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(p) => Json(p).into_response(),
-        Err(e) => api_error(e.status(), e),
-    }
+    service::json(tasks(&state, q.page).await)
 }
 
 /// GET /api/sandbox/tasks/{id}: the task (Cuckoo's view) and its report as `/sandbox/tasks/{id}` shows it.
 pub async fn api_task(State(state): State<AppState>, _who: Trainee, Path(id): Path<String>) -> Response {
-    let result = match sandbox(&state) {
+    let found = match sandbox(&state) {
         Ok(sb) => task(sb, &id).await,
         Err(e) => Err(e),
     };
-    match result {
-        Ok((view, report)) => {
-            let (report, report_error) = match report {
-                Ok(r) => (Some(r), None),
-                Err(e) => (None, Some(e)),
-            };
-            Json(json!({"task": view, "report": report, "report_error": report_error})).into_response()
-        }
-        Err(e) => api_error(e.status(), e),
-    }
+    service::json(found.map(|(view, report)| {
+        let (report, report_error) = match report {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e)),
+        };
+        json!({"task": view, "report": report, "report_error": report_error})
+    }))
 }
