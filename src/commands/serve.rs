@@ -15,10 +15,11 @@ use ioclab_lab::engine::lock::DataLock;
 use ioclab_lab::engine::misp::EmbeddedMisp;
 use ioclab_lab::engine::{EngineError, Lab, LabConfig};
 use ioclab_lab::replay::Speed;
+use ioclab_sandbox::api::AppState as SandboxState;
 use ioclab_web::config::ApplianceConfig;
 use ioclab_web::limit::{LimitConfig, LoginLimiter};
 use ioclab_web::runs::{Engine, Runs};
-use ioclab_web::state::{AppState, Links};
+use ioclab_web::state::{AppState, Links, Services};
 use ioclab_web::users::{Role, UserDb, UserName};
 
 /// The help's examples.
@@ -111,6 +112,7 @@ struct Parts {
     engine: Engine,
     misp_url: String,
     misp_keys: ioclab_lab::engine::misp::LabKeys,
+    misp_store: ioclab_intel::store::Store,
     sandbox: Option<(ioclab_sandbox::api::db::TaskDb, Arc<dyn ioclab_sandbox::detonation::Detonator>)>,
     // replay mode: held for as long as the appliance serves
     _replay: Option<(EmbeddedMisp, DataLock, tokio::runtime::Runtime)>,
@@ -126,6 +128,7 @@ fn open_lab(data: &DataDir, cfg: &ApplianceConfig, force_replay: bool) -> anyhow
                 return Ok(Parts {
                     misp_url: lab.misp_url().to_string(),
                     misp_keys: lab.misp_keys().clone(),
+                    misp_store: lab.misp_store().clone(),
                     sandbox: Some((lab.tasks().clone(), lab.detonator())),
                     engine: Engine::Live(lab),
                     _replay: None,
@@ -147,6 +150,7 @@ fn open_lab(data: &DataDir, cfg: &ApplianceConfig, force_replay: bool) -> anyhow
         engine: Engine::Replay { reason },
         misp_url: misp.url.clone(),
         misp_keys: misp.keys.clone(),
+        misp_store: misp.store.clone(),
         sandbox: None,
         _replay: Some((misp, lock, rt)),
     })
@@ -165,12 +169,12 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
         window: std::time::Duration::from_secs(cfg.login_window_minutes * 60),
     });
 
-    let (sandbox_url, sandbox_key) = match &parts.sandbox {
+    let (sandbox_url, sandbox_key, sandbox_state) = match &parts.sandbox {
         Some((tasks, detonator)) => {
-            let (url, key) = start_sandbox_api(tasks.clone(), detonator.clone(), &data, cfg.sandbox_listen).await?;
-            (Some(url), Some(key))
+            let (url, key, st) = start_sandbox_api(tasks.clone(), detonator.clone(), &data, &cfg).await?;
+            (Some(url), Some(key), Some(st))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     // remote endpoints (issue 16): their TLS ingest listener, stopped with the runtime
     let endpoints = ioclab_web::endpoints::start(
@@ -181,7 +185,8 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     )
     .await?;
     let links = Links { misp: Some(parts.misp_url.clone()), sandbox: sandbox_url.clone() };
-    let state = AppState::new(users, runs.clone(), limiter, links);
+    let services = Services { misp: Some(parts.misp_store.clone()), sandbox: sandbox_state };
+    let state = AppState::new(users, runs.clone(), limiter, links).with_services(services);
     let sessions = ioclab_web::session_layer(&state, cfg.session_idle_minutes).await?;
     let app = ioclab_web::router(state, sessions);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -252,19 +257,25 @@ async fn start_sandbox_api(
     tasks: ioclab_sandbox::api::db::TaskDb,
     detonator: Arc<dyn ioclab_sandbox::detonation::Detonator>,
     data: &DataDir,
-    listen: SocketAddr,
-) -> anyhow::Result<(String, String)> {
-    use ioclab_sandbox::api::{auth, ApiConfig, AppState as SandboxState};
+    cfg: &ApplianceConfig,
+) -> anyhow::Result<(String, String, SandboxState)> {
+    use ioclab_sandbox::api::{auth, ApiConfig};
     let storage = data.sandbox();
     let (token, _) = auth::load_or_create(&storage)
         .with_context(|| format!("reading or creating the sandbox API token in {}", storage.display()))?;
-    let config = ApiConfig { storage, token: Some(token.clone()), ..ApiConfig::default() };
+    let config = ApiConfig {
+        storage,
+        token: Some(token.clone()),
+        max_file_bytes: cfg.sandbox_max_upload_bytes(),
+        ..ApiConfig::default()
+    };
+    let listen = cfg.sandbox_listen;
     let state = SandboxState::start(tasks, config, detonator).await.context("the sandbox task queue")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen} for the sandbox API (set sandbox_listen)"))?;
     let url = format!("http://{}", listener.local_addr()?);
-    let router = ioclab_sandbox::api::router(state);
+    let router = ioclab_sandbox::api::router(state.clone());
     let limits = ioclab_intel::connections::ConnLimits::default();
     // on the web's runtime: it stops with the appliance
     tokio::spawn(async move {
@@ -273,7 +284,7 @@ async fn start_sandbox_api(
             tracing::error!("sandbox API: {e}");
         }
     });
-    Ok((url, token))
+    Ok((url, token, state))
 }
 
 /// Resolves at SIGINT (Ctrl-C) or SIGTERM; the handlers are in place when it returns.

@@ -83,7 +83,7 @@ pub async fn start_run(State(state): State<AppState>, who: Trainee, req: Request
 }
 
 /// Checks the CSRF header of a session-authenticated POST (a token needs none).
-async fn session_post_ok(
+pub(crate) async fn session_post_ok(
     state: &AppState,
     who: &Trainee,
     parts: &mut axum::http::request::Parts,
@@ -163,23 +163,22 @@ pub async fn run_events(State(state): State<AppState>, who: Trainee, Path(id): P
     };
     let past_stream = stream::iter(past.iter().map(to_sse).collect::<Vec<_>>());
     let live: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>> = match rx {
-        Some(rx) if !done => Box::pin(
-            BroadcastStream::new(rx)
-                .map(move |r| match r {
+        // ends right after `finished`, without waiting for another message (none comes)
+        Some(rx) if !done => {
+            Box::pin(stream::unfold((BroadcastStream::new(rx), false), move |(mut rx, ended)| async move {
+                if ended {
+                    return None;
+                }
+                let (last, ev) = match rx.next().await? {
                     Ok(e) => (matches!(e.kind, ioclab_lab::run::RunEventKind::Finished { .. }), to_sse(&e)),
                     // a slow client missed some: it re-reads /api/runs/{id}
                     Err(BroadcastStreamRecvError::Lagged(n)) => {
                         (false, Event::default().event("lagged").data(n.to_string()))
                     }
-                })
-                .scan(false, |ended, (last, ev)| {
-                    if *ended {
-                        return futures_util::future::ready(None);
-                    }
-                    *ended = last;
-                    futures_util::future::ready(Some(ev))
-                }),
-        ),
+                };
+                Some((ev, (rx, last)))
+            }))
+        }
         _ => Box::pin(stream::empty()),
     };
     let all = past_stream.chain(live).map(Ok::<_, Infallible>);

@@ -33,6 +33,8 @@ pub struct ApplianceConfig {
     pub login_window_minutes: u64,
     /// Replay speed in replay mode (1: as recorded, 4: four times faster).
     pub replay_speed: f64,
+    /// The largest sample the sandbox accepts (submit page and Cuckoo API), MiB.
+    pub sandbox_max_upload_mib: u64,
 }
 
 impl Default for ApplianceConfig {
@@ -49,6 +51,7 @@ impl Default for ApplianceConfig {
             login_failures_per_address: 30,
             login_window_minutes: 10,
             replay_speed: 1.0,
+            sandbox_max_upload_mib: 32,
         }
     }
 }
@@ -84,6 +87,16 @@ pub enum ConfigError {
     },
 }
 
+/// The largest `sandbox_max_upload_mib` (uploads are held in memory while they are read).
+const MAX_UPLOAD_MIB: u64 = 1024;
+
+impl ApplianceConfig {
+    /// `sandbox_max_upload_mib` in bytes.
+    pub fn sandbox_max_upload_bytes(&self) -> u64 {
+        self.sandbox_max_upload_mib << 20
+    }
+}
+
 /// One key of the dump: its name, documentation and default (TOML).
 const DOCS: &[(&str, &str)] = &[
     ("listen", "Where the web UI listens (loopback by default; 0.0.0.0:8000 for a VM whose browser is on the host)."),
@@ -106,6 +119,10 @@ const DOCS: &[(&str, &str)] = &[
     ("login_failures_per_address", "Failed logins allowed per client address within login_window_minutes."),
     ("login_window_minutes", "The window of the login limits, in minutes."),
     ("replay_speed", "Replay speed in replay mode (1: as recorded, 4: four times faster)."),
+    (
+        "sandbox_max_upload_mib",
+        "The largest sample the sandbox accepts, MiB: the web's submit page (413 above it) and the Cuckoo API.",
+    ),
 ];
 
 impl ApplianceConfig {
@@ -128,6 +145,9 @@ impl ApplianceConfig {
         }
         if !(c.replay_speed.is_finite() && c.replay_speed > 0.0) {
             return Err(bad("replay_speed", "must be a number above 0"));
+        }
+        if !(1..=MAX_UPLOAD_MIB).contains(&c.sandbox_max_upload_mib) {
+            return Err(bad("sandbox_max_upload_mib", &format!("must be from 1 to {MAX_UPLOAD_MIB}")));
         }
         Ok(c)
     }
@@ -184,5 +204,9 @@ mod tests {
         assert!(e.contains("nope"), "{e}");
         let e = ApplianceConfig::parse("replay_speed = 0.0\n", Path::new("a.toml")).unwrap_err().to_string();
         assert!(e.contains("replay_speed"), "{e}");
+        let e = ApplianceConfig::parse("sandbox_max_upload_mib = 0\n", Path::new("a.toml")).unwrap_err().to_string();
+        assert!(e.contains("sandbox_max_upload_mib"), "{e}");
+        let c = ApplianceConfig::parse("sandbox_max_upload_mib = 2\n", Path::new("a.toml")).unwrap();
+        assert_eq!(c.sandbox_max_upload_bytes(), 2 << 20);
     }
 }

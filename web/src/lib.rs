@@ -20,12 +20,17 @@ pub mod dashboard;
 pub mod endpoint;
 pub mod endpoints;
 pub mod limit;
+pub mod misp_pages;
+pub mod misp_view;
 pub mod pages;
 pub mod password;
 pub mod pipeline;
 pub mod questions;
+pub mod report_view;
 pub mod run_pages;
 pub mod runs;
+pub mod sandbox_pages;
+pub mod service;
 pub mod state;
 pub mod svg;
 pub mod users;
@@ -83,6 +88,29 @@ fn page_routes() -> Router<AppState> {
         .route("/endpoint/{source}/{n}", get(endpoint::detail_page))
 }
 
+/// The MISP and sandbox pages and their API (the "misp-sandbox" helper's block).
+fn service_routes() -> Router<AppState> {
+    use axum::extract::DefaultBodyLimit;
+    Router::new()
+        .route("/api/misp/events", get(misp_pages::api_events))
+        .route("/api/misp/events/{id}", get(misp_pages::api_event))
+        .route("/api/misp/events/{id}/publish", post(misp_pages::api_publish))
+        .route("/api/sandbox/tasks", get(sandbox_pages::api_tasks))
+        .route("/api/sandbox/tasks/{id}", get(sandbox_pages::api_task))
+        .route("/misp", get(misp_pages::events_page))
+        .route("/misp/events/{id}", get(misp_pages::event_page_html))
+        .route("/misp/events/{id}/publish", post(misp_pages::publish_form))
+        .route("/sandbox", get(sandbox_pages::tasks_page))
+        .route("/sandbox/tasks/{id}", get(sandbox_pages::task_page_html))
+        .route("/sandbox/tasks/{id}/tree.svg", get(sandbox_pages::tree_svg))
+        .route("/sandbox/tasks/{id}/contacts.svg", get(sandbox_pages::contacts_svg))
+        // the handler enforces the configured limit itself, naming it (axum's default is 2 MB)
+        .route(
+            "/sandbox/submit",
+            get(sandbox_pages::submit_form).post(sandbox_pages::submit_post).layer(DefaultBodyLimit::disable()),
+        )
+}
+
 /// Every route of the appliance's web UI and API.
 pub fn router(state: AppState, sessions: SessionManagerLayer<SqliteStore>) -> Router {
     let api = Router::new()
@@ -103,6 +131,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<SqliteStore>) -> Ro
         .route("/runs/{id}", get(pages::run_page))
         .route("/static/{*path}", get(assets::asset))
         .merge(page_routes())
+        .merge(service_routes())
         .nest("/api", api)
         .layer(sessions)
         .with_state(state)

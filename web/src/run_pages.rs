@@ -14,8 +14,10 @@ use serde_json::Value;
 use tower_sessions::Session;
 
 use crate::auth::Trainee;
+use crate::misp_view::{event_view, text, EventView};
 use crate::pages::{render, Page};
 use crate::pipeline::{pipeline, StageView};
+use crate::report_view::{read_report, ReportView};
 use crate::runs::RunSummary;
 use crate::state::AppState;
 use crate::svg;
@@ -34,7 +36,8 @@ pub async fn visible(state: &AppState, who: &Trainee, id: &str) -> Result<(RunSu
     }
 }
 
-fn svg_response(body: String) -> Response {
+/// An SVG picture, never cached (a run's pictures change as it goes).
+pub fn svg_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
@@ -75,26 +78,7 @@ pub async fn flow_svg(State(state): State<AppState>, who: Trainee, Path(id): Pat
 
 /// Reads the run's sandbox report, or says why not.
 fn report_of(folder: &RunFolder) -> Result<Report, String> {
-    let path = folder.path(RunFolder::REPORT);
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| format!("no sandbox report yet ({}: {e})", path.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("{}: line {}, column {}: {e}", path.display(), e.line(), e.column()))
-}
-
-/// A signature as the report page lists it.
-struct SignatureRow {
-    name: String,
-    severity: u32,
-    description: String,
-    marks: Vec<String>,
-}
-
-/// A dropped file.
-struct DroppedRow {
-    path: String,
-    size: u64,
-    sha256: String,
+    read_report(&folder.path(RunFolder::REPORT))
 }
 
 #[derive(Template)]
@@ -103,11 +87,9 @@ struct ReportPage {
     page: Page,
     run: RunSummary,
     error: Option<String>,
-    target: String,
-    sha256: String,
-    signatures: Vec<SignatureRow>,
-    dropped: Vec<DroppedRow>,
-    hosts: Vec<String>,
+    report: ReportView,
+    /// Where report_body.html finds tree.svg and contacts.svg.
+    base: String,
 }
 
 /// GET /runs/{id}/report: the sandbox report (process tree, contacts, signatures with marks, dropped files).
@@ -122,61 +104,17 @@ pub async fn report_page(
         Err(resp) => return resp,
     };
     let page = Page::new(&state, &session, Some(&who)).await;
-    let mut t = ReportPage {
-        page,
-        run,
-        error: None,
-        target: String::new(),
-        sha256: String::new(),
-        signatures: Vec::new(),
-        dropped: Vec::new(),
-        hosts: Vec::new(),
+    let (report, error) = match report_of(&folder) {
+        Ok(r) => (ReportView::of(&r), None),
+        Err(e) => (ReportView::default(), Some(e)),
     };
-    match report_of(&folder) {
-        Err(e) => t.error = Some(e),
-        Ok(r) => {
-            if let Some(f) = &r.target.file {
-                t.target = f.name.clone();
-                t.sha256 = f.sha256.as_ref().map(|h| h.to_string()).unwrap_or_default();
-            } else if let Some(u) = &r.target.url {
-                t.target = u.clone();
-            }
-            t.signatures = r
-                .signatures
-                .iter()
-                .map(|s| SignatureRow {
-                    name: s.name.clone(),
-                    severity: s.severity,
-                    description: s.description.clone(),
-                    marks: s.marks.iter().map(|m| serde_json::to_string(m).unwrap_or_default()).collect(),
-                })
-                .collect();
-            t.dropped = r
-                .dropped
-                .iter()
-                .map(|d| DroppedRow {
-                    path: d.filepath.clone(),
-                    size: d.file.size,
-                    sha256: d.file.sha256.as_ref().map(|h| h.to_string()).unwrap_or_default(),
-                })
-                .collect();
-            t.hosts = r
-                .network
-                .hosts
-                .iter()
-                .map(|h| match &h.hostname {
-                    Some(n) if !n.is_empty() => format!("{} ({n})", h.ip),
-                    _ => h.ip.clone(),
-                })
-                .collect();
-        }
-    }
-    render(t)
+    let base = format!("/runs/{}", run.id);
+    render(ReportPage { page, run, error, report, base })
 }
 
-/// Which picture of the report.
-fn report_svg(folder: &RunFolder, draw: fn(&Report) -> String) -> Response {
-    match report_of(folder) {
+/// The report at `path` drawn by `draw` (a 404 saying why when there is none).
+pub fn report_svg(path: &std::path::Path, draw: fn(&Report) -> String) -> Response {
+    match read_report(path) {
         Ok(r) => svg_response(draw(&r)),
         Err(e) => (StatusCode::NOT_FOUND, e).into_response(),
     }
@@ -185,7 +123,7 @@ fn report_svg(folder: &RunFolder, draw: fn(&Report) -> String) -> Response {
 /// GET /runs/{id}/tree.svg: the report's process tree.
 pub async fn tree_svg(State(state): State<AppState>, who: Trainee, Path(id): Path<String>) -> Response {
     match visible(&state, &who, &id).await {
-        Ok((_, folder)) => report_svg(&folder, svg::process_tree),
+        Ok((_, folder)) => report_svg(&folder.path(RunFolder::REPORT), svg::process_tree),
         Err(resp) => resp,
     }
 }
@@ -193,77 +131,8 @@ pub async fn tree_svg(State(state): State<AppState>, who: Trainee, Path(id): Pat
 /// GET /runs/{id}/contacts.svg: processes → hosts.
 pub async fn contacts_svg(State(state): State<AppState>, who: Trainee, Path(id): Path<String>) -> Response {
     match visible(&state, &who, &id).await {
-        Ok((_, folder)) => report_svg(&folder, svg::contacts),
+        Ok((_, folder)) => report_svg(&folder.path(RunFolder::REPORT), svg::contacts),
         Err(resp) => resp,
-    }
-}
-
-/// A MISP attribute as the pages list it.
-pub struct AttributeRow {
-    /// Category.
-    pub category: String,
-    /// Type.
-    pub kind: String,
-    /// Value.
-    pub value: String,
-    /// Whether it is an IoC to export.
-    pub to_ids: bool,
-    /// Comment.
-    pub comment: String,
-}
-
-/// A MISP event as the pages show it (from MISP's JSON: `{"Event": {...}}` or the event itself).
-pub struct EventView {
-    /// `info`.
-    pub info: String,
-    /// `uuid`.
-    pub uuid: String,
-    /// Whether it is published.
-    pub published: bool,
-    /// Tag names.
-    pub tags: Vec<String>,
-    /// Its attributes and its objects' attributes.
-    pub attributes: Vec<AttributeRow>,
-}
-
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "1" || s == "true",
-        Some(Value::Number(n)) => n.as_u64() == Some(1),
-        _ => false,
-    }
-}
-
-/// The event in MISP's JSON `doc`.
-pub fn event_view(doc: &Value) -> EventView {
-    let e = doc.get("Event").unwrap_or(doc);
-    let attr = |a: &Value| AttributeRow {
-        category: text(a, "category"),
-        kind: text(a, "type"),
-        value: text(a, "value"),
-        to_ids: truthy(a.get("to_ids")),
-        comment: text(a, "comment"),
-    };
-    let list = |v: &Value, k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut attributes: Vec<AttributeRow> = list(e, "Attribute").iter().map(attr).collect();
-    for o in list(e, "Object") {
-        attributes.extend(list(&o, "Attribute").iter().map(attr));
-    }
-    EventView {
-        info: text(e, "info"),
-        uuid: text(e, "uuid"),
-        published: truthy(e.get("published")),
-        tags: list(e, "Tag").iter().map(|t| text(t, "name")).collect(),
-        attributes,
     }
 }
 
@@ -423,25 +292,6 @@ pub async fn detection_page(
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn a_misp_event_reads_with_its_objects_attributes_and_tags() {
-        let doc = json!({"Event": {
-            "info": "dns", "uuid": "u", "published": false,
-            "Tag": [{"name": "tlp:white"}],
-            "Attribute": [{"category": "Network activity", "type": "domain", "value": "why.kunai.rocks", "to_ids": true}],
-            "Object": [{"Attribute": [{"type": "ip-dst", "value": "10.0.0.1", "to_ids": "0"}]}]
-        }});
-        let v = event_view(&doc);
-        assert_eq!(v.info, "dns");
-        assert!(!v.published);
-        assert_eq!(v.tags, vec!["tlp:white"]);
-        assert_eq!(v.attributes.len(), 2);
-        assert!(v.attributes[0].to_ids);
-        assert!(!v.attributes[1].to_ids);
-        assert_eq!(v.attributes[1].kind, "ip-dst");
-        assert!(event_view(&json!({"published": true})).published);
-    }
 
     #[test]
     fn the_detection_section_is_split_from_the_event() {

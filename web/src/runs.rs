@@ -291,6 +291,22 @@ impl Runs {
         }
     }
 
+    /// An instructor published MISP event `uuid` (from the MISP pages): each
+    /// live run going on that created it is told, so one waiting in its
+    /// publish stage goes on at once. Returns the ids of the runs told.
+    pub fn publish_event(&self, uuid: &str) -> Vec<String> {
+        let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut told = Vec::new();
+        for (id, a) in active.iter() {
+            let Active::Live { control, log, .. } = a else { continue };
+            if !log.finished() && self.manifest(id).is_some_and(|m| created_event(&m, uuid)) {
+                control.publish();
+                told.push(id.clone());
+            }
+        }
+        told
+    }
+
     /// Stops every run going on (the appliance is stopping) and waits for replays to end.
     pub fn stop_all(&self) {
         let active: Vec<Active> =
@@ -309,6 +325,11 @@ impl Runs {
             }
         }
     }
+}
+
+/// Whether the run of `manifest` created MISP event `uuid`.
+fn created_event(manifest: &Manifest, uuid: &str) -> bool {
+    manifest.created.misp_events.iter().any(|e| e.eq_ignore_ascii_case(uuid))
 }
 
 fn start_blocking(
@@ -355,5 +376,26 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_waits_on_the_events_it_created_only() {
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "run": "r1", "scenario": "dns-ioc-why-kunai-rocks", "scenario_uuid": "u", "version": 1,
+            "mode": "live", "started": 1.0,
+            "created": {"misp_events": ["5b1e0c6a-0000-4000-8000-000000000001"]}
+        }))
+        .unwrap();
+        assert!(created_event(&manifest, "5B1E0C6A-0000-4000-8000-000000000001"));
+        assert!(!created_event(&manifest, "5b1e0c6a-0000-4000-8000-000000000002"));
+        assert!(!created_event(
+            &Manifest { created: Default::default(), ..manifest },
+            "5b1e0c6a-0000-4000-8000-000000000001"
+        ));
     }
 }

@@ -11,6 +11,17 @@ use crate::users::UserDb;
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
+    services: Arc<Services>,
+}
+
+/// The appliance's embedded services the MISP and sandbox pages work on;
+/// `None` where the service does not run (a test appliance, replay mode's sandbox).
+#[derive(Clone, Default)]
+pub struct Services {
+    /// The embedded MISP's store (the one its REST API serves).
+    pub misp: Option<ioclab_intel::store::Store>,
+    /// The sandbox's Cuckoo API state: its task store and the queue submissions go to.
+    pub sandbox: Option<ioclab_sandbox::api::AppState>,
 }
 
 struct Inner {
@@ -32,7 +43,22 @@ pub struct Links {
 impl AppState {
     /// The state over `users` and `runs`.
     pub fn new(users: UserDb, runs: Runs, limiter: LoginLimiter, links: Links) -> AppState {
-        AppState { inner: Arc::new(Inner { users, runs, limiter, links }) }
+        AppState { inner: Arc::new(Inner { users, runs, limiter, links }), services: Arc::default() }
+    }
+
+    /// The same state with the MISP and sandbox `services`.
+    pub fn with_services(self, services: Services) -> AppState {
+        AppState { services: Arc::new(services), ..self }
+    }
+
+    /// The embedded MISP's store, when it runs.
+    pub fn misp(&self) -> Option<&ioclab_intel::store::Store> {
+        self.services.misp.as_ref()
+    }
+
+    /// The sandbox, when it runs.
+    pub fn sandbox(&self) -> Option<&ioclab_sandbox::api::AppState> {
+        self.services.sandbox.as_ref()
     }
 
     /// The accounts.

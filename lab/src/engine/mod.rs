@@ -216,6 +216,11 @@ impl Lab {
         &self.inner.misp.url
     }
 
+    /// The embedded MISP's store, the one its API serves (the appliance's MISP pages read and publish through it).
+    pub fn misp_store(&self) -> &ioclab_intel::store::Store {
+        &self.inner.misp.store
+    }
+
     /// The lab's MISP keys (`user`: the sandbox's, `publisher`: the instructor's).
     pub fn misp_keys(&self) -> &misp::LabKeys {
         &self.inner.misp.keys

@@ -97,6 +97,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What went wrong, for the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError { status, message: message.into() }
     }
@@ -292,42 +302,79 @@ fn new_task(category: &'static str, target: String, form: TaskForm, st: &AppStat
 async fn create_file(State(st): State<AppState>, req: Request) -> ApiResult {
     let (fields, upload) = read_form(req, st.config.max_file_bytes).await?;
     let upload = upload.ok_or_else(|| ApiError::bad("no file in the request (multipart field \"file\")"))?;
-    let name = check_filename(&upload.name).map_err(|e| ApiError::bad(e.0))?;
-    if upload.bytes.is_empty() {
-        return Err(ApiError::bad(format!("the file {name:?} is empty")));
-    }
-    let form = TaskForm::from_fields(&fields).map_err(|e| ApiError::bad(e.0))?;
-    // stored under its SHA-256; written to a temporary name first so a failed write leaves nothing
-    let storage = st.config.storage.clone();
-    let bytes = upload.bytes;
-    let facts = tokio::task::spawn_blocking(move || -> std::io::Result<crate::detonation::FileFacts> {
-        let dir = storage.join("binaries");
-        std::fs::create_dir_all(&dir)?;
-        let tmp = tempfile_in(&dir)?;
-        std::fs::write(&tmp, &bytes)?;
-        let facts = crate::sample::facts(&tmp);
-        match facts {
-            Ok(f) => {
-                std::fs::rename(&tmp, binary_path(&storage, &f.sha256.to_string()))?;
-                Ok(f)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
-    if form.unique && st.db.has_sample(&facts.sha256).await? {
-        return Err(ApiError::bad("Duplicated file, disable unique option to force submission"));
-    }
-    let mut task = new_task("file", name, form, &st);
-    task.sample = Some(facts);
-    let id = st.db.create(&task).await?;
-    st.queue.wake();
+    let id = st.submit_file(&upload.name, upload.bytes, &fields).await?;
     Ok(Json(json!({"task_id": id})).into_response())
+}
+
+impl AppState {
+    /// The task store.
+    pub fn db(&self) -> &TaskDb {
+        &self.db
+    }
+
+    /// Where samples, task folders and reports are kept.
+    pub fn storage(&self) -> &std::path::Path {
+        &self.config.storage
+    }
+
+    /// The largest sample accepted, bytes.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.config.max_file_bytes
+    }
+
+    /// Queues the file `name` holding `bytes` with the submission's form
+    /// `fields` (Cuckoo's: `package`, `options`, `timeout`...), as
+    /// `/tasks/create/file` does (the appliance's submit page comes here
+    /// too); returns the task id.
+    pub async fn submit_file(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<i64, ApiError> {
+        let st = self;
+        let name = check_filename(name).map_err(|e| ApiError::bad(e.0))?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad(format!("the file {name:?} is empty")));
+        }
+        if bytes.len() as u64 > st.config.max_file_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the file is larger than the {}-byte limit", st.config.max_file_bytes),
+            ));
+        }
+        let form = TaskForm::from_fields(fields).map_err(|e| ApiError::bad(e.0))?;
+        // stored under its SHA-256; written to a temporary name first so a failed write leaves nothing
+        let storage = st.config.storage.clone();
+        let facts = tokio::task::spawn_blocking(move || -> std::io::Result<crate::detonation::FileFacts> {
+            let dir = storage.join("binaries");
+            std::fs::create_dir_all(&dir)?;
+            let tmp = tempfile_in(&dir)?;
+            std::fs::write(&tmp, &bytes)?;
+            let facts = crate::sample::facts(&tmp);
+            match facts {
+                Ok(f) => {
+                    std::fs::rename(&tmp, binary_path(&storage, &f.sha256.to_string()))?;
+                    Ok(f)
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+        if form.unique && st.db.has_sample(&facts.sha256).await? {
+            return Err(ApiError::bad("Duplicated file, disable unique option to force submission"));
+        }
+        let mut task = new_task("file", name, form, st);
+        task.sample = Some(facts);
+        let id = st.db.create(&task).await?;
+        st.queue.wake();
+        Ok(id)
+    }
 }
 
 fn tempfile_in(dir: &std::path::Path) -> std::io::Result<PathBuf> {
