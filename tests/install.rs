@@ -327,7 +327,7 @@ fn the_units_capabilities_serve_live_and_detonate_and_each_tested_one_is_needed(
     let config = tmp.path().join("appliance.toml");
     std::fs::write(
         &config,
-        "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nmisp_listen = \"127.0.0.1:0\"\nsandbox_listen = \"127.0.0.1:0\"\nendpoints_listen = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let mut serve = with_caps(&caps, &bin);
