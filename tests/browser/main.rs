@@ -12,6 +12,7 @@ mod appliance;
 mod common;
 mod harness;
 mod http;
+mod instructor;
 
 use std::time::Duration;
 
@@ -141,20 +142,12 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
                 .map_err(doing("logging out"))?;
             log_in(&c, &web, "instructor", &instructor_pw).await?;
             c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard"))?;
-            let alice_score = format!("//tr[td[1][normalize-space(.)='{}']]/td[3]", TRAINEE.0);
-            let before = c.find(Locator::XPath(&alice_score)).await.map_err(doing("the trainee's score"))?;
-            let before = before.text().await.map_err(doing("the trainee's score"))?;
-            ensure(before.trim() == "8", || format!("the dashboard shows the trainee's 8 points: {before:?}"))?;
-            c.find(Locator::XPath("//button[normalize-space(.)=\"Reset the whole class's scores\"]"))
-                .await
-                .map_err(doing("the reset button"))?
-                .click()
-                .await
-                .map_err(doing("resetting the class"))?;
+            let before = instructor::dashboard_score(&c, TRAINEE.0).await?;
+            ensure(before == "8", || format!("the dashboard shows the trainee's 8 points: {before:?}"))?;
+            instructor::reset_class(&c, &web).await?;
             c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard after the reset"))?;
-            let after = c.find(Locator::XPath(&alice_score)).await.map_err(doing("the trainee's score"))?;
-            let after = after.text().await.map_err(doing("the trainee's score"))?;
-            ensure(after.trim() == "0", || format!("the class reset: the trainee's score {after:?}"))?;
+            let after = instructor::dashboard_score(&c, TRAINEE.0).await?;
+            ensure(after == "0", || format!("the class reset: the trainee's score {after:?}"))?;
             // the instructor's session, for the checks without JavaScript
             let cookies = c.get_all_cookies().await.map_err(doing("the session cookie"))?;
             *cookie_out.lock().unwrap() =

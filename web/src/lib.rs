@@ -23,8 +23,10 @@ pub mod pages;
 pub mod password;
 pub mod pipeline;
 pub mod questions;
+pub mod reset;
 pub mod run_pages;
 pub mod runs;
+pub mod scores;
 pub mod state;
 pub mod svg;
 pub mod users;
@@ -78,7 +80,8 @@ fn page_routes() -> Router<AppState> {
         .route("/endpoint", get(endpoint::stream_page))
         .route("/dashboard", get(dashboard::dashboard))
         .route("/dashboard.csv", get(dashboard::dashboard_csv))
-        .route("/dashboard/reset", post(dashboard::reset_scores))
+        .route("/dashboard/reset", post(dashboard::reset))
+        .route("/dashboard/start", post(dashboard::start))
         .route("/endpoint/{source}/{n}", get(endpoint::detail_page))
 }
 
