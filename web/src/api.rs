@@ -13,8 +13,7 @@ use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio::sync::broadcast::error::RecvError;
 use tower_sessions::Session;
 
 use crate::auth::{Instructor, Trainee};
@@ -162,23 +161,20 @@ pub async fn run_events(State(state): State<AppState>, who: Trainee, Path(id): P
     };
     let past_stream = stream::iter(past.iter().map(to_sse).collect::<Vec<_>>());
     let live: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>> = match rx {
-        Some(rx) if !done => Box::pin(
-            BroadcastStream::new(rx)
-                .map(move |r| match r {
-                    Ok(e) => (matches!(e.kind, ioclab_lab::run::RunEventKind::Finished { .. }), to_sse(&e)),
-                    // a slow client missed some: it re-reads /api/runs/{id}
-                    Err(BroadcastStreamRecvError::Lagged(n)) => {
-                        (false, Event::default().event("lagged").data(n.to_string()))
-                    }
-                })
-                .scan(false, |ended, (last, ev)| {
-                    if *ended {
-                        return futures_util::future::ready(None);
-                    }
-                    *ended = last;
-                    futures_util::future::ready(Some(ev))
-                }),
-        ),
+        // ends right after `finished`: the log's sender lives on, so waiting
+        // for the next message to notice the end would hold the stream open
+        Some(rx) if !done => Box::pin(stream::unfold(Some(rx), move |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Ok(e) => {
+                    let last = matches!(e.kind, ioclab_lab::run::RunEventKind::Finished { .. });
+                    Some((to_sse(&e), (!last).then_some(rx)))
+                }
+                // a slow client missed some: it re-reads /api/runs/{id}
+                Err(RecvError::Lagged(n)) => Some((Event::default().event("lagged").data(n.to_string()), Some(rx))),
+                Err(RecvError::Closed) => None,
+            }
+        })),
         _ => Box::pin(stream::empty()),
     };
     let all = past_stream.chain(live).map(Ok::<_, Infallible>);

@@ -251,6 +251,14 @@ async fn a_class_run_started_from_the_dashboard_is_seen_by_trainees_and_blocks_a
     assert_eq!(app.post_form(&mut teacher, "/dashboard/start", &bad).await.status(), StatusCode::BAD_REQUEST);
     let unknown = [("csrf", csrf.as_str()), ("scenario", "nope"), ("play", "default")];
     assert_eq!(app.post_form(&mut teacher, "/dashboard/start", &unknown).await.status(), StatusCode::NOT_FOUND);
+    // a replay at a fifth of real time (300 ms): bob follows it from before its end, and the
+    // stream ends with its `finished` (it once waited for a message after it, forever)
+    let fifth = [("csrf", csrf.as_str()), ("scenario", SCENARIO), ("play", "replay"), ("speed", "0.2")];
+    let resp = app.post_form(&mut teacher, "/dashboard/start", &fifth).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", text(resp).await);
+    let first = resp.headers()[header::LOCATION].to_str().unwrap().strip_prefix("/runs/").unwrap().to_string();
+    let followed = app.follow(&mut bob, &first).await;
+    assert!(followed.trim_end().ends_with(r#""kind":"finished","passed":true}"#), "{followed}");
     // a replay slowed down so that it is still going on during the checks (its timeline spans 60 ms)
     let slow = [("csrf", csrf.as_str()), ("scenario", SCENARIO), ("play", "replay"), ("speed", "0.0001")];
     let resp = app.post_form(&mut teacher, "/dashboard/start", &slow).await;
@@ -263,6 +271,7 @@ async fn a_class_run_started_from_the_dashboard_is_seen_by_trainees_and_blocks_a
     assert_eq!(app.get(&mut bob, &format!("/runs/{id}")).await.status(), StatusCode::OK);
     let runs = json_of(app.get(&mut bob, "/api/runs").await).await;
     assert_eq!(runs["runs"][0]["id"], json!(id), "{runs}");
+    assert_eq!(runs["runs"][1]["id"], json!(first), "{runs}");
     assert_eq!(json_of(app.get(&mut bob, "/api/scores").await).await["scores"], json!([]), "not bob's score");
     // the class reset is refused while it runs, and says which run
     let resp = reset_form(&app, &mut teacher, "", true).await;
