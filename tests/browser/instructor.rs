@@ -17,6 +17,11 @@ pub async fn dashboard_score(c: &Client, trainee: &str) -> Result<String, String
     Ok(cell.text().await.map_err(doing("the trainee's score"))?.trim().to_string())
 }
 
+/// Clicks the element at `xpath`; `what` names it in a failure.
+async fn click(c: &Client, what: &str, xpath: &str) -> Result<(), String> {
+    c.find(Locator::XPath(xpath)).await.map_err(|e| format!("{what}: {e}"))?.click().await.map_err(doing(what))
+}
+
 /// Resets the whole class from the dashboard: a click on the button alone
 /// does nothing (the confirmation box is required), then with the box
 /// ticked the reset's page says what it did.
@@ -24,27 +29,12 @@ pub async fn reset_class(c: &Client, web: &str) -> Result<(), String> {
     c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard"))?;
     let form = "//form[input[@name='trainee' and @value=''] and .//button[normalize-space(.)='Reset the whole class']]";
     let button = format!("{form}//button");
-    c.find(Locator::XPath(&button))
-        .await
-        .map_err(doing("the class reset button"))?
-        .click()
-        .await
-        .map_err(doing("clicking reset"))?;
+    click(c, "clicking reset unconfirmed", &button).await?;
     // the browser refuses the unticked form: still the dashboard
     let url = c.current_url().await.map_err(doing("the URL"))?;
     ensure(url.path() == "/dashboard", || format!("an unconfirmed reset left the dashboard for {url}"))?;
-    c.find(Locator::XPath(&format!("{form}//input[@name='confirm']")))
-        .await
-        .map_err(doing("the confirmation box"))?
-        .click()
-        .await
-        .map_err(doing("ticking the confirmation box"))?;
-    c.find(Locator::XPath(&button))
-        .await
-        .map_err(doing("the class reset button"))?
-        .click()
-        .await
-        .map_err(doing("resetting the class"))?;
+    click(c, "ticking the confirmation box", &format!("{form}//input[@name='confirm']")).await?;
+    click(c, "resetting the class", &button).await?;
     let title = c.wait().for_element(Locator::Css("h1")).await.map_err(doing("the reset's page"))?;
     let title = title.text().await.map_err(doing("the reset's title"))?;
     ensure(title.contains("Reset of the whole class"), || format!("the reset's page: {title:?}"))?;
@@ -64,21 +54,7 @@ async fn instructor_resets_the_class_from_the_dashboard() {
     browser
         .run("instructor-class-reset", |c| async move {
             log_in(&c, &web, TRAINEE.0, TRAINEE.1).await?;
-            let start = format!("//form[input[@name='scenario' and @value='{SCENARIO}']]//button[@type='submit']");
-            c.find(Locator::XPath(&start))
-                .await
-                .map_err(doing("the start button"))?
-                .click()
-                .await
-                .map_err(doing("starting"))?;
-            let run = eventually(Duration::from_secs(60), "the run page after Start", || {
-                let c = c.clone();
-                async move {
-                    let u = c.current_url().await.map_err(doing("the URL"))?;
-                    Ok(u.path().starts_with("/runs/").then(|| u.path().to_string()))
-                }
-            })
-            .await?;
+            let run = crate::start_from_catalogue(&c, SCENARIO).await?;
             // the question unlocks once the replay passed its MISP stage
             let questions = format!("{web}{run}/questions");
             eventually(Duration::from_secs(120), "question ioc-domain to unlock", || {
@@ -91,12 +67,7 @@ async fn instructor_resets_the_class_from_the_dashboard() {
             })
             .await?;
             crate::questions(&c, &questions).await?;
-            c.find(Locator::XPath("//nav//button[normalize-space(.)='Log out']"))
-                .await
-                .map_err(doing("the log out button"))?
-                .click()
-                .await
-                .map_err(doing("logging out"))?;
+            click(&c, "logging out", "//nav//button[normalize-space(.)='Log out']").await?;
             log_in(&c, &web, "instructor", &instructor_pw).await?;
             c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard"))?;
             let before = dashboard_score(&c, TRAINEE.0).await?;

@@ -55,18 +55,7 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
     browser
         .run("trainee-live-run", |c| async move {
             log_in(&c, &web, TRAINEE.0, TRAINEE.1).await?;
-            // the catalogue is the home page: the scenario's card and its start button
-            let start = format!("//form[input[@name='scenario' and @value='{SCENARIO}']]//button[@type='submit']");
-            let button = c.find(Locator::XPath(&start)).await.map_err(doing("the catalogue's start button"))?;
-            button.click().await.map_err(doing("starting the scenario"))?;
-            let url = eventually(Duration::from_secs(60), "the run page after Start", || {
-                let c = c.clone();
-                async move {
-                    let u = c.current_url().await.map_err(doing("the URL"))?;
-                    Ok(u.path().starts_with("/runs/").then(|| u.path().to_string()))
-                }
-            })
-            .await?;
+            let url = start_from_catalogue(&c, SCENARIO).await?;
             *run_path_out.lock().unwrap() = url.clone();
             // the pipeline lights up through SSE: the page is never reloaded (a mark set
             // on its window survives) while its stages change
@@ -222,6 +211,22 @@ fn pages_work_without_javascript() {
     let after = c.get(&app.web, "/");
     assert!((300..400).contains(&after.status) || after.status == 401, "logged out, / is not served: {}", after.status);
     app.stop();
+}
+
+/// Starts `scenario` with its start button on the catalogue (the home page,
+/// open), and gives the path of the run page it leads to.
+async fn start_from_catalogue(c: &fantoccini::Client, scenario: &str) -> Result<String, String> {
+    let start = format!("//form[input[@name='scenario' and @value='{scenario}']]//button[@type='submit']");
+    let button = c.find(Locator::XPath(&start)).await.map_err(doing("the catalogue's start button"))?;
+    button.click().await.map_err(doing("starting the scenario"))?;
+    eventually(Duration::from_secs(60), "the run page after Start", || {
+        let c = c.clone();
+        async move {
+            let u = c.current_url().await.map_err(doing("the URL"))?;
+            Ok(u.path().starts_with("/runs/").then(|| u.path().to_string()))
+        }
+    })
+    .await
 }
 
 /// The pipeline page's stages: (name, state) in order, read in one script
