@@ -133,7 +133,13 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
             c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard"))?;
             let before = instructor::dashboard_score(&c, TRAINEE.0).await?;
             ensure(before == "8", || format!("the dashboard shows the trainee's 8 points: {before:?}"))?;
-            instructor::reset_class(&c, &web).await?;
+            // the live run's lab state goes with the class reset: its MISP event and sandbox task
+            let actions = instructor::reset_class(&c, &web).await?;
+            for made in ["MISP event", "sandbox task"] {
+                ensure(actions.iter().any(|a| a.starts_with(made) && a.contains(": deleted")), || {
+                    format!("the reset deletes the run's {made}: {actions:#?}")
+                })?;
+            }
             c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard after the reset"))?;
             let after = instructor::dashboard_score(&c, TRAINEE.0).await?;
             ensure(after == "0", || format!("the class reset: the trainee's score {after:?}"))?;
