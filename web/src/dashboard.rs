@@ -17,7 +17,7 @@ use ioclab_lab::replay::Speed;
 
 use crate::auth::Instructor;
 use crate::csrf::CsrfForm;
-use crate::pages::{render, status_of, Page};
+use crate::pages::{render, status_of, ErrorPage, Page};
 use crate::questions;
 use crate::reset::ResetRefused;
 use crate::runs::Play;
@@ -163,15 +163,7 @@ pub struct ResetForm {
     confirm: String,
 }
 
-/// A message page (the error page's template).
-#[derive(Template)]
-#[template(path = "error.html")]
-struct MessagePage {
-    page: Page,
-    title: String,
-    message: String,
-}
-
+/// A page saying `text` under `title`, answered with `status`.
 async fn message(
     state: &AppState,
     session: &Session,
@@ -181,7 +173,7 @@ async fn message(
     text: String,
 ) -> Response {
     let page = Page::new(state, session, Some(&who.0)).await;
-    (status, render(MessagePage { page, title: title.into(), message: text })).into_response()
+    (status, render(ErrorPage { page, title: title.into(), message: text })).into_response()
 }
 
 /// What a reset did, action by action.

@@ -57,13 +57,13 @@ pub fn render(t: impl Template) -> Response {
     }
 }
 
-/// An error page.
+/// An error page (or any page saying one thing: a title and a message).
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage {
-    page: Page,
-    title: String,
-    message: String,
+pub(crate) struct ErrorPage {
+    pub(crate) page: Page,
+    pub(crate) title: String,
+    pub(crate) message: String,
 }
 
 async fn error_page(
