@@ -69,6 +69,7 @@ pub(crate) fn run(a: ResetArgs) -> anyhow::Result<ExitCode> {
     let which = match &scope {
         Scope::All => "runs".to_string(),
         Scope::Scenario(id) => format!("runs of {id}"),
+        Scope::Runs(ids) => format!("{} chosen runs", ids.len()),
     };
     if report.actions.is_empty() {
         println!("no {which} under {}: nothing to reset", data.runs().display());

@@ -12,6 +12,7 @@ mod appliance;
 mod common;
 mod harness;
 mod http;
+mod instructor;
 
 use std::time::Duration;
 
@@ -54,18 +55,7 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
     browser
         .run("trainee-live-run", |c| async move {
             log_in(&c, &web, TRAINEE.0, TRAINEE.1).await?;
-            // the catalogue is the home page: the scenario's card and its start button
-            let start = format!("//form[input[@name='scenario' and @value='{SCENARIO}']]//button[@type='submit']");
-            let button = c.find(Locator::XPath(&start)).await.map_err(doing("the catalogue's start button"))?;
-            button.click().await.map_err(doing("starting the scenario"))?;
-            let url = eventually(Duration::from_secs(60), "the run page after Start", || {
-                let c = c.clone();
-                async move {
-                    let u = c.current_url().await.map_err(doing("the URL"))?;
-                    Ok(u.path().starts_with("/runs/").then(|| u.path().to_string()))
-                }
-            })
-            .await?;
+            let url = start_from_catalogue(&c, SCENARIO).await?;
             *run_path_out.lock().unwrap() = url.clone();
             // the pipeline lights up through SSE: the page is never reloaded (a mark set
             // on its window survives) while its stages change
@@ -141,20 +131,18 @@ async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
                 .map_err(doing("logging out"))?;
             log_in(&c, &web, "instructor", &instructor_pw).await?;
             c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard"))?;
-            let alice_score = format!("//tr[td[1][normalize-space(.)='{}']]/td[3]", TRAINEE.0);
-            let before = c.find(Locator::XPath(&alice_score)).await.map_err(doing("the trainee's score"))?;
-            let before = before.text().await.map_err(doing("the trainee's score"))?;
-            ensure(before.trim() == "8", || format!("the dashboard shows the trainee's 8 points: {before:?}"))?;
-            c.find(Locator::XPath("//button[normalize-space(.)=\"Reset the whole class's scores\"]"))
-                .await
-                .map_err(doing("the reset button"))?
-                .click()
-                .await
-                .map_err(doing("resetting the class"))?;
+            let before = instructor::dashboard_score(&c, TRAINEE.0).await?;
+            ensure(before == "8", || format!("the dashboard shows the trainee's 8 points: {before:?}"))?;
+            // the live run's lab state goes with the class reset: its MISP event and sandbox task
+            let actions = instructor::reset_class(&c, &web).await?;
+            for made in ["MISP event", "sandbox task"] {
+                ensure(actions.iter().any(|a| a.starts_with(made) && a.contains(": deleted")), || {
+                    format!("the reset deletes the run's {made}: {actions:#?}")
+                })?;
+            }
             c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard after the reset"))?;
-            let after = c.find(Locator::XPath(&alice_score)).await.map_err(doing("the trainee's score"))?;
-            let after = after.text().await.map_err(doing("the trainee's score"))?;
-            ensure(after.trim() == "0", || format!("the class reset: the trainee's score {after:?}"))?;
+            let after = instructor::dashboard_score(&c, TRAINEE.0).await?;
+            ensure(after == "0", || format!("the class reset: the trainee's score {after:?}"))?;
             // the instructor's session, for the checks without JavaScript
             let cookies = c.get_all_cookies().await.map_err(doing("the session cookie"))?;
             *cookie_out.lock().unwrap() =
@@ -229,6 +217,22 @@ fn pages_work_without_javascript() {
     let after = c.get(&app.web, "/");
     assert!((300..400).contains(&after.status) || after.status == 401, "logged out, / is not served: {}", after.status);
     app.stop();
+}
+
+/// Starts `scenario` with its start button on the catalogue (the home page,
+/// open), and gives the path of the run page it leads to.
+async fn start_from_catalogue(c: &fantoccini::Client, scenario: &str) -> Result<String, String> {
+    let start = format!("//form[input[@name='scenario' and @value='{scenario}']]//button[@type='submit']");
+    let button = c.find(Locator::XPath(&start)).await.map_err(doing("the catalogue's start button"))?;
+    button.click().await.map_err(doing("starting the scenario"))?;
+    eventually(Duration::from_secs(60), "the run page after Start", || {
+        let c = c.clone();
+        async move {
+            let u = c.current_url().await.map_err(doing("the URL"))?;
+            Ok(u.path().starts_with("/runs/").then(|| u.path().to_string()))
+        }
+    })
+    .await
 }
 
 /// The pipeline page's stages: (name, state) in order, read in one script

@@ -13,8 +13,7 @@ use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio::sync::broadcast::error::RecvError;
 use tower_sessions::Session;
 
 use crate::auth::{Instructor, Trainee};
@@ -49,10 +48,9 @@ fn mode(state: &AppState) -> &'static str {
     }
 }
 
-/// GET /api/runs: the caller's runs (every run for an instructor).
+/// GET /api/runs: the caller's runs and the class's (every run for an instructor).
 pub async fn runs(State(state): State<AppState>, who: Trainee) -> Response {
-    let owner = (!who.is_instructor()).then_some(&who.user.name);
-    match state.runs().list(owner).await {
+    match state.runs().visible(&who).await {
         Ok(runs) => Json(json!({"runs": runs})).into_response(),
         Err(e) => run_error(e),
     }
@@ -120,7 +118,7 @@ pub async fn publish(State(state): State<AppState>, Instructor(who): Instructor,
 /// The run `id` when the caller may see it.
 async fn visible_run(state: &AppState, who: &Trainee, id: &str) -> Result<RunSummary, Response> {
     match state.runs().summary(id).await {
-        Ok(Some(run)) if who.may_see(&run.owner) => Ok(run),
+        Ok(Some(run)) if run.visible_to(&who) => Ok(run),
         Ok(Some(_)) => Err(error(StatusCode::FORBIDDEN, "this run is another trainee's")),
         Ok(None) => Err(run_error(RunError::UnknownRun(id.to_string()))),
         Err(e) => Err(run_error(e)),
@@ -163,22 +161,20 @@ pub async fn run_events(State(state): State<AppState>, who: Trainee, Path(id): P
     };
     let past_stream = stream::iter(past.iter().map(to_sse).collect::<Vec<_>>());
     let live: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>> = match rx {
-        // ends right after `finished`, without waiting for another message (none comes)
-        Some(rx) if !done => {
-            Box::pin(stream::unfold((BroadcastStream::new(rx), false), move |(mut rx, ended)| async move {
-                if ended {
-                    return None;
+        // ends right after `finished`: the log's sender lives on, so waiting
+        // for the next message to notice the end would hold the stream open
+        Some(rx) if !done => Box::pin(stream::unfold(Some(rx), move |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Ok(e) => {
+                    let last = matches!(e.kind, ioclab_lab::run::RunEventKind::Finished { .. });
+                    Some((to_sse(&e), (!last).then_some(rx)))
                 }
-                let (last, ev) = match rx.next().await? {
-                    Ok(e) => (matches!(e.kind, ioclab_lab::run::RunEventKind::Finished { .. }), to_sse(&e)),
-                    // a slow client missed some: it re-reads /api/runs/{id}
-                    Err(BroadcastStreamRecvError::Lagged(n)) => {
-                        (false, Event::default().event("lagged").data(n.to_string()))
-                    }
-                };
-                Some((ev, (rx, last)))
-            }))
-        }
+                // a slow client missed some: it re-reads /api/runs/{id}
+                Err(RecvError::Lagged(n)) => Some((Event::default().event("lagged").data(n.to_string()), Some(rx))),
+                Err(RecvError::Closed) => None,
+            }
+        })),
         _ => Box::pin(stream::empty()),
     };
     let all = past_stream.chain(live).map(Ok::<_, Infallible>);
@@ -246,27 +242,31 @@ pub async fn events(State(state): State<AppState>, who: Trainee, Query(f): Query
     Json(json!({"events": out})).into_response()
 }
 
-/// GET /api/scores: per user, their runs and which passed (the caller's own for a trainee).
-pub async fn scores(State(state): State<AppState>, who: Trainee) -> Response {
-    let owner = (!who.is_instructor()).then_some(&who.user.name);
-    let runs = match state.runs().list(owner).await {
-        Ok(r) => r,
-        Err(e) => return run_error(e),
+/// Which trainee's scores: `?trainee=NAME` (instructors; a trainee may name only themselves).
+#[derive(Debug, Deserialize)]
+pub struct ScoresQuery {
+    trainee: Option<String>,
+}
+
+/// GET /api/scores: per trainee and scenario, each run's question points,
+/// hints (and their cost) and attempts (see [`crate::scores`]); a trainee
+/// gets their own only, and 403 for another's.
+pub async fn scores(State(state): State<AppState>, who: Trainee, Query(q): Query<ScoresQuery>) -> Response {
+    let asked = match q.trainee.as_deref().map(str::parse::<crate::users::UserName>).transpose() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let mut per_user: std::collections::BTreeMap<String, (usize, std::collections::BTreeSet<String>)> =
-        std::collections::BTreeMap::new();
-    for r in runs {
-        let entry = per_user.entry(r.owner.clone()).or_default();
-        entry.0 += 1;
-        if r.passed == Some(true) {
-            entry.1.insert(r.scenario.clone());
+    let whom = match (who.is_instructor(), asked) {
+        (true, asked) => asked,
+        (false, Some(a)) if a != who.user.name => {
+            return error(StatusCode::FORBIDDEN, "a trainee sees their own scores only")
         }
+        (false, _) => Some(who.user.name.clone()),
+    };
+    match crate::scores::scores(&state, whom.as_ref()).await {
+        Ok(scores) => Json(json!({"scores": scores})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
-    let scores: Vec<Value> = per_user
-        .into_iter()
-        .map(|(user, (runs, passed))| json!({"user": user, "runs": runs, "scenarios_passed": passed}))
-        .collect();
-    Json(json!({"scores": scores})).into_response()
 }
 
 /// GET /api/users: the accounts (instructors only).

@@ -1,6 +1,7 @@
 //! The instructor's dashboard: each trainee's runs per scenario, score,
-//! hints taken and last activity; resetting a trainee's (or the class's)
-//! score history; the results as CSV. Instructors only.
+//! hints taken and last activity; resetting a trainee or the class (scores
+//! and lab state, see [`crate::reset`]); starting or replaying a scenario
+//! for the class; the results as CSV. Instructors only.
 
 use std::collections::BTreeMap;
 
@@ -12,12 +13,16 @@ use serde::Deserialize;
 use sqlx::Row;
 use tower_sessions::Session;
 
+use ioclab_lab::replay::Speed;
+
 use crate::auth::Instructor;
 use crate::csrf::CsrfForm;
-use crate::pages::{render, Page};
+use crate::pages::{render, status_of, ErrorPage, Page};
 use crate::questions;
+use crate::reset::ResetRefused;
+use crate::runs::Play;
 use crate::state::AppState;
-use crate::users::Role;
+use crate::users::{Role, UserName};
 
 /// One trainee's line of the dashboard.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +55,8 @@ pub async fn class(state: &AppState) -> Result<Vec<TraineeRow>, String> {
     let users = state.users().list().await.map_err(|e| e.to_string())?;
     let runs = state.runs().list(None).await.map_err(|e| e.to_string())?;
     let pool = state.users().pool();
+    // a class nobody answered a question in yet has no scores table
+    questions::scores_table(pool).await.map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for u in users.into_iter().filter(|u| u.role == Role::Trainee) {
         let name = u.name.as_str().to_string();
@@ -147,35 +154,123 @@ pub async fn dashboard_csv(State(state): State<AppState>, _who: Instructor) -> R
     }
 }
 
-/// The reset form: one trainee, or everyone when empty.
+/// The reset form: one trainee, or everyone when empty; `confirm=yes` from its checkbox.
 #[derive(Debug, Deserialize)]
 pub struct ResetForm {
     #[serde(default)]
     trainee: String,
+    #[serde(default)]
+    confirm: String,
 }
 
-/// POST /dashboard/reset: forgets the score history of one trainee, or of the class.
-pub async fn reset_scores(
+/// A page saying `text` under `title`, answered with `status`.
+async fn message(
+    state: &AppState,
+    session: &Session,
+    who: &Instructor,
+    status: StatusCode,
+    title: &str,
+    text: String,
+) -> Response {
+    let page = Page::new(state, session, Some(&who.0)).await;
+    (status, render(ErrorPage { page, title: title.into(), message: text })).into_response()
+}
+
+/// What a reset did, action by action.
+#[derive(Template)]
+#[template(path = "dashboard_reset.html")]
+struct ResetPage {
+    page: Page,
+    whom: String,
+    histories: u64,
+    runs: usize,
+    already: usize,
+    failures: usize,
+    actions: Vec<(bool, String)>,
+}
+
+/// POST /dashboard/reset: resets one trainee, or the class (see [`crate::reset`]),
+/// once the form's confirmation box is ticked.
+pub async fn reset(
     State(state): State<AppState>,
     who: Instructor,
+    session: Session,
     CsrfForm(form): CsrfForm<ResetForm>,
 ) -> Response {
-    let pool = state.users().pool();
-    // the table exists once anyone looked at questions; make sure it does
-    if let Err(e) = questions::history(pool, "", "").await {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    let q = if form.trainee.trim().is_empty() {
-        sqlx::query("DELETE FROM scores")
-    } else {
-        sqlx::query("DELETE FROM scores WHERE trainee = ?").bind(form.trainee.trim().to_string())
+    let trainee = match form.trainee.trim() {
+        "" => None,
+        name => match name.parse::<UserName>() {
+            Ok(n) => Some(n),
+            Err(e) => return message(&state, &session, &who, StatusCode::BAD_REQUEST, "Nothing reset", e).await,
+        },
     };
-    match q.execute(pool).await {
-        Ok(r) => {
-            tracing::info!(by = %who.0.user.name, trainee = %form.trainee, rows = r.rows_affected(), "scores reset");
-            Redirect::to("/dashboard").into_response()
+    let whom = trainee.as_ref().map_or_else(|| "the whole class".to_string(), |t| t.to_string());
+    if form.confirm != "yes" {
+        let text = format!("Nothing was reset: tick the box to confirm that {whom} is to be reset.");
+        return message(&state, &session, &who, StatusCode::BAD_REQUEST, "Nothing reset", text).await;
+    }
+    match crate::reset::reset(&state, trainee.as_ref()).await {
+        Ok(done) => {
+            tracing::info!(by = %who.0.user.name, %whom, histories = done.histories, runs = done.lab.reset.len(), "reset");
+            let page = Page::new(&state, &session, Some(&who.0)).await;
+            render(ResetPage {
+                page,
+                whom,
+                histories: done.histories,
+                runs: done.lab.reset.len(),
+                already: done.lab.already_reset.len(),
+                failures: done.lab.actions.iter().filter(|a| a.failed()).count(),
+                actions: done.lab.actions.iter().map(|a| (a.failed(), a.to_string())).collect(),
+            })
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e @ ResetRefused::Running(_)) => {
+            message(&state, &session, &who, StatusCode::CONFLICT, "Nothing reset", e.to_string()).await
+        }
+        Err(e) => {
+            message(&state, &session, &who, StatusCode::INTERNAL_SERVER_ERROR, "Reset failed", e.to_string()).await
+        }
+    }
+}
+
+/// The start form: a scenario, `play` (`default`: live when the lab is;
+/// `replay`: the recorded replay) and the replay's `speed` (`0`: instant).
+#[derive(Debug, Deserialize)]
+pub struct StartForm {
+    scenario: String,
+    #[serde(default)]
+    play: String,
+    #[serde(default)]
+    speed: String,
+}
+
+/// POST /dashboard/start: starts a run for the class (every trainee sees
+/// it in /runs), then shows it.
+pub async fn start(
+    State(state): State<AppState>,
+    who: Instructor,
+    session: Session,
+    CsrfForm(form): CsrfForm<StartForm>,
+) -> Response {
+    let play = match form.play.as_str() {
+        "" | "default" => Play::Default,
+        "replay" => match form.speed.trim() {
+            "" => Play::Replay(Speed::Times(1.0)),
+            s => match s.parse::<Speed>() {
+                Ok(speed) => Play::Replay(speed),
+                Err(e) => {
+                    let text = format!("replay speed {s:?}: {e}");
+                    return message(&state, &session, &who, StatusCode::BAD_REQUEST, "Not started", text).await;
+                }
+            },
+        },
+        other => {
+            let text = format!("unknown way to play {other:?}: default or replay");
+            return message(&state, &session, &who, StatusCode::BAD_REQUEST, "Not started", text).await;
+        }
+    };
+    match state.runs().start_as(&form.scenario, &who.0.user.name, play, true).await {
+        Ok(run) => Redirect::to(&format!("/runs/{}", run.id)).into_response(),
+        Err(e) => message(&state, &session, &who, status_of(&e), "Not started", e.to_string()).await,
     }
 }
 

@@ -27,9 +27,11 @@ pub mod password;
 pub mod pipeline;
 pub mod questions;
 pub mod report_view;
+pub mod reset;
 pub mod run_pages;
 pub mod runs;
 pub mod sandbox_pages;
+pub mod scores;
 pub mod service;
 pub mod state;
 pub mod svg;
@@ -84,7 +86,8 @@ fn page_routes() -> Router<AppState> {
         .route("/endpoint", get(endpoint::stream_page))
         .route("/dashboard", get(dashboard::dashboard))
         .route("/dashboard.csv", get(dashboard::dashboard_csv))
-        .route("/dashboard/reset", post(dashboard::reset_scores))
+        .route("/dashboard/reset", post(dashboard::reset))
+        .route("/dashboard/start", post(dashboard::start))
         .route("/endpoint/{source}/{n}", get(endpoint::detail_page))
 }
 

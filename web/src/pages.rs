@@ -57,13 +57,13 @@ pub fn render(t: impl Template) -> Response {
     }
 }
 
-/// An error page.
+/// An error page (or any page saying one thing: a title and a message).
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage {
-    page: Page,
-    title: String,
-    message: String,
+pub(crate) struct ErrorPage {
+    pub(crate) page: Page,
+    pub(crate) title: String,
+    pub(crate) message: String,
 }
 
 async fn error_page(
@@ -250,8 +250,7 @@ struct RunsPage {
 
 /// GET /runs: the user's runs (every run for an instructor).
 pub async fn runs(State(state): State<AppState>, who: Trainee, session: Session) -> Response {
-    let owner = (!who.is_instructor()).then_some(&who.user.name);
-    match state.runs().list(owner).await {
+    match state.runs().visible(&who).await {
         Ok(runs) => render(RunsPage { page: Page::new(&state, &session, Some(&who)).await, runs }),
         Err(e) => error_page(&state, &session, &who, status_of(&e), &e).await,
     }
@@ -356,7 +355,7 @@ pub async fn run_page(
     Path(id): Path<String>,
 ) -> Response {
     let run = match state.runs().summary(&id).await {
-        Ok(Some(run)) if who.may_see(&run.owner) => run,
+        Ok(Some(run)) if run.visible_to(&who) => run,
         Ok(Some(_)) => return (StatusCode::FORBIDDEN, "this run is another trainee's").into_response(),
         Ok(None) => return error_page(&state, &session, &who, StatusCode::NOT_FOUND, &RunError::UnknownRun(id)).await,
         Err(e) => return error_page(&state, &session, &who, status_of(&e), &e).await,

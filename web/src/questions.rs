@@ -31,9 +31,14 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS scores (
     PRIMARY KEY (trainee, run)
 )";
 
+/// Makes the `scores` table unless it exists (it is made on first use).
+pub async fn scores_table(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query(SCHEMA).execute(pool).await.map(|_| ())
+}
+
 /// The history of `trainee` on `run` (empty when none).
 pub async fn history(pool: &SqlitePool, trainee: &str, run: &str) -> Result<History, sqlx::Error> {
-    sqlx::query(SCHEMA).execute(pool).await?;
+    scores_table(pool).await?;
     let row = sqlx::query("SELECT history FROM scores WHERE trainee = ? AND run = ?")
         .bind(trainee)
         .bind(run)
@@ -88,7 +93,7 @@ struct QuestionsPage {
     questions: Vec<QuestionView>,
 }
 
-fn quiz_parts(state: &AppState, run: &RunSummary, folder: &RunFolder) -> Result<(Loaded, RunData), String> {
+pub(crate) fn quiz_parts(state: &AppState, run: &RunSummary, folder: &RunFolder) -> Result<(Loaded, RunData), String> {
     let loaded = state.runs().scenario(&run.scenario).map_err(|e| e.to_string())?;
     let timeline = state.runs().events(&run.id).unwrap_or_default();
     let events = folder.events().unwrap_or_default();

@@ -27,7 +27,7 @@ pub async fn visible(state: &AppState, who: &Trainee, id: &str) -> Result<(RunSu
     let not_found = || (StatusCode::NOT_FOUND, format!("no run {id}")).into_response();
     let Some(rid) = RunId::parse(id) else { return Err(not_found()) };
     match state.runs().summary(id).await {
-        Ok(Some(run)) if who.may_see(&run.owner) => {
+        Ok(Some(run)) if run.visible_to(&who) => {
             Ok((run, RunFolder::open(state.runs().data().runs().join(rid.as_str()))))
         }
         Ok(Some(_)) => Err((StatusCode::FORBIDDEN, "this run is another trainee's").into_response()),

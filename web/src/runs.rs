@@ -80,6 +80,24 @@ pub struct RunSummary {
     pub running: bool,
     /// Whether it passed (`None` until it ends).
     pub passed: Option<bool>,
+    /// An instructor started it for the class: every trainee sees it.
+    pub class: bool,
+}
+
+impl RunSummary {
+    /// Whether `who` may see this run: their own, a class run, or any run for an instructor.
+    pub fn visible_to(&self, who: &crate::auth::CurrentUser) -> bool {
+        self.class || who.may_see(&self.owner)
+    }
+}
+
+/// How to play a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Play {
+    /// Live when the lab is, the recorded replay (at the appliance's speed) otherwise.
+    Default,
+    /// The scenario's recorded replay at this speed, even on a live lab.
+    Replay(Speed),
 }
 
 /// A run going on.
@@ -112,6 +130,8 @@ pub struct Runs {
     engine: Engine,
     replay_speed: Speed,
     active: Arc<Mutex<HashMap<String, Active>>>,
+    /// Held to start a run, and through a reset: no run starts under a reset.
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS runs (
@@ -121,11 +141,27 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS runs (
     started REAL NOT NULL
 )";
 
+/// The runs an instructor started for the class (a table of their own: `runs` stays as it was).
+const CLASS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS class_runs (id TEXT PRIMARY KEY)";
+
+/// The columns of a [`RunSummary`] row, `class_runs` joined.
+const SELECT: &str = "SELECT r.id, r.scenario, r.owner, r.started, c.id IS NOT NULL AS class
+    FROM runs r LEFT JOIN class_runs c ON c.id = r.id";
+
 impl Runs {
     /// The runs kept in `pool` (web.db) and `data`'s run folders, scenarios from `scenarios`.
     pub async fn open(pool: SqlitePool, data: DataDir, scenarios: PathBuf, engine: Engine) -> Result<Runs, RunError> {
         sqlx::query(SCHEMA).execute(&pool).await?;
-        Ok(Runs { pool, data, scenarios, engine, replay_speed: Speed::Times(1.0), active: Arc::default() })
+        sqlx::query(CLASS_SCHEMA).execute(&pool).await?;
+        Ok(Runs {
+            pool,
+            data,
+            scenarios,
+            engine,
+            replay_speed: Speed::Times(1.0),
+            active: Arc::default(),
+            gate: Arc::default(),
+        })
     }
 
     /// Plays replays at `speed` (tests: [`Speed::Instant`]).
@@ -182,50 +218,86 @@ impl Runs {
 
     /// Starts scenario `id` for `owner`: live when the lab is, its replay otherwise.
     pub async fn start(&self, id: &str, owner: &UserName) -> Result<RunSummary, RunError> {
+        self.start_as(id, owner, Play::Default, false).await
+    }
+
+    /// Starts scenario `id` for `owner`, played as `play`; a `class` run is seen by every trainee.
+    pub async fn start_as(&self, id: &str, owner: &UserName, play: Play, class: bool) -> Result<RunSummary, RunError> {
         let loaded = self.scenario(id)?;
-        let engine = self.engine.clone();
+        let engine = match play {
+            Play::Default => self.engine.clone(),
+            Play::Replay(_) => Engine::Replay { reason: "asked for".into() },
+        };
         let runs_dir = self.data.runs();
-        let speed = self.replay_speed;
+        let speed = match play {
+            Play::Default => self.replay_speed,
+            Play::Replay(s) => s,
+        };
+        let _gate = self.gate.lock().await;
         // the engine blocks (threads, its own runtime): not on the async workers
         let (run_id, active) = tokio::task::spawn_blocking(move || start_blocking(&engine, &loaded, &runs_dir, speed))
             .await
             .map_err(|e| RunError::Engine(format!("starting the run: {e}")))??;
         let started = run_started(&self.data, &run_id);
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO runs (id, scenario, owner, started) VALUES (?, ?, ?, ?)")
             .bind(&run_id)
             .bind(id)
             .bind(owner.as_str())
             .bind(started)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if class {
+            sqlx::query("INSERT INTO class_runs (id) VALUES (?)").bind(&run_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id.clone(), active);
         self.summary(&run_id).await?.ok_or(RunError::UnknownRun(run_id))
+    }
+
+    /// Holds off new runs until the guard is dropped (a reset runs under it).
+    pub async fn hold_starts(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.gate.lock().await
+    }
+
+    /// The ids of the runs going on.
+    pub fn running(&self) -> Vec<String> {
+        let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<String> =
+            active.iter().filter(|(_, a)| !a.log().finished()).map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids
     }
 
     /// Runs of `owner` (every run for `None`), newest first.
     pub async fn list(&self, owner: Option<&UserName>) -> Result<Vec<RunSummary>, RunError> {
         let rows = match owner {
             Some(o) => {
-                sqlx::query("SELECT id, scenario, owner, started FROM runs WHERE owner = ? ORDER BY started DESC")
+                sqlx::query(&format!("{SELECT} WHERE r.owner = ? ORDER BY r.started DESC"))
                     .bind(o.as_str())
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => {
-                sqlx::query("SELECT id, scenario, owner, started FROM runs ORDER BY started DESC")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+            None => sqlx::query(&format!("{SELECT} ORDER BY r.started DESC")).fetch_all(&self.pool).await?,
         };
+        Ok(rows.iter().map(|r| self.summarise(r)).collect())
+    }
+
+    /// The runs `who` sees: their own and the class's (every run for an instructor), newest first.
+    pub async fn visible(&self, who: &crate::auth::CurrentUser) -> Result<Vec<RunSummary>, RunError> {
+        if who.is_instructor() {
+            return self.list(None).await;
+        }
+        let rows = sqlx::query(&format!("{SELECT} WHERE r.owner = ? OR c.id IS NOT NULL ORDER BY r.started DESC"))
+            .bind(who.user.name.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(|r| self.summarise(r)).collect())
     }
 
     /// One run.
     pub async fn summary(&self, id: &str) -> Result<Option<RunSummary>, RunError> {
-        let row = sqlx::query("SELECT id, scenario, owner, started FROM runs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!("{SELECT} WHERE r.id = ?")).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| self.summarise(&r)))
     }
 
@@ -239,6 +311,7 @@ impl Runs {
             scenario: r.get("scenario"),
             owner: r.get("owner"),
             started: r.get("started"),
+            class: r.get("class"),
             id,
         }
     }

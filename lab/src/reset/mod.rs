@@ -57,13 +57,17 @@ pub enum Scope {
     All,
     /// The runs of one scenario.
     Scenario(ScenarioId),
+    /// These runs (one trainee's, from the web's dashboard); the cleanup
+    /// commands of their scenarios run too (they are safe to run twice).
+    Runs(std::collections::BTreeSet<RunId>),
 }
 
 impl Scope {
-    fn covers(&self, scenario: &ScenarioId) -> bool {
+    fn covers(&self, run: &crate::run::Manifest) -> bool {
         match self {
             Scope::All => true,
-            Scope::Scenario(s) => s == scenario,
+            Scope::Scenario(s) => s == &run.scenario,
+            Scope::Runs(ids) => ids.contains(&run.run),
         }
     }
 
@@ -73,6 +77,7 @@ impl Scope {
         match self {
             Scope::All => true,
             Scope::Scenario(s) => name.strip_prefix(s.as_str()).is_some_and(|rest| rest.starts_with('-')),
+            Scope::Runs(ids) => ids.iter().any(|id| id.as_str() == name),
         }
     }
 }
@@ -140,7 +145,7 @@ pub async fn reset(
         }
     }
     let resetting: Vec<bool> =
-        r.runs.iter().map(|e| req.scope.covers(&e.manifest.scenario) && e.manifest.created.reset.is_none()).collect();
+        r.runs.iter().map(|e| req.scope.covers(&e.manifest) && e.manifest.created.reset.is_none()).collect();
     r.ok = vec![true; r.runs.len()];
     r.already_reset();
     let cleaned = r.cleanup(&resetting).await;
@@ -180,7 +185,7 @@ impl Resetter<'_, '_> {
     fn already_reset(&mut self) {
         for i in 0..self.runs.len() {
             let m = &self.runs[i].manifest;
-            let Some(at) = m.created.reset.filter(|_| self.req.scope.covers(&m.scenario)) else { continue };
+            let Some(at) = m.created.reset.filter(|_| self.req.scope.covers(m)) else { continue };
             let run = m.run.clone();
             self.report.already_reset.push(run.clone());
             self.act(Target::Run { run }, Outcome::skipped(format!("already reset ({})", utc_stamp(at as i64))));
@@ -363,7 +368,7 @@ impl Resetter<'_, '_> {
     fn purge(&mut self) {
         for i in 0..self.runs.len() {
             let m = &self.runs[i].manifest;
-            if !self.req.scope.covers(&m.scenario) || m.created.reset.is_none() {
+            if !self.req.scope.covers(m) || m.created.reset.is_none() {
                 continue;
             }
             let (run, path) = (m.run.clone(), self.runs[i].folder.root().to_path_buf());
@@ -443,6 +448,16 @@ mod tests {
         assert!(s.may_hold("dns-20261130T000000Z"));
         assert!(!s.may_hold("dns2-20261130T000000Z") && !s.may_hold("dns"));
         assert!(Scope::All.may_hold("anything"));
+    }
+
+    #[test]
+    fn a_runs_scope_covers_those_runs_only() {
+        let mine = entry("x").manifest;
+        let mut other = mine.clone();
+        other.run = RunId::parse("other").unwrap();
+        let s = Scope::Runs([mine.run.clone()].into_iter().collect());
+        assert!(s.covers(&mine) && !s.covers(&other));
+        assert!(s.may_hold("r") && !s.may_hold("other"));
     }
 
     fn entry(name: &str) -> RunEntry {

@@ -151,6 +151,7 @@ impl<'a> Quiz<'a> {
             points: h.points(),
             points_now: a.map_or(0, |a| points_now(q, a, &h)),
             hints_taken: h.hints_taken.min(q.hints.len()),
+            hints_cost: hints_cost(q, &h),
             hints_total: q.hints.len(),
             next_hint_cost: q.hints.get(h.hints_taken).map(|x| x.cost),
             solution_penalty: a.and_then(|a| a.solution.as_ref()).map(|s| s.penalty),
@@ -161,12 +162,17 @@ impl<'a> Quiz<'a> {
 
 /// Points a right answer earns after `h`'s hints and solution.
 fn points_now(q: &Question, a: &Answer, h: &QuestionHistory) -> u32 {
-    let hints: u32 = q.hints.iter().take(h.hints_taken).map(|x| x.cost).fold(0, u32::saturating_add);
+    let hints = hints_cost(q, h);
     let solution = match (&a.solution, h.solution_revealed) {
         (Some(s), true) => s.penalty,
         _ => 0,
     };
     q.points.saturating_sub(hints).saturating_sub(solution)
+}
+
+/// What the hints `h` took of `q` cost, together.
+fn hints_cost(q: &Question, h: &QuestionHistory) -> u32 {
+    q.hints.iter().take(h.hints_taken).map(|x| x.cost).fold(0, u32::saturating_add)
 }
 
 /// Answers still allowed (`None`: unlimited).

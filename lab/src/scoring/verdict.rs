@@ -49,6 +49,9 @@ pub struct QuestionStatus {
     pub points_now: u32,
     /// Hints shown.
     pub hints_taken: usize,
+    /// What the hints shown cost, together (taken off a right answer).
+    #[serde(default)]
+    pub hints_cost: u32,
     /// Hints the question has.
     pub hints_total: usize,
     /// What the next hint costs (`None`: no hint left).
