@@ -158,7 +158,8 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     let speed = Speed::Times(cfg.replay_speed);
     let runs = Runs::open(users.pool().clone(), data.clone(), cfg.scenarios.clone(), parts.engine.clone())
         .await?
-        .with_replay_speed(speed);
+        .with_replay_speed(speed)
+        .with_feed_memory(cfg.endpoint_events_in_memory);
     let limiter = LoginLimiter::new(LimitConfig {
         per_account: cfg.login_failures_per_account,
         per_address: cfg.login_failures_per_address,

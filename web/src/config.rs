@@ -31,6 +31,8 @@ pub struct ApplianceConfig {
     pub login_window_minutes: u64,
     /// Replay speed in replay mode (1: as recorded, 4: four times faster).
     pub replay_speed: f64,
+    /// Endpoint events the pages keep in memory (summaries; live events whole); older ones are counted on /endpoint.
+    pub endpoint_events_in_memory: usize,
 }
 
 impl Default for ApplianceConfig {
@@ -46,6 +48,7 @@ impl Default for ApplianceConfig {
             login_failures_per_address: 30,
             login_window_minutes: 10,
             replay_speed: 1.0,
+            endpoint_events_in_memory: crate::feed::DEFAULT_MEMORY_EVENTS,
         }
     }
 }
@@ -99,6 +102,10 @@ const DOCS: &[(&str, &str)] = &[
     ("login_failures_per_address", "Failed logins allowed per client address within login_window_minutes."),
     ("login_window_minutes", "The window of the login limits, in minutes."),
     ("replay_speed", "Replay speed in replay mode (1: as recorded, 4: four times faster)."),
+    (
+        "endpoint_events_in_memory",
+        "Endpoint events the pages keep in memory (a summary each, about 300 bytes; live events whole): the newest of each source; /endpoint counts the older ones, which stay in their run's events.jsonl.",
+    ),
 ];
 
 impl ApplianceConfig {
@@ -121,6 +128,9 @@ impl ApplianceConfig {
         }
         if !(c.replay_speed.is_finite() && c.replay_speed > 0.0) {
             return Err(bad("replay_speed", "must be a number above 0"));
+        }
+        if c.endpoint_events_in_memory == 0 {
+            return Err(bad("endpoint_events_in_memory", "must be at least 1"));
         }
         Ok(c)
     }
@@ -160,5 +170,9 @@ mod tests {
         assert!(e.contains("nope"), "{e}");
         let e = ApplianceConfig::parse("replay_speed = 0.0\n", Path::new("a.toml")).unwrap_err().to_string();
         assert!(e.contains("replay_speed"), "{e}");
+        let e = ApplianceConfig::parse("endpoint_events_in_memory = 0\n", Path::new("a.toml")).unwrap_err().to_string();
+        assert!(e.contains("endpoint_events_in_memory"), "{e}");
+        let c = ApplianceConfig::parse("endpoint_events_in_memory = 5000\n", Path::new("a.toml")).unwrap();
+        assert_eq!(c.endpoint_events_in_memory, 5000);
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod csrf;
 pub mod dashboard;
 pub mod endpoint;
+pub mod feed;
 pub mod limit;
 pub mod pages;
 pub mod password;

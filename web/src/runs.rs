@@ -20,6 +20,7 @@ use serde::Serialize;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
+use crate::feed::EventFeed;
 use crate::users::UserName;
 
 /// How the appliance runs scenarios.
@@ -112,6 +113,7 @@ pub struct Runs {
     engine: Engine,
     replay_speed: Speed,
     active: Arc<Mutex<HashMap<String, Active>>>,
+    feed: EventFeed,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS runs (
@@ -125,7 +127,19 @@ impl Runs {
     /// The runs kept in `pool` (web.db) and `data`'s run folders, scenarios from `scenarios`.
     pub async fn open(pool: SqlitePool, data: DataDir, scenarios: PathBuf, engine: Engine) -> Result<Runs, RunError> {
         sqlx::query(SCHEMA).execute(&pool).await?;
-        Ok(Runs { pool, data, scenarios, engine, replay_speed: Speed::Times(1.0), active: Arc::default() })
+        let feed = EventFeed::new(data.runs(), crate::feed::DEFAULT_MEMORY_EVENTS);
+        Ok(Runs { pool, data, scenarios, engine, replay_speed: Speed::Times(1.0), active: Arc::default(), feed })
+    }
+
+    /// Keeps at most `events` endpoint events in memory (see [`EventFeed`]).
+    pub fn with_feed_memory(mut self, events: usize) -> Runs {
+        self.feed = EventFeed::new(self.data.runs(), events);
+        self
+    }
+
+    /// The endpoint events of the runs (and of the live lab), indexed.
+    pub fn feed(&self) -> &EventFeed {
+        &self.feed
     }
 
     /// Plays replays at `speed` (tests: [`Speed::Instant`]).
@@ -264,11 +278,6 @@ impl Runs {
         }
         let folder = self.folder(id).ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
         folder.timeline().map_err(|e| RunError::Engine(e.to_string()))
-    }
-
-    /// The endpoint events run `id` kept (its folder's `events.jsonl`; none yet while it runs).
-    pub fn endpoint_events(&self, id: &str) -> Vec<serde_json::Value> {
-        self.folder(id).and_then(|f| f.events().ok()).unwrap_or_default()
     }
 
     /// The artifact files of run `id` (relative paths, sorted).
