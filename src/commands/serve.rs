@@ -160,6 +160,8 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
         .await?
         .with_replay_speed(speed)
         .with_feed_memory(cfg.endpoint_events_in_memory);
+    // the stored endpoint events indexed while the banner prints, not on the first page
+    runs.warm_feed().await?;
     let limiter = LoginLimiter::new(LimitConfig {
         per_account: cfg.login_failures_per_account,
         per_address: cfg.login_failures_per_address,

@@ -142,6 +142,15 @@ impl Runs {
         &self.feed
     }
 
+    /// Indexes the runs' endpoint events in the background, newest runs
+    /// first (the appliance starting: the first page need not wait for it).
+    pub async fn warm_feed(&self) -> Result<(), RunError> {
+        let ids: Vec<String> = self.list(None).await?.into_iter().map(|r| r.id).collect();
+        let feed = self.feed.clone();
+        tokio::task::spawn_blocking(move || feed.warm(&ids));
+        Ok(())
+    }
+
     /// Plays replays at `speed` (tests: [`Speed::Instant`]).
     pub fn with_replay_speed(mut self, speed: Speed) -> Runs {
         self.replay_speed = speed;

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use super::summary::Summary;
 
+/// The most ancestors a detail page follows (a real process tree is far shallower).
+pub const MAX_ANCESTORS: usize = 64;
+
 /// Where an event's full JSON is.
 #[derive(Debug, Clone)]
 pub enum Stored {
@@ -113,11 +116,12 @@ impl Index {
         self.by_guid.get(guid).and_then(|n| self.get(*n))
     }
 
-    /// The chain of kept events showing the parent, grandparent... of `entry`'s process (nearest first).
+    /// The chain of kept events showing the parent, grandparent... of
+    /// `entry`'s process (nearest first, at most [`MAX_ANCESTORS`]).
     pub fn ancestors(&self, entry: &Entry) -> Vec<&Entry> {
         let mut out: Vec<&Entry> = Vec::new();
         let mut parent = entry.summary.parent_guid.as_deref();
-        while let Some(g) = parent {
+        while let Some(g) = parent.filter(|_| out.len() < MAX_ANCESTORS) {
             // a guid seen twice is a loop in bad data: stop there
             let Some(e) = self.process(g).filter(|e| e.n != entry.n && !out.iter().any(|o| o.n == e.n)) else {
                 break;

@@ -233,7 +233,15 @@ impl EventFeed {
         self.push_live(&mut live, seq, event, event.to_string().into());
     }
 
+    /// Run `id`'s index, read up to date, letting others go beyond the memory bound.
     fn run_file(&self, id: &str) -> Arc<Mutex<RunFile>> {
+        let file = self.open_run(id);
+        self.let_go_beyond_capacity(id);
+        file
+    }
+
+    /// Run `id`'s index, read up to date.
+    fn open_run(&self, id: &str) -> Arc<Mutex<RunFile>> {
         let path = self.inner.runs_dir.join(id).join(RunFolder::EVENTS);
         let (file, kept) = {
             let mut cache = lock(&self.inner.runs);
@@ -253,7 +261,6 @@ impl EventFeed {
             f.refresh(self.inner.capacity);
             kept.store(f.index.entries().len(), Ordering::Relaxed);
         }
-        self.let_go_beyond_capacity(id);
         file
     }
 
@@ -277,6 +284,25 @@ impl EventFeed {
                     cache.slots.remove(&id);
                 }
                 None => return,
+            }
+        }
+    }
+
+    /// Indexes runs `ids` (newest first) until they fill the memory bound;
+    /// when the last one overflows it, the oldest are let go, not the newest.
+    pub fn warm(&self, ids: &[String]) {
+        let mut warmed: Vec<(&str, usize)> = Vec::new();
+        for id in ids.iter().filter(|id| Source::parse(id).is_some_and(|s| s != Source::Live)) {
+            let kept = lock(&self.open_run(id)).index.entries().len();
+            warmed.push((id, kept));
+            if warmed.iter().map(|w| w.1).sum::<usize>() >= self.inner.capacity {
+                break;
+            }
+        }
+        let mut cache = lock(&self.inner.runs);
+        while warmed.len() > 1 && warmed.iter().map(|w| w.1).sum::<usize>() > self.inner.capacity {
+            if let Some((id, _)) = warmed.pop() {
+                cache.slots.remove(id);
             }
         }
     }
@@ -458,6 +484,25 @@ mod tests {
         assert_eq!(feed.page(std::slice::from_ref(&b), &q(100, None)).unwrap().total, 3);
         assert_eq!(lock(&feed.inner.runs).slots.len(), 1);
         assert_eq!(feed.page(&[a], &q(100, None)).unwrap().total, 5);
+    }
+
+    #[test]
+    fn warming_indexes_the_newest_runs_until_memory_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        for id in ["a", "b", "c"] {
+            run(dir.path(), id, 0..3);
+        }
+        let ids = ["../x".to_string(), "c".into(), "b".into(), "a".into()];
+        let indexed = |capacity| {
+            let feed = EventFeed::new(dir.path().to_path_buf(), capacity);
+            feed.warm(&ids);
+            let mut indexed: Vec<String> = lock(&feed.inner.runs).slots.keys().cloned().collect();
+            indexed.sort();
+            indexed
+        };
+        assert_eq!(indexed(6), ["b", "c"]);
+        assert_eq!(indexed(5), ["c"], "b overflowed the bound: let go, not the newer c");
+        assert_eq!(indexed(2), ["c"], "the newest run stays, its oldest events counted");
     }
 
     #[test]
