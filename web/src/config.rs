@@ -104,7 +104,7 @@ const DOCS: &[(&str, &str)] = &[
     ("replay_speed", "Replay speed in replay mode (1: as recorded, 4: four times faster)."),
     (
         "endpoint_events_in_memory",
-        "Endpoint events the pages keep in memory (a summary each, about 300 bytes; live events whole): the newest of each source; /endpoint counts the older ones, which stay in their run's events.jsonl.",
+        "Endpoint events the pages keep in memory (a summary each, a few hundred bytes; live events whole): the newest of each source; /endpoint counts the older ones, which stay in their run's events.jsonl.",
     ),
 ];
 

@@ -43,8 +43,12 @@ fn older(html: &str) -> Option<String> {
 
 /// The detail links of a page's rows, in order.
 fn rows(html: &str, id: &str) -> Vec<u64> {
-    let mark = format!("<td><a href=\"/endpoint/{id}/");
-    html.split(&mark).skip(1).map(|s| s.split('"').next().unwrap().parse().unwrap()).collect()
+    links(html, &format!("<td><a href=\"/endpoint/{id}/"))
+}
+
+/// The event numbers of the links that start with `mark`, in order.
+fn links(html: &str, mark: &str) -> Vec<u64> {
+    html.split(mark).skip(1).map(|s| s.split('"').next().unwrap().parse().unwrap()).collect()
 }
 
 #[tokio::test]
@@ -159,11 +163,7 @@ async fn the_detail_links_the_parent_processes_the_agent_saw() {
     assert!(page.contains("Parent processes seen by the agent"), "{page}");
     // g299's parent is g298, whose parent is g297...: the events showing them, nearest first, 64 at most
     let seen = page.split("Parent processes seen").nth(1).unwrap();
-    let links: Vec<u64> = seen
-        .split(&format!("<a href=\"/endpoint/{id}/"))
-        .skip(1)
-        .map(|s| s.split('"').next().unwrap().parse().unwrap())
-        .collect();
+    let links = links(seen, &format!("<a href=\"/endpoint/{id}/"));
     assert_eq!(links, (235..299).rev().collect::<Vec<_>>());
     assert!(page.contains("cmd-299 --flag"));
 }
