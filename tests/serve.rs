@@ -201,8 +201,16 @@ print(back.info, back.attributes[0].value)
 fn config_dump_prints_every_key_with_its_doc() {
     let (code, out, err) = output(ioclab().args(["serve", "config", "--dump"]));
     assert_eq!(code, 0, "{err}");
-    for key in ["listen", "misp_listen", "sandbox_listen", "data", "scenarios", "session_idle_minutes", "replay_speed"]
-    {
+    for key in [
+        "listen",
+        "misp_listen",
+        "sandbox_listen",
+        "data",
+        "scenarios",
+        "session_idle_minutes",
+        "replay_speed",
+        "endpoint_events_in_memory",
+    ] {
         assert!(out.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} missing:\n{out}");
     }
     assert!(out.contains("# Where the web UI listens"), "{out}");

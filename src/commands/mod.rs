@@ -1,8 +1,8 @@
 //! One module per subcommand.
 
 pub mod agent;
-pub mod install;
 pub mod endpoints;
+pub mod install;
 pub mod ioc;
 pub mod lab;
 pub mod lab_record;

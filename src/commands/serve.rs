@@ -162,7 +162,10 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     let speed = Speed::Times(cfg.replay_speed);
     let runs = Runs::open(users.pool().clone(), data.clone(), cfg.scenarios.clone(), parts.engine.clone())
         .await?
-        .with_replay_speed(speed);
+        .with_replay_speed(speed)
+        .with_feed_memory(cfg.endpoint_events_in_memory);
+    // the stored endpoint events indexed while the banner prints, not on the first page
+    runs.warm_feed().await?;
     let limiter = LoginLimiter::new(LimitConfig {
         per_account: cfg.login_failures_per_account,
         per_address: cfg.login_failures_per_address,

@@ -18,6 +18,8 @@ use tower_sessions::Session;
 
 use crate::auth::{Instructor, Trainee};
 use crate::csrf;
+use crate::endpoint::{feed_page, run_sources};
+use crate::feed::Params;
 use crate::pages::{cards, status_of};
 use crate::runs::{Engine, RunError, RunSummary};
 use crate::state::AppState;
@@ -181,65 +183,44 @@ pub async fn run_events(State(state): State<AppState>, who: Trainee, Path(id): P
     Sse::new(all).keep_alive(KeepAlive::default()).into_response()
 }
 
-/// GET /api/events's filters.
-#[derive(Debug, Default, Deserialize)]
-pub struct EventFilter {
-    /// Only this event name (`dns_query`, `execve`...).
-    pub name: Option<String>,
-    /// Only processes whose name contains this.
-    pub process: Option<String>,
-    /// Only events with a `detection` section.
-    #[serde(default)]
-    pub detections: bool,
-    /// Only this run's endpoint events.
-    pub run: Option<String>,
-    /// At most this many, the newest (default 500, at most 5000).
-    pub limit: Option<usize>,
-}
-
-impl EventFilter {
-    fn keeps(&self, e: &Value) -> bool {
-        let name = e.pointer("/info/event/name").and_then(Value::as_str).unwrap_or("");
-        let process = e.pointer("/info/task/name").and_then(Value::as_str).unwrap_or("");
-        self.name.as_deref().is_none_or(|n| n == name)
-            && self.process.as_deref().is_none_or(|p| process.contains(p))
-            && (!self.detections || e.get("detection").is_some())
-    }
-}
-
-/// GET /api/events: endpoint events, from the caller's runs (every run for
-/// an instructor), filtered: `?name=dns_query&process=curl&detections=true&run=ID&limit=100`.
-pub async fn events(State(state): State<AppState>, who: Trainee, Query(f): Query<EventFilter>) -> Response {
-    let limit = f.limit.unwrap_or(500).min(5000);
-    let owner = (!who.is_instructor()).then_some(&who.user.name);
-    let runs = match state.runs().list(owner).await {
+/// GET /api/events: endpoint events of the caller's runs (every run for an
+/// instructor), newest first, filtered, a page at a time:
+/// `?name=dns_query&process=curl&detections=true&run=ID&limit=100&before=<next>`
+/// (`limit`: 500 by default, at most 5000; `next` in the answer: the cursor
+/// of the following page, `null` on the last).
+pub async fn events(State(state): State<AppState>, who: Trainee, Query(params): Query<Params>) -> Response {
+    let page = match run_sources(&state, &who, params.run.as_deref()).await {
+        Ok(sources) => feed_page(&state, sources, &params).await,
+        Err(refusal) => Err(refusal),
+    };
+    let (_, page) = match page {
+        Ok(p) => p,
+        Err((status, message)) => return error(status, message),
+    };
+    let feed = state.runs().feed().clone();
+    let rows = page.rows;
+    let (rows, full) = match tokio::task::spawn_blocking(move || {
+        let full = feed.events(&rows);
+        (rows, full)
+    })
+    .await
+    {
         Ok(r) => r,
-        Err(e) => return run_error(e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the endpoint events: {e}")),
     };
-    let runs: Vec<RunSummary> = match &f.run {
-        Some(id) => match runs.into_iter().find(|r| &r.id == id) {
-            Some(r) => vec![r],
-            None => {
-                return visible_run(&state, &who, id)
-                    .await
-                    .err()
-                    .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "no such run"))
-            }
-        },
-        None => runs,
-    };
-    let mut out = Vec::new();
-    // newest runs first; each run's events in order, the newest kept
-    for r in &runs {
-        let evs = state.runs().endpoint_events(&r.id);
-        for e in evs.into_iter().rev().filter(|e| f.keeps(e)) {
-            if out.len() >= limit {
-                break;
-            }
-            out.push(json!({"run": r.id, "event": e}));
-        }
-    }
-    Json(json!({"events": out})).into_response()
+    let events: Vec<Value> = rows
+        .iter()
+        .zip(full)
+        .filter_map(|(r, e)| Some(json!({"run": r.at.source.as_str(), "at": r.at.to_string(), "event": e?})))
+        .collect();
+    Json(json!({
+        "events": events,
+        "total": page.total,
+        "next": page.next.map(|n| n.to_string()),
+        "not_kept": page.not_kept,
+        "unreadable": page.unreadable,
+    }))
+    .into_response()
 }
 
 /// Which trainee's scores: `?trainee=NAME` (instructors; a trainee may name only themselves).

@@ -35,6 +35,8 @@ pub struct ApplianceConfig {
     pub replay_speed: f64,
     /// The largest sample the sandbox accepts (submit page and Cuckoo API), MiB.
     pub sandbox_max_upload_mib: u64,
+    /// Endpoint events the pages keep in memory (summaries; live events whole); older ones are counted on /endpoint.
+    pub endpoint_events_in_memory: usize,
 }
 
 impl Default for ApplianceConfig {
@@ -52,6 +54,7 @@ impl Default for ApplianceConfig {
             login_window_minutes: 10,
             replay_speed: 1.0,
             sandbox_max_upload_mib: 32,
+            endpoint_events_in_memory: crate::feed::DEFAULT_MEMORY_EVENTS,
         }
     }
 }
@@ -123,6 +126,10 @@ const DOCS: &[(&str, &str)] = &[
         "sandbox_max_upload_mib",
         "The largest sample the sandbox accepts, MiB: the web's submit page (413 above it) and the Cuckoo API.",
     ),
+    (
+        "endpoint_events_in_memory",
+        "Endpoint events the pages keep in memory (a summary each, a few hundred bytes; live events whole): the newest of each source; /endpoint counts the older ones, which stay in their run's events.jsonl.",
+    ),
 ];
 
 impl ApplianceConfig {
@@ -148,6 +155,9 @@ impl ApplianceConfig {
         }
         if !(1..=MAX_UPLOAD_MIB).contains(&c.sandbox_max_upload_mib) {
             return Err(bad("sandbox_max_upload_mib", &format!("must be from 1 to {MAX_UPLOAD_MIB}")));
+        }
+        if c.endpoint_events_in_memory == 0 {
+            return Err(bad("endpoint_events_in_memory", "must be at least 1"));
         }
         Ok(c)
     }
@@ -208,5 +218,9 @@ mod tests {
         assert!(e.contains("sandbox_max_upload_mib"), "{e}");
         let c = ApplianceConfig::parse("sandbox_max_upload_mib = 2\n", Path::new("a.toml")).unwrap();
         assert_eq!(c.sandbox_max_upload_bytes(), 2 << 20);
+        let e = ApplianceConfig::parse("endpoint_events_in_memory = 0\n", Path::new("a.toml")).unwrap_err().to_string();
+        assert!(e.contains("endpoint_events_in_memory"), "{e}");
+        let c = ApplianceConfig::parse("endpoint_events_in_memory = 5000\n", Path::new("a.toml")).unwrap();
+        assert_eq!(c.endpoint_events_in_memory, 5000);
     }
 }

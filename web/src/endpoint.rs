@@ -1,96 +1,63 @@
 //! The endpoint agent's event stream as a page: the lab's feed when it runs
-//! live (`Lab::endpoint_events_since`), the runs' kept events otherwise
-//! (a trainee's own runs only), with filters (event name, process,
-//! detections only) and a detail view showing the process's ancestry.
+//! live, the runs' kept events otherwise (a trainee's own runs only), with
+//! filters (event name, process, detections only), pages below a cursor,
+//! and a detail view showing the process's ancestry. The events come from
+//! the [`crate::feed`], which never parses or clones them all per request.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::Value;
 use tower_sessions::Session;
 
 use crate::auth::Trainee;
+use crate::feed::{Cursor, FeedPage, FeedQuery, Found, Params, Source};
 use crate::pages::{render, Page};
 use crate::runs::Engine;
 use crate::state::AppState;
 
-/// How many events the stream page shows at most (newest first).
-pub const SHOWN: usize = 500;
+/// Why a page of events could not be served: the status and what to say.
+pub type Refusal = (StatusCode, String);
 
-/// An endpoint event and where it comes from: `live` (the lab's feed, `n` = its position) or a run id (`n` = its line).
-#[derive(Debug, Clone)]
-pub struct SourcedEvent {
-    /// `live` or the run's id.
-    pub source: String,
-    /// Its position in the source.
-    pub n: u64,
-    /// The Kunai event.
-    pub event: Value,
-}
-
-/// The stream page's filters (a GET form: shareable URLs, no CSRF needed).
-#[derive(Debug, Default, Deserialize)]
-pub struct Filters {
-    /// Event name (`execve`, `dns_query`...), exact.
-    #[serde(default)]
-    pub name: String,
-    /// Part of the process name, executable or command line.
-    #[serde(default)]
-    pub process: String,
-    /// Only events carrying a `detection`.
-    #[serde(default)]
-    pub detections: Option<String>,
-}
-
-fn s<'a>(e: &'a Value, pointer: &str) -> &'a str {
-    e.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
-impl Filters {
-    /// Whether `e` passes.
-    pub fn keep(&self, e: &Value) -> bool {
-        let name = self.name.trim();
-        if !name.is_empty() && s(e, "/info/event/name") != name {
-            return false;
-        }
-        let process = self.process.trim();
-        if !process.is_empty()
-            && ![s(e, "/info/task/name"), s(e, "/data/exe/path"), s(e, "/data/command_line")]
-                .iter()
-                .any(|f| f.contains(process))
-        {
-            return false;
-        }
-        if self.detections.as_deref().is_some_and(|d| !d.is_empty()) && e.get("detection").is_none_or(Value::is_null) {
-            return false;
-        }
-        true
-    }
-}
-
-/// The events `who` may see, oldest first.
-async fn events_for(state: &AppState, who: &Trainee) -> Vec<SourcedEvent> {
-    if let Engine::Live(lab) = state.runs().engine() {
-        return lab
-            .endpoint_events_since(0)
-            .into_iter()
-            .map(|f| SourcedEvent { source: "live".into(), n: f.seq, event: (*f.event).clone() })
-            .collect();
+/// The run sources `who` may read: `run` alone when given (and theirs), else their runs (every run for an instructor), newest first.
+pub async fn run_sources(state: &AppState, who: &Trainee, run: Option<&str>) -> Result<Vec<Source>, Refusal> {
+    if let Some(id) = run {
+        return match (Source::parse(id), state.runs().summary(id).await) {
+            (Some(s @ Source::Run(_)), Ok(Some(r))) if who.may_see(&r.owner) => Ok(vec![s]),
+            (_, Ok(Some(_))) => Err((StatusCode::FORBIDDEN, "this run is another trainee's".into())),
+            (_, Err(e)) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            _ => Err((StatusCode::NOT_FOUND, format!("no run {id}"))),
+        };
     }
     let owner = (!who.is_instructor()).then_some(&who.user.name);
-    let mut runs = state.runs().list(owner).await.unwrap_or_default();
-    runs.reverse();
-    runs.into_iter()
-        .flat_map(|r| {
-            state.runs().endpoint_events(&r.id).into_iter().enumerate().map(move |(i, event)| SourcedEvent {
-                source: r.id.clone(),
-                n: i as u64,
-                event,
-            })
-        })
-        .collect()
+    let runs = state.runs().list(owner).await.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(runs.iter().filter_map(|r| Source::parse(&r.id)).collect())
+}
+
+/// A page of `sources`' events as `params` ask (a bad cursor: 400, saying why), read off the async workers.
+pub async fn feed_page(
+    state: &AppState,
+    sources: Vec<Source>,
+    params: &Params,
+) -> Result<(FeedQuery, FeedPage), Refusal> {
+    let q = params.query().map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let feed = state.runs().feed().clone();
+    let lab = match state.runs().engine() {
+        Engine::Live(lab) if sources.contains(&Source::Live) => Some(lab.clone()),
+        _ => None,
+    };
+    let query = q.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        if let Some(lab) = lab {
+            feed.sync_live(&lab);
+        }
+        feed.page(&sources, &query)
+    })
+    .await
+    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("reading the endpoint events: {e}")))?
+    .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok((q, page))
 }
 
 /// A row of the stream.
@@ -109,15 +76,19 @@ pub struct Row {
     pub time: String,
 }
 
-fn row(e: &SourcedEvent) -> Row {
-    let pid = e.event.pointer("/info/task/pid").map(|p| format!(" ({p})")).unwrap_or_default();
+fn href(at: &Cursor) -> String {
+    format!("/endpoint/{}/{}", at.source, at.n)
+}
+
+fn row(f: &Found) -> Row {
+    let s = &f.summary;
     Row {
-        href: format!("/endpoint/{}/{}", e.source, e.n),
-        name: s(&e.event, "/info/event/name").to_string(),
-        process: format!("{}{pid}", s(&e.event, "/info/task/name")),
-        command_line: s(&e.event, "/data/command_line").to_string(),
-        detection: e.event.get("detection").is_some_and(|d| !d.is_null()),
-        time: s(&e.event, "/info/utc_time").to_string(),
+        href: href(&f.at),
+        name: s.name.to_string(),
+        process: s.process(),
+        command_line: s.command_line.to_string(),
+        detection: s.detection,
+        time: s.time.to_string(),
     }
 }
 
@@ -126,31 +97,71 @@ fn row(e: &SourcedEvent) -> Row {
 struct StreamPage {
     page: Page,
     rows: Vec<Row>,
-    total: usize,
+    total: u64,
     name: String,
     process: String,
     detections: bool,
+    /// The next page's URL, when there are more.
+    older: Option<String>,
+    /// Whether this is not the first page.
+    paged: bool,
+    not_kept: u64,
+    memory: usize,
+    unreadable: u64,
+    unreadable_why: String,
 }
 
-/// GET /endpoint: the endpoint events, newest first, filtered.
+/// The URL of the page after `next`, keeping the filters.
+fn older_href(q: &FeedQuery, run: Option<&str>, next: &Cursor) -> String {
+    let mut pairs = vec![("name", q.filters.name.clone()), ("process", q.filters.process.clone())];
+    if q.filters.detections {
+        pairs.push(("detections", "on".into()));
+    }
+    if let Some(r) = run {
+        pairs.push(("run", r.into()));
+    }
+    pairs.push(("before", next.to_string()));
+    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    format!("/endpoint?{query}")
+}
+
+/// GET /endpoint: the endpoint events, newest first, filtered, a page at a
+/// time (`before=<cursor>`): the live lab's when it runs, else the runs'.
 pub async fn stream_page(
     State(state): State<AppState>,
     who: Trainee,
     session: Session,
-    Query(f): Query<Filters>,
+    Query(params): Query<Params>,
 ) -> Response {
-    let all = events_for(&state, &who).await;
-    let kept: Vec<&SourcedEvent> = all.iter().filter(|e| f.keep(&e.event)).collect();
-    let total = kept.len();
-    let rows = kept.into_iter().rev().take(SHOWN).map(row).collect();
+    let sources = match (state.runs().engine(), params.run.as_deref()) {
+        (Engine::Live(_), None) => Ok(vec![Source::Live]),
+        (_, run) => run_sources(&state, &who, run).await,
+    };
+    let (q, page) = match sources {
+        Ok(sources) => match feed_page(&state, sources, &params).await {
+            Ok(p) => p,
+            Err(refusal) => return refusal.into_response(),
+        },
+        Err(refusal) => return refusal.into_response(),
+    };
     render(StreamPage {
         page: Page::new(&state, &session, Some(&who)).await,
-        rows,
-        total,
-        detections: f.detections.as_deref().is_some_and(|d| !d.is_empty()),
-        name: f.name,
-        process: f.process,
+        rows: page.rows.iter().map(row).collect(),
+        total: page.total,
+        older: page.next.as_ref().map(|n| older_href(&q, params.run.as_deref(), n)),
+        paged: q.before.is_some(),
+        not_kept: page.not_kept,
+        memory: state.runs().feed().capacity(),
+        unreadable: page.unreadable,
+        unreadable_why: page.unreadable_why.unwrap_or_default(),
+        detections: q.filters.detections,
+        name: q.filters.name,
+        process: q.filters.process,
     })
+}
+
+fn s<'a>(e: &'a Value, pointer: &str) -> &'a str {
+    e.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// The ancestry of an event's process: its ancestors' executables (root first), its parent, itself.
@@ -169,37 +180,86 @@ pub fn ancestry(e: &Value) -> Vec<String> {
     out
 }
 
+/// A process seen before: the event that shows it.
+pub struct Seen {
+    /// Its event's page.
+    pub href: String,
+    /// Its executable (or name) and pid.
+    pub process: String,
+    /// Its command line.
+    pub command_line: String,
+}
+
 #[derive(Template)]
 #[template(path = "endpoint_event.html")]
 struct DetailPage {
     page: Page,
     row: Row,
     ancestry: Vec<String>,
+    seen: Vec<Seen>,
     detection: Option<String>,
     json: String,
 }
 
-/// GET /endpoint/{source}/{n}: one event with its process's ancestry.
+/// Whether `who` may read `source`: the live feed when the lab runs, a run of theirs (any for an instructor).
+async fn may_read(state: &AppState, who: &Trainee, source: &Source) -> bool {
+    match source {
+        Source::Live => matches!(state.runs().engine(), Engine::Live(_)),
+        Source::Run(id) => {
+            state.runs().summary(id.as_str()).await.ok().flatten().is_some_and(|r| who.may_see(&r.owner))
+        }
+    }
+}
+
+/// GET /endpoint/{source}/{n}: one event with its process's ancestry (from
+/// the event, and the events of its parents the feed keeps, found by guid).
 pub async fn detail_page(
     State(state): State<AppState>,
     who: Trainee,
     session: Session,
     Path((source, n)): Path<(String, u64)>,
 ) -> Response {
-    let all = events_for(&state, &who).await;
-    let Some(e) = all.iter().find(|e| e.source == source && e.n == n) else {
-        return (StatusCode::NOT_FOUND, "no such endpoint event (or not one of yours)").into_response();
+    let not_found = || (StatusCode::NOT_FOUND, "no such endpoint event (or not one of yours)").into_response();
+    let Some(source) = Source::parse(&source) else { return not_found() };
+    if !may_read(&state, &who, &source).await {
+        return not_found();
+    }
+    let feed = state.runs().feed().clone();
+    let lab = match state.runs().engine() {
+        Engine::Live(lab) if source == Source::Live => Some(lab.clone()),
+        _ => None,
     };
-    let mut rest = e.event.clone();
+    let detail = tokio::task::spawn_blocking(move || {
+        if let Some(lab) = lab {
+            feed.sync_live(&lab);
+        }
+        feed.detail(&source, n)
+    })
+    .await;
+    let Ok(Some(d)) = detail else { return not_found() };
+    let mut rest = d.event.clone();
     let detection = rest
         .as_object_mut()
         .and_then(|o| o.remove("detection"))
         .filter(|d| !d.is_null())
         .map(|d| serde_json::to_string_pretty(&d).unwrap_or_default());
+    let seen = d
+        .ancestors
+        .iter()
+        .map(|a| Seen {
+            href: href(&a.at),
+            process: match a.summary.exe.is_empty() {
+                true => a.summary.process(),
+                false => format!("{} ({})", a.summary.exe, a.summary.pid.map(|p| p.to_string()).unwrap_or_default()),
+            },
+            command_line: a.summary.command_line.to_string(),
+        })
+        .collect();
     render(DetailPage {
         page: Page::new(&state, &session, Some(&who)).await,
-        row: row(e),
-        ancestry: ancestry(&e.event),
+        row: row(&d.found),
+        ancestry: ancestry(&d.event),
+        seen,
         detection,
         json: serde_json::to_string_pretty(&rest).unwrap_or_default(),
     })
@@ -215,26 +275,6 @@ mod tests {
                         "parent_task": {"name": "sh", "pid": 10}},
                "data": {"ancestors": "/usr/lib/systemd/systemd|/usr/bin/bash", "command_line": "dig why.kunai.rocks",
                         "exe": {"path": "/usr/bin/dig"}}})
-    }
-
-    #[test]
-    fn filters_keep_what_they_say() {
-        let e = ev();
-        let f = |name: &str, process: &str, det: Option<&str>| Filters {
-            name: name.into(),
-            process: process.into(),
-            detections: det.map(String::from),
-        };
-        assert!(f("", "", None).keep(&e));
-        assert!(f("execve", "", None).keep(&e));
-        assert!(!f("dns_query", "", None).keep(&e));
-        assert!(f("", "kunai.rocks", None).keep(&e));
-        assert!(f("", "/usr/bin/dig", None).keep(&e));
-        assert!(!f("", "curl", None).keep(&e));
-        assert!(!f("", "", Some("on")).keep(&e));
-        let mut d = e.clone();
-        d["detection"] = json!({"iocs": ["why.kunai.rocks"]});
-        assert!(f("", "", Some("on")).keep(&d));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod csrf;
 pub mod dashboard;
 pub mod endpoint;
 pub mod endpoints;
+pub mod feed;
 pub mod limit;
 pub mod misp_pages;
 pub mod misp_view;

@@ -93,10 +93,18 @@ struct QuestionsPage {
     questions: Vec<QuestionView>,
 }
 
-pub(crate) fn quiz_parts(state: &AppState, run: &RunSummary, folder: &RunFolder) -> Result<(Loaded, RunData), String> {
+/// The scenario and the run's data; the endpoint events only when an answer
+/// is judged (`judging`): showing the questions reads the timeline alone, and
+/// parsing 100,000 stored events took seconds and gigabytes per page.
+pub(crate) fn quiz_parts(
+    state: &AppState,
+    run: &RunSummary,
+    folder: &RunFolder,
+    judging: bool,
+) -> Result<(Loaded, RunData), String> {
     let loaded = state.runs().scenario(&run.scenario).map_err(|e| e.to_string())?;
     let timeline = state.runs().events(&run.id).unwrap_or_default();
-    let events = folder.events().unwrap_or_default();
+    let events = if judging { folder.events().unwrap_or_default() } else { Vec::new() };
     Ok((loaded, RunData::new(timeline, events)))
 }
 
@@ -109,7 +117,7 @@ async fn show(
     message: Option<String>,
     solution: Option<String>,
 ) -> Response {
-    let (loaded, data) = match quiz_parts(state, &run, folder) {
+    let (loaded, data) = match quiz_parts(state, &run, folder, false) {
         Ok(p) => p,
         Err(e) => return (StatusCode::NOT_FOUND, e).into_response(),
     };
@@ -199,7 +207,7 @@ pub async fn question_post(
     if who.user.name.as_str() != run.owner {
         return (StatusCode::FORBIDDEN, "only the run's trainee answers its questions").into_response();
     }
-    let (loaded, data) = match quiz_parts(&state, &run, &folder) {
+    let (loaded, data) = match quiz_parts(&state, &run, &folder, true) {
         Ok(p) => p,
         Err(e) => return (StatusCode::NOT_FOUND, e).into_response(),
     };

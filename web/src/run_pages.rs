@@ -14,6 +14,7 @@ use serde_json::Value;
 use tower_sessions::Session;
 
 use crate::auth::Trainee;
+use crate::feed::{FeedQuery, Filters, Source};
 use crate::misp_view::{event_view, text, EventView};
 use crate::pages::{render, Page};
 use crate::pipeline::{pipeline, StageView};
@@ -252,6 +253,27 @@ pub fn detection_view(event: &Value) -> Option<DetectionView> {
     })
 }
 
+/// How many of a run's kept detections its page shows at most.
+const DETECTIONS_SHOWN: usize = 100;
+
+/// The newest detections of run `id`'s `events.jsonl`, through the feed's index (not every event parsed).
+async fn kept_detections(state: &AppState, id: &str) -> Vec<Value> {
+    let Some(source) = Source::parse(id).filter(|s| *s != Source::Live) else { return Vec::new() };
+    let feed = state.runs().feed().clone();
+    let q = FeedQuery {
+        filters: Filters { detections: true, ..Filters::default() },
+        before: None,
+        limit: DETECTIONS_SHOWN,
+    };
+    tokio::task::spawn_blocking(move || match feed.page(&[source], &q) {
+        // the page is newest first; the run page reads in the run's order
+        Ok(page) => feed.events(&page.rows).into_iter().rev().flatten().collect(),
+        Err(_) => Vec::new(),
+    })
+    .await
+    .unwrap_or_default()
+}
+
 #[derive(Template)]
 #[template(path = "run_detection.html")]
 struct DetectionPage {
@@ -283,7 +305,7 @@ pub async fn detection_page(
         })
         .collect();
     if detections.is_empty() {
-        detections = state.runs().endpoint_events(&id).iter().filter_map(detection_view).collect();
+        detections = kept_detections(&state, &id).await.iter().filter_map(detection_view).collect();
     }
     render(DetectionPage { page: Page::new(&state, &session, Some(&who)).await, run, detections })
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
+use crate::feed::EventFeed;
 use crate::users::UserName;
 
 /// How the appliance runs scenarios.
@@ -132,6 +133,7 @@ pub struct Runs {
     active: Arc<Mutex<HashMap<String, Active>>>,
     /// Held to start a run, and through a reset: no run starts under a reset.
     gate: Arc<tokio::sync::Mutex<()>>,
+    feed: EventFeed,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS runs (
@@ -153,6 +155,7 @@ impl Runs {
     pub async fn open(pool: SqlitePool, data: DataDir, scenarios: PathBuf, engine: Engine) -> Result<Runs, RunError> {
         sqlx::query(SCHEMA).execute(&pool).await?;
         sqlx::query(CLASS_SCHEMA).execute(&pool).await?;
+        let feed = EventFeed::new(data.runs(), crate::feed::DEFAULT_MEMORY_EVENTS);
         Ok(Runs {
             pool,
             data,
@@ -161,7 +164,28 @@ impl Runs {
             replay_speed: Speed::Times(1.0),
             active: Arc::default(),
             gate: Arc::default(),
+            feed,
         })
+    }
+
+    /// Keeps at most `events` endpoint events in memory (see [`EventFeed`]).
+    pub fn with_feed_memory(mut self, events: usize) -> Runs {
+        self.feed = EventFeed::new(self.data.runs(), events);
+        self
+    }
+
+    /// The endpoint events of the runs (and of the live lab), indexed.
+    pub fn feed(&self) -> &EventFeed {
+        &self.feed
+    }
+
+    /// Indexes the runs' endpoint events in the background, newest runs
+    /// first (the appliance starting: the first page need not wait for it).
+    pub async fn warm_feed(&self) -> Result<(), RunError> {
+        let ids: Vec<String> = self.list(None).await?.into_iter().map(|r| r.id).collect();
+        let feed = self.feed.clone();
+        tokio::task::spawn_blocking(move || feed.warm(&ids));
+        Ok(())
     }
 
     /// Plays replays at `speed` (tests: [`Speed::Instant`]).
@@ -337,11 +361,6 @@ impl Runs {
         }
         let folder = self.folder(id).ok_or_else(|| RunError::UnknownRun(id.to_string()))?;
         folder.timeline().map_err(|e| RunError::Engine(e.to_string()))
-    }
-
-    /// The endpoint events run `id` kept (its folder's `events.jsonl`; none yet while it runs).
-    pub fn endpoint_events(&self, id: &str) -> Vec<serde_json::Value> {
-        self.folder(id).and_then(|f| f.events().ok()).unwrap_or_default()
     }
 
     /// The artifact files of run `id` (relative paths, sorted).

@@ -117,8 +117,9 @@ pub async fn scores(state: &AppState, trainee: Option<&UserName>) -> Result<Vec<
 async fn run_scores(state: &AppState, r: &RunSummary) -> Result<RunScores, String> {
     let history = questions::history(state.users().pool(), &r.owner, &r.id).await.map_err(|e| e.to_string())?;
     let folder = RunFolder::open(state.runs().data().runs().join(&r.id));
+    // scores come from the answer history: the run's events are not read
     // a scenario gone from the catalogue, or without answers: no question to score
-    let statuses = match questions::quiz_parts(state, r, &folder) {
+    let statuses = match questions::quiz_parts(state, r, &folder, false) {
         Ok((loaded, data)) => match Quiz::new(&loaded, data) {
             Ok(quiz) => quiz.status(&history),
             Err(_) => Vec::new(),

@@ -134,6 +134,11 @@ fn record_fixture(scenario_dir: &Path) {
 impl App {
     /// A fresh appliance.
     pub async fn new() -> App {
+        App::with_feed_memory(ioclab_web::feed::DEFAULT_MEMORY_EVENTS).await
+    }
+
+    /// A fresh appliance keeping at most `events` endpoint events in memory.
+    pub async fn with_feed_memory(events: usize) -> App {
         let dir = tempfile::tempdir().unwrap();
         let scenarios = dir.path().join("scenarios");
         let scenario_dir = scenarios.join(SCENARIO);
@@ -147,8 +152,11 @@ impl App {
             users.add(&name.parse().unwrap(), *role, pw).await.unwrap();
         }
         let engine = Engine::Replay { reason: "test appliance".into() };
-        let runs =
-            Runs::open(users.pool().clone(), data, scenarios, engine).await.unwrap().with_replay_speed(Speed::Instant);
+        let runs = Runs::open(users.pool().clone(), data, scenarios, engine)
+            .await
+            .unwrap()
+            .with_replay_speed(Speed::Instant)
+            .with_feed_memory(events);
         let limiter = LoginLimiter::new(LimitConfig {
             per_account: LOGIN_LIMIT,
             per_address: 100,
