@@ -1,14 +1,15 @@
-//! The instructor's dashboard actions in the browser: resetting the class
-//! (with its confirmation box) and reading a trainee's score there. The
-//! live test uses [`reset_class`] too.
+//! The instructor's actions in the browser: resetting the class (with its
+//! confirmation box) and reading a trainee's score on the dashboard (the
+//! live test uses [`reset_class`] too), and publishing the MISP event a
+//! live run waits for.
 
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 
 use crate::appliance::{Appliance, TRAINEE};
-use crate::harness::{doing, ensure, eventually, log_in, Browser};
-use crate::SCENARIO;
+use crate::harness::{cannot_run, doing, ensure, eventually, log_in, Browser};
+use crate::{stage_states, RUN_LIMIT, SCENARIO};
 
 /// `trainee`'s score on the dashboard (open it first).
 pub async fn dashboard_score(c: &Client, trainee: &str) -> Result<String, String> {
@@ -83,6 +84,73 @@ async fn instructor_resets_the_class_from_the_dashboard() {
             c.goto(&format!("{web}/dashboard")).await.map_err(doing("the dashboard after the reset"))?;
             let after = dashboard_score(&c, TRAINEE.0).await?;
             ensure(after == "0", || format!("after the class reset, the trainee's score: {after:?}"))
+        })
+        .await;
+    app.stop();
+}
+
+/// The scenario whose MISP event is left unpublished: its run waits for an instructor.
+const WAITING: &str = "malicious-script-dropper";
+
+/// Live: the instructor starts malicious-script-dropper, whose run waits in
+/// its publish stage; on the MISP pages the instructor opens the run's
+/// unpublished event and clicks Publish; the run then goes on and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instructor_publishes_the_misp_event_a_live_run_waits_for() {
+    let app = Appliance::start(false);
+    if !app.live {
+        let why = app.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("not live").trim().to_string();
+        app.stop();
+        cannot_run::<()>(&format!("ioclab serve cannot run live here: {why}"));
+        return;
+    }
+    let Some(browser) = Browser::start().await else { return };
+    let web = app.web.clone();
+    let instructor_pw = app.instructor_pw.clone().expect("the first start prints the instructor's password");
+    browser
+        .run("instructor-publish", |c| async move {
+            log_in(&c, &web, "instructor", &instructor_pw).await?;
+            let run = crate::start_from_catalogue(&c, WAITING).await?;
+            let pipeline = format!("{web}{run}/pipeline");
+            c.goto(&pipeline).await.map_err(doing("the pipeline page"))?;
+            eventually(RUN_LIMIT, "the run to wait in its publish stage", || {
+                let c = c.clone();
+                async move {
+                    let states = stage_states(&c).await?;
+                    if let Some((name, _)) = states.iter().find(|(_, st)| st == "failed") {
+                        return Err(format!("stage {name} failed before the publish: {states:?}"));
+                    }
+                    Ok(states.iter().any(|(n, st)| n == "publish" && st == "waiting").then_some(()))
+                }
+            })
+            .await?;
+            // the run's event, unpublished, on the MISP pages
+            c.goto(&format!("{web}/misp")).await.map_err(doing("the MISP events"))?;
+            let row = "//tr[.//span[normalize-space(.)='not published']]//td[1]/a";
+            click(&c, "opening the unpublished event", row).await?;
+            click(&c, "clicking Publish", "//form[contains(@class, 'publish')]//button[normalize-space(.)='Publish']")
+                .await?;
+            c.wait().for_element(Locator::Css("h1")).await.map_err(doing("the event after Publish"))?;
+            let page = c.source().await.map_err(doing("the event after Publish"))?;
+            ensure(!page.contains(">Publish</button>"), || "the event still offers Publish after the click".into())?;
+            // the run goes on from its publish stage, to the detection
+            c.goto(&pipeline).await.map_err(doing("the pipeline page again"))?;
+            let last = eventually(RUN_LIMIT, "the run to end after the publish", || {
+                let c = c.clone();
+                async move {
+                    let states = stage_states(&c).await?;
+                    let over = !states.is_empty()
+                        && states.iter().all(|(_, st)| ["passed", "failed", "skipped"].contains(&st.as_str()));
+                    Ok(over.then_some(states))
+                }
+            })
+            .await?;
+            ensure(last.iter().all(|(_, st)| st != "failed"), || {
+                format!("a stage failed after the publish: {last:?}")
+            })?;
+            ensure(last.iter().any(|(n, st)| n == "publish" && st == "passed"), || {
+                format!("the publish stage did not pass: {last:?}")
+            })
         })
         .await;
     app.stop();

@@ -23,7 +23,7 @@ use harness::{cannot_run, doing, ensure, eventually, log_in, Browser};
 /// The scenario trainees start first.
 const SCENARIO: &str = "dns-ioc-why-kunai-rocks";
 /// Long enough for a live run of the scenario on a busy machine: a guard against a hang.
-const RUN_LIMIT: Duration = Duration::from_secs(300);
+pub(crate) const RUN_LIMIT: Duration = Duration::from_secs(300);
 
 /// The stages a passing run of [`SCENARIO`] goes through, as the run page names them.
 const STAGES: &[&str] = &["sandbox", "misp", "publish", "export", "agent", "detection"];
@@ -237,7 +237,7 @@ async fn start_from_catalogue(c: &fantoccini::Client, scenario: &str) -> Result<
 
 /// The pipeline page's stages: (name, state) in order, read in one script
 /// (the live updates swap the elements between two WebDriver calls).
-async fn stage_states(c: &fantoccini::Client) -> Result<Vec<(String, String)>, String> {
+pub(crate) async fn stage_states(c: &fantoccini::Client) -> Result<Vec<(String, String)>, String> {
     const READ: &str = "return Array.from(document.querySelectorAll('ol.pipeline li.stage')).map(function (li) { \
         return [li.querySelector('.name').textContent.trim(), li.querySelector('.state').textContent.trim()]; });";
     let v = c.execute(READ, vec![]).await.map_err(doing("the pipeline's stages"))?;
