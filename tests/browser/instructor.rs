@@ -36,9 +36,16 @@ pub async fn reset_class(c: &Client, web: &str) -> Result<Vec<String>, String> {
     ensure(url.path() == "/dashboard", || format!("an unconfirmed reset left the dashboard for {url}"))?;
     click(c, "ticking the confirmation box", &format!("{form}//input[@name='confirm']")).await?;
     click(c, "resetting the class", &button).await?;
-    let title = c.wait().for_element(Locator::Css("h1")).await.map_err(doing("the reset's page"))?;
-    let title = title.text().await.map_err(doing("the reset's title"))?;
-    ensure(title.contains("Reset of the whole class"), || format!("the reset's page: {title:?}"))?;
+    // the click navigates: the dashboard's own h1 may still be found (then go
+    // stale) until the reset's page is there
+    eventually(Duration::from_secs(60), "the reset's page (h1 'Reset of the whole class')", || {
+        let c = c.clone();
+        async move {
+            let Ok(h1) = c.find(Locator::Css("h1")).await else { return Ok(None) };
+            Ok(h1.text().await.ok().filter(|t| t.contains("Reset of the whole class")).map(|_| ()))
+        }
+    })
+    .await?;
     let mut actions = Vec::new();
     for li in c.find_all(Locator::Css("ul.actions li")).await.map_err(doing("the reset's actions"))? {
         actions.push(li.text().await.map_err(doing("a reset action"))?);
@@ -130,9 +137,15 @@ async fn instructor_publishes_the_misp_event_a_live_run_waits_for() {
             click(&c, "opening the unpublished event", row).await?;
             click(&c, "clicking Publish", "//form[contains(@class, 'publish')]//button[normalize-space(.)='Publish']")
                 .await?;
-            c.wait().for_element(Locator::Css("h1")).await.map_err(doing("the event after Publish"))?;
-            let page = c.source().await.map_err(doing("the event after Publish"))?;
-            ensure(!page.contains(">Publish</button>"), || "the event still offers Publish after the click".into())?;
+            // the click navigates back to the event, now published: no Publish form
+            eventually(Duration::from_secs(60), "the event page to show the event published", || {
+                let c = c.clone();
+                async move {
+                    let page = c.source().await.map_err(doing("the event after Publish"))?;
+                    Ok((!page.contains(">Publish</button>") && page.contains(">published<")).then_some(()))
+                }
+            })
+            .await?;
             // the run goes on from its publish stage, to the detection
             c.goto(&pipeline).await.map_err(doing("the pipeline page again"))?;
             let last = eventually(RUN_LIMIT, "the run to end after the publish", || {
