@@ -8,7 +8,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 
 use crate::appliance::{Appliance, TRAINEE};
-use crate::harness::{cannot_run, doing, ensure, eventually, log_in, Browser};
+use crate::harness::{doing, ensure, eventually, log_in, Browser};
 use crate::{stage_states, RUN_LIMIT, SCENARIO};
 
 /// `trainee`'s score on the dashboard (open it first).
@@ -104,13 +104,7 @@ const WAITING: &str = "malicious-script-dropper";
 /// unpublished event and clicks Publish; the run then goes on and passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instructor_publishes_the_misp_event_a_live_run_waits_for() {
-    let app = Appliance::start(false);
-    if !app.live {
-        let why = app.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("not live").trim().to_string();
-        app.stop();
-        cannot_run::<()>(&format!("ioclab serve cannot run live here: {why}"));
-        return;
-    }
+    let Some(app) = crate::live_appliance() else { return };
     let Some(browser) = Browser::start().await else { return };
     let web = app.web.clone();
     let instructor_pw = app.instructor_pw.clone().expect("the first start prints the instructor's password");

@@ -38,13 +38,7 @@ const STAGES: &[&str] = &["sandbox", "misp", "publish", "export", "agent", "dete
 /// on the dashboard and resets the class (score 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trainee_runs_dns_ioc_live_and_sees_the_detection() {
-    let app = Appliance::start(false);
-    if !app.live {
-        let why = app.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("not live").trim().to_string();
-        app.stop();
-        cannot_run::<()>(&format!("ioclab serve cannot run live here: {why}"));
-        return;
-    }
+    let Some(app) = live_appliance() else { return };
     let Some(browser) = Browser::start().await else { return };
     let web = app.web.clone();
     let instructor_pw = app.instructor_pw.clone().expect("the first start prints the instructor's password");
@@ -242,6 +236,18 @@ pub(crate) async fn stage_states(c: &fantoccini::Client) -> Result<Vec<(String, 
         return [li.querySelector('.name').textContent.trim(), li.querySelector('.state').textContent.trim()]; });";
     let v = c.execute(READ, vec![]).await.map_err(doing("the pipeline's stages"))?;
     serde_json::from_value(v).map_err(doing("the pipeline's stages as pairs"))
+}
+
+/// An appliance running the live lab; None (after failing under CI=true)
+/// where it can only replay (no root or eBPF).
+pub(crate) fn live_appliance() -> Option<Appliance> {
+    let app = Appliance::start(false);
+    if app.live {
+        return Some(app);
+    }
+    let why = app.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("not live").trim().to_string();
+    app.stop();
+    cannot_run(&format!("ioclab serve cannot run live here: {why}"))
 }
 
 /// On the run's questions page, question `ioc-domain`: takes its hint (the
