@@ -292,6 +292,13 @@ async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
     let applied: Vec<(&str, &str, bool)> =
         pushes[0].applied.iter().map(|a| (a.token.as_str(), a.endpoint.as_str(), a.ok)).collect();
     assert_eq!(applied, vec![("alice", "pc-a", true), ("bob", "pc-b", false)]);
+    let rows = app.db.endpoints().await.unwrap();
+    let last: Vec<(&str, &str, Option<(i64, bool)>)> = rows
+        .iter()
+        .map(|r| (r.token.as_str(), r.endpoint.as_str(), r.last_push.as_ref().map(|p| (p.id, p.ok))))
+        .collect();
+    assert_eq!(last, vec![("alice", "pc-a", Some((all, true))), ("bob", "pc-b", Some((all, false)))]);
+    assert_eq!(rows[0].group, Some(name("blue")));
 
     // a raw report that is not one is refused naming the place
     let raw = reqwest::Client::builder()

@@ -282,6 +282,49 @@ mod tests {
     }
 
     #[test]
+    fn a_ticket_waits_for_a_load_that_read_the_files_after_its_ask() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pushed.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo has no other precondition.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reloads = Reloads::default();
+        let target = Arc::new(ArcSwapOption::empty());
+        let _r = Reloader::spawn(vec![], Some(fifo.clone()), false, target.clone(), reloads.clone()).unwrap();
+        let first = reloads.ask();
+        // the first load now waits on the FIFO: an ask meanwhile needs the next load
+        std::thread::sleep(Duration::from_millis(100));
+        let second = reloads.ask();
+        feed(&fifo, &line("old.example"));
+        assert_eq!(reloads.wait(first, Duration::from_secs(10)).map(|r| r.applied), Some(true));
+        assert_eq!(
+            reloads.wait(second, Duration::from_millis(300)),
+            None,
+            "the load that began before the ask does not answer it"
+        );
+        feed(&fifo, &format!("{}{}", line("new.example"), line("newer.example")));
+        let report = reloads.wait(second, Duration::from_secs(10)).expect("the next load answers");
+        assert!(report.applied && report.message.contains("2 IoCs"), "{report:?}");
+        assert_eq!(target.load().as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_absent_pushed_file_is_skipped_and_an_empty_load_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pushed = dir.path().join("pushed-iocs.json");
+        let reloads = Reloads::default();
+        let target = Arc::new(ArcSwapOption::empty());
+        let _r = Reloader::spawn(vec![], Some(pushed.clone()), false, target.clone(), reloads.clone()).unwrap();
+        let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
+        assert!(!report.applied && report.message.contains("no IoC"), "nothing pushed yet: {report:?}");
+        assert!(target.load().is_none());
+        std::fs::write(&pushed, line("kunai.rocks")).unwrap();
+        let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
+        assert!(report.applied, "{report:?}");
+        assert_eq!(target.load().as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
     fn a_bad_load_keeps_the_previous_set_unless_partial_loads_are_accepted() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("iocs.json");
