@@ -590,6 +590,15 @@ impl EndpointDb {
         Ok(pushes)
     }
 
+    /// The stored event lines of endpoint `endpoint` (any token), oldest first.
+    pub async fn event_lines(&self, endpoint: &str) -> Result<Vec<String>, EndpointError> {
+        sqlx::query_scalar("SELECT line FROM endpoint_events WHERE endpoint = ? ORDER BY id")
+            .bind(endpoint)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     /// The uuids of every stored event, and how many rows hold them (tests, checks).
     pub async fn event_uuids(&self) -> Result<Vec<String>, EndpointError> {
         sqlx::query_scalar("SELECT uuid FROM endpoint_events ORDER BY id")
