@@ -249,23 +249,27 @@ fn a_pushed_ioc_reaches_a_live_agent_which_detects_the_tests_own_script() {
     let endpoint = format!("push-test-{}", std::process::id());
     let state = tmp.path().join("agent");
     let agent_log = tmp.path().join("agent.log");
-    let mut agent = Reaped(
-        ioclab()
-            .args(["agent", "--appliance", &format!("https://127.0.0.1:{port}"), "--token", &secret])
-            .args(["--fingerprint", &fingerprint.to_string(), "--name", &endpoint])
-            .arg("--spool")
-            .arg(state.join("spool"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&agent_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let start_agent = |log: &Path| {
+        Reaped(
+            ioclab()
+                .args(["agent", "--appliance", &format!("https://127.0.0.1:{port}"), "--token", &secret])
+                .args(["--fingerprint", &fingerprint.to_string(), "--name", &endpoint])
+                .arg("--spool")
+                .arg(state.join("spool"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // stored `start` events of this endpoint: one more each time its agent starts
+    let starts = || stored(&rt, &db, &endpoint, |e| e["info"]["event"]["name"] == "start").len();
+    let mut agent = start_agent(&agent_log);
     let started = wait_until(120, || {
         if let Ok(Some(_)) = agent.try_wait() {
             return Some(false);
         }
-        let start = stored(&rt, &db, &endpoint, |e| e["info"]["event"]["name"] == "start");
-        (!start.is_empty()).then_some(true)
+        (starts() == 1).then_some(true)
     });
     if started != Some(true) {
         let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
@@ -307,16 +311,22 @@ fn a_pushed_ioc_reaches_a_live_agent_which_detects_the_tests_own_script() {
     eprintln!("push (CLI) -> IoCs loaded by the agent and reported: {} ms", latency.as_millis());
     assert!(state.join("pushed-iocs.json").exists(), "the push is kept beside the spool");
 
-    let child = std::process::Command::new(&script).spawn().unwrap();
-    let pid = child.id();
-    child.wait_with_output().unwrap();
-    let detected = wait_until(60, || {
-        let hits = stored(&rt, &db, &endpoint, |e| {
-            e["info"]["event"]["name"] == "execve_script" && e["info"]["task"]["tgid"] == pid
-        });
-        hits.into_iter().next()
-    })
-    .expect("the agent's detection of the script reached the appliance");
+    let run_script = || {
+        let child = std::process::Command::new(&script).spawn().unwrap();
+        let pid = child.id();
+        child.wait_with_output().unwrap();
+        pid
+    };
+    let detection_of = |pid: u32| {
+        wait_until(60, || {
+            let hits = stored(&rt, &db, &endpoint, |e| {
+                e["info"]["event"]["name"] == "execve_script" && e["info"]["task"]["tgid"] == pid
+            });
+            hits.into_iter().next()
+        })
+        .expect("the agent's detection of the script reached the appliance")
+    };
+    let detected = detection_of(run_script());
     let det = &detected["detection"];
     assert_eq!(det["iocs"], serde_json::json!([sha]), "{detected}");
     assert_eq!(det["severity"], 7);
@@ -325,7 +335,20 @@ fn a_pushed_ioc_reaches_a_live_agent_which_detects_the_tests_own_script() {
     let listed = run(&["endpoints", "--data", data.to_str().unwrap(), "pushes"]).1;
     assert!(listed.contains(&format!("applied by trainee/{endpoint}")), "{listed}");
 
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
-    let status = agent.wait().unwrap();
-    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(&agent_log).unwrap());
+    let stop = |agent: &mut Reaped, log: &Path| {
+        unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+        let status = agent.wait().unwrap();
+        assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(log).unwrap());
+    };
+    stop(&mut agent, &agent_log);
+
+    // restarted, the agent matches the kept push from its start, and does not apply it again
+    let again_log = tmp.path().join("agent-again.log");
+    let mut again = start_agent(&again_log);
+    wait_until(120, || (starts() == 2).then_some(())).expect("the agent started again");
+    let detected = detection_of(run_script());
+    assert_eq!(detected["detection"]["iocs"], serde_json::json!([sha]), "{detected}");
+    stop(&mut again, &again_log);
+    let pushes = rt.block_on(db.pushes()).unwrap();
+    assert_eq!(pushes[0].applied.len(), 1, "the kept push is not asked for again: {:?}", pushes[0].applied);
 }
