@@ -352,3 +352,50 @@ fn a_pushed_ioc_reaches_a_live_agent_which_detects_the_tests_own_script() {
     let pushes = rt.block_on(db.pushes()).unwrap();
     assert_eq!(pushes[0].applied.len(), 1, "the kept push is not asked for again: {:?}", pushes[0].applied);
 }
+
+#[test]
+fn a_push_from_the_shell_is_checked_with_the_agents_parser_and_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().to_str().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = file("good.json", "{\"value\":\"kunai.rocks\",\"severity\":4}\n");
+    let bad = file("bad.json", "{\"value\":\"kunai.rocks\",\"severity\":4}\n{\"value\":\"x\",\"severity\":99}\n");
+    let empty = file("empty.json", "# nothing\n");
+    let push = |args: &[&str]| run(&[&["endpoints", "--data", data, "push"], args].concat());
+
+    let (code, _, err) = push(&[&bad, "--all"]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("{bad}:2: ")) && err.contains("nothing pushed"), "{err}");
+    let (code, _, err) = push(&[&empty, "--all"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no IoC in the file"), "{err}");
+    let (code, _, err) = push(&[&good]);
+    assert_ne!(code, 0, "a target is required");
+    assert!(err.contains("--all"), "{err}");
+    let (code, _, err) = push(&[&good, "--group", "blue"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no enrolment token is in group blue"), "{err}");
+    let (code, _, err) = push(&[&good, "--endpoint", "nobody/pc-1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no enrolment token named nobody"), "{err}");
+    let (code, _, err) = push(&[&good, "--endpoint", "nobody"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("TOKEN/NAME"), "{err}");
+    let (_, out, _) = run(&["endpoints", "--data", data, "pushes"]);
+    assert_eq!(out.lines().count(), 1, "nothing refused was stored: {out}");
+
+    let (code, out, err) = push(&[&good, "--all", "--label", "day-1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("push 1 (day-1) to all"), "{out}");
+    let (code, out, err) = push(&[&good, "--endpoint", "nobody/pc-1"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("nobody"), "{err}");
+    let (_, out, _) = run(&["endpoints", "--data", data, "pushes"]);
+    let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!((rows[0][0], rows[0][2], rows[0][4]), ("1", "all", "day-1"), "{out}");
+}
