@@ -231,7 +231,10 @@ mod remote {
             match reloads.wait(ticket, RELOAD_WAIT) {
                 Some(r) if r.applied => Ok(r.message),
                 Some(r) => Err(r.message),
-                None => Err(format!("the agent did not reload the IoCs within {} s", RELOAD_WAIT.as_secs())),
+                None => Err(format!(
+                    "the agent did not reload the IoCs (stopping, or more than {} s)",
+                    RELOAD_WAIT.as_secs()
+                )),
             }
         })
     }

@@ -122,11 +122,15 @@ impl Reloads {
         ticket
     }
 
-    /// Waits up to `timeout` for a load that read the files after the ask of `ticket`.
+    /// Waits up to `timeout` for a load that read the files after the ask
+    /// of `ticket`; `None` if none came, or the agent stopped.
     pub fn wait(&self, ticket: u64, timeout: Duration) -> Option<Report> {
         let until = Instant::now() + timeout;
         let mut r = self.lock();
         while r.served < ticket {
+            if r.stop {
+                return None;
+            }
             let left = until.checked_duration_since(Instant::now())?;
             r = self.0 .1.wait_timeout(r, left).unwrap_or_else(|p| p.into_inner()).0;
         }
@@ -314,7 +318,7 @@ mod tests {
         let pushed = dir.path().join("pushed-iocs.json");
         let reloads = Reloads::default();
         let target = Arc::new(ArcSwapOption::empty());
-        let _r = Reloader::spawn(vec![], Some(pushed.clone()), false, target.clone(), reloads.clone()).unwrap();
+        let reloader = Reloader::spawn(vec![], Some(pushed.clone()), false, target.clone(), reloads.clone()).unwrap();
         let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
         assert!(!report.applied && report.message.contains("no IoC"), "nothing pushed yet: {report:?}");
         assert!(target.load().is_none());
@@ -322,6 +326,12 @@ mod tests {
         let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
         assert!(report.applied, "{report:?}");
         assert_eq!(target.load().as_ref().unwrap().len(), 1);
+        // the agent stops: a wait ends at once rather than at its timeout
+        drop(reloader);
+        let asked = reloads.ask();
+        let t = Instant::now();
+        assert_eq!(reloads.wait(asked, Duration::from_secs(600)), None);
+        assert!(t.elapsed() < Duration::from_secs(600));
     }
 
     #[test]
