@@ -191,7 +191,14 @@ fn sigkill_while_20_endpoints_send_loses_no_acknowledged_event_and_stores_none_t
     assert_eq!(unique.len(), stored.len(), "an event stored twice");
     let sent: HashSet<&String> = sent.iter().collect();
     assert_eq!(sent.len(), ENDPOINTS * EVENTS_EACH as usize);
-    assert_eq!(unique, sent, "every event stored once in the end");
+    let missing: Vec<&&String> = sent.difference(&unique).collect();
+    let foreign = unique.difference(&sent).count();
+    assert!(
+        missing.is_empty() && foreign == 0,
+        "every event stored once in the end: {} missing (e.g. {:?}), {foreign} never sent",
+        missing.len(),
+        missing.first()
+    );
 }
 
 /// Waits (up to `secs`, a bound on "never came") for `what`; `None` when it did not come.

@@ -484,36 +484,28 @@ impl EndpointDb {
         if exists.is_none() {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO endpoint_push_done (push, token, endpoint, ok, message, at) VALUES (?, ?, ?, ?, ?, ?)
+        // ?1 push, ?2 token, ?3 endpoint, ?4 ok, ?5 message, ?6 when
+        let statements = [
+            "INSERT INTO endpoint_push_done (push, token, endpoint, ok, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (push, token, endpoint) DO UPDATE SET ok = excluded.ok, message = excluded.message, at = excluded.at",
-        )
-        .bind(id)
-        .bind(token.id)
-        .bind(endpoint)
-        .bind(done.ok)
-        .bind(&done.message)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        // an agent may report before its first batch: its row starts here
-        sqlx::query(
+            // an agent may report before its first batch: its row starts here
             "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events, push, push_ok, push_message, push_at)
-             VALUES (?, ?, '', ?, 0, ?, ?, ?, ?)
+             VALUES (?2, ?3, '', ?6, 0, ?1, ?4, ?5, ?6)
              ON CONFLICT (token, endpoint) DO UPDATE SET last_seen = excluded.last_seen, push = excluded.push,
                  push_ok = excluded.push_ok, push_message = excluded.push_message, push_at = excluded.push_at",
-        )
-        .bind(token.id)
-        .bind(endpoint)
-        .bind(at)
-        .bind(id)
-        .bind(done.ok)
-        .bind(&done.message)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
+        ];
+        for sql in statements {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(token.id)
+                .bind(endpoint)
+                .bind(done.ok)
+                .bind(&done.message)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(true)
     }
