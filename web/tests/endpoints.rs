@@ -317,6 +317,27 @@ async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
 
     app.db.revoke(&alice.name).await.unwrap();
     assert!(matches!(alice_pc.next(0).await, Err(ShipError::Unauthorized(_))));
+    assert!(matches!(bob_pc.next(0).await, Ok(Some(_))), "bob's token still works");
     let e = alice_pc.done(all as u64, &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
     assert!(matches!(e, ShipError::Unauthorized(_)), "{e}");
+}
+
+#[tokio::test]
+async fn a_long_poll_without_an_order_ends_empty_and_the_agent_polls_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+    let cert = ApplianceCert::load_or_create(&dir.path().join("endpoints")).unwrap();
+    let listener = loopback().await;
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let router = ingest::router_waiting(db.clone(), std::time::Duration::from_millis(200));
+    tokio::spawn(tls::serve(listener, router, cert.server_config().unwrap(), async {
+        let _ = stopped.await;
+    }));
+    let (_, secret) = db.create_token(None).await.unwrap();
+    let client = OrderClient::new(&appliance(addr, &secret, cert.fingerprint()), "pc-01").unwrap();
+    assert_eq!(client.next(0).await.unwrap(), None, "204: no order in the wait");
+    let id = db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
+    assert_eq!(client.next(0).await.unwrap().map(|o| o.id as i64), Some(id));
+    assert_eq!(client.next(id as u64).await.unwrap(), None, "nothing newer");
 }
