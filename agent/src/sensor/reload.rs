@@ -158,7 +158,8 @@ impl Reloads {
         self.0 .1.notify_all();
     }
 
-    fn stop(&self) {
+    /// No more loads: the worker ends, and waits end at once (the agent stopped).
+    pub fn stop(&self) {
         self.lock().stop = true;
         self.0 .1.notify_all();
     }
