@@ -226,8 +226,15 @@ async fn pushes_reach_only_their_targets_and_the_newest_wins() {
 
     let e = db.push_iocs(&PushTarget::Group(name("green")), "x", &iocs("x.example")).await.unwrap_err();
     assert!(e.to_string().contains("no enrolment token is in group green"), "{e}");
-    let e = db.push_iocs(&PushTarget::Endpoint { token: name("dave"), endpoint: "x".into() }, "x", "").await;
+    let e = db
+        .push_iocs(&PushTarget::Endpoint { token: name("dave"), endpoint: "x".into() }, "x", &iocs("x.example"))
+        .await;
     assert!(matches!(e, Err(ioclab_web::endpoints::EndpointError::Unknown(_))), "{e:?}");
+    let bad = format!("{}{{\"value\":\"x\",\"severity\":99}}\n", iocs("a.example"));
+    let e = db.push_iocs(&PushTarget::All, "day-3.json", &bad).await.unwrap_err().to_string();
+    assert!(e.contains("day-3.json:2: "), "{e}");
+    let e = db.push_iocs(&PushTarget::All, "empty", "# nothing\n").await.unwrap_err().to_string();
+    assert!(e.contains("no IoC"), "{e}");
 
     let ok = OrderDone { ok: true, message: "1 IoCs from 1 file(s)".into() };
     assert!(db.record_done(&alice, "pc-a", newest as u64, &ok).await.unwrap());
