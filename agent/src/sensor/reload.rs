@@ -49,10 +49,7 @@ impl Outcome {
                 duplicates: (r.duplicates.len() + r.repeated_files.len()) as u64,
             }),
             Outcome::Refused(r) => {
-                let why = match r.bad.first() {
-                    Some(first) => format!("first bad line {first}"),
-                    None => "no IoC in the files".into(),
-                };
+                let why = r.refusal().unwrap_or_else(|| "refused".into());
                 EventData::Error(ErrorData {
                     code: ERROR_RELOAD_REFUSED,
                     message: format!(
