@@ -348,3 +348,57 @@ async fn a_long_poll_without_an_order_ends_empty_and_the_agent_polls_again() {
     assert_eq!(client.next(0).await.unwrap().map(|o| o.id as i64), Some(id));
     assert_eq!(client.next(id as u64).await.unwrap(), None, "nothing newer");
 }
+
+#[tokio::test]
+async fn an_agents_order_loop_writes_the_push_reloads_and_reports() {
+    use ioclab_agent::remote::orders::{self, PushedIocs, Reload};
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), loopback().await).await;
+    let (_, secret) = app.db.create_token(None).await.unwrap();
+    let client = OrderClient::new(&appliance(app.addr, &secret, app.fingerprint), "pc-01").unwrap();
+    let pushed = PushedIocs::beside(&dir.path().join("agent").join("spool"));
+    // the sensor's reload, without eBPF: the pushed file loaded as the agent loads it
+    let file = pushed.path().to_path_buf();
+    let reload: Arc<Reload> = Arc::new(move || {
+        let (_, report) =
+            ioclab_agent::ioc::loader::load_files(std::slice::from_ref(&file)).map_err(|e| e.to_string())?;
+        Ok(format!("IoCs loaded: {}", report.counts()))
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (stop, pushed) = (stop.clone(), pushed.clone());
+        tokio::spawn(async move { orders::run(&client, &pushed, reload, &stop).await })
+    };
+    let report = |id: i64| {
+        let db = app.db.clone();
+        async move {
+            loop {
+                let pushes = db.pushes().await.unwrap();
+                if let Some(a) = pushes.iter().find(|p| p.id == id).and_then(|p| p.applied.first()) {
+                    return a.clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let t = std::time::Instant::now();
+    let first = app.db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
+    let a = report(first).await;
+    // the figure (push by the appliance's own process -> the agent's report), not a target
+    eprintln!("push -> order written, loaded, reported: {} ms", t.elapsed().as_millis());
+    assert!(a.ok && a.message.contains("1 IoCs"), "{a:?}");
+    assert_eq!(pushed.applied(), first as u64);
+    let kept = std::fs::read_to_string(pushed.path()).unwrap();
+    assert!(kept.contains("a.example"), "{kept}");
+
+    // the next push replaces the kept set
+    let second = app.db.push_iocs(&PushTarget::All, "day 2", &iocs("b.example")).await.unwrap();
+    let b = report(second).await;
+    assert!(b.ok, "{b:?}");
+    let kept = std::fs::read_to_string(pushed.path()).unwrap();
+    assert!(kept.contains("b.example") && !kept.contains("a.example"), "a set, not a diff: {kept}");
+    assert_eq!(pushed.applied(), second as u64);
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+}
