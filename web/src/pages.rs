@@ -309,6 +309,10 @@ pub fn event_row(e: &RunEvent) -> EventRow {
             let art = artifact.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default();
             ("stage finished", stage, format!("{summary}{why}{art}"), class)
         }
+        RunEventKind::StepsAsked { endpoint, steps, .. } => {
+            let commands: Vec<&str> = steps.iter().map(|a| a.command.as_str()).collect();
+            ("steps asked", stage, format!("on {endpoint}: {}", commands.join(" ; ")), "waiting")
+        }
         RunEventKind::StepStarted { step, command } => ("step started", step.to_string(), command.clone(), ""),
         RunEventKind::StepOutput { step, line, .. } => ("output", step.to_string(), line.clone(), ""),
         RunEventKind::StepFinished { step, exit_code } => {

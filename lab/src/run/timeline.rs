@@ -86,6 +86,13 @@ pub fn line(event: &RunEvent) -> String {
             }
             s
         }
+        RunEventKind::StepsAsked { endpoint, steps, .. } => {
+            let mut s = format!("steps     asked of the trainee on endpoint {endpoint}:");
+            for a in steps {
+                let _ = write!(s, "\n           $ {}", a.command);
+            }
+            s
+        }
         RunEventKind::StepStarted { step, command } => format!("step {step} $ {command}"),
         RunEventKind::StepOutput { step, stream, line } => {
             let mark = match stream {

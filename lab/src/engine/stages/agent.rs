@@ -47,14 +47,21 @@ fn load(run: &mut Run) -> Result<Outcome, String> {
         .map_err(|e| format!("writing {}: {e}", file.display()))?;
     let outcome = reload(&run.lab)?;
     let loaded = outcome.pointer("/data/iocs").and_then(Value::as_u64).unwrap_or(0);
-    Ok(Outcome::passed(
-        format!(
-            "{added} new IoCs added to {} ({loaded} loaded by the agent); the previous file is kept as {}",
-            file.display(),
-            RunFolder::IOCS_BEFORE
-        ),
-        Some(RunFolder::IOCS_BEFORE),
-    ))
+    let mut summary = format!(
+        "{added} new IoCs added to {} ({loaded} loaded by the agent); the previous file is kept as {}",
+        file.display(),
+        RunFolder::IOCS_BEFORE
+    );
+    if let Some(endpoint) = &run.remote {
+        // the trainee's endpoint gets the run's set (a push replaces its set: not merged there)
+        let label = format!("run {}", run.manifest.run);
+        let said = endpoint
+            .push_iocs(&label, &ours, RELOAD_TIMEOUT)
+            .map_err(|e| format!("pushing the run's IoCs to endpoint {}: {e}", endpoint.name()))?;
+        summary +=
+            &format!("; {} IoCs pushed to endpoint {}, applied: {said}", read_lines(&ours).len(), endpoint.name());
+    }
+    Ok(Outcome::passed(summary, Some(RunFolder::IOCS_BEFORE)))
 }
 
 /// `before` with the lines of `ours` it lacks (by attribute uuid and value); and how many were added.
