@@ -163,7 +163,9 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     let runs = Runs::open(users.pool().clone(), data.clone(), cfg.scenarios.clone(), parts.engine.clone())
         .await?
         .with_replay_speed(speed)
-        .with_feed_memory(cfg.endpoint_events_in_memory);
+        .with_feed_memory(cfg.endpoint_events_in_memory)
+        // scenarios on a trainee's endpoint (expect.endpoint: trainee) read and push through it
+        .with_endpoints(ioclab_web::endpoints::EndpointDb::open(&ioclab_web::web_db(&data)).await?);
     // the stored endpoint events indexed while the banner prints, not on the first page
     runs.warm_feed().await?;
     let limiter = LoginLimiter::new(LimitConfig {
