@@ -11,16 +11,17 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use common::*;
 use ioclab_agent::remote::wire::{Batch, BatchHeader, OrderDone, OrderKind};
 use ioclab_lab::data_dir::DataDir;
-use ioclab_lab::engine::{EngineError, Lab, LabConfig};
+use ioclab_lab::engine::remote::{RemoteEndpoint, RemoteError, RemoteEvent, StepsOrder};
+use ioclab_lab::engine::{EngineError, Lab, LabConfig, RunOptions};
 use ioclab_lab::run::{RunEvent, RunEventKind, RunFolder, StageResult};
-use ioclab_lab::scenario::Stage;
+use ioclab_lab::scenario::{load, Loaded, Stage};
 use ioclab_web::endpoints::{EndpointDb, EnrolToken, PushTarget};
 use ioclab_web::limit::{LimitConfig, LoginLimiter};
 use ioclab_web::runs::{Engine, Runs};
@@ -30,6 +31,40 @@ use serde_json::{json, Value};
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// One live lab at a time: each loads the eBPF programs.
+static LIVE: Mutex<()> = Mutex::new(());
+
+/// The live lab on `data`, or `None` (skipped) where it cannot run; under `CI=true` it must.
+fn open_lab(data: &DataDir) -> Option<Arc<Lab>> {
+    std::fs::create_dir_all(data.root()).unwrap();
+    match Lab::open(LabConfig { data: data.clone() }) {
+        Ok(lab) => Some(Arc::new(lab)),
+        Err(EngineError::Unsupported(why)) => {
+            assert!(!in_ci(), "CI=true and the live lab cannot run: {why}");
+            eprintln!("SKIPPED (not in CI): {why}");
+            None
+        }
+        Err(e) => panic!("the lab did not start: {e}"),
+    }
+}
+
+/// A copy of the shipped scenario in `scenarios`, on the trainee's endpoint.
+fn on_trainee(scenarios: &std::path::Path) -> Loaded {
+    let copy = scenarios.join(SCENARIO);
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(shipped()).unwrap().flatten().filter(|f| f.path().is_file()) {
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    let yaml = copy.join("scenario.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, text.replacen("expect:\n", "expect:\n  endpoint: trainee\n", 1)).unwrap();
+    load::load(&copy).unwrap()
+}
+
+fn shipped() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab-scenarios").join(SCENARIO)
 }
 
 const ENDPOINT: &str = "laptop";
@@ -123,29 +158,12 @@ fn stage_result(events: &[RunEvent], stage: Stage) -> Option<(StageResult, Strin
 
 #[test]
 fn a_run_on_a_trainees_endpoint_pushes_asks_and_judges_from_that_endpoints_events() {
+    let _one = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path().join("data"));
-    std::fs::create_dir_all(data.root()).unwrap();
-    let lab = match Lab::open(LabConfig { data: data.clone() }) {
-        Ok(lab) => Arc::new(lab),
-        Err(EngineError::Unsupported(why)) => {
-            assert!(!in_ci(), "CI=true and the live lab cannot run: {why}");
-            eprintln!("SKIPPED (not in CI): {why}");
-            return;
-        }
-        Err(e) => panic!("the lab did not start: {e}"),
-    };
-    // the shipped scenario, on the trainee's endpoint
+    let Some(lab) = open_lab(&data) else { return };
     let scenarios = dir.path().join("scenarios");
-    let copy = scenarios.join(SCENARIO);
-    std::fs::create_dir_all(&copy).unwrap();
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab-scenarios").join(SCENARIO);
-    for f in std::fs::read_dir(&shipped).unwrap().flatten().filter(|f| f.path().is_file()) {
-        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
-    }
-    let yaml = copy.join("scenario.yaml");
-    let text0 = std::fs::read_to_string(&yaml).unwrap();
-    std::fs::write(&yaml, text0.replacen("expect:\n", "expect:\n  endpoint: trainee\n", 1)).unwrap();
+    on_trainee(&scenarios);
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (app, db) = rt.block_on(async {
@@ -284,5 +302,105 @@ fn a_run_on_a_trainees_endpoint_pushes_asks_and_judges_from_that_endpoints_event
     });
     drop(app);
     rt.shutdown_timeout(Duration::from_secs(10));
+    drop(lab);
+}
+
+/// A trainee endpoint played by the test: it records the IoCs pushed and
+/// the steps sent, and when it runs the steps it "sees" the query detected.
+#[derive(Debug, Default)]
+struct Fake {
+    allow: bool,
+    events: Mutex<Vec<Value>>,
+    pushed: Mutex<Vec<String>>,
+    sent: Mutex<Vec<StepsOrder>>,
+}
+
+impl RemoteEndpoint for Fake {
+    fn name(&self) -> String {
+        "bob/vm".into()
+    }
+    fn push_iocs(&self, _: &str, lines: &str, _: Duration) -> Result<String, RemoteError> {
+        self.pushed.lock().unwrap().push(lines.to_string());
+        Ok("applied".into())
+    }
+    fn position(&self) -> Result<u64, RemoteError> {
+        Ok(self.events.lock().unwrap().len() as u64)
+    }
+    fn events_after(&self, position: u64, limit: usize) -> Result<Vec<RemoteEvent>, RemoteError> {
+        let all = self.events.lock().unwrap();
+        Ok(all
+            .iter()
+            .enumerate()
+            .skip(position as usize)
+            .take(limit)
+            .map(|(i, e)| RemoteEvent { position: i as u64 + 1, event: e.clone() })
+            .collect())
+    }
+    fn allows_steps(&self) -> bool {
+        self.allow
+    }
+    fn run_steps(&self, order: &StepsOrder, _: Duration) -> Result<String, RemoteError> {
+        // what the appliance must never do: the test fails the run, and says so below
+        if !self.allow {
+            return Err(RemoteError("steps sent to an endpoint without --allow-steps".into()));
+        }
+        self.sent.lock().unwrap().push(order.clone());
+        self.events.lock().unwrap().push(dns_query(10, true));
+        Ok("dig exited 0".into())
+    }
+}
+
+/// The engine alone, with an endpoint played by the test: steps are sent
+/// only to an endpoint that allows them (and the run passes on what it saw);
+/// one that does not gets none and the trainee is asked; a scenario awaiting
+/// the lab's endpoint refuses a trainee's.
+#[test]
+fn steps_go_only_to_an_endpoint_that_allows_them() {
+    let _one = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path().join("data"));
+    let Some(lab) = open_lab(&data) else { return };
+    let loaded = on_trainee(&dir.path().join("scenarios"));
+
+    let allows = Arc::new(Fake { allow: true, ..Fake::default() });
+    let opts = RunOptions { endpoint: Some(allows.clone()), ..RunOptions::default() };
+    let run = lab.start_run(&loaded, opts).unwrap();
+    let log = run.log.clone();
+    let passed = run.wait();
+    let lines: Vec<String> = log.events().iter().map(ioclab_lab::run::timeline::line).collect();
+    assert!(passed, "{}", lines.join("\n"));
+    let sent = allows.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "the steps were sent once");
+    assert_eq!(sent[0].steps.iter().map(|s| s.command.as_str()).collect::<Vec<_>>(), ["dig why.kunai.rocks"]);
+    assert!(
+        sent[0].network.dns.iter().any(|r| r.name == "why.kunai.rocks"),
+        "the lab network goes along: {:?}",
+        sent[0].network
+    );
+    assert!(!log.events().iter().any(|e| matches!(e.kind, RunEventKind::StepsAsked { .. })), "not asked when sent");
+    assert!(allows.pushed.lock().unwrap()[0].contains("why.kunai.rocks"));
+
+    let refuses = Arc::new(Fake::default());
+    let opts = RunOptions { endpoint: Some(refuses.clone()), ..RunOptions::default() };
+    let run = lab.start_run(&loaded, opts).unwrap();
+    let (log, control) = (run.log.clone(), run.control.clone());
+    while !log.events().iter().any(|e| matches!(e.kind, RunEventKind::StepsAsked { .. })) {
+        assert!(!log.finished(), "the run ended without asking: {:#?}", log.events());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    control.ran_steps();
+    let passed = run.wait();
+    assert!(!passed, "nothing was detected on the endpoint");
+    assert!(refuses.sent.lock().unwrap().is_empty(), "steps were sent to an endpoint without --allow-steps");
+    let events = log.events();
+    let (result, summary) = stage_result(&events, Stage::Steps).unwrap();
+    assert_eq!(result, StageResult::Passed, "{summary}");
+    assert!(summary.contains("not sent"), "{summary}");
+
+    // the shipped scenario awaits the lab's endpoint: no trainee's
+    let lab_scenario = load::load(&shipped()).unwrap();
+    let opts = RunOptions { endpoint: Some(Arc::new(Fake::default())), ..RunOptions::default() };
+    let err = lab.start_run(&lab_scenario, opts).unwrap_err();
+    assert!(matches!(err, EngineError::Endpoint(_)) && err.to_string().contains("expect.endpoint: trainee"), "{err}");
     drop(lab);
 }
