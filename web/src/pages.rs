@@ -280,7 +280,7 @@ pub async fn start_run(
 ) -> Response {
     let endpoint = match crate::trainee_runs::chosen_endpoint(&who, &form.endpoint) {
         Ok(e) => e,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let started = state.runs().start_on(&form.scenario, &who.user.name, crate::runs::Play::Default, false, endpoint);
     match started.await {

@@ -17,21 +17,21 @@ use crate::endpoints::lab::{endpoints_of, EndpointRef};
 use crate::runs::RunSummary;
 use crate::state::AppState;
 
-/// The endpoint a start form names, if the user may use it; the refusal otherwise.
-pub fn chosen_endpoint(who: &CurrentUser, field: &str) -> Result<Option<EndpointRef>, Response> {
+/// The endpoint a start request names (`TOKEN/ENDPOINT`; empty: the lab's),
+/// if the user may use it; the status and reason of the refusal otherwise.
+pub fn chosen_endpoint(who: &CurrentUser, field: &str) -> Result<Option<EndpointRef>, (StatusCode, String)> {
     let field = field.trim();
     if field.is_empty() {
         return Ok(None);
     }
     let Some(e) = EndpointRef::parse(field) else {
-        return Err((StatusCode::BAD_REQUEST, format!("endpoint {field:?}: expected TOKEN/ENDPOINT")).into_response());
+        return Err((StatusCode::BAD_REQUEST, format!("endpoint {field:?}: expected TOKEN/ENDPOINT")));
     };
     if !who.is_instructor() && e.token != who.user.name {
         return Err((
             StatusCode::FORBIDDEN,
             format!("endpoint {e} is not yours (yours are enrolled as {})", who.user.name),
-        )
-            .into_response());
+        ));
     }
     Ok(Some(e))
 }

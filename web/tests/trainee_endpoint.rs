@@ -404,3 +404,29 @@ fn steps_go_only_to_an_endpoint_that_allows_them() {
     assert!(matches!(err, EngineError::Endpoint(_)) && err.to_string().contains("expect.endpoint: trainee"), "{err}");
     drop(lab);
 }
+
+/// Without the live lab: who may start a run on which endpoint, through the API.
+#[tokio::test]
+async fn the_api_starts_on_ones_own_endpoint_only_and_needs_the_live_lab() {
+    let app = App::new().await;
+    let post = |endpoint: &'static str| {
+        axum::http::Request::post("/api/runs")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(json!({"scenario": SCENARIO, "endpoint": endpoint}).to_string()))
+            .unwrap()
+    };
+    let mut bob = app.with_token("bob").await;
+    let resp = app.send(&mut bob, post("alice/laptop")).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(json_of(resp).await["error"].as_str().unwrap().contains("not yours"));
+    let mut alice = app.with_token("alice").await;
+    let resp = app.send(&mut alice, post("laptop")).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(json_of(resp).await["error"].as_str().unwrap().contains("TOKEN/ENDPOINT"));
+    let resp = app.send(&mut alice, post("alice/laptop")).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert!(json_of(resp).await["error"].as_str().unwrap().contains("needs the live lab"));
+    // the lab's endpoint (no field): a recorded run, as before
+    let resp = app.send(&mut alice, post("")).await;
+    assert_eq!(resp.status(), StatusCode::CREATED, "{}", text(resp).await);
+}

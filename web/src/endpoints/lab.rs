@@ -169,3 +169,89 @@ impl RemoteEndpoint for TraineeEndpoint {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ioclab_agent::remote::wire::{Batch, BatchHeader, OrderDone};
+
+    fn event(n: u32) -> String {
+        format!(
+            r#"{{"info":{{"event":{{"name":"execve","uuid":"00000000-0000-4000-8000-{n:012}"}}}},"data":{{"n":{n}}}}}"#
+        )
+    }
+
+    async fn ship(db: &EndpointDb, token: &super::super::EnrolToken, endpoint: &str, ns: &[u32]) {
+        let header = BatchHeader { batch: format!("b{}", ns[0]), endpoint: endpoint.into(), agent_version: "t".into() };
+        let mut body = header.to_line();
+        for n in ns {
+            body.extend(event(*n).into_bytes());
+            body.push(b'\n');
+        }
+        db.store_batch(token, &Batch::parse(&body).unwrap()).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endpoint_reads_its_own_events_waits_for_its_report_and_never_takes_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+        let (alice, _) = db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+        let (bob, _) = db.create_token(Some("bob".parse().unwrap())).await.unwrap();
+        ship(&db, &alice, "laptop", &[1]).await;
+        ship(&db, &bob, "laptop", &[2]).await;
+        ship(&db, &alice, "desktop", &[3]).await;
+        let listed = endpoints_of(&db, Some(&"alice".parse().unwrap())).await.unwrap();
+        assert_eq!(listed.iter().map(ToString::to_string).collect::<Vec<_>>(), ["alice/desktop", "alice/laptop"]);
+        assert_eq!(endpoints_of(&db, None).await.unwrap().len(), 3);
+
+        let target = EndpointRef::parse("alice/laptop").unwrap();
+        let e = TraineeEndpoint::new(db.clone(), target, tokio::runtime::Handle::current());
+        let (from, none) = {
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || (e.position().unwrap(), e.events_after(u64::MAX >> 1, 10).unwrap()))
+                .await
+                .unwrap()
+        };
+        assert!(none.is_empty());
+        ship(&db, &alice, "laptop", &[4, 5]).await;
+        ship(&db, &bob, "laptop", &[6]).await;
+        let after = {
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || e.events_after(from, 10).unwrap()).await.unwrap()
+        };
+        let ns: Vec<u64> = after.iter().map(|r| r.event["data"]["n"].as_u64().unwrap()).collect();
+        assert_eq!(ns, [4, 5], "alice's laptop's events after the start only");
+        assert!(after[0].position < after[1].position);
+
+        // no report: the wait ends, naming the push
+        let waited = {
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || e.push_iocs("run r1", "", Duration::from_millis(300))).await.unwrap()
+        };
+        assert!(waited.unwrap_err().0.contains("did not report applying push 1"));
+        // the agent's report (as ingest records it) ends the wait with its message
+        let pushing = {
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || e.push_iocs("run r2", "", Duration::from_secs(60)))
+        };
+        let order = loop {
+            if let Some(o) = db.order_for(&alice, "laptop", 1).await.unwrap() {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let done = OrderDone { ok: true, message: "3 IoCs loaded".into() };
+        db.record_done(&alice, "laptop", order.id, &done).await.unwrap();
+        assert_eq!(pushing.await.unwrap().unwrap(), "3 IoCs loaded");
+
+        assert!(!e.allows_steps());
+        let order = StepsOrder {
+            scenario: "dns-ioc-why-kunai-rocks".parse().unwrap(),
+            run: "r".into(),
+            network: Default::default(),
+            steps: Vec::new(),
+        };
+        let refused = e.run_steps(&order, Duration::from_secs(1)).unwrap_err();
+        assert!(refused.0.contains("did not join with --allow-steps"), "{refused}");
+    }
+}
