@@ -325,7 +325,12 @@ pub fn event_row(e: &RunEvent) -> EventRow {
         }
         RunEventKind::StepsAsked { endpoint, steps, .. } => {
             let commands: Vec<&str> = steps.iter().map(|a| a.command.as_str()).collect();
-            ("steps asked", stage, format!("on {endpoint}: {}", commands.join(" ; ")), "waiting")
+            (
+                "steps asked",
+                ioclab_lab::scenario::Stage::Steps.to_string(),
+                format!("on {endpoint}: {}", commands.join(" ; ")),
+                "waiting",
+            )
         }
         RunEventKind::StepStarted { step, command } => ("step started", step.to_string(), command.clone(), ""),
         RunEventKind::StepOutput { step, line, .. } => ("output", step.to_string(), line.clone(), ""),
