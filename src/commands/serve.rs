@@ -163,9 +163,7 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     let runs = Runs::open(users.pool().clone(), data.clone(), cfg.scenarios.clone(), parts.engine.clone())
         .await?
         .with_replay_speed(speed)
-        .with_feed_memory(cfg.endpoint_events_in_memory)
-        // scenarios on a trainee's endpoint (expect.endpoint: trainee) read and push through it
-        .with_endpoints(ioclab_web::endpoints::EndpointDb::open(&ioclab_web::web_db(&data)).await?);
+        .with_feed_memory(cfg.endpoint_events_in_memory);
     // the stored endpoint events indexed while the banner prints, not on the first page
     runs.warm_feed().await?;
     let limiter = LoginLimiter::new(LimitConfig {
@@ -189,6 +187,9 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
         std::future::pending(),
     )
     .await?;
+    // scenarios on a trainee's endpoint (expect.endpoint: trainee) push and read through the
+    // listener's store: its pushes wake the agents' long-polls at once
+    let runs = runs.with_endpoints(endpoints.db.clone());
     let links = Links { misp: Some(parts.misp_url.clone()), sandbox: sandbox_url.clone() };
     let services = Services { misp: Some(parts.misp_store.clone()), sandbox: sandbox_state };
     let state = AppState::new(users, runs.clone(), limiter, links).with_services(services);
