@@ -202,6 +202,10 @@ fn a_run_on_a_trainees_endpoint_pushes_asks_and_judges_from_that_endpoints_event
         let (status, body) = start(&app, &mut alice, "alice/desktop").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "an endpoint that never reported: {body}");
 
+        // the class's IoC set, pushed to every endpoint before the run: the run's push keeps it
+        let class = r#"{"type":"domain","uuid":"c1a55000-0000-4000-8000-000000000001","source":"class","value":"class.example","event_uuid":"e","severity":5}"#;
+        db.push_iocs(&PushTarget::All, "class set", &format!("{class}\n")).await.unwrap();
+
         // --- run 1: the detection arrives from alice's endpoint
         let stop = Arc::new(tokio::sync::Notify::new());
         let agent = tokio::spawn(agent_orders(db.clone(), token.clone(), stop.clone()));
@@ -212,11 +216,11 @@ fn a_run_on_a_trainees_endpoint_pushes_asks_and_judges_from_that_endpoints_event
         let (result, summary) = stage_result(&events, Stage::Agent).expect("the agent stage ended");
         assert_eq!(result, StageResult::Passed, "{summary}");
         assert!(
-            summary.contains("pushed to endpoint alice/laptop, applied:") && summary.contains("IoCs loaded"),
+            summary.contains("pushed to endpoint alice/laptop (its 1 kept), applied:") && summary.contains("IoCs loaded"),
             "{summary}"
         );
         let pushes = db.pushes().await.unwrap();
-        assert_eq!(pushes.len(), 1, "one push, the run's: {pushes:?}");
+        assert_eq!(pushes.len(), 2, "the class's and the run's: {pushes:?}");
         let target = PushTarget::Endpoint { token: "alice".parse().unwrap(), endpoint: ENDPOINT.into() };
         assert_eq!((pushes[0].target.clone(), pushes[0].label.clone()), (target, format!("run {id}")));
         // asked, not sent: the commands are on her run page with the button
@@ -268,8 +272,8 @@ fn a_run_on_a_trainees_endpoint_pushes_asks_and_judges_from_that_endpoints_event
         assert!(page.contains("Right"), "{page}");
         stop.notify_one();
         let pushed = agent.await.unwrap();
-        assert_eq!(pushed.len(), 1);
-        assert!(pushed[0].contains("why.kunai.rocks"), "{}", pushed[0]);
+        assert_eq!(pushed.len(), 2, "the class's set, then the run's");
+        assert!(pushed[1].contains("why.kunai.rocks") && pushed[1].contains(class), "{}", pushed[1]);
 
         // --- run 2: her endpoint sees the query, without a detection; she clicks
         let stop = Arc::new(tokio::sync::Notify::new());
@@ -322,6 +326,9 @@ impl RemoteEndpoint for Fake {
     fn push_iocs(&self, _: &str, lines: &str, _: Duration) -> Result<String, RemoteError> {
         self.pushed.lock().unwrap().push(lines.to_string());
         Ok("applied".into())
+    }
+    fn current_iocs(&self) -> Result<String, RemoteError> {
+        Ok(self.pushed.lock().unwrap().last().cloned().unwrap_or_default())
     }
     fn position(&self) -> Result<u64, RemoteError> {
         Ok(self.events.lock().unwrap().len() as u64)

@@ -71,6 +71,9 @@ pub trait RemoteEndpoint: Send + Sync + std::fmt::Debug {
     /// agent's message.
     fn push_iocs(&self, label: &str, lines: &str, timeout: Duration) -> Result<String, RemoteError>;
 
+    /// The IoC set the endpoint holds now (the newest push targeting it; empty: none), as IoC file lines.
+    fn current_iocs(&self) -> Result<String, RemoteError>;
+
     /// The position of its newest stored event (0: none): what comes later is after it.
     fn position(&self) -> Result<u64, RemoteError>;
 
@@ -162,6 +165,9 @@ mod tests {
             "alice/laptop".into()
         }
         fn push_iocs(&self, _: &str, _: &str, _: Duration) -> Result<String, RemoteError> {
+            Ok(String::new())
+        }
+        fn current_iocs(&self) -> Result<String, RemoteError> {
             Ok(String::new())
         }
         fn position(&self) -> Result<u64, RemoteError> {

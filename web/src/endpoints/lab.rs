@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use ioclab_agent::remote::wire::OrderKind;
 use ioclab_lab::engine::remote::{RemoteEndpoint, RemoteError, RemoteEvent, StepsOrder};
 use serde::Serialize;
 use sqlx::Row;
@@ -109,6 +110,19 @@ impl RemoteEndpoint for TraineeEndpoint {
                 None => std::thread::sleep(POLL),
             }
         }
+    }
+
+    fn current_iocs(&self) -> Result<String, RemoteError> {
+        let tokens = self.rt.block_on(self.db.tokens()).map_err(Self::err)?;
+        let Some(token) = tokens.iter().find(|t| t.name == self.target.token) else {
+            return Err(RemoteError(format!("no enrolment token {}", self.target.token)));
+        };
+        // the order its agent would get from scratch: the newest push targeting it
+        let order = self.rt.block_on(self.db.order_for(token, &self.target.endpoint, 0)).map_err(Self::err)?;
+        Ok(match order.map(|o| o.kind) {
+            Some(OrderKind::Iocs { lines, .. }) => lines,
+            None => String::new(),
+        })
     }
 
     fn position(&self) -> Result<u64, RemoteError> {
@@ -232,7 +246,7 @@ mod tests {
         // the agent's report (as ingest records it) ends the wait with its message
         let pushing = {
             let e = e.clone();
-            tokio::task::spawn_blocking(move || e.push_iocs("run r2", "", Duration::from_secs(60)))
+            tokio::task::spawn_blocking(move || e.push_iocs("run r2", "r2 lines\n", Duration::from_secs(60)))
         };
         let order = loop {
             if let Some(o) = db.order_for(&alice, "laptop", 1).await.unwrap() {
@@ -243,6 +257,14 @@ mod tests {
         let done = OrderDone { ok: true, message: "3 IoCs loaded".into() };
         db.record_done(&alice, "laptop", order.id, &done).await.unwrap();
         assert_eq!(pushing.await.unwrap().unwrap(), "3 IoCs loaded");
+        // its set now: the newest push targeting it (a later one to another endpoint is not)
+        let other = PushTarget::Endpoint { token: "bob".parse().unwrap(), endpoint: "laptop".into() };
+        db.push_iocs(&other, "bob's", "bob lines\n").await.unwrap();
+        let current = {
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || e.current_iocs().unwrap()).await.unwrap()
+        };
+        assert_eq!(current, "r2 lines\n");
 
         assert!(!e.allows_steps());
         let order = StepsOrder {

@@ -53,13 +53,16 @@ fn load(run: &mut Run) -> Result<Outcome, String> {
         RunFolder::IOCS_BEFORE
     );
     if let Some(endpoint) = &run.remote {
-        // the trainee's endpoint gets the run's set (a push replaces its set: not merged there)
+        // a push replaces the endpoint's set: its current one (the class's) plus the run's, merged as here
+        let name = endpoint.name();
+        let current = endpoint.current_iocs().map_err(|e| format!("the IoCs of endpoint {name}: {e}"))?;
+        let (merged, added) = merge(&current, &ours);
         let label = format!("run {}", run.manifest.run);
         let said = endpoint
-            .push_iocs(&label, &ours, RELOAD_TIMEOUT)
-            .map_err(|e| format!("pushing the run's IoCs to endpoint {}: {e}", endpoint.name()))?;
-        summary +=
-            &format!("; {} IoCs pushed to endpoint {}, applied: {said}", read_lines(&ours).len(), endpoint.name());
+            .push_iocs(&label, &merged, RELOAD_TIMEOUT)
+            .map_err(|e| format!("pushing the run's IoCs to endpoint {name}: {e}"))?;
+        let kept = read_lines(&current).len();
+        summary += &format!("; {added} new IoCs pushed to endpoint {name} (its {kept} kept), applied: {said}");
     }
     Ok(Outcome::passed(summary, Some(RunFolder::IOCS_BEFORE)))
 }
