@@ -428,26 +428,25 @@ impl Runs {
         out
     }
 
-    /// The instructor's publish for run `id`, when it is live and going on (false otherwise).
-    pub fn publish(&self, id: &str) -> bool {
+    /// Tells live run `id`'s control `act`, when the run is live and going on (false otherwise).
+    fn tell_live(&self, id: &str, act: impl FnOnce(&RunControl)) -> bool {
         match self.active.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
             Some(Active::Live { control, log, .. }) if !log.finished() => {
-                control.publish();
+                act(control);
                 true
             }
             _ => false,
         }
     }
 
+    /// The instructor's publish for run `id`, when it is live and going on (false otherwise).
+    pub fn publish(&self, id: &str) -> bool {
+        self.tell_live(id, RunControl::publish)
+    }
+
     /// The trainee says they ran the steps asked of them in live run `id` (false: not a live run going on).
     pub fn ran_steps(&self, id: &str) -> bool {
-        match self.active.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-            Some(Active::Live { control, log, .. }) if !log.finished() => {
-                control.ran_steps();
-                true
-            }
-            _ => false,
-        }
+        self.tell_live(id, RunControl::ran_steps)
     }
 
     /// An instructor published MISP event `uuid` (from the MISP pages): each

@@ -36,11 +36,14 @@ fn in_ci() -> bool {
 /// One live lab at a time: each loads the eBPF programs.
 static LIVE: Mutex<()> = Mutex::new(());
 
-/// The live lab on `data`, or `None` (skipped) where it cannot run; under `CI=true` it must.
-fn open_lab(data: &DataDir) -> Option<Arc<Lab>> {
+/// A live lab on a data folder of a new temporary one, or `None` (skipped)
+/// where it cannot run; under `CI=true` it must.
+fn live() -> Option<(tempfile::TempDir, DataDir, Arc<Lab>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path().join("data"));
     std::fs::create_dir_all(data.root()).unwrap();
     match Lab::open(LabConfig { data: data.clone() }) {
-        Ok(lab) => Some(Arc::new(lab)),
+        Ok(lab) => Some((dir, data, Arc::new(lab))),
         Err(EngineError::Unsupported(why)) => {
             assert!(!in_ci(), "CI=true and the live lab cannot run: {why}");
             eprintln!("SKIPPED (not in CI): {why}");
@@ -159,9 +162,7 @@ fn stage_result(events: &[RunEvent], stage: Stage) -> Option<(StageResult, Strin
 #[test]
 fn a_run_on_a_trainees_endpoint_pushes_asks_and_judges_from_that_endpoints_events() {
     let _one = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::new(dir.path().join("data"));
-    let Some(lab) = open_lab(&data) else { return };
+    let Some((dir, data, lab)) = live() else { return };
     let scenarios = dir.path().join("scenarios");
     on_trainee(&scenarios);
 
@@ -364,9 +365,7 @@ impl RemoteEndpoint for Fake {
 #[test]
 fn steps_go_only_to_an_endpoint_that_allows_them() {
     let _one = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::new(dir.path().join("data"));
-    let Some(lab) = open_lab(&data) else { return };
+    let Some((dir, _data, lab)) = live() else { return };
     let loaded = on_trainee(&dir.path().join("scenarios"));
 
     let allows = Arc::new(Fake { allow: true, ..Fake::default() });
