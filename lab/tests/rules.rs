@@ -356,3 +356,47 @@ fn service_options_belong_to_their_kind_and_served_files_are_assets() {
     let d = error(&dir, "`content_type` is only for `kind: http_sink` (this service is `c2`)");
     assert_eq!(d.line, line_of(&text, "content_type"), "{d}");
 }
+
+#[test]
+fn an_endpoint_is_the_lab_or_the_trainee_and_a_trainee_one_needs_steps_and_detections() {
+    // the default: the lab's own endpoint
+    let l = load::load(&shipped(GOOD)).unwrap();
+    assert_eq!(l.scenario.expect.endpoint, ioclab_lab::scenario::EndpointRole::Lab);
+
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    edit(&f, "expect:\n", "expect:\n  endpoint: trainee\n");
+    let l = load::load(&dir).expect("a trainee endpoint with steps and detections loads");
+    assert_eq!(l.scenario.expect.endpoint, ioclab_lab::scenario::EndpointRole::Trainee);
+
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    let text = edit(&f, "expect:\n", "expect:\n  endpoint: laptop\n");
+    let d = error(&dir, "unknown variant `laptop`");
+    assert_eq!((d.line, d.path.as_str()), (line_of(&text, "endpoint: laptop"), "expect.endpoint"), "{d}");
+    assert!(d.message.contains("lab") && d.message.contains("trainee"), "the choices are named: {d}");
+
+    // nothing to run on the trainee's machine: an error at the field
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let (head, rest) = text.split_once("steps:\n").unwrap();
+    let tail = &rest[rest.find("\nexpect:\n").unwrap() + 1..];
+    let text = format!("{head}{}", tail.replacen("expect:\n", "expect:\n  endpoint: trainee\n", 1));
+    std::fs::write(&f, &text).unwrap();
+    let d = error(&dir, "`endpoint: trainee` needs `steps`");
+    at(&d, &f, line_of(&text, "endpoint: trainee"), 13, "expect.endpoint");
+
+    // nothing awaited there: an error too
+    let (_t, dir) = copy();
+    let f = dir.join("scenario.yaml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let start = text.find("  detections:\n").unwrap();
+    let end = text[start..].find("\nquestions:").map(|i| start + i + 1).unwrap();
+    let text = format!("{}{}", &text[..start], &text[end..]).replacen("expect:\n", "expect:\n  endpoint: trainee\n", 1);
+    // the questions unlocked by the removed detection unlock after the steps instead
+    let text = text.replace("{after: detection, detection: dig-detected}", "{after: stage, stage: steps}");
+    std::fs::write(&f, &text).unwrap();
+    let d = error(&dir, "`expect.detections` is empty");
+    at(&d, &f, line_of(&text, "endpoint: trainee"), 13, "expect.endpoint");
+}

@@ -32,6 +32,10 @@ fn the_schema_accepts_every_shipped_scenario_and_answers() {
     }
 }
 
+fn good_copy() -> serde_json::Value {
+    yaml_as_json(&dir().join("dns-ioc-why-kunai-rocks").join(SCENARIO_FILE))
+}
+
 #[test]
 fn the_schema_rejects_unknown_keys_and_bad_attack_ids() {
     let scenario = jsonschema::validator_for(&schema::scenario().to_value()).unwrap();
@@ -51,4 +55,9 @@ fn the_schema_rejects_unknown_keys_and_bad_attack_ids() {
     assert!(scenario.is_valid(&absent), "expect.absent refused");
     absent["expect"]["absent"][0]["why"] = serde_json::json!("x");
     assert!(!scenario.is_valid(&absent), "unknown key in expect.absent accepted");
+    let mut endpoint = good_copy();
+    for (value, valid) in [("lab", true), ("trainee", true), ("laptop", false)] {
+        endpoint["expect"]["endpoint"] = serde_json::json!(value);
+        assert_eq!(scenario.is_valid(&endpoint), valid, "expect.endpoint: {value}");
+    }
 }

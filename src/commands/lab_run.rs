@@ -110,7 +110,7 @@ pub(crate) fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("starting the lab on {} (endpoint agent, sandbox, embedded MISP): a few seconds", data.root().display());
     let lab = Lab::open(LabConfig { data: data.clone() }).context("the live lab cannot start")?;
     eprintln!("embedded MISP on {} (the lab's keys: {})", lab.misp_url(), data.misp_keys().display());
-    let opts = RunOptions { args, auto_publish: a.publish, keep_going: a.keep_going };
+    let opts = RunOptions { args, auto_publish: a.publish, keep_going: a.keep_going, ..RunOptions::default() };
     let handle = lab.start_run(&loaded, opts)?;
     println!("run {} of {}, folder {}", handle.id, loaded.scenario.id, handle.folder.root().display());
 

@@ -187,6 +187,9 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
         std::future::pending(),
     )
     .await?;
+    // scenarios on a trainee's endpoint (expect.endpoint: trainee) push and read through the
+    // listener's store: its pushes wake the agents' long-polls at once
+    let runs = runs.with_endpoints(endpoints.db.clone());
     let links = Links { misp: Some(parts.misp_url.clone()), sandbox: sandbox_url.clone() };
     let services = Services { misp: Some(parts.misp_store.clone()), sandbox: sandbox_state };
     let state = AppState::new(users, runs.clone(), limiter, links).with_services(services);

@@ -63,6 +63,9 @@ pub async fn runs(State(state): State<AppState>, who: Trainee) -> Response {
 pub struct StartRun {
     /// The scenario's id.
     pub scenario: String,
+    /// `TOKEN/ENDPOINT`: run a trainee-endpoint scenario on that enrolled endpoint (a trainee's own only).
+    #[serde(default)]
+    pub endpoint: String,
 }
 
 /// POST /api/runs: starts a scenario for the caller (trainees run for themselves; instructors too).
@@ -76,7 +79,12 @@ pub async fn start_run(State(state): State<AppState>, who: Trainee, req: Request
         Ok(j) => j,
         Err(e) => return e.into_response(),
     };
-    match state.runs().start(&start.scenario, &who.user.name).await {
+    let endpoint = match crate::trainee_runs::chosen_endpoint(&who, &start.endpoint) {
+        Ok(e) => e,
+        Err((status, why)) => return error(status, why),
+    };
+    let started = state.runs().start_on(&start.scenario, &who.user.name, crate::runs::Play::Default, false, endpoint);
+    match started.await {
         Ok(run) => (StatusCode::CREATED, Json(json!({"run": run}))).into_response(),
         Err(e) => run_error(e),
     }

@@ -36,6 +36,7 @@ pub mod scores;
 pub mod service;
 pub mod state;
 pub mod svg;
+pub mod trainee_runs;
 pub mod users;
 
 use axum::routing::{get, post};
@@ -133,6 +134,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<SqliteStore>) -> Ro
         .route("/logout", post(pages::logout))
         .route("/runs", get(pages::runs).post(pages::start_run))
         .route("/runs/{id}", get(pages::run_page))
+        .route("/runs/{id}/ran-steps", post(trainee_runs::ran_steps))
         .route("/static/{*path}", get(assets::asset))
         .merge(page_routes())
         .merge(service_routes())

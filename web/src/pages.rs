@@ -86,7 +86,7 @@ async fn error_page(
 /// The status a run error answers with.
 pub fn status_of(e: &RunError) -> StatusCode {
     match e {
-        RunError::UnknownScenario(_) | RunError::UnknownRun(_) => StatusCode::NOT_FOUND,
+        RunError::UnknownScenario(_) | RunError::UnknownRun(_) | RunError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
         RunError::Unavailable(_) => StatusCode::CONFLICT,
         RunError::Engine(_) => StatusCode::CONFLICT,
         RunError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -204,6 +204,8 @@ pub struct ScenarioCard {
     pub attack: Vec<String>,
     /// What the trainee learns.
     pub objectives: Vec<String>,
+    /// Whether it runs on the trainee's own endpoint (`expect.endpoint: trainee`).
+    pub on_trainee: bool,
 }
 
 /// The catalogue's scenarios.
@@ -220,6 +222,7 @@ pub fn cards(state: &AppState) -> Vec<ScenarioCard> {
                 level: s.level.to_string(),
                 duration_minutes: s.duration_minutes,
                 attack: s.attack.iter().map(|a| a.as_str().to_string()).collect(),
+                on_trainee: s.expect.endpoint == ioclab_lab::scenario::EndpointRole::Trainee,
                 objectives: s.objectives,
             }
         })
@@ -232,13 +235,16 @@ struct CataloguePage {
     page: Page,
     scenarios: Vec<ScenarioCard>,
     dir: String,
+    /// The endpoints the user may run a trainee scenario on (`token/endpoint`).
+    endpoints: Vec<String>,
 }
 
 /// GET /: the scenario catalogue.
 pub async fn catalogue(State(state): State<AppState>, who: Trainee, session: Session) -> Response {
     let page = Page::new(&state, &session, Some(&who)).await;
     let dir = state.runs().scenario_dir().display().to_string();
-    render(CataloguePage { page, scenarios: cards(&state), dir })
+    let endpoints = crate::trainee_runs::usable_endpoints(&state, &who).await;
+    render(CataloguePage { page, scenarios: cards(&state), dir, endpoints })
 }
 
 #[derive(Template)]
@@ -256,10 +262,13 @@ pub async fn runs(State(state): State<AppState>, who: Trainee, session: Session)
     }
 }
 
-/// The start form's field.
+/// The start form's fields.
 #[derive(Debug, Deserialize)]
 pub struct StartForm {
     scenario: String,
+    /// `token/endpoint`: run on that trainee endpoint (empty or absent: the lab's).
+    #[serde(default)]
+    endpoint: String,
 }
 
 /// POST /runs: starts a scenario for the user, then shows its run.
@@ -269,7 +278,12 @@ pub async fn start_run(
     session: Session,
     CsrfForm(form): CsrfForm<StartForm>,
 ) -> Response {
-    match state.runs().start(&form.scenario, &who.user.name).await {
+    let endpoint = match crate::trainee_runs::chosen_endpoint(&who, &form.endpoint) {
+        Ok(e) => e,
+        Err(refused) => return refused.into_response(),
+    };
+    let started = state.runs().start_on(&form.scenario, &who.user.name, crate::runs::Play::Default, false, endpoint);
+    match started.await {
         Ok(run) => Redirect::to(&format!("/runs/{}", run.id)).into_response(),
         Err(e) => error_page(&state, &session, &who, status_of(&e), &e).await,
     }
@@ -309,6 +323,15 @@ pub fn event_row(e: &RunEvent) -> EventRow {
             let art = artifact.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default();
             ("stage finished", stage, format!("{summary}{why}{art}"), class)
         }
+        RunEventKind::StepsAsked { endpoint, steps, .. } => {
+            let commands: Vec<&str> = steps.iter().map(|a| a.command.as_str()).collect();
+            (
+                "steps asked",
+                ioclab_lab::scenario::Stage::Steps.to_string(),
+                format!("on {endpoint}: {}", commands.join(" ; ")),
+                "waiting",
+            )
+        }
         RunEventKind::StepStarted { step, command } => ("step started", step.to_string(), command.clone(), ""),
         RunEventKind::StepOutput { step, line, .. } => ("output", step.to_string(), line.clone(), ""),
         RunEventKind::StepFinished { step, exit_code } => {
@@ -345,6 +368,8 @@ struct RunPage {
     page: Page,
     run: RunSummary,
     events: Vec<EventRow>,
+    /// The commands the trainee is asked to run on their endpoint, while the run waits for them.
+    asked: Option<crate::trainee_runs::Asked>,
 }
 
 /// GET /runs/{id}: a run's stage events (its owner and instructors).
@@ -363,7 +388,8 @@ pub async fn run_page(
     match state.runs().events(&id) {
         Ok(events) => {
             let page = Page::new(&state, &session, Some(&who)).await;
-            render(RunPage { page, run, events: events.iter().map(event_row).collect() })
+            let asked = crate::trainee_runs::asked(&run, &events);
+            render(RunPage { page, run, events: events.iter().map(event_row).collect(), asked })
         }
         Err(e) => error_page(&state, &session, &who, status_of(&e), &e).await,
     }

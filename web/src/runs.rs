@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ioclab_lab::data_dir::DataDir;
+use ioclab_lab::engine::remote::RemoteEndpoint;
 use ioclab_lab::engine::{Lab, RunControl, RunHandle, RunOptions};
 use ioclab_lab::record::replay_dir;
 use ioclab_lab::replay::{replay, ReplayRun, Speed};
@@ -20,6 +21,8 @@ use serde::Serialize;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
+use crate::endpoints::lab::{endpoints_of, EndpointRef, TraineeEndpoint};
+use crate::endpoints::EndpointDb;
 use crate::feed::EventFeed;
 use crate::users::UserName;
 
@@ -59,6 +62,9 @@ pub enum RunError {
     /// The engine refused.
     #[error("{0}")]
     Engine(String),
+    /// No such enrolled endpoint (or not the user's).
+    #[error("no enrolled endpoint {0} (its agent must have reported once, with a live token)")]
+    UnknownEndpoint(String),
     /// The run store failed.
     #[error("the run store: {0}")]
     Db(#[from] sqlx::Error),
@@ -134,6 +140,8 @@ pub struct Runs {
     /// Held to start a run, and through a reset: no run starts under a reset.
     gate: Arc<tokio::sync::Mutex<()>>,
     feed: EventFeed,
+    /// The enrolled endpoints' store: a run may target a trainee's endpoint.
+    endpoints: Option<EndpointDb>,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS runs (
@@ -165,6 +173,7 @@ impl Runs {
             active: Arc::default(),
             gate: Arc::default(),
             feed,
+            endpoints: None,
         })
     }
 
@@ -186,6 +195,17 @@ impl Runs {
         let feed = self.feed.clone();
         tokio::task::spawn_blocking(move || feed.warm(&ids));
         Ok(())
+    }
+
+    /// Lets runs target the trainee endpoints enrolled in `db` (`expect.endpoint: trainee`).
+    pub fn with_endpoints(mut self, db: EndpointDb) -> Runs {
+        self.endpoints = Some(db);
+        self
+    }
+
+    /// The enrolled endpoints' store, when runs may target them.
+    pub fn endpoints(&self) -> Option<&EndpointDb> {
+        self.endpoints.as_ref()
     }
 
     /// Plays replays at `speed` (tests: [`Speed::Instant`]).
@@ -247,10 +267,45 @@ impl Runs {
 
     /// Starts scenario `id` for `owner`, played as `play`; a `class` run is seen by every trainee.
     pub async fn start_as(&self, id: &str, owner: &UserName, play: Play, class: bool) -> Result<RunSummary, RunError> {
+        self.start_on(id, owner, play, class, None).await
+    }
+
+    /// The same, on the trainee endpoint `endpoint` when given (a live run
+    /// of a scenario with `expect.endpoint: trainee`; the caller checked
+    /// that the user may use it).
+    pub async fn start_on(
+        &self,
+        id: &str,
+        owner: &UserName,
+        play: Play,
+        class: bool,
+        endpoint: Option<EndpointRef>,
+    ) -> Result<RunSummary, RunError> {
         let loaded = self.scenario(id)?;
         let engine = match play {
             Play::Default => self.engine.clone(),
             Play::Replay(_) => Engine::Replay { reason: "asked for".into() },
+        };
+        let remote = match endpoint {
+            None => None,
+            Some(_) if !matches!(engine, Engine::Live(_)) => {
+                return Err(RunError::Unavailable(
+                    "a run on a trainee's endpoint needs the live lab (this one plays recordings)".into(),
+                ))
+            }
+            Some(target) => {
+                let db = self.endpoints.clone().ok_or_else(|| {
+                    RunError::Unavailable("this appliance has no endpoint listener: no trainee endpoint".into())
+                })?;
+                let known =
+                    endpoints_of(&db, Some(&target.token)).await.map_err(|e| RunError::Engine(e.to_string()))?;
+                if !known.contains(&target) {
+                    return Err(RunError::UnknownEndpoint(target.to_string()));
+                }
+                let e: Arc<dyn RemoteEndpoint> =
+                    Arc::new(TraineeEndpoint::new(db, target, tokio::runtime::Handle::current()));
+                Some(e)
+            }
         };
         let runs_dir = self.data.runs();
         let speed = match play {
@@ -259,9 +314,10 @@ impl Runs {
         };
         let _gate = self.gate.lock().await;
         // the engine blocks (threads, its own runtime): not on the async workers
-        let (run_id, active) = tokio::task::spawn_blocking(move || start_blocking(&engine, &loaded, &runs_dir, speed))
-            .await
-            .map_err(|e| RunError::Engine(format!("starting the run: {e}")))??;
+        let (run_id, active) =
+            tokio::task::spawn_blocking(move || start_blocking(&engine, &loaded, &runs_dir, speed, remote))
+                .await
+                .map_err(|e| RunError::Engine(format!("starting the run: {e}")))??;
         let started = run_started(&self.data, &run_id);
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO runs (id, scenario, owner, started) VALUES (?, ?, ?, ?)")
@@ -372,15 +428,25 @@ impl Runs {
         out
     }
 
-    /// The instructor's publish for run `id`, when it is live and going on (false otherwise).
-    pub fn publish(&self, id: &str) -> bool {
+    /// Tells live run `id`'s control `act`, when the run is live and going on (false otherwise).
+    fn tell_live(&self, id: &str, act: impl FnOnce(&RunControl)) -> bool {
         match self.active.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
             Some(Active::Live { control, log, .. }) if !log.finished() => {
-                control.publish();
+                act(control);
                 true
             }
             _ => false,
         }
+    }
+
+    /// The instructor's publish for run `id`, when it is live and going on (false otherwise).
+    pub fn publish(&self, id: &str) -> bool {
+        self.tell_live(id, RunControl::publish)
+    }
+
+    /// The trainee says they ran the steps asked of them in live run `id` (false: not a live run going on).
+    pub fn ran_steps(&self, id: &str) -> bool {
+        self.tell_live(id, RunControl::ran_steps)
     }
 
     /// An instructor published MISP event `uuid` (from the MISP pages): each
@@ -429,10 +495,12 @@ fn start_blocking(
     loaded: &Loaded,
     runs_dir: &Path,
     speed: Speed,
+    endpoint: Option<Arc<dyn RemoteEndpoint>>,
 ) -> Result<(String, Active), RunError> {
     match engine {
         Engine::Live(lab) => {
-            let h = lab.start_run(loaded, RunOptions::default()).map_err(|e| RunError::Engine(e.to_string()))?;
+            let opts = RunOptions { endpoint, ..RunOptions::default() };
+            let h = lab.start_run(loaded, opts).map_err(|e| RunError::Engine(e.to_string()))?;
             let id = h.id.as_str().to_string();
             Ok((id, Active::Live { log: h.log.clone(), control: h.control.clone(), handle: h }))
         }

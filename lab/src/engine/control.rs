@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// The click of a trainee's "I ran them" (not a step id: those have no `@`).
+pub const RAN_STEPS: &str = "@ran-steps";
+
 #[derive(Debug, Default)]
 struct State {
     publish: bool,
@@ -46,6 +49,11 @@ impl RunControl {
         self.update(|s| {
             s.clicked.insert(step.to_string());
         });
+    }
+
+    /// The trainee says they ran the steps they were asked to run on their endpoint.
+    pub fn ran_steps(&self) {
+        self.click(RAN_STEPS);
     }
 
     /// Stops the run: what waits gives up, the run ends failed.

@@ -107,6 +107,11 @@ impl Feed {
                 return;
             }
         };
+        self.push_value(event);
+    }
+
+    /// Keeps one parsed event (a remote endpoint's: every one of the run's window matters).
+    pub fn push_value(&self, event: Value) {
         let (lock, cv) = &*self.inner;
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
         let seq = s.next_seq;

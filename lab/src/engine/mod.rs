@@ -13,6 +13,7 @@ pub mod control;
 pub mod endpoint;
 pub mod lock;
 pub mod misp;
+pub mod remote;
 mod run;
 mod stages;
 
@@ -53,6 +54,9 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+    /// The run cannot target that endpoint.
+    #[error("{0}")]
+    Endpoint(String),
     /// A run is already going on.
     #[error("run {0} is still going on: one run at a time per lab")]
     Busy(RunId),
@@ -83,6 +87,10 @@ pub struct RunOptions {
     pub auto_publish: bool,
     /// Go on after a failed expectation of the export (a missing IoC) to see what the endpoint does.
     pub keep_going: bool,
+    /// The trainee's endpoint the run targets (a scenario with
+    /// `expect.endpoint: trainee`): its IoCs are pushed there, its steps sent
+    /// there or asked of the trainee, its detections awaited there.
+    pub endpoint: Option<Arc<dyn remote::RemoteEndpoint>>,
 }
 
 /// A run going on in the background.

@@ -8,12 +8,14 @@ use std::time::Instant;
 use ioclab_sandbox::report::Report;
 
 use super::control::RunControl;
+use super::endpoint::Feed;
+use super::remote::{Pump, RemoteEndpoint};
 use super::stages::{self, Outcome};
 use super::{EngineError, LabInner, RunHandle, RunOptions};
 use crate::network::LabNetwork;
 use crate::run::folder::append_line;
 use crate::run::{Created, Manifest, Mode, RunEventKind, RunFolder, RunLog, StageResult};
-use crate::scenario::{Loaded, Stage};
+use crate::scenario::{EndpointRole, Loaded, Stage};
 
 /// Now, epoch seconds.
 pub(super) fn now_epoch() -> f64 {
@@ -29,8 +31,14 @@ pub(super) struct Run {
     pub log: RunLog,
     pub control: RunControl,
     pub manifest: Manifest,
-    /// The endpoint feed's position when the run started.
+    /// The feed the run watches: the lab agent's, or its trainee endpoint's events (see [`Pump`]).
+    pub feed: Feed,
+    /// That feed's position when the run started.
     pub feed_start: u64,
+    /// The trainee's endpoint the run targets, if any.
+    pub remote: Option<Arc<dyn RemoteEndpoint>>,
+    /// Copies the trainee endpoint's events into `feed` for the run's time.
+    pump: Option<Pump>,
     /// The sandbox report (sandbox stage).
     pub report: Option<Report>,
     /// The MISP event's uuid (misp stage).
@@ -90,6 +98,9 @@ impl Run {
         if let Some(net) = self.network.take() {
             let _ = net.stop();
         }
+        if let Some(p) = self.pump.take() {
+            p.stop();
+        }
         if let Err(e) = self.write_events() {
             tracing::error!("{}: {e}", RunFolder::EVENTS);
         }
@@ -102,14 +113,16 @@ impl Run {
         passed
     }
 
-    /// Whether an endpoint event belongs to this run: an event of its steps' processes.
+    /// Whether an endpoint event belongs to this run: an event of its steps'
+    /// processes, or on a trainee's endpoint any event of the run's time
+    /// (the trainee's machine is theirs: its processes are not told apart).
     pub fn is_step_event(&self, e: &super::FeedEvent) -> bool {
-        self.steps_filter.contains(e)
+        self.remote.is_some() || self.steps_filter.contains(e)
     }
 
     /// events.jsonl: the endpoint events of the run (its steps' processes, and every detection seen meanwhile).
     pub(super) fn write_events(&self) -> std::io::Result<()> {
-        let events = self.lab.feed.since(self.feed_start);
+        let events = self.feed.since(self.feed_start);
         let mut f = std::fs::File::create(self.folder.path(RunFolder::EVENTS))?;
         for e in events.iter().filter(|e| self.is_step_event(e) || e.detected()) {
             append_line(&mut f, &*e.event)?;
@@ -144,6 +157,26 @@ impl StepFilter {
 
 /// Starts a run of `loaded` on `lab` in a thread of its own.
 pub(super) fn start(lab: Arc<LabInner>, loaded: Loaded, opts: RunOptions) -> Result<RunHandle, EngineError> {
+    if let Some(e) = &opts.endpoint {
+        if loaded.scenario.expect.endpoint != EndpointRole::Trainee {
+            return Err(EngineError::Endpoint(format!(
+                "scenario {} awaits its detections on the lab's own endpoint (no `expect.endpoint: trainee`): it cannot run on {}",
+                loaded.scenario.id,
+                e.name()
+            )));
+        }
+    }
+    // a trainee's endpoint: its events from now on, in a feed of the run's own
+    let (feed, pump) = match &opts.endpoint {
+        Some(e) => {
+            let from = e
+                .position()
+                .map_err(|why| EngineError::Endpoint(format!("reading the events of endpoint {}: {why}", e.name())))?;
+            let feed = Feed::new(None);
+            (feed.clone(), Some(Pump::start(e.clone(), from, feed)))
+        }
+        None => (lab.feed.clone(), None),
+    };
     let mut active = lab.active.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(id) = &*active {
         return Err(EngineError::Busy(id.clone()));
@@ -174,7 +207,10 @@ pub(super) fn start(lab: Arc<LabInner>, loaded: Loaded, opts: RunOptions) -> Res
     });
     let control = RunControl::default();
     let run = Run {
-        feed_start: lab.feed.next_seq(),
+        feed_start: feed.next_seq(),
+        remote: opts.endpoint.clone(),
+        feed,
+        pump,
         lab: lab.clone(),
         loaded,
         opts,

@@ -90,6 +90,17 @@ pub enum RunEventKind {
         /// Its exit code (`None`: killed at its timeout).
         exit_code: Option<i32>,
     },
+    /// The trainee is asked to run the steps on their own endpoint (it did
+    /// not join with `--allow-steps`); the run waits for their "I ran them",
+    /// the detections, or its timeout.
+    StepsAsked {
+        /// The trainee's endpoint (`alice/laptop`).
+        endpoint: String,
+        /// The commands, in order, their arguments filled in.
+        steps: Vec<AskedStep>,
+        /// How long the run waits, in seconds.
+        timeout_secs: u64,
+    },
     /// An expected detection was seen on the endpoint.
     Detection {
         /// The id of the expectation (`expect.detections[].id`).
@@ -112,6 +123,17 @@ pub enum RunEventKind {
         /// Every stage and expectation passed.
         passed: bool,
     },
+}
+
+/// One command a trainee is asked to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AskedStep {
+    /// The step's id.
+    pub step: ScenarioId,
+    /// What it shows.
+    pub description: String,
+    /// The command (arguments filled in).
+    pub command: String,
 }
 
 /// How a stage ended.

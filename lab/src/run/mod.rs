@@ -11,6 +11,6 @@ pub mod folder;
 pub mod log;
 pub mod timeline;
 
-pub use event::{Mode, RunEvent, RunEventKind, StageResult, StreamName};
+pub use event::{AskedStep, Mode, RunEvent, RunEventKind, StageResult, StreamName};
 pub use folder::{Created, Manifest, RunFolder, RunId};
 pub use log::RunLog;

@@ -86,6 +86,10 @@ pub fn line(event: &RunEvent) -> String {
             }
             s
         }
+        RunEventKind::StepsAsked { endpoint, steps, .. } => {
+            let commands: Vec<&str> = steps.iter().map(|a| a.command.as_str()).collect();
+            format!("steps     asked of the trainee on endpoint {endpoint}: $ {}", commands.join(" ; $ "))
+        }
         RunEventKind::StepStarted { step, command } => format!("step {step} $ {command}"),
         RunEventKind::StepOutput { step, stream, line } => {
             let mark = match stream {
@@ -308,6 +312,20 @@ mod tests {
         assert_eq!(line(&out), "[   0.00s] step dig ! oops");
         let killed = ev(12_345, RunEventKind::StepFinished { step: id("dig"), exit_code: None });
         assert_eq!(line(&killed), "[  12.34s] step dig killed at its timeout");
+        let step =
+            |n: &str, c: &str| crate::run::AskedStep { step: id(n), description: String::new(), command: c.into() };
+        let asked = ev(
+            1000,
+            RunEventKind::StepsAsked {
+                endpoint: "alice/laptop".into(),
+                steps: vec![step("dig", "dig why.kunai.rocks"), step("run", "./sample.sh")],
+                timeout_secs: 900,
+            },
+        );
+        assert_eq!(
+            line(&asked),
+            "[   1.00s] steps     asked of the trainee on endpoint alice/laptop: $ dig why.kunai.rocks ; $ ./sample.sh"
+        );
     }
 
     #[test]

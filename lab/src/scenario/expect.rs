@@ -10,6 +10,12 @@ use super::identity::{IocText, ScenarioId};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
+    /// Which endpoint the detections are awaited on: the lab's own agent
+    /// (the default), or the trainee's machine (`endpoint: trainee`), where
+    /// the steps then run too. Without a trainee endpoint (`ioclab lab run`,
+    /// a trainee with none enrolled) the run uses the lab's.
+    #[serde(default, skip_serializing_if = "EndpointRole::is_lab")]
+    pub endpoint: EndpointRole,
     /// Values the IoC export must hold.
     #[serde(default)]
     pub iocs: Vec<ExpectedIoc>,
@@ -20,6 +26,27 @@ pub struct Expectations {
     /// Agent events that must carry a detection.
     #[serde(default)]
     pub detections: Vec<ExpectedDetection>,
+}
+
+/// Where a scenario's detections are awaited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointRole {
+    /// The appliance's own endpoint agent: the steps run in the lab network there.
+    #[default]
+    Lab,
+    /// The trainee's own enrolled endpoint (`ioclab agent --appliance`):
+    /// the run's IoCs are pushed to it, its steps sent to it when it joined
+    /// with `--allow-steps` (else the trainee is asked to run them), and
+    /// its events answer the questions.
+    Trainee,
+}
+
+impl EndpointRole {
+    /// Whether it is the lab's own endpoint (the default, left out when written).
+    pub fn is_lab(&self) -> bool {
+        *self == EndpointRole::Lab
+    }
 }
 
 /// A value the IoC export must not hold.

@@ -24,7 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use answers::{Answer, AnswerFile, AnswerRule, Pattern, Solution};
-pub use expect::{AbsentIoc, Expectations, ExpectedDetection, ExpectedIoc};
+pub use expect::{AbsentIoc, EndpointRole, Expectations, ExpectedDetection, ExpectedIoc};
 pub use identity::{AttackId, IocText, Level, ScenarioId};
 pub use load::{Diagnostic, Loaded, Severity};
 pub use misp::MispSettings;

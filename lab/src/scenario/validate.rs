@@ -8,6 +8,7 @@ use ioclab_agent::events::EventKind;
 use ioclab_agent::hashes::Sha256;
 
 use super::answers::{AnswerFile, AnswerRule};
+use super::expect::EndpointRole;
 use super::load::{Diagnostic, Seg, Severity, Source};
 use super::network::{address_allowed, record_address, ServiceKind};
 use super::questions::{QuestionType, Unlock};
@@ -242,6 +243,23 @@ pub fn scenario(source: &Source, dir: &Path, s: &Scenario) -> Vec<Diagnostic> {
                     det.ioc.as_str(),
                     list(&iocs)
                 ),
+            );
+        }
+    }
+
+    if s.expect.endpoint == EndpointRole::Trainee {
+        // the trainee's machine is there to be watched: something must run on it, and be awaited
+        if s.expect.detections.is_empty() {
+            f.error(
+                p(&[K("expect"), K("endpoint")]),
+                "`endpoint: trainee` awaits detections on the trainee's machine, but `expect.detections` is empty"
+                    .into(),
+            );
+        }
+        if s.steps.is_empty() {
+            f.error(
+                p(&[K("expect"), K("endpoint")]),
+                "`endpoint: trainee` needs `steps`: the commands sent to (or run by) the trainee".into(),
             );
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod db;
 pub mod ingest;
+pub mod lab;
 pub mod tls;
 
 pub use db::{Applied, EndpointDb, EndpointError, EndpointRow, EnrolToken, LastPush, Push, PushTarget};

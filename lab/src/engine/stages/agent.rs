@@ -47,14 +47,24 @@ fn load(run: &mut Run) -> Result<Outcome, String> {
         .map_err(|e| format!("writing {}: {e}", file.display()))?;
     let outcome = reload(&run.lab)?;
     let loaded = outcome.pointer("/data/iocs").and_then(Value::as_u64).unwrap_or(0);
-    Ok(Outcome::passed(
-        format!(
-            "{added} new IoCs added to {} ({loaded} loaded by the agent); the previous file is kept as {}",
-            file.display(),
-            RunFolder::IOCS_BEFORE
-        ),
-        Some(RunFolder::IOCS_BEFORE),
-    ))
+    let mut summary = format!(
+        "{added} new IoCs added to {} ({loaded} loaded by the agent); the previous file is kept as {}",
+        file.display(),
+        RunFolder::IOCS_BEFORE
+    );
+    if let Some(endpoint) = &run.remote {
+        // a push replaces the endpoint's set: its current one (the class's) plus the run's, merged as here
+        let name = endpoint.name();
+        let current = endpoint.current_iocs().map_err(|e| format!("the IoCs of endpoint {name}: {e}"))?;
+        let (merged, added) = merge(&current, &ours);
+        let label = format!("run {}", run.manifest.run);
+        let said = endpoint
+            .push_iocs(&label, &merged, RELOAD_TIMEOUT)
+            .map_err(|e| format!("pushing the run's IoCs to endpoint {name}: {e}"))?;
+        let kept = read_lines(&current).len();
+        summary += &format!("; {added} new IoCs pushed to endpoint {name} (its {kept} kept), applied: {said}");
+    }
+    Ok(Outcome::passed(summary, Some(RunFolder::IOCS_BEFORE)))
 }
 
 /// `before` with the lines of `ours` it lacks (by attribute uuid and value); and how many were added.

@@ -6,8 +6,8 @@
 //! events go to its tap, never to the endpoint output, and an event of
 //! another process of the machine is not the run's.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,48 +19,91 @@ use crate::engine::run::Run;
 use crate::run::{RunEventKind, RunFolder};
 use crate::scenario::ExpectedDetection;
 
-/// Watches the endpoint feed for the expected detections from the start of
+/// Watches the run's feed for the expected detections from the start of
 /// the steps, in a thread: each `detection` is emitted as it comes.
 pub(crate) struct Watch {
     stop: Arc<AtomicBool>,
+    /// How many expectations were seen so far.
+    seen: Arc<AtomicUsize>,
+    /// From when each expectation's `within_secs` counts (`None`: not yet).
+    clock: Clock,
     thread: Option<JoinHandle<Vec<Option<f64>>>>,
+}
+
+/// From when the expectations' `within_secs` count: the steps' start, or,
+/// for steps a trainee runs by hand, when they said they ran them (a person
+/// takes longer to type them than a step's window). Shared with the watch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Clock(Arc<Mutex<Option<Instant>>>);
+
+impl Clock {
+    /// Counting from `at`.
+    pub fn started(at: Instant) -> Clock {
+        Clock(Arc::new(Mutex::new(Some(at))))
+    }
+
+    /// Starts counting now (once: a later call keeps the first start).
+    pub fn start_now(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
+    }
+
+    fn deadline(&self, within: Duration) -> Option<Instant> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).map(|t| t + within)
+    }
 }
 
 /// How often a waiting watch looks whether it was stopped.
 const SLICE: Duration = Duration::from_millis(200);
 
 impl Watch {
-    /// Starts watching for `run`'s expected detections, timed from `t0`.
-    pub(super) fn start(run: &Run, t0: Instant) -> Watch {
+    /// Starts watching for `run`'s expected detections, timed from `t0`, their windows counted on `clock`.
+    pub(super) fn start(run: &Run, t0: Instant, clock: Clock) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
-        let (expected, feed, log) =
-            (run.loaded.scenario.expect.detections.clone(), run.lab.feed.clone(), run.log.clone());
+        let seen_count = Arc::new(AtomicUsize::new(0));
+        let (expected, feed, log) = (run.loaded.scenario.expect.detections.clone(), run.feed.clone(), run.log.clone());
         let (filter, from, halt) = (run.steps_filter.clone(), run.feed_start, stop.clone());
+        // on a trainee's endpoint every event of the run's time is the run's
+        let everything = run.remote.is_some();
+        let (counter, clk) = (seen_count.clone(), clock.clone());
         let thread = std::thread::spawn(move || {
             let mut seen = Vec::new();
             for d in &expected {
-                let deadline = t0 + Duration::from_secs(u64::from(d.within_secs));
+                let within = Duration::from_secs(u64::from(d.within_secs));
                 let found = loop {
-                    let slice = (Instant::now() + SLICE).min(deadline);
-                    if let Some(e) = feed.wait_for(from, slice, |e| filter.contains(e) && matches(d, e)) {
+                    let deadline = clk.deadline(within);
+                    let slice = deadline.map_or(Instant::now() + SLICE, |dl| (Instant::now() + SLICE).min(dl));
+                    if let Some(e) = feed.wait_for(from, slice, |e| (everything || filter.contains(e)) && matches(d, e))
+                    {
                         break Some(e);
                     }
-                    if halt.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    if halt.load(Ordering::Relaxed) || deadline.is_some_and(|dl| Instant::now() >= dl) {
                         break None;
                     }
                 };
                 seen.push(found.map(|e| {
+                    counter.fetch_add(1, Ordering::Relaxed);
                     log.emit(RunEventKind::Detection { expected: d.id.clone(), event: (*e.event).clone() });
                     e.at.saturating_duration_since(t0).as_secs_f64()
                 }));
             }
             seen
         });
-        Watch { stop, thread: Some(thread) }
+        Watch { stop, seen: seen_count, clock, thread: Some(thread) }
+    }
+
+    /// Whether every expected detection was seen already.
+    pub(super) fn all_seen(&self, expected: usize) -> bool {
+        self.seen.load(Ordering::Relaxed) >= expected
+    }
+
+    /// The clock the expectations' windows count on.
+    pub(super) fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// When each expected detection was seen, seconds after the steps' start (waits for their deadlines).
     fn wait(mut self) -> Vec<Option<f64>> {
+        self.clock.start_now();
         self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
     }
 
@@ -85,7 +128,7 @@ pub(super) fn run(run: &mut Run) -> Outcome {
             Some(after) => seen.push(format!("{} after {after:.2} s", d.id)),
             None => {
                 let nearest = nearest(run, d).map(|e| (*e.event).clone());
-                let reason = format!("no {} within {} s of the steps' start", wanted(d), d.within_secs);
+                let reason = format!("no {} within {} s of the steps' start", wanted(d, &place(run)), d.within_secs);
                 missed.push(d.id.to_string());
                 run.log.emit(RunEventKind::ExpectationFailed { expected: d.id.to_string(), reason, nearest });
             }
@@ -105,7 +148,7 @@ pub(super) fn run(run: &mut Run) -> Outcome {
 }
 
 /// What the expectation waits for, in words.
-fn wanted(d: &ExpectedDetection) -> String {
+fn wanted(d: &ExpectedDetection, place: &str) -> String {
     let mut s = format!("{} event with {} in detection.iocs", d.event, d.ioc);
     if d.min_severity > 0 {
         s += &format!(" (severity ≥ {})", d.min_severity);
@@ -113,7 +156,15 @@ fn wanted(d: &ExpectedDetection) -> String {
     if let Some(f) = &d.field {
         s += &format!(" and {f} = {}", d.ioc);
     }
-    s + " from the steps' processes"
+    s + place
+}
+
+/// Where the run awaits its detections, for a miss's reason.
+fn place(run: &Run) -> String {
+    match &run.remote {
+        Some(r) => format!(" on the trainee's endpoint {}", r.name()),
+        None => " from the steps' processes".into(),
+    }
 }
 
 /// The value at a dotted path (`data.exe.sha256`).
@@ -149,7 +200,7 @@ pub(super) fn matches(d: &ExpectedDetection, e: &FeedEvent) -> bool {
 /// the steps' events of that name (with a detection first), then any
 /// detection of that IoC, of that name, or any detection at all.
 fn nearest(run: &Run, d: &ExpectedDetection) -> Option<FeedEvent> {
-    let events = run.lab.feed.since(run.feed_start);
+    let events = run.feed.since(run.feed_start);
     let ranks: [&dyn Fn(&FeedEvent) -> bool; 6] = [
         &|e| run.is_step_event(e) && e.name() == d.event && e.detected(),
         &|e| run.is_step_event(e) && e.name() == d.event,
@@ -197,6 +248,6 @@ mod tests {
         let plain =
             event(serde_json::json!({"data": {"query": "why.kunai.rocks"}, "info": {"event": {"name": "dns_query"}}}));
         assert!(!matches(&expected(None, 0), &plain), "no detection");
-        assert!(wanted(&expected(Some("data.query"), 3)).contains("severity ≥ 3"));
+        assert!(wanted(&expected(Some("data.query"), 3), "").contains("severity ≥ 3"));
     }
 }

@@ -7,6 +7,7 @@ mod misp;
 mod publish;
 mod sandbox;
 mod steps;
+mod trainee_steps;
 
 pub(super) use detection::Watch;
 pub(crate) use steps::StepsNs;

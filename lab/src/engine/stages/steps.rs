@@ -44,6 +44,9 @@ pub(super) fn run(run: &mut Run) -> Outcome {
 }
 
 fn run_steps(run: &mut Run) -> Result<Outcome, String> {
+    if let Some(endpoint) = run.remote.clone() {
+        return super::trainee_steps::run(run, endpoint);
+    }
     let steps = run.loaded.scenario.steps.clone();
     let work = copy_files(run)?;
     let logs = run.artifact(RunFolder::STEPS_DIR);
@@ -58,34 +61,13 @@ fn run_steps(run: &mut Run) -> Result<Outcome, String> {
     let t0 = Instant::now();
     run.steps_started = Some(t0);
     // detections light up as they come, during the steps
-    run.detections = Some(super::detection::Watch::start(run, t0));
+    run.detections = Some(super::detection::Watch::start(run, t0, super::detection::Clock::started(t0)));
     if steps.is_empty() {
         return Ok(Outcome::skipped("the scenario has no endpoint steps", ""));
     }
     let mut done = Vec::new();
     for step in &steps {
-        match &step.trigger {
-            // earlier stages are over by now; later ones cannot trigger a step before them
-            Trigger::Stage { .. } => {}
-            Trigger::Delay { secs } => {
-                if run.control.sleep(Duration::from_secs(u64::from(*secs))) == Wake::Cancelled {
-                    return Err("the run was stopped".into());
-                }
-            }
-            Trigger::Instructor => {
-                run.log.emit(RunEventKind::StageWaiting {
-                    stage: Stage::Steps,
-                    reason: format!("the instructor must click to run step {}: {}", step.id, step.description),
-                });
-                loop {
-                    match run.control.wait_click(step.id.as_str(), Duration::from_secs(3600)) {
-                        Wake::Done => break,
-                        Wake::Cancelled => return Err("the run was stopped".into()),
-                        Wake::Timeout => continue,
-                    }
-                }
-            }
-        }
+        await_trigger(run, step)?;
         let code = run_one(run, step, &work)?;
         done.push(match code {
             Some(c) => format!("{} exited {c}", step.id),
@@ -93,6 +75,33 @@ fn run_steps(run: &mut Run) -> Result<Outcome, String> {
         });
     }
     Ok(Outcome::passed(done.join(", "), Some(RunFolder::STEPS_DIR)))
+}
+
+/// Waits for what triggers `step` (a delay, the instructor's click); `Err` when the run was stopped.
+pub(super) fn await_trigger(run: &Run, step: &Step) -> Result<(), String> {
+    match &step.trigger {
+        // earlier stages are over by now; later ones cannot trigger a step before them
+        Trigger::Stage { .. } => {}
+        Trigger::Delay { secs } => {
+            if run.control.sleep(Duration::from_secs(u64::from(*secs))) == Wake::Cancelled {
+                return Err("the run was stopped".into());
+            }
+        }
+        Trigger::Instructor => {
+            run.log.emit(RunEventKind::StageWaiting {
+                stage: Stage::Steps,
+                reason: format!("the instructor must click to run step {}: {}", step.id, step.description),
+            });
+            loop {
+                match run.control.wait_click(step.id.as_str(), Duration::from_secs(3600)) {
+                    Wake::Done => break,
+                    Wake::Cancelled => return Err("the run was stopped".into()),
+                    Wake::Timeout => continue,
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Copies the sample and the assets into the run folder's work directory.
