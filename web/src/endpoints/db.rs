@@ -237,3 +237,14 @@ fn row_token(r: &sqlx::sqlite::SqliteRow) -> Option<EnrolToken> {
         events: r.try_get("events").ok()?,
     })
 }
+
+/// What the class view ([`super::view`]) reads through: its queries live there.
+impl EndpointDb {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) fn error(&self, source: sqlx::Error) -> EndpointError {
+        self.err(source)
+    }
+}
