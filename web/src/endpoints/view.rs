@@ -34,6 +34,34 @@ const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS endpoint_events_losses ON endpoint_events (token, endpoint) WHERE name = 'event_loss'",
 ];
 
+/// Every endpoint with its counts; `?1`: the rate window's start. The
+/// losses name their index: on few rows the planner would take the rate's
+/// and read every event of the endpoint.
+const LIST_SQL: &str =
+    "SELECT t.name AS token, e.endpoint, e.agent_version, e.last_seen, e.events, t.revoked IS NOT NULL AS revoked,
+                (SELECT COUNT(*) FROM endpoint_events v
+                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.received > ?1) AS recent,
+                (SELECT COUNT(*) FROM endpoint_events v
+                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.detection = 1) AS detections,
+                (SELECT COUNT(*) FROM endpoint_events v INDEXED BY endpoint_events_losses
+                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.name = 'event_loss') AS losses,
+                (SELECT COALESCE(SUM(CAST(json_extract(v.line, '$.data.lost') AS INTEGER)), 0)
+                  FROM endpoint_events v INDEXED BY endpoint_events_losses
+                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.name = 'event_loss') AS lost
+             FROM endpoints e JOIN endpoint_tokens t ON t.id = e.token
+             ORDER BY t.name, e.endpoint";
+
+/// A page of an endpoint's events: `?1` token name, `?2` endpoint, `?3` below this id, `?4` how many.
+fn events_sql(detections: bool) -> String {
+    // `detection = 1` spelled as the partial index's condition, so that it is used
+    format!(
+        "SELECT id, uuid, name, detection, received, line FROM endpoint_events
+         WHERE token = (SELECT id FROM endpoint_tokens WHERE name = ?1) AND endpoint = ?2 AND id < ?3{}
+         ORDER BY id DESC LIMIT ?4",
+        if detections { " AND detection = 1" } else { "" }
+    )
+}
+
 /// The endpoint store as the class pages see it, with where agents reach the appliance.
 #[derive(Debug, Clone)]
 pub struct EndpointView {
@@ -203,23 +231,11 @@ impl EndpointView {
 
     /// Every endpoint, by trainee or team then name, as of `now` (epoch seconds).
     pub async fn endpoints(&self, now: i64) -> Result<Vec<EndpointRow>, EndpointError> {
-        let rows = sqlx::query(
-            "SELECT t.name AS token, e.endpoint, e.agent_version, e.last_seen, e.events, t.revoked IS NOT NULL AS revoked,
-                (SELECT COUNT(*) FROM endpoint_events v
-                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.received > ?1) AS recent,
-                (SELECT COUNT(*) FROM endpoint_events v
-                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.detection = 1) AS detections,
-                (SELECT COUNT(*) FROM endpoint_events v
-                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.name = 'event_loss') AS losses,
-                (SELECT COALESCE(SUM(CAST(json_extract(v.line, '$.data.lost') AS INTEGER)), 0) FROM endpoint_events v
-                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.name = 'event_loss') AS lost
-             FROM endpoints e JOIN endpoint_tokens t ON t.id = e.token
-             ORDER BY t.name, e.endpoint",
-        )
-        .bind(now - RATE_WINDOW_SECS)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.db.error(e))?;
+        let rows = sqlx::query(LIST_SQL)
+            .bind(now - RATE_WINDOW_SECS)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.db.error(e))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let get = |e| self.db.error(e);
@@ -260,13 +276,7 @@ impl EndpointView {
     /// A page of `token`'s endpoint `endpoint`'s events, newest first.
     pub async fn events(&self, token: &UserName, endpoint: &str, q: EventsQuery) -> Result<EventsPage, EndpointError> {
         let limit = q.limit.clamp(1, MAX_PAGE);
-        // `detection = 1` spelled as the partial index's condition, so that it is used
-        let sql = format!(
-            "SELECT id, uuid, name, detection, received, line FROM endpoint_events
-             WHERE token = (SELECT id FROM endpoint_tokens WHERE name = ?1) AND endpoint = ?2 AND id < ?3{}
-             ORDER BY id DESC LIMIT ?4",
-            if q.detections { " AND detection = 1" } else { "" }
-        );
+        let sql = events_sql(q.detections);
         let rows = sqlx::query(&sql)
             .bind(token.as_str())
             .bind(endpoint)
@@ -347,5 +357,28 @@ mod tests {
     fn endpoint_names_are_encoded_as_one_segment() {
         let t: UserName = "alice".parse().unwrap();
         assert_eq!(endpoint_href(&t, "pc 01/x"), "/class/endpoints/alice/pc%2001%2Fx");
+    }
+
+    /// SQLite's plan for `sql`: one line per step.
+    async fn plan(pool: &SqlitePool, sql: &str) -> String {
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(pool).await.unwrap();
+        rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn the_pages_read_through_indexes_not_a_scan_of_every_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+        let view = EndpointView::open(db, "127.0.0.1:8443".parse().unwrap(), Fingerprint::of(b"x")).await.unwrap();
+        let detections = plan(view.pool(), &events_sql(true)).await;
+        let all = plan(view.pool(), &events_sql(false)).await;
+        assert!(detections.contains("endpoint_events_detections"), "{detections}");
+        assert!(!detections.contains("TEMP B-TREE") && !all.contains("TEMP B-TREE"), "no sort: {detections}\n{all}");
+        assert!(all.contains("USING INDEX endpoint_events_by_token"), "{all}");
+        let list = plan(view.pool(), LIST_SQL).await;
+        for index in ["endpoint_events_received", "endpoint_events_detections", "endpoint_events_losses"] {
+            assert!(list.contains(index), "{index} in {list}");
+        }
+        assert!(!list.contains("SCAN v") && !all.contains("SCAN endpoint_events"), "{list}\n{all}");
     }
 }
