@@ -17,6 +17,8 @@ use super::lab::DataArg;
 #[command(after_help = "\
 Examples:
   ioclab endpoints token create --name team-blue     prints the token once
+  ioclab endpoints token create --name alice --group blue
+                                                     alice's endpoint, in group blue
   ioclab endpoints token list
   ioclab endpoints token revoke team-blue            its agents get 401 from now on
   ioclab endpoints fingerprint                       what agents pass as --fingerprint
@@ -55,8 +57,11 @@ enum TokenCommand {
         /// Whose endpoint: a trainee or team name (a-z, 0-9, '.', '_', '-'); default endpoint-NN.
         #[arg(long)]
         name: Option<UserName>,
+        /// Its group (a team, a room): `ioclab endpoints push FILE --group G` reaches every endpoint of the group.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<UserName>,
     },
-    /// List the tokens: name, created, revoked, events received.
+    /// List the tokens: name, created, revoked, events received, group.
     List,
     /// Revoke a token: its agents are refused (401) from now on; their events stay.
     Revoke {
@@ -100,17 +105,18 @@ pub fn run(args: EndpointsArgs) -> anyhow::Result<ExitCode> {
             rt.block_on(async {
                 let db = EndpointDb::open(&web_db).await?;
                 match command {
-                    TokenCommand::Create { name } => {
-                        let (token, secret) = db.create_token(name).await?;
+                    TokenCommand::Create { name, group } => {
+                        let (token, secret) = db.create_token_in(name, group).await?;
                         println!("{} token: {secret}", token.name);
                         println!("(shown once; the appliance keeps only its hash)");
                     }
                     TokenCommand::List => {
-                        println!("{:<24} {:<17} {:<17} EVENTS", "NAME", "CREATED", "REVOKED");
+                        println!("{:<24} {:<17} {:<17} {:<8} GROUP", "NAME", "CREATED", "REVOKED", "EVENTS");
                         for t in db.tokens().await? {
                             let revoked = t.revoked.map_or("-".to_string(), utc_stamp);
+                            let group = t.group.as_ref().map_or("-", |g| g.as_str());
                             println!(
-                                "{:<24} {:<17} {:<17} {}",
+                                "{:<24} {:<17} {:<17} {:<8} {group}",
                                 t.name.as_str(),
                                 utc_stamp(t.created),
                                 revoked,

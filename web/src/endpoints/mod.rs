@@ -13,7 +13,7 @@ pub mod ingest;
 pub mod tls;
 pub mod view;
 
-pub use db::{EndpointDb, EndpointError, EnrolToken};
+pub use db::{Applied, EndpointDb, EndpointError, EnrolToken, Push, PushTarget};
 
 use std::future::Future;
 use std::net::SocketAddr;
