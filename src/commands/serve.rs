@@ -190,12 +190,9 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     let links = Links { misp: Some(parts.misp_url.clone()), sandbox: sandbox_url.clone() };
     let services = Services { misp: Some(parts.misp_store.clone()), sandbox: sandbox_state };
     // the class pages (issue 16): the endpoints' store, and where agents reach this appliance
-    let class = ioclab_web::endpoints::view::EndpointView::open(
-        ioclab_web::endpoints::EndpointDb::open(&ioclab_web::web_db(&data)).await?,
-        endpoints.addr,
-        endpoints.fingerprint,
-    )
-    .await?;
+    let class =
+        ioclab_web::endpoints::view::EndpointView::open(endpoints.db.clone(), endpoints.addr, endpoints.fingerprint)
+            .await?;
     let state =
         AppState::new(users, runs.clone(), limiter, links).with_services(services).with_endpoints(class.clone());
     let sessions = ioclab_web::session_layer(&state, cfg.session_idle_minutes).await?;

@@ -39,6 +39,7 @@ async fn say(
 /// A token as the list shows it.
 struct TokenRow {
     name: String,
+    group: String,
     created: String,
     revoked: Option<String>,
     events: i64,
@@ -49,6 +50,7 @@ impl From<&EnrolToken> for TokenRow {
         let stamp = ioclab_lab::run::folder::utc_stamp;
         TokenRow {
             name: t.name.to_string(),
+            group: t.group.as_ref().map(UserName::to_string).unwrap_or_default(),
             created: stamp(t.created),
             revoked: t.revoked.map(stamp),
             events: t.events,
@@ -87,11 +89,21 @@ pub async fn tokens_page(
     }
 }
 
-/// The form making a token: its name (empty: `endpoint-NN`).
+/// The form making a token: its name (empty: `endpoint-NN`) and group (empty: none).
 #[derive(Debug, Deserialize)]
 pub struct CreateForm {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    group: String,
+}
+
+/// An optional name field: empty is `None`.
+fn optional_name(field: &str, what: &str) -> Result<Option<UserName>, String> {
+    match field.trim() {
+        "" => Ok(None),
+        n => n.parse().map(Some).map_err(|e| format!("{what} {n:?}: {e}")),
+    }
 }
 
 #[derive(Template)]
@@ -115,14 +127,13 @@ pub async fn create_token(
         Ok(v) => v,
         Err(e) => return e.page(&state, &session, &who).await,
     };
-    let name = match form.name.trim() {
-        "" => None,
-        n => match n.parse::<UserName>() {
-            Ok(n) => Some(n),
-            Err(e) => return say(&state, &session, &who, StatusCode::BAD_REQUEST, "No token made", e).await,
-        },
+    let (name, group) = match (optional_name(&form.name, "name"), optional_name(&form.group, "group")) {
+        (Ok(n), Ok(g)) => (n, g),
+        (Err(e), _) | (_, Err(e)) => {
+            return say(&state, &session, &who, StatusCode::BAD_REQUEST, "No token made", e).await;
+        }
     };
-    match v.db().create_token(name).await {
+    match v.db().create_token_in(name, group).await {
         Ok((token, secret)) => {
             tracing::info!(by = %who.0.user.name, token = %token.name, "enrolment token made");
             render(MadePage {

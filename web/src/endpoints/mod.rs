@@ -52,6 +52,8 @@ pub struct Started {
     pub addr: SocketAddr,
     /// Its certificate's fingerprint, for agents' `--fingerprint`.
     pub fingerprint: Fingerprint,
+    /// Its store: the web's pushes go through it, so that they wake the waiting agents at once.
+    pub db: EndpointDb,
 }
 
 /// Starts the endpoint listener on `listen` (a task of the current runtime)
@@ -68,6 +70,6 @@ pub async fn start(
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
-    tokio::spawn(tls::serve(listener, ingest::router(db), config, shutdown));
-    Ok(Started { addr, fingerprint: cert.fingerprint() })
+    tokio::spawn(tls::serve(listener, ingest::router(db.clone()), config, shutdown));
+    Ok(Started { addr, fingerprint: cert.fingerprint(), db })
 }

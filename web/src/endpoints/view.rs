@@ -38,7 +38,8 @@ const INDEXES: &[&str] = &[
 /// losses name their index: on few rows the planner would take the rate's
 /// and read every event of the endpoint.
 const LIST_SQL: &str =
-    "SELECT t.name AS token, e.endpoint, e.agent_version, e.last_seen, e.events, t.revoked IS NOT NULL AS revoked,
+    "SELECT t.name AS token, t.grp AS grp, e.push AS push, e.push_ok AS push_ok, e.push_message AS push_message,
+            e.endpoint, e.agent_version, e.last_seen, e.events, t.revoked IS NOT NULL AS revoked,
                 (SELECT COUNT(*) FROM endpoint_events v
                   WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.received > ?1) AS recent,
                 (SELECT COUNT(*) FROM endpoint_events v
@@ -77,6 +78,8 @@ pub struct EndpointView {
 pub struct EndpointRow {
     /// The enrolment token it sends with: the trainee or team.
     pub token: UserName,
+    /// The token's group, if any.
+    pub group: Option<UserName>,
     /// The endpoint's name (the agent's `--name`, by default its host name).
     pub endpoint: String,
     /// The agent's version, from its last batch.
@@ -97,6 +100,8 @@ pub struct EndpointRow {
     pub detections: i64,
     /// Its token is revoked: what it sends is refused.
     pub revoked: bool,
+    /// The last IoC push it reported on: its id, whether it applied it, its agent's message.
+    pub push: Option<(i64, bool, String)>,
 }
 
 impl EndpointRow {
@@ -254,6 +259,15 @@ impl EndpointView {
                 lost: r.try_get("lost").map_err(get)?,
                 detections: r.try_get("detections").map_err(get)?,
                 revoked: r.try_get("revoked").map_err(get)?,
+                group: r.try_get::<Option<String>, _>("grp").map_err(get)?.and_then(|g| g.parse().ok()),
+                push: match r.try_get::<Option<i64>, _>("push").map_err(get)? {
+                    Some(id) => Some((
+                        id,
+                        r.try_get::<Option<bool>, _>("push_ok").map_err(get)?.unwrap_or(false),
+                        r.try_get::<Option<String>, _>("push_message").map_err(get)?.unwrap_or_default(),
+                    )),
+                    None => None,
+                },
             });
         }
         Ok(out)
