@@ -16,6 +16,7 @@ pub mod assets;
 pub mod auth;
 pub mod class_forms;
 pub mod class_pages;
+pub mod class_push;
 pub mod config;
 pub mod csrf;
 pub mod dashboard;
@@ -101,6 +102,7 @@ fn class_routes() -> Router<AppState> {
         .route("/class/endpoints/{token}/{endpoint}", get(class_pages::endpoint_page))
         .route("/class/tokens", get(class_forms::tokens_page).post(class_forms::create_token))
         .route("/class/tokens/{name}/revoke", post(class_forms::revoke_token))
+        .route("/class/push", get(class_push::push_page).post(class_push::push_post))
         .route("/api/endpoints", get(class_pages::api_endpoints))
         .route("/api/endpoints/{token}/{endpoint}/events", get(class_pages::api_events))
         .route("/api/class/changes", get(class_pages::changes))

@@ -10,6 +10,7 @@ use common::*;
 use ioclab_agent::remote::pin::Fingerprint;
 use ioclab_agent::remote::synthetic;
 use ioclab_agent::remote::wire::{BatchHeader, BATCH_PATH};
+use ioclab_web::endpoints::db::PushTarget;
 use ioclab_web::endpoints::view::EndpointView;
 use ioclab_web::endpoints::{ingest, EndpointDb};
 use serde_json::{json, Value};
@@ -50,6 +51,10 @@ async fn ship(db: &EndpointDb, secret: &str, endpoint: &str, events: &[String]) 
     (resp.status(), text(resp).await)
 }
 
+/// An IoC line as the export writes it.
+const IOC: &str =
+    r#"{"uuid": "b1a4c1c0-0000-4000-8000-000000000001", "source": "class", "value": "why.kunai.rocks", "severity": 4}"#;
+
 /// A detection: a file_create whose command line carries markup, with the `detection` section the agent adds.
 fn detection(host: &str, n: u64) -> String {
     let mut v: Value = serde_json::from_str(&synthetic::file_create(host, n)).unwrap();
@@ -89,6 +94,7 @@ async fn trainees_get_403_on_every_class_route_and_strangers_the_login() {
         "/api/endpoints/alice/pc-01/events",
         "/api/endpoints/alice/pc-01/events?detections=true",
         "/api/class/changes",
+        "/class/push",
     ];
     let mut alice = app.login("alice").await;
     for path in gets {
@@ -96,8 +102,11 @@ async fn trainees_get_403_on_every_class_route_and_strangers_the_login() {
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "GET {path} as a trainee");
     }
     let csrf = alice.csrf.clone();
-    let posts: [(&str, &[(&str, &str)]); 2] =
-        [("/class/tokens", &[("name", "mallory")]), ("/class/tokens/alice/revoke", &[("confirm", "yes")])];
+    let posts: [(&str, &[(&str, &str)]); 3] = [
+        ("/class/tokens", &[("name", "mallory")]),
+        ("/class/tokens/alice/revoke", &[("confirm", "yes")]),
+        ("/class/push", &[("target", "all"), ("lines", IOC)]),
+    ];
     for (path, fields) in posts {
         let mut fields = fields.to_vec();
         fields.push(("csrf", &csrf));
@@ -107,6 +116,7 @@ async fn trainees_get_403_on_every_class_route_and_strangers_the_login() {
     let tokens = db.tokens().await.unwrap();
     assert_eq!(tokens.len(), 1, "no token made by a trainee");
     assert!(tokens[0].revoked.is_none(), "no token revoked by a trainee");
+    assert!(db.pushes().await.unwrap().is_empty(), "no push by a trainee");
     // a trainee's API token is refused the same way
     let mut by_token = app.with_token("alice").await;
     assert_eq!(app.get(&mut by_token, "/api/endpoints").await.status(), StatusCode::FORBIDDEN);
@@ -258,4 +268,90 @@ async fn without_an_endpoint_listener_the_pages_say_so() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(text(resp).await.contains("no endpoint listener"));
     assert_eq!(app.get(&mut teacher, "/api/endpoints").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
+    let (app, db) = class_app().await;
+    let (alice, secret) =
+        db.create_token_in(Some("alice".parse().unwrap()), Some("blue".parse().unwrap())).await.unwrap();
+    ship(&db, &secret, "pc-01", &[synthetic::file_create("pc-01", 1)]).await;
+    let mut teacher = app.login("teacher").await;
+    let csrf = teacher.csrf.clone();
+    let form = text(app.get(&mut teacher, "/class/push").await).await;
+    for choice in ["value=\"all\"", "value=\"group:blue\"", "value=\"endpoint:alice/pc-01\""] {
+        assert!(form.contains(choice), "{choice} in {form}");
+    }
+
+    let label = format!("day 2 {MARKUP}");
+    let lines = format!("# the class's set\n{IOC}\n");
+    let targets = [
+        ("group:blue", PushTarget::Group("blue".parse().unwrap())),
+        ("endpoint:alice/pc-01", PushTarget::Endpoint { token: "alice".parse().unwrap(), endpoint: "pc-01".into() }),
+        ("all", PushTarget::All),
+    ];
+    for (target, _) in &targets {
+        let fields = [("csrf", csrf.as_str()), ("target", target), ("label", &label), ("lines", &lines)];
+        let resp = app.post_form(&mut teacher, "/class/push", &fields).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{target}: {}", text(resp).await);
+    }
+    let pushes = db.pushes().await.unwrap();
+    assert_eq!(pushes.len(), 3);
+    // newest first
+    for (p, (target, want)) in pushes.iter().rev().zip(&targets) {
+        assert_eq!(&p.target, want, "{target}");
+        assert_eq!(p.label, label);
+    }
+    // the agent's side sees the newest, and reports it
+    let order = db.order_for(&alice, "pc-01", 0).await.unwrap().expect("an order for pc-01");
+    assert_eq!(order.id as i64, pushes[0].id);
+    let done = ioclab_agent::remote::wire::OrderDone { ok: true, message: "1 IoCs from 1 file(s)".into() };
+    assert!(db.record_done(&alice, "pc-01", order.id, &done).await.unwrap());
+
+    let page = text(app.get(&mut teacher, "/class/push").await).await;
+    assert!(page.contains("alice/pc-01 applied"), "{page}");
+    assert!(page.contains("day 2 &#60;script&#62;") && !page.contains(MARKUP), "the label is escaped");
+    let list = text(app.get(&mut teacher, "/class").await).await;
+    assert!(list.contains(&format!("push {} applied", order.id)), "{list}");
+
+    // refused: a bad line (named), an empty set, an unknown group or target; nothing stored
+    let refused = [
+        ("all", format!("{IOC}\n{{\"value\": \"x.example\"}}\n"), "IoC line 2"),
+        ("all", "# nothing\n".to_string(), "no IoC"),
+        ("group:red", IOC.to_string(), "group red"),
+        ("everyone", IOC.to_string(), "target"),
+    ];
+    for (target, lines, says) in refused {
+        let fields = [("csrf", csrf.as_str()), ("target", target), ("lines", &lines)];
+        let resp = app.post_form(&mut teacher, "/class/push", &fields).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{target}");
+        let body = text(resp).await;
+        assert!(body.contains(says), "{says} in {body}");
+    }
+    let resp = app.post_form(&mut teacher, "/class/push", &[("target", "all"), ("lines", IOC)]).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "no CSRF token, no push");
+    assert_eq!(db.pushes().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_run_s_export_can_be_pushed() {
+    let (app, db) = class_app().await;
+    db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let mut teacher = app.login("teacher").await;
+    let csrf = teacher.csrf.clone();
+    let run = app.start_run(&mut teacher).await;
+    app.follow(&mut teacher, &run).await;
+    // what the export stage writes in a live run
+    let folder = app.state.runs().data().runs().join(&run);
+    std::fs::write(folder.join(ioclab_lab::run::RunFolder::IOCS), format!("{IOC}\n")).unwrap();
+    let form = text(app.get(&mut teacher, "/class/push").await).await;
+    assert!(form.contains(&format!("<option value=\"{run}\">")), "{form}");
+    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("run", &run)];
+    let resp = app.post_form(&mut teacher, "/class/push", &fields).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", text(resp).await);
+    let pushes = db.pushes().await.unwrap();
+    assert_eq!(pushes[0].label, format!("IoCs of run {run}"));
+    assert_eq!(pushes[0].bytes as usize, IOC.len() + 1);
+    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("run", "no-such-run")];
+    assert_eq!(app.post_form(&mut teacher, "/class/push", &fields).await.status(), StatusCode::BAD_REQUEST);
 }
