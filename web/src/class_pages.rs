@@ -24,9 +24,9 @@ use crate::endpoints::view::{
     endpoint_href, EndpointRow, EndpointView, EventsPage, EventsQuery, StoredEvent, RATE_WINDOW_SECS, STALE_AFTER_SECS,
 };
 use crate::feed::Summary;
-use crate::pages::{render, ErrorPage, Page};
+use crate::pages::{render, Page};
 use crate::state::AppState;
-use crate::users::UserName;
+use crate::users::{now, UserName};
 
 /// Events in one page of an endpoint's events, unless `limit` says otherwise.
 const PAGE_EVENTS: u32 = 100;
@@ -34,11 +34,6 @@ const PAGE_EVENTS: u32 = 100;
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// The live stream says "refresh" at least this often, for the stale flags.
 const REFRESH_AT_LEAST: Duration = Duration::from_secs(10);
-
-/// Epoch seconds now.
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
 
 /// Why a class page or call could not be answered.
 pub(crate) enum Refused {
@@ -74,9 +69,7 @@ impl Refused {
 
     /// As an error page.
     pub(crate) async fn page(self, state: &AppState, session: &Session, who: &Instructor) -> Response {
-        let page = Page::new(state, session, Some(&who.0)).await;
-        (self.status(), render(ErrorPage { page, title: "The class's endpoints".into(), message: self.message() }))
-            .into_response()
+        crate::dashboard::message(state, session, who, self.status(), "The class's endpoints", self.message()).await
     }
 }
 

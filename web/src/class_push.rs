@@ -17,13 +17,14 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::auth::Instructor;
-use crate::class_pages::{now, view, Refused};
+use crate::class_pages::{view, Refused};
 use crate::csrf::CsrfForm;
+use crate::dashboard::message;
 use crate::endpoints::db::{Push, PushTarget};
 use crate::endpoints::EndpointError;
-use crate::pages::{render, ErrorPage, Page};
+use crate::pages::{render, Page};
 use crate::state::AppState;
-use crate::users::UserName;
+use crate::users::{now, UserName};
 
 /// Most bytes of IoC lines in one push (a class's set is a few hundred lines).
 pub const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
@@ -215,10 +216,8 @@ pub async fn push_post(
     let (target, label, lines, count) = match checked.await {
         Ok(c) => c,
         Err(Refusal(why)) => {
-            let page = Page::new(&state, &session, Some(&who.0)).await;
-            let message = format!("Nothing pushed: {why}");
-            return (StatusCode::BAD_REQUEST, render(ErrorPage { page, title: "No push".into(), message }))
-                .into_response();
+            let text = format!("Nothing pushed: {why}");
+            return message(&state, &session, &who, StatusCode::BAD_REQUEST, "No push", text).await;
         }
     };
     match v.db().push_iocs(&target, &label, &lines).await {
@@ -227,9 +226,8 @@ pub async fn push_post(
             Redirect::to("/class/push").into_response()
         }
         Err(e @ (EndpointError::EmptyGroup(_) | EndpointError::Unknown(_))) => {
-            let page = Page::new(&state, &session, Some(&who.0)).await;
-            let message = format!("Nothing pushed: {e}");
-            (StatusCode::BAD_REQUEST, render(ErrorPage { page, title: "No push".into(), message })).into_response()
+            let text = format!("Nothing pushed: {e}");
+            message(&state, &session, &who, StatusCode::BAD_REQUEST, "No push", text).await
         }
         Err(e) => Refused::Store(e.to_string()).page(&state, &session, &who).await,
     }
