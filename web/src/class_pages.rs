@@ -128,7 +128,9 @@ pub async fn changes(State(state): State<AppState>, _who: Instructor) -> Respons
         Ok(v) => v.clone(),
         Err(e) => return e.api(),
     };
-    let start = (view, None, tokio::time::Instant::now());
+    // what the page shows already: the first event is for a change after it
+    let seen = view.generation().await.ok();
+    let start = (view, seen, tokio::time::Instant::now());
     let events = stream::unfold(start, |(view, seen, mut told)| async move {
         loop {
             tokio::time::sleep(LOOK_EVERY).await;

@@ -355,3 +355,48 @@ async fn a_run_s_export_can_be_pushed() {
     let fields = [("csrf", csrf.as_str()), ("target", "all"), ("run", "no-such-run")];
     assert_eq!(app.post_form(&mut teacher, "/class/push", &fields).await.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_list_changes_with_batches_and_revocations_and_goes_stale() {
+    let (app, db) = class_app().await;
+    let view = app.state.endpoints().unwrap().clone();
+    let (token, secret) = db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let before = view.generation().await.unwrap();
+    assert_eq!(view.generation().await.unwrap(), before, "nothing happened");
+    ship(&db, &secret, "pc-01", &[synthetic::file_create("pc-01", 1)]).await;
+    let shipped = view.generation().await.unwrap();
+    assert_ne!(shipped, before, "a batch changes the list");
+    db.revoke(&token.name).await.unwrap();
+    assert_ne!(view.generation().await.unwrap(), shipped, "a revocation changes the list");
+
+    // seen from a minute later: stale, and no event in the last minute
+    let later = view
+        .endpoints(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 61)
+        .await
+        .unwrap();
+    assert!(later[0].stale && later[0].per_second == 0.0, "{later:?}");
+}
+
+#[tokio::test]
+async fn the_live_stream_says_class_on_a_change_and_ends_when_the_appliance_stops() {
+    use http_body_util::BodyExt;
+    let (app, db) = class_app().await;
+    let (_, secret) = db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let mut teacher = app.login("teacher").await;
+    let resp = app.get(&mut teacher, "/api/class/changes").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    ship(&db, &secret, "pc-01", &[synthetic::file_create("pc-01", 1)]).await;
+    let mut said = String::new();
+    while !said.contains("event: class") {
+        let frame = body.frame().await.expect("the stream goes on until a change").unwrap();
+        if let Ok(data) = frame.into_data() {
+            said.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    app.state.endpoints().unwrap().close();
+    while let Some(frame) = body.frame().await {
+        frame.unwrap();
+    }
+}
