@@ -21,7 +21,8 @@ use tower_sessions::Session;
 
 use crate::auth::Instructor;
 use crate::endpoints::view::{
-    endpoint_href, EndpointRow, EndpointView, EventsPage, EventsQuery, StoredEvent, RATE_WINDOW_SECS, STALE_AFTER_SECS,
+    endpoint_href, ClassEndpoint, EndpointView, EventsPage, EventsQuery, StoredEvent, RATE_WINDOW_SECS,
+    STALE_AFTER_SECS,
 };
 use crate::feed::Summary;
 use crate::pages::{render, Page};
@@ -86,7 +87,7 @@ fn store(e: impl std::fmt::Display) -> Refused {
 #[template(path = "class.html")]
 struct ClassPage {
     page: Page,
-    rows: Vec<EndpointRow>,
+    rows: Vec<ClassEndpoint>,
     stale_after: i64,
     window: i64,
 }
@@ -249,7 +250,7 @@ struct EndpointPage {
     page: Page,
     token: String,
     endpoint: String,
-    row: Option<EndpointRow>,
+    row: Option<ClassEndpoint>,
     rows: Vec<EventRow>,
     detections: bool,
     paged: bool,
@@ -271,14 +272,13 @@ pub async fn endpoint_page(
         Ok(p) => p,
         Err(e) => return e.page(&state, &session, &who).await,
     };
-    let row = match view(&state) {
-        Ok(v) => v
-            .endpoints(now())
-            .await
-            .ok()
-            .and_then(|rows| rows.into_iter().find(|r| r.token.as_str() == token && r.endpoint == endpoint)),
-        Err(_) => None,
-    };
+    let row =
+        match view(&state) {
+            Ok(v) => v.endpoints(now()).await.ok().and_then(|rows| {
+                rows.into_iter().find(|r| r.row.token.as_str() == token && r.row.endpoint == endpoint)
+            }),
+            Err(_) => None,
+        };
     let here = token.parse::<UserName>().map(|t| endpoint_href(&t, &endpoint)).unwrap_or_default();
     let older = page.next.map(|n| {
         let d = if q.detections { "detections=on&" } else { "" };

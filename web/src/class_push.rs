@@ -152,7 +152,7 @@ pub async fn push_page(State(state): State<AppState>, who: Instructor, session: 
             .map(|g| Choice { value: target_value(&PushTarget::Group(g.clone())), label: format!("group {g}") }),
     );
     targets.extend(endpoints.iter().filter(|e| !e.revoked).map(|e| {
-        let target = PushTarget::Endpoint { token: e.token.clone(), endpoint: e.endpoint.clone() };
+        let target = PushTarget::Endpoint { token: e.row.token.clone(), endpoint: e.row.endpoint.clone() };
         Choice { value: target_value(&target), label: format!("endpoint {target}") }
     }));
     render(PushPage {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use ioclab_agent::remote::orders::OrderClient;
 use ioclab_agent::remote::pin::Fingerprint;
 use ioclab_agent::remote::ship::{Appliance, ShipError, Shipper};
 use ioclab_agent::remote::spool::{Spool, SpoolLimits};
@@ -243,4 +244,79 @@ async fn pushes_reach_only_their_targets_and_the_newest_wins() {
     assert_eq!(pushes[1].target, one);
     assert_eq!(pushes[2].target, PushTarget::Group(name("blue")));
     assert!(pushes[3].applied.is_empty());
+}
+
+#[tokio::test]
+async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), loopback().await).await;
+    let name = |s: &str| s.parse::<UserName>().unwrap();
+    let (alice, alice_secret) = app.db.create_token_in(Some(name("alice")), Some(name("blue"))).await.unwrap();
+    let (_, bob_secret) = app.db.create_token_in(Some(name("bob")), Some(name("red"))).await.unwrap();
+    let client = |secret: &str, endpoint: &str| {
+        OrderClient::new(&appliance(app.addr, secret, app.fingerprint), endpoint).unwrap()
+    };
+    let (alice_pc, bob_pc) = (client(&alice_secret, "pc-a"), client(&bob_secret, "pc-b"));
+
+    // both wait; a push to blue answers alice's poll, bob's keeps waiting
+    let alice_poll = tokio::spawn({
+        let c = alice_pc.clone();
+        async move { c.next(0).await }
+    });
+    let bob_poll = tokio::spawn({
+        let c = bob_pc.clone();
+        async move { c.next(0).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!alice_poll.is_finished() && !bob_poll.is_finished(), "no push yet: the polls wait");
+    let id = app.db.push_iocs(&PushTarget::Group(name("blue")), "blue", &iocs("blue.example")).await.unwrap();
+    let order = alice_poll.await.unwrap().unwrap().expect("the push answers the waiting poll");
+    assert_eq!(order.id as i64, id);
+    assert_eq!(lines_of(&order), iocs("blue.example"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!bob_poll.is_finished(), "bob is not in blue");
+
+    // a push made by another process (the CLI's own connection: no wake-up) is seen too
+    let cli = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+    let all = cli.push_iocs(&PushTarget::All, "day 2", &iocs("day2.example")).await.unwrap();
+    let order = bob_poll.await.unwrap().unwrap().expect("the table is looked at while waiting");
+    assert_eq!(order.id as i64, all);
+    let newest = alice_pc.next(id as u64).await.unwrap().unwrap();
+    assert_eq!(newest.id as i64, all, "the newest push wins");
+
+    alice_pc.done(newest.id, &OrderDone { ok: true, message: "IoCs loaded: 1 IoCs".into() }).await.unwrap();
+    bob_pc.done(order.id, &OrderDone { ok: false, message: "refused".into() }).await.unwrap();
+    let e = bob_pc.done(9999, &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
+    assert!(e.to_string().contains("no push 9999"), "{e}");
+    let pushes = app.db.pushes().await.unwrap();
+    let applied: Vec<(&str, &str, bool)> =
+        pushes[0].applied.iter().map(|a| (a.token.as_str(), a.endpoint.as_str(), a.ok)).collect();
+    assert_eq!(applied, vec![("alice", "pc-a", true), ("bob", "pc-b", false)]);
+    let rows = app.db.endpoints().await.unwrap();
+    let last: Vec<(&str, &str, Option<(i64, bool)>)> = rows
+        .iter()
+        .map(|r| (r.token.as_str(), r.endpoint.as_str(), r.last_push.as_ref().map(|p| (p.id, p.ok))))
+        .collect();
+    assert_eq!(last, vec![("alice", "pc-a", Some((all, true))), ("bob", "pc-b", Some((all, false)))]);
+    assert_eq!(rows[0].group, Some(name("blue")));
+
+    // a raw report that is not one is refused naming the place
+    let raw = reqwest::Client::builder()
+        .use_preconfigured_tls(ioclab_agent::remote::pin::client_config(app.fingerprint))
+        .build()
+        .unwrap();
+    let r = raw
+        .post(format!("https://{}/v1/orders/{all}/done?endpoint=pc-a", app.addr))
+        .bearer_auth(&alice_secret)
+        .body("{\"ok\": yes}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("order report, line 1, column"));
+
+    app.db.revoke(&alice.name).await.unwrap();
+    assert!(matches!(alice_pc.next(0).await, Err(ShipError::Unauthorized(_))));
+    let e = alice_pc.done(all as u64, &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
+    assert!(matches!(e, ShipError::Unauthorized(_)), "{e}");
 }

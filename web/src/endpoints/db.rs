@@ -102,6 +102,38 @@ pub struct Applied {
     pub at: i64,
 }
 
+/// An endpoint that sent events or reported a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointRow {
+    /// Its token.
+    pub token: UserName,
+    /// The token's group.
+    pub group: Option<UserName>,
+    /// Its name (`--name` of its agent).
+    pub endpoint: String,
+    /// Its agent's version (empty until its first batch).
+    pub agent_version: String,
+    /// Its last batch or report, epoch seconds.
+    pub last_seen: i64,
+    /// Events stored from it.
+    pub events: i64,
+    /// The last push it reported, and how it went.
+    pub last_push: Option<LastPush>,
+}
+
+/// The last push an endpoint reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastPush {
+    /// The push's id.
+    pub id: i64,
+    /// Whether it is in use there.
+    pub ok: bool,
+    /// The agent's message.
+    pub message: String,
+    /// When, epoch seconds.
+    pub at: i64,
+}
+
 /// An IoC push, without its lines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Push {
@@ -486,6 +518,41 @@ impl EndpointDb {
         Ok(true)
     }
 
+    /// Every endpoint seen, by token then name, with the last push it reported.
+    pub async fn endpoints(&self) -> Result<Vec<EndpointRow>, EndpointError> {
+        let rows = sqlx::query(
+            "SELECT t.name, t.grp, e.endpoint, e.agent_version, e.last_seen, e.events,
+                    e.push, e.push_ok, e.push_message, e.push_at
+             FROM endpoints e JOIN endpoint_tokens t ON t.id = e.token ORDER BY t.name, e.endpoint",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let last_push = match r.try_get::<Option<i64>, _>("push").ok()? {
+                    Some(id) => Some(LastPush {
+                        id,
+                        ok: r.try_get::<Option<bool>, _>("push_ok").ok()?.unwrap_or(false),
+                        message: r.try_get::<Option<String>, _>("push_message").ok()?.unwrap_or_default(),
+                        at: r.try_get::<Option<i64>, _>("push_at").ok()?.unwrap_or(0),
+                    }),
+                    None => None,
+                };
+                Some(EndpointRow {
+                    token: r.try_get::<String, _>("name").ok()?.parse().ok()?,
+                    group: r.try_get::<Option<String>, _>("grp").ok()?.and_then(|g| g.parse().ok()),
+                    endpoint: r.try_get("endpoint").ok()?,
+                    agent_version: r.try_get("agent_version").ok()?,
+                    last_seen: r.try_get("last_seen").ok()?,
+                    events: r.try_get("events").ok()?,
+                    last_push,
+                })
+            })
+            .collect())
+    }
+
     /// Every push, newest first, with the endpoints that reported it.
     pub async fn pushes(&self) -> Result<Vec<Push>, EndpointError> {
         let rows = sqlx::query(
@@ -521,6 +588,15 @@ impl EndpointDb {
             }
         }
         Ok(pushes)
+    }
+
+    /// The stored event lines of endpoint `endpoint` (any token), oldest first.
+    pub async fn event_lines(&self, endpoint: &str) -> Result<Vec<String>, EndpointError> {
+        sqlx::query_scalar("SELECT line FROM endpoint_events WHERE endpoint = ? ORDER BY id")
+            .bind(endpoint)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// The uuids of every stored event, and how many rows hold them (tests, checks).
