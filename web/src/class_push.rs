@@ -20,7 +20,8 @@ use crate::auth::Instructor;
 use crate::class_pages::{view, Refused};
 use crate::csrf::CsrfForm;
 use crate::dashboard::message;
-use crate::endpoints::db::{Push, PushTarget};
+use crate::endpoints::db::{EndpointRow, Push, PushTarget};
+use crate::endpoints::view::ClassEndpoint;
 use crate::endpoints::EndpointError;
 use crate::pages::{render, Page};
 use crate::state::AppState;
@@ -94,11 +95,46 @@ struct PushRow {
     bytes: i64,
     /// `(endpoint, ok, message)` of each endpoint that reported it.
     applied: Vec<(String, bool, String)>,
+    /// The endpoints it reaches that have not reported it yet.
+    waiting: Vec<String>,
 }
 
-impl From<&Push> for PushRow {
-    fn from(p: &Push) -> PushRow {
+/// Whether a push to `target` reaches the endpoint of `row`.
+fn reaches(target: &PushTarget, row: &EndpointRow) -> bool {
+    match target {
+        PushTarget::All => true,
+        PushTarget::Group(g) => row.group.as_ref() == Some(g),
+        PushTarget::Endpoint { token, endpoint } => &row.token == token && &row.endpoint == endpoint,
+    }
+}
+
+/// For each of `pushes` (newest first), the endpoints the class still waits
+/// for: reached by it, not revoked, not reported, and reached by no newer
+/// push (an agent only ever gets the newest push that reaches it).
+pub fn waiting(pushes: &[Push], endpoints: &[ClassEndpoint]) -> Vec<Vec<String>> {
+    let mut newer: Vec<&Push> = Vec::new();
+    let mut out = Vec::with_capacity(pushes.len());
+    for p in pushes {
+        let reported = |e: &EndpointRow| p.applied.iter().any(|a| a.token == e.token && a.endpoint == e.endpoint);
+        out.push(
+            endpoints
+                .iter()
+                .map(|e| &e.row)
+                .filter(|row| reaches(&p.target, row) && !reported(row))
+                .filter(|row| !newer.iter().any(|n| reaches(&n.target, row)))
+                .filter(|row| !endpoints.iter().any(|e| e.revoked && &e.row == *row))
+                .map(|row| format!("{}/{}", row.token, row.endpoint))
+                .collect(),
+        );
+        newer.push(p);
+    }
+    out
+}
+
+impl PushRow {
+    fn new(p: &Push, waiting: Vec<String>) -> PushRow {
         PushRow {
+            waiting,
             id: p.id,
             created: ioclab_lab::run::folder::utc_stamp(p.created),
             label: p.label.clone(),
@@ -159,7 +195,7 @@ pub async fn push_page(State(state): State<AppState>, who: Instructor, session: 
         page: Page::new(&state, &session, Some(&who.0)).await,
         targets,
         runs: runs_with_iocs(&state).await,
-        pushes: pushes.iter().map(PushRow::from).collect(),
+        pushes: pushes.iter().zip(waiting(&pushes, &endpoints)).map(|(p, w)| PushRow::new(p, w)).collect(),
     })
 }
 
@@ -246,6 +282,65 @@ mod tests {
         for bad in ["", "everyone", "group:", "group:Blue Team", "endpoint:alice", "endpoint:alice/", "endpoint:/pc"] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
+    }
+
+    fn endpoint(token: &str, name: &str, group: Option<&str>, revoked: bool) -> ClassEndpoint {
+        ClassEndpoint {
+            row: EndpointRow {
+                token: token.parse().unwrap(),
+                group: group.map(|g| g.parse().unwrap()),
+                endpoint: name.into(),
+                agent_version: "t".into(),
+                last_seen: 0,
+                events: 0,
+                last_push: None,
+            },
+            stale: false,
+            per_second: 0.0,
+            losses: 0,
+            lost: 0,
+            detections: 0,
+            revoked,
+        }
+    }
+
+    fn push(id: i64, target: PushTarget, applied_by: &[(&str, &str)]) -> Push {
+        Push {
+            id,
+            target,
+            label: String::new(),
+            bytes: 0,
+            created: 0,
+            applied: applied_by
+                .iter()
+                .map(|(t, e)| crate::endpoints::Applied {
+                    token: t.parse().unwrap(),
+                    endpoint: e.to_string(),
+                    ok: true,
+                    message: String::new(),
+                    at: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_push_waits_for_the_endpoints_it_reaches_that_no_newer_push_reaches() {
+        let class = [
+            endpoint("alice", "pc-a", Some("blue"), false),
+            endpoint("bob", "pc-b", Some("blue"), false),
+            endpoint("carol", "pc-c", None, false),
+            endpoint("dave", "pc-d", Some("blue"), true),
+        ];
+        let pushes = [
+            push(3, PushTarget::Group("blue".parse().unwrap()), &[("alice", "pc-a")]),
+            push(2, PushTarget::Endpoint { token: "carol".parse().unwrap(), endpoint: "pc-c".into() }, &[]),
+            push(1, PushTarget::All, &[]),
+        ];
+        let w = waiting(&pushes, &class);
+        assert_eq!(w[0], ["bob/pc-b"], "the group's, less the reported and the revoked");
+        assert_eq!(w[1], ["carol/pc-c"]);
+        assert!(w[2].is_empty(), "every endpoint has a newer push: {:?}", w[2]);
     }
 
     #[test]

@@ -302,6 +302,9 @@ async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
         assert_eq!(&p.target, want, "{target}");
         assert_eq!(p.label, label);
     }
+    // only the newest push waits for pc-01: an agent gets the newest that reaches it
+    let page = text(app.get(&mut teacher, "/class/push").await).await;
+    assert_eq!(page.matches("waiting for: alice/pc-01").count(), 1, "{page}");
     // the agent's side sees the newest, and reports it
     let order = db.order_for(&alice, "pc-01", 0).await.unwrap().expect("an order for pc-01");
     assert_eq!(order.id as i64, pushes[0].id);
@@ -310,6 +313,7 @@ async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
 
     let page = text(app.get(&mut teacher, "/class/push").await).await;
     assert!(page.contains("alice/pc-01 applied"), "{page}");
+    assert!(!page.contains("waiting for:"), "{page}");
     assert!(page.contains("day 2 &#60;script&#62;") && !page.contains(MARKUP), "the label is escaped");
     let list = text(app.get(&mut teacher, "/class").await).await;
     assert!(list.contains(&format!("push {} applied", order.id)), "{list}");
