@@ -49,10 +49,7 @@ impl Outcome {
                 duplicates: (r.duplicates.len() + r.repeated_files.len()) as u64,
             }),
             Outcome::Refused(r) => {
-                let why = match r.bad.first() {
-                    Some(first) => format!("first bad line {first}"),
-                    None => "no IoC in the files".into(),
-                };
+                let why = r.refusal().unwrap_or_else(|| "refused".into());
                 EventData::Error(ErrorData {
                     code: ERROR_RELOAD_REFUSED,
                     message: format!(
@@ -122,11 +119,15 @@ impl Reloads {
         ticket
     }
 
-    /// Waits up to `timeout` for a load that read the files after the ask of `ticket`.
+    /// Waits up to `timeout` for a load that read the files after the ask
+    /// of `ticket`; `None` if none came, or the agent stopped.
     pub fn wait(&self, ticket: u64, timeout: Duration) -> Option<Report> {
         let until = Instant::now() + timeout;
         let mut r = self.lock();
         while r.served < ticket {
+            if r.stop {
+                return None;
+            }
             let left = until.checked_duration_since(Instant::now())?;
             r = self.0 .1.wait_timeout(r, left).unwrap_or_else(|p| p.into_inner()).0;
         }
@@ -154,7 +155,8 @@ impl Reloads {
         self.0 .1.notify_all();
     }
 
-    fn stop(&self) {
+    /// No more loads: the worker ends, and waits end at once (the agent stopped).
+    pub fn stop(&self) {
         self.lock().stop = true;
         self.0 .1.notify_all();
     }
@@ -314,7 +316,7 @@ mod tests {
         let pushed = dir.path().join("pushed-iocs.json");
         let reloads = Reloads::default();
         let target = Arc::new(ArcSwapOption::empty());
-        let _r = Reloader::spawn(vec![], Some(pushed.clone()), false, target.clone(), reloads.clone()).unwrap();
+        let reloader = Reloader::spawn(vec![], Some(pushed.clone()), false, target.clone(), reloads.clone()).unwrap();
         let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
         assert!(!report.applied && report.message.contains("no IoC"), "nothing pushed yet: {report:?}");
         assert!(target.load().is_none());
@@ -322,6 +324,12 @@ mod tests {
         let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
         assert!(report.applied, "{report:?}");
         assert_eq!(target.load().as_ref().unwrap().len(), 1);
+        // the agent stops: a wait ends at once rather than at its timeout
+        drop(reloader);
+        let asked = reloads.ask();
+        let t = Instant::now();
+        assert_eq!(reloads.wait(asked, Duration::from_secs(600)), None);
+        assert!(t.elapsed() < Duration::from_secs(600));
     }
 
     #[test]
