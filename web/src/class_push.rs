@@ -11,7 +11,6 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use ioclab_agent::ioc::loader::parse_line;
 use ioclab_lab::run::RunFolder;
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -26,9 +25,6 @@ use crate::endpoints::EndpointError;
 use crate::pages::{render, Page};
 use crate::state::AppState;
 use crate::users::{now, UserName};
-
-/// Most bytes of IoC lines in one push (a class's set is a few hundred lines).
-pub const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a push form was refused, said to the instructor.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,26 +54,6 @@ fn target_value(target: &PushTarget) -> String {
         PushTarget::Group(g) => format!("group:{g}"),
         PushTarget::Endpoint { token, endpoint } => format!("endpoint:{token}/{endpoint}"),
     }
-}
-
-/// Checks IoC file `lines` as the agent will read them; the count of IoCs,
-/// or the first bad line named by its number.
-pub fn check_lines(lines: &str) -> Result<usize, Refusal> {
-    if lines.len() > MAX_PUSH_BYTES {
-        return Err(Refusal(format!("{} bytes of IoC lines, more than the {MAX_PUSH_BYTES} allowed", lines.len())));
-    }
-    let mut count = 0;
-    for (n, line) in lines.lines().enumerate() {
-        match parse_line(line.as_bytes()) {
-            Ok(Some(_)) => count += 1,
-            Ok(None) => {}
-            Err(e) => return Err(Refusal(format!("IoC line {}: {e}", n + 1))),
-        }
-    }
-    if count == 0 {
-        return Err(Refusal("no IoC in these lines: paste IoC lines or choose a run's export".into()));
-    }
-    Ok(count)
 }
 
 /// A choice of the target select.
@@ -231,7 +207,7 @@ async fn lines_of(state: &AppState, form: &PushForm) -> Result<(String, String),
     Ok((label, lines))
 }
 
-/// POST /class/push: checks the lines as the agent will, stores the push
+/// POST /class/push: stores the push (refused when the agents would refuse its lines)
 /// (the targeted agents' long-polls answer at once), and shows the pushes.
 pub async fn push_post(
     State(state): State<AppState>,
@@ -246,10 +222,9 @@ pub async fn push_post(
     let checked = async {
         let target = parse_target(form.target.trim())?;
         let (label, lines) = lines_of(&state, &form).await?;
-        let count = check_lines(&lines)?;
-        Ok::<_, Refusal>((target, label, lines, count))
+        Ok::<_, Refusal>((target, label, lines))
     };
-    let (target, label, lines, count) = match checked.await {
+    let (target, label, lines) = match checked.await {
         Ok(c) => c,
         Err(Refusal(why)) => {
             let text = format!("Nothing pushed: {why}");
@@ -258,10 +233,11 @@ pub async fn push_post(
     };
     match v.db().push_iocs(&target, &label, &lines).await {
         Ok(id) => {
-            tracing::info!(by = %who.0.user.name, push = id, %target, iocs = count, "IoC push");
+            tracing::info!(by = %who.0.user.name, push = id, %target, "IoC push");
             Redirect::to("/class/push").into_response()
         }
-        Err(e @ (EndpointError::EmptyGroup(_) | EndpointError::Unknown(_))) => {
+        // the lines are checked there, as the agents will read them
+        Err(e @ (EndpointError::BadIocs(_) | EndpointError::EmptyGroup(_) | EndpointError::Unknown(_))) => {
             let text = format!("Nothing pushed: {e}");
             message(&state, &session, &who, StatusCode::BAD_REQUEST, "No push", text).await
         }
@@ -341,15 +317,5 @@ mod tests {
         assert_eq!(w[0], ["bob/pc-b"], "the group's, less the reported and the revoked");
         assert_eq!(w[1], ["carol/pc-c"]);
         assert!(w[2].is_empty(), "every endpoint has a newer push: {:?}", w[2]);
-    }
-
-    #[test]
-    fn lines_are_checked_as_the_agent_reads_them_naming_the_bad_one() {
-        let good = r#"{"uuid": "u", "source": "lab", "value": "why.kunai.rocks", "severity": 4}"#;
-        assert_eq!(check_lines(&format!("# a comment\n{good}\n\n{good}\n")), Ok(2));
-        let e = check_lines(&format!("{good}\n{{\"value\": \"x.example\"}}\n")).unwrap_err();
-        assert!(e.0.starts_with("IoC line 2: ") && e.0.contains("severity"), "{e:?}");
-        assert!(check_lines("# nothing\n").is_err());
-        assert!(check_lines(&"#".repeat(MAX_PUSH_BYTES + 1)).unwrap_err().0.contains("allowed"));
     }
 }

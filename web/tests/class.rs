@@ -320,7 +320,7 @@ async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
 
     // refused: a bad line (named), an empty set, an unknown group or target; nothing stored
     let refused = [
-        ("all", format!("{IOC}\n{{\"value\": \"x.example\"}}\n"), "IoC line 2"),
+        ("all", format!("{IOC}\n{{\"value\": \"x.example\"}}\n"), "IoCs pasted on the web:2: "),
         ("all", "# nothing\n".to_string(), "no IoC"),
         ("group:red", IOC.to_string(), "group red"),
         ("everyone", IOC.to_string(), "target"),
