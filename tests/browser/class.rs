@@ -110,6 +110,11 @@ async fn instructor_makes_a_token_and_sees_the_endpoint_join() {
             })
             .await?;
             ensure(row.contains("team-blue") && row.contains("0.1.test"), || format!("the row: {row}"))?;
+            // the class page as the instructor sees it (target/browser-artifacts/class-page.png)
+            let png = c.screenshot().await.map_err(doing("the class page's screenshot"))?;
+            let dir = crate::harness::artifacts_dir();
+            std::fs::create_dir_all(&dir).map_err(doing("the artifacts folder"))?;
+            std::fs::write(dir.join("class-page.png"), png).map_err(doing("keeping the screenshot"))?;
             let mark = c.execute("return window.ioclabTestMark || 0;", vec![]).await.map_err(doing("the mark"))?;
             ensure(mark == serde_json::json!(1), || "the class page was reloaded: no live update".into())?;
 

@@ -271,6 +271,7 @@ mod tests {
                 events: 0,
                 last_push: None,
             },
+            ago: 0,
             stale: false,
             per_second: 0.0,
             losses: 0,

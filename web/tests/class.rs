@@ -379,6 +379,7 @@ async fn the_list_changes_with_batches_and_revocations_and_goes_stale() {
         .await
         .unwrap();
     assert!(later[0].stale && later[0].per_second == 0.0, "{later:?}");
+    assert!(later[0].ago >= 61 && later[0].ago_text().ends_with(" s"), "{later:?}");
 }
 
 #[tokio::test]

@@ -81,6 +81,8 @@ pub struct ClassEndpoint {
     /// Its token, group, name, agent version, last batch, events and last push.
     #[serde(flatten)]
     pub row: EndpointRow,
+    /// Seconds since its last batch or report.
+    pub ago: i64,
     /// Not heard from for longer than [`STALE_AFTER_SECS`].
     pub stale: bool,
     /// Events per second over the last [`RATE_WINDOW_SECS`].
@@ -99,6 +101,16 @@ impl ClassEndpoint {
     /// `last_seen` as UTC text.
     pub fn last_seen_text(&self) -> String {
         ioclab_lab::run::folder::utc_stamp(self.row.last_seen)
+    }
+
+    /// How long ago it was last seen, for people: `12 s`, `5 min`, `3 h`, `2 days`.
+    pub fn ago_text(&self) -> String {
+        match self.ago.max(0) {
+            s @ 0..=119 => format!("{s} s"),
+            s @ 120..=7199 => format!("{} min", s / 60),
+            s @ 7200..=172_799 => format!("{} h", s / 3600),
+            s => format!("{} days", s / 86_400),
+        }
     }
 
     /// The endpoint's page.
@@ -262,6 +274,7 @@ impl EndpointView {
                 // an endpoint that joined between the two reads has no counts yet
                 let c = counts.remove(&(row.token.to_string(), row.endpoint.clone())).unwrap_or_default();
                 ClassEndpoint {
+                    ago: now - row.last_seen,
                     stale: now - row.last_seen > STALE_AFTER_SECS,
                     per_second: c.recent as f64 / RATE_WINDOW_SECS as f64,
                     losses: c.losses,
@@ -372,6 +385,31 @@ mod tests {
     fn endpoint_names_are_encoded_as_one_segment() {
         let t: UserName = "alice".parse().unwrap();
         assert_eq!(endpoint_href(&t, "pc 01/x"), "/class/endpoints/alice/pc%2001%2Fx");
+    }
+
+    #[test]
+    fn last_seen_reads_as_a_duration() {
+        let row = EndpointRow {
+            token: "alice".parse().unwrap(),
+            group: None,
+            endpoint: "pc".into(),
+            agent_version: String::new(),
+            last_seen: 0,
+            events: 0,
+            last_push: None,
+        };
+        let at = |ago| ClassEndpoint {
+            row: row.clone(),
+            ago,
+            stale: false,
+            per_second: 0.0,
+            losses: 0,
+            lost: 0,
+            detections: 0,
+            revoked: false,
+        };
+        let texts: Vec<String> = [-3, 59, 119, 120, 7199, 7200, 172_800].map(|s| at(s).ago_text()).to_vec();
+        assert_eq!(texts, ["0 s", "59 s", "119 s", "2 min", "119 min", "2 h", "2 days"]);
     }
 
     /// SQLite's plan for `sql`: one line per step.
