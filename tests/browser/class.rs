@@ -93,7 +93,11 @@ async fn instructor_makes_a_token_and_sees_the_endpoint_join() {
             let empty = c.source().await.map_err(doing("the class page"))?;
             ensure(!empty.contains("pc-blue"), || "pc-blue listed before it sent anything".into())?;
             c.execute("window.ioclabTestMark = 1; return 1;", vec![]).await.map_err(doing("marking the page"))?;
-            let events: Vec<String> = (0..5).map(|n| synthetic::file_create("pc-blue", n)).collect();
+            let mut events: Vec<String> = (0..5).map(|n| synthetic::file_create("pc-blue", n)).collect();
+            let mut detected: serde_json::Value =
+                serde_json::from_str(&synthetic::file_create("pc-blue", 5)).map_err(doing("an event"))?;
+            detected["detection"] = serde_json::json!({"iocs": ["why.kunai.rocks"], "severity": 4});
+            events.push(detected.to_string());
             ship_as(&command, "pc-blue", &events).await?;
             let row = eventually(Duration::from_secs(60), "pc-blue on the class page", || {
                 let c = c.clone();
@@ -110,11 +114,6 @@ async fn instructor_makes_a_token_and_sees_the_endpoint_join() {
             })
             .await?;
             ensure(row.contains("team-blue") && row.contains("0.1.test"), || format!("the row: {row}"))?;
-            // the class page as the instructor sees it (target/browser-artifacts/class-page.png)
-            let png = c.screenshot().await.map_err(doing("the class page's screenshot"))?;
-            let dir = crate::harness::artifacts_dir();
-            std::fs::create_dir_all(&dir).map_err(doing("the artifacts folder"))?;
-            std::fs::write(dir.join("class-page.png"), png).map_err(doing("keeping the screenshot"))?;
             let mark = c.execute("return window.ioclabTestMark || 0;", vec![]).await.map_err(doing("the mark"))?;
             ensure(mark == serde_json::json!(1), || "the class page was reloaded: no live update".into())?;
 
@@ -171,6 +170,14 @@ async fn instructor_makes_a_token_and_sees_the_endpoint_join() {
                 }
             })
             .await?;
+            // the class page as the instructor sees it now (target/browser-artifacts/class-page.png, the README's picture)
+            c.goto(&format!("{web}/class")).await.map_err(doing("the class page"))?;
+            let page = c.source().await.map_err(doing("the class page"))?;
+            ensure(page.contains("applied"), || "the class page shows pc-blue's push applied".into())?;
+            let png = c.screenshot().await.map_err(doing("the class page's screenshot"))?;
+            let dir = crate::harness::artifacts_dir();
+            std::fs::create_dir_all(&dir).map_err(doing("the artifacts folder"))?;
+            std::fs::write(dir.join("class-page.png"), png).map_err(doing("keeping the screenshot"))?;
             Ok(())
         })
         .await;
