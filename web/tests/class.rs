@@ -154,6 +154,11 @@ async fn the_list_shows_a_shipped_batch_with_its_counts() {
         "the agent name is escaped: {page}"
     );
     assert!(page.contains("/class/endpoints/team-blue/pc%3Cb%3E01%3C%2Fb%3E"), "the link encodes it");
+    let own = app.get(&mut teacher, "/class/endpoints/team-blue/pc%3Cb%3E01%3C%2Fb%3E").await;
+    assert_eq!(own.status(), StatusCode::OK, "the link leads to the endpoint's page");
+    let own = text(own).await;
+    assert_eq!(own.matches("<tr id=\"e").count(), 6, "its events");
+    assert!(own.contains("pc&#60;b&#62;01&#60;/b&#62;") && !own.contains("<b>01</b>"));
     assert!(page.contains("12 events lost"), "losses shown");
     assert!(page.contains("data-sse=\"/api/class/changes\""), "the list follows the changes live");
     assert!(!page.contains("stale</strong>"));
