@@ -300,7 +300,9 @@ async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
         pushes[0].applied.iter().map(|a| (a.token.as_str(), a.endpoint.as_str(), a.ok)).collect();
     assert_eq!(applied, vec![("alice", "pc-a", true), ("bob", "pc-b", false)]);
     let rows = app.db.endpoints().await.unwrap();
-    let last: Vec<(&str, &str, Option<(i64, bool)>)> = rows
+    /// token, endpoint, (last push, applied)
+    type Last<'a> = (&'a str, &'a str, Option<(i64, bool)>);
+    let last: Vec<Last> = rows
         .iter()
         .map(|r| (r.token.as_str(), r.endpoint.as_str(), r.last_push.as_ref().map(|p| (p.id, p.ok))))
         .collect();

@@ -207,8 +207,8 @@ pub async fn run(client: &OrderClient, pushed: &PushedIocs, reload: std::sync::A
                     tracing::warn!("orders: {msg}; retrying");
                     last_error = Some(msg);
                 }
-                if matches!(e, ShipError::Rejected(_)) {
-                    // the appliance will never take this report (a push deleted): drop it
+                if matches!(e, ShipError::Rejected(_) | ShipError::Status { status: 404, .. }) {
+                    // the appliance will never take this report (its push is gone): drop it
                     report = None;
                 }
                 tokio::select! {

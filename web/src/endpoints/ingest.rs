@@ -103,10 +103,12 @@ async fn post_batch(State(Ingest { db, .. }): State<Ingest>, headers: HeaderMap,
     }
 }
 
-fn endpoint_named(q: &OrdersQuery) -> Result<(), Response> {
+/// The token of an order request, which must name its endpoint (`?endpoint=NAME`).
+async fn authorize_endpoint(db: &EndpointDb, headers: &HeaderMap, q: &OrdersQuery) -> Result<EnrolToken, Response> {
+    let token = authorize(db, headers).await?;
     match q.endpoint.is_empty() {
         true => Err(error(StatusCode::BAD_REQUEST, "?endpoint=NAME must name the endpoint".into())),
-        false => Ok(()),
+        false => Ok(token),
     }
 }
 
@@ -115,13 +117,10 @@ async fn get_order(
     headers: HeaderMap,
     Query(q): Query<OrdersQuery>,
 ) -> Response {
-    let token = match authorize(&db, &headers).await {
+    let token = match authorize_endpoint(&db, &headers, &q).await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if let Err(r) = endpoint_named(&q) {
-        return r;
-    }
     let deadline = tokio::time::Instant::now() + wait;
     let mut woken = db.push_watch();
     loop {
@@ -150,13 +149,10 @@ async fn post_done(
     Query(q): Query<OrdersQuery>,
     body: Bytes,
 ) -> Response {
-    let token = match authorize(&db, &headers).await {
+    let token = match authorize_endpoint(&db, &headers, &q).await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if let Err(r) = endpoint_named(&q) {
-        return r;
-    }
     let done = match OrderDone::parse(&body) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
