@@ -1,5 +1,6 @@
 //! Pushing an IoC set to the class's endpoints from the web: to all of
-//! them, a group, or one; the lines pasted or those a run exported. Each
+//! them, a group, or one; the lines pasted, the lab agent's, or those a
+//! run exported. Each
 //! push is listed with the endpoints that applied (or refused) it. The
 //! store and the agents' side are [`crate::endpoints::db`]'s
 //! ([`EndpointDb::push_iocs`](crate::endpoints::EndpointDb::push_iocs));
@@ -131,6 +132,8 @@ struct PushPage {
     page: Page,
     targets: Vec<Choice>,
     runs: Vec<String>,
+    /// The lab's agent has an IoC file.
+    lab: bool,
     pushes: Vec<PushRow>,
 }
 
@@ -171,11 +174,13 @@ pub async fn push_page(State(state): State<AppState>, who: Instructor, session: 
         page: Page::new(&state, &session, Some(&who.0)).await,
         targets,
         runs: runs_with_iocs(&state).await,
+        lab: state.runs().data().agent_iocs().is_file(),
         pushes: pushes.iter().zip(waiting(&pushes, &endpoints)).map(|(p, w)| PushRow::new(p, w)).collect(),
     })
 }
 
-/// The push form: whom, a label, and the IoC lines or the run whose export to push.
+/// The push form: whom, a label, and the IoC lines, or where to take them
+/// (`from`: `lab`, the lab agent's IoC file; `run:ID`, a run's export).
 #[derive(Debug, Deserialize)]
 pub struct PushForm {
     target: String,
@@ -184,27 +189,31 @@ pub struct PushForm {
     #[serde(default)]
     lines: String,
     #[serde(default)]
-    run: String,
+    from: String,
 }
 
-/// The lines and label the form asks for: the pasted lines, or a run's export.
+/// The lines and label the form asks for: the pasted lines, the lab
+/// agent's current IoCs, or a run's export.
 async fn lines_of(state: &AppState, form: &PushForm) -> Result<(String, String), Refusal> {
     let label = form.label.trim();
-    let run = form.run.trim();
-    if run.is_empty() {
+    let from = form.from.trim();
+    if from.is_empty() {
         let label = if label.is_empty() { "IoCs pasted on the web" } else { label };
         return Ok((label.to_string(), form.lines.clone()));
     }
     if !form.lines.trim().is_empty() {
-        return Err(Refusal("paste IoC lines or choose a run, not both".into()));
+        return Err(Refusal("paste IoC lines or choose where to take them, not both".into()));
     }
-    if !runs_with_iocs(state).await.iter().any(|r| r == run) {
-        return Err(Refusal(format!("run {run:?} has no IoC export")));
-    }
-    let path = RunFolder::open(state.runs().data().runs().join(run)).path(RunFolder::IOCS);
+    let (path, default_label) = match from.strip_prefix("run:") {
+        None if from == "lab" => (state.runs().data().agent_iocs(), "the lab agent's IoCs".to_string()),
+        Some(run) if runs_with_iocs(state).await.iter().any(|r| r == run) => {
+            (RunFolder::open(state.runs().data().runs().join(run)).path(RunFolder::IOCS), format!("IoCs of run {run}"))
+        }
+        Some(run) => return Err(Refusal(format!("run {run:?} has no IoC export"))),
+        None => return Err(Refusal(format!("no IoC source {from:?}: lab or run:ID"))),
+    };
     let lines = std::fs::read_to_string(&path).map_err(|e| Refusal(format!("reading {}: {e}", path.display())))?;
-    let label = if label.is_empty() { format!("IoCs of run {run}") } else { label.to_string() };
-    Ok((label, lines))
+    Ok((if label.is_empty() { default_label } else { label.to_string() }, lines))
 }
 
 /// POST /class/push: stores the push (refused when the agents would refuse its lines)

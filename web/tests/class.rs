@@ -343,7 +343,7 @@ async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
 }
 
 #[tokio::test]
-async fn a_run_s_export_can_be_pushed() {
+async fn a_run_s_export_or_the_lab_agent_s_iocs_can_be_pushed() {
     let (app, db) = class_app().await;
     db.create_token(Some("alice".parse().unwrap())).await.unwrap();
     let mut teacher = app.login("teacher").await;
@@ -354,15 +354,36 @@ async fn a_run_s_export_can_be_pushed() {
     let folder = app.state.runs().data().runs().join(&run);
     std::fs::write(folder.join(ioclab_lab::run::RunFolder::IOCS), format!("{IOC}\n")).unwrap();
     let form = text(app.get(&mut teacher, "/class/push").await).await;
-    assert!(form.contains(&format!("<option value=\"{run}\">")), "{form}");
-    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("run", &run)];
+    assert!(form.contains(&format!("<option value=\"run:{run}\">")), "{form}");
+    assert!(!form.contains("value=\"lab\""), "the lab's agent has no IoC file yet");
+    let from = format!("run:{run}");
+    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("from", &from)];
     let resp = app.post_form(&mut teacher, "/class/push", &fields).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", text(resp).await);
     let pushes = db.pushes().await.unwrap();
     assert_eq!(pushes[0].label, format!("IoCs of run {run}"));
     assert_eq!(pushes[0].bytes as usize, IOC.len() + 1);
-    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("run", "no-such-run")];
-    assert_eq!(app.post_form(&mut teacher, "/class/push", &fields).await.status(), StatusCode::BAD_REQUEST);
+    for bad in ["run:no-such-run", "elsewhere", "lab"] {
+        let fields = [("csrf", csrf.as_str()), ("target", "all"), ("from", bad)];
+        assert_eq!(
+            app.post_form(&mut teacher, "/class/push", &fields).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+
+    // the lab agent's IoC file, as the lab's runs leave it
+    let lab = app.state.runs().data().agent_iocs();
+    std::fs::create_dir_all(lab.parent().unwrap()).unwrap();
+    std::fs::write(&lab, format!("{IOC}\n{IOC}\n")).unwrap();
+    let form = text(app.get(&mut teacher, "/class/push").await).await;
+    assert!(form.contains("value=\"lab\""), "{form}");
+    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("from", "lab"), ("label", "today's")];
+    assert_eq!(app.post_form(&mut teacher, "/class/push", &fields).await.status(), StatusCode::SEE_OTHER);
+    let pushes = db.pushes().await.unwrap();
+    assert_eq!((pushes[0].label.as_str(), pushes[0].bytes as usize), ("today's", 2 * (IOC.len() + 1)));
+    let both = [("csrf", csrf.as_str()), ("target", "all"), ("from", "lab"), ("lines", IOC)];
+    assert_eq!(app.post_form(&mut teacher, "/class/push", &both).await.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
