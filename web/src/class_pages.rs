@@ -150,7 +150,7 @@ pub async fn changes(State(state): State<AppState>, _who: Instructor) -> Respons
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
-/// The query of an endpoint's events: `detections=true|on`, `before=<id>`, `limit`.
+/// The query of an endpoint's events: `detections=true|on`, `before=ID`, `limit`.
 #[derive(Debug, Default, Deserialize)]
 pub struct EventsParams {
     #[serde(default)]
@@ -193,7 +193,7 @@ struct ApiEvent {
     event: Box<RawValue>,
 }
 
-/// GET /api/endpoints/{token}/{endpoint}/events?detections=true&before=<id>&limit=N:
+/// `GET /api/endpoints/{token}/{endpoint}/events?detections=true&before=ID&limit=N`:
 /// the endpoint's events, newest first; `next` is the following page's `before` (`null` on the last).
 pub async fn api_events(
     State(state): State<AppState>,
@@ -261,7 +261,7 @@ struct EndpointPage {
 }
 
 /// GET /class/endpoints/{token}/{endpoint}: the endpoint's events, newest
-/// first (`detections=on`: its detections only; `before=<id>`: older ones).
+/// first (`detections=on`: its detections only; `before=ID`: older ones).
 pub async fn endpoint_page(
     State(state): State<AppState>,
     who: Instructor,
