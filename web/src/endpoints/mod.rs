@@ -4,13 +4,15 @@
 //! [`db`] holds the enrolment tokens (only their digests) and the events
 //! received, in `web.db`; [`ingest`] is the HTTP API the agents post
 //! batches to; [`tls`] is its listener, behind a self-signed certificate
-//! made at first start that agents pin by fingerprint. The batch format is
+//! made at first start that agents pin by fingerprint; [`view`] is what
+//! the class pages read. The batch format is
 //! the agent's (`ioclab_agent::remote::wire`): one definition for both sides.
 
 pub mod db;
 pub mod ingest;
 pub mod lab;
 pub mod tls;
+pub mod view;
 
 pub use db::{Applied, EndpointDb, EndpointError, EndpointRow, EnrolToken, LastPush, Push, PushTarget};
 
