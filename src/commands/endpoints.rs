@@ -59,8 +59,8 @@ enum EndpointsCommand {
         #[arg(long, value_name = "GROUP")]
         group: Option<UserName>,
         /// To one endpoint: its token's name and its agent's --name.
-        #[arg(long, value_name = "TOKEN/NAME", value_parser = parse_endpoint)]
-        endpoint: Option<(UserName, String)>,
+        #[arg(long, value_name = "TOKEN/NAME", value_parser = PushTarget::endpoint_of)]
+        endpoint: Option<PushTarget>,
         /// A name for the push in lists and logs (default: the file's name).
         #[arg(long, value_name = "LABEL")]
         label: Option<String>,
@@ -73,14 +73,6 @@ enum EndpointsCommand {
         #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
         listen: SocketAddr,
     },
-}
-
-fn parse_endpoint(s: &str) -> Result<(UserName, String), String> {
-    let (token, name) = s.split_once('/').ok_or("expected TOKEN/NAME, e.g. alice/pc-07")?;
-    if name.is_empty() {
-        return Err("the endpoint name after / is empty".into());
-    }
-    Ok((token.parse()?, name.to_string()))
 }
 
 /// The IoC file's text, once the agent's own parser accepts every line of it.
@@ -147,7 +139,7 @@ pub fn run(args: EndpointsArgs) -> anyhow::Result<ExitCode> {
             let lines = checked_iocs(&file)?;
             let target = match (group, endpoint) {
                 (Some(g), _) => PushTarget::Group(g),
-                (_, Some((token, endpoint))) => PushTarget::Endpoint { token, endpoint },
+                (_, Some(one)) => one,
                 (None, None) => PushTarget::All,
             };
             let label = label.unwrap_or_else(|| {

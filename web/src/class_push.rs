@@ -37,13 +37,7 @@ pub fn parse_target(s: &str) -> Result<PushTarget, Refusal> {
     match s.split_once(':') {
         None if s == "all" => Ok(PushTarget::All),
         Some(("group", g)) => g.parse().map(PushTarget::Group).map_err(bad),
-        Some(("endpoint", rest)) => {
-            let (token, endpoint) = rest.split_once('/').ok_or_else(|| bad("not TOKEN/ENDPOINT".into()))?;
-            if endpoint.is_empty() {
-                return Err(bad("no endpoint name".into()));
-            }
-            Ok(PushTarget::Endpoint { token: token.parse().map_err(bad)?, endpoint: endpoint.to_string() })
-        }
+        Some(("endpoint", rest)) => PushTarget::endpoint_of(rest).map_err(bad),
         _ => Err(bad("all, group:NAME or endpoint:TOKEN/ENDPOINT".into())),
     }
 }
@@ -267,6 +261,16 @@ mod tests {
         for bad in ["", "everyone", "group:", "group:Blue Team", "endpoint:alice", "endpoint:alice/", "endpoint:/pc"] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_target_serialises_for_the_json_api() {
+        // an internally tagged enum refused the group's bare name at run time
+        let one = PushTarget::Endpoint { token: "alice".parse().unwrap(), endpoint: "pc-01".into() };
+        let json = |t: &PushTarget| serde_json::to_value(t).unwrap();
+        assert_eq!(json(&PushTarget::All), serde_json::json!("all"));
+        assert_eq!(json(&PushTarget::Group("blue".parse().unwrap())), serde_json::json!({"group": "blue"}));
+        assert_eq!(json(&one), serde_json::json!({"endpoint": {"token": "alice", "endpoint": "pc-01"}}));
     }
 
     fn endpoint(token: &str, name: &str, group: Option<&str>, revoked: bool) -> ClassEndpoint {

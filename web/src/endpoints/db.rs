@@ -64,8 +64,10 @@ pub struct EnrolToken {
 }
 
 /// Which endpoints a push is for.
+// externally tagged ("all", {"group": "blue"}, {"endpoint": {..}}): an
+// internally tagged enum cannot serialise the group's bare name
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum PushTarget {
     /// Every endpoint, those that join later too.
     All,
@@ -78,6 +80,17 @@ pub enum PushTarget {
         /// The endpoint's name (`--name` of its agent).
         endpoint: String,
     },
+}
+
+impl PushTarget {
+    /// One endpoint, spelled `TOKEN/NAME` (`alice/pc-07`) as the CLI and the push form take it.
+    pub fn endpoint_of(s: &str) -> Result<PushTarget, String> {
+        let (token, endpoint) = s.split_once('/').ok_or("expected TOKEN/NAME, e.g. alice/pc-07")?;
+        if endpoint.is_empty() {
+            return Err("the endpoint name after / is empty".into());
+        }
+        Ok(PushTarget::Endpoint { token: token.parse()?, endpoint: endpoint.to_string() })
+    }
 }
 
 impl std::fmt::Display for PushTarget {
