@@ -176,7 +176,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, control.reload.clone())?;
 
+    let reloads = control.reloads.clone();
     let summary = sensor::run(config, out, control).context("ioclab agent");
+    // a push being applied gets its answer now, even if the sensor never started its reloader
+    reloads.stop();
     if let Some(r) = remote {
         r.stop();
     }

@@ -38,6 +38,9 @@ pub enum EndpointError {
     /// No such token.
     #[error("no enrolment token named {0} (`ioclab endpoints token list`)")]
     Unknown(UserName),
+    /// A push whose IoCs the agents would refuse.
+    #[error("IoCs refused, nothing pushed: {0}")]
+    BadIocs(String),
     /// A push to a group no token is in.
     #[error("no enrolment token is in group {0} (`ioclab endpoints token create --group {0}`)")]
     EmptyGroup(UserName),
@@ -382,9 +385,15 @@ impl EndpointDb {
         Ok(Ack { batch: batch.header.batch.clone(), stored, duplicates: batch.events.len() as u64 - stored })
     }
 
-    /// Stores an IoC push for `target` (IoC file `lines`, checked by the
-    /// caller) and wakes this process's long-polls; returns its id.
+    /// Stores an IoC push for `target` (the IoC file's `lines`, refused
+    /// naming `label` and the line if the agents would refuse them) and
+    /// wakes this process's long-polls; returns its id.
     pub async fn push_iocs(&self, target: &PushTarget, label: &str, lines: &str) -> Result<i64, EndpointError> {
+        // the agents' own check: a set they would refuse is not stored
+        let report = ioclab_agent::ioc::loader::check_data(Path::new(label), lines.as_bytes());
+        if let Some(why) = report.refusal() {
+            return Err(EndpointError::BadIocs(why));
+        }
         let (kind, group, token, endpoint) = match target {
             PushTarget::All => ("all", None, None, None),
             PushTarget::Group(g) => {
