@@ -642,6 +642,19 @@ impl EndpointDb {
         }))
     }
 
+    /// How many steps orders were ever queued for token `token`'s endpoint `endpoint`.
+    pub async fn steps_orders_for(&self, token: &UserName, endpoint: &str) -> Result<i64, EndpointError> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM endpoint_steps s JOIN endpoint_tokens t ON t.id = s.token
+             WHERE t.name = ? AND s.endpoint = ?",
+        )
+        .bind(token.as_str())
+        .bind(endpoint)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
     /// Withdraws steps order `id` if it was not handed out yet (its run gave up on it).
     pub async fn withdraw_steps(&self, id: i64) -> Result<(), EndpointError> {
         sqlx::query("UPDATE endpoint_steps SET expires = 0 WHERE id = ? AND delivered IS NULL")
