@@ -50,7 +50,7 @@ enum EndpointsCommand {
     /// Push an IoC file to endpoints: their agents load it within a second (a set: it replaces the previous push).
     #[command(group = clap::ArgGroup::new("target").required(true).args(["all", "group", "endpoint"]))]
     Push {
-        /// The IoC file (Kunai's format, one JSON object a line, as `ioclab ioc export` writes); every line must be good.
+        /// The IoC file (Kunai's format, one JSON object a line, as misp-to-kunai and a lab run's export write); every line must be good.
         file: PathBuf,
         /// To every endpoint, those that join later too.
         #[arg(long)]

@@ -405,3 +405,35 @@ async fn an_agents_order_loop_writes_the_push_reloads_and_reports() {
     stop.store(true, Ordering::Relaxed);
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_store_made_before_pushes_gets_their_columns_and_keeps_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.db");
+    {
+        // the tables as the first release made them
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        for sql in [
+            "CREATE TABLE endpoint_tokens (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                 digest TEXT NOT NULL UNIQUE, created INTEGER NOT NULL, revoked INTEGER)",
+            "CREATE TABLE endpoints (token INTEGER NOT NULL REFERENCES endpoint_tokens(id), endpoint TEXT NOT NULL,
+                 agent_version TEXT NOT NULL, last_seen INTEGER NOT NULL, events INTEGER NOT NULL,
+                 PRIMARY KEY (token, endpoint))",
+            "INSERT INTO endpoint_tokens (name, digest, created) VALUES ('old-pc', 'x', 1)",
+            "INSERT INTO endpoints VALUES (1, 'pc-old', '0.1.0', 1, 5)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let db = EndpointDb::open(&path).await.unwrap();
+    let tokens = db.tokens().await.unwrap();
+    assert_eq!((tokens[0].name.as_str(), &tokens[0].group), ("old-pc", &None));
+    let rows = db.endpoints().await.unwrap();
+    assert_eq!((rows[0].endpoint.as_str(), rows[0].events, &rows[0].last_push), ("pc-old", 5, &None));
+    let id = db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
+    assert_eq!(db.order_for(&tokens[0], "pc-old", 0).await.unwrap().map(|o| o.id as i64), Some(id));
+    // opened again (the CLI while the appliance runs): nothing to add twice
+    EndpointDb::open(&path).await.unwrap();
+}
