@@ -433,7 +433,7 @@ async fn a_store_made_before_pushes_gets_their_columns_and_keeps_its_tokens() {
     let rows = db.endpoints().await.unwrap();
     assert_eq!((rows[0].endpoint.as_str(), rows[0].events, &rows[0].last_push), ("pc-old", 5, &None));
     let id = db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
-    assert_eq!(db.order_for(&tokens[0], "pc-old", 0).await.unwrap().map(|o| o.id as i64), Some(id));
+    assert_eq!(db.push_for(&tokens[0], "pc-old", 0).await.unwrap().map(|o| o.id as i64), Some(id));
     // opened again (the CLI while the appliance runs): nothing to add twice
     EndpointDb::open(&path).await.unwrap();
 }
