@@ -64,7 +64,7 @@ impl LabNetConfig {
     pub fn from_network(
         id: &crate::scenario::ScenarioId,
         network: &crate::scenario::LabNetwork,
-        read_body: &dyn Fn(&Path, &str) -> Result<Vec<u8>, LabNetError>,
+        read_body: &BodyReader,
     ) -> Result<Self, LabNetError> {
         use crate::scenario::ServiceKind as Kind;
         let mut services = Vec::with_capacity(network.services.len());
@@ -84,6 +84,9 @@ impl LabNetConfig {
         Ok(LabNetConfig { records: network.dns.clone(), services })
     }
 }
+
+/// How [`LabNetConfig::from_network`] reads an HTTP sink's `body` file: (file, service id) -> its bytes.
+pub type BodyReader<'a> = dyn Fn(&Path, &str) -> Result<Vec<u8>, LabNetError> + 'a;
 
 /// A running lab network; [`LabNetwork::stop`] returns what it saw.
 #[derive(Debug)]
