@@ -56,6 +56,33 @@ impl Serving {
     }
 }
 
+/// `s` when it runs live; else it is stopped and `None` (a failure under CI=true).
+fn live(s: Serving) -> Option<Serving> {
+    if s.printed.contains("mode:        live") {
+        return Some(s);
+    }
+    let reason = s.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("").to_string();
+    let _ = s.interrupt();
+    assert!(!in_ci(), "CI=true and ioclab serve cannot run live: {reason}");
+    eprintln!("SKIPPED (not in CI): {reason}");
+    None
+}
+
+/// The endpoint listener's URL and the fingerprint agents pin, as `s` printed them.
+fn endpoints_listener(s: &Serving) -> (String, String) {
+    let line = s.printed.lines().find(|l| l.contains("--fingerprint ")).expect("the endpoints line");
+    let fingerprint = line.split("--fingerprint ").nth(1).unwrap().trim_end_matches(')').trim().to_string();
+    (s.after("endpoints:"), fingerprint)
+}
+
+/// A new enrolment token `name` on the appliance's data; its secret.
+fn enrol(data: &Path, name: &str) -> String {
+    let (code, out, err) =
+        output(ioclab().args(["endpoints", "--data", data.to_str().unwrap(), "token", "create", "--name", name]));
+    assert_eq!(code, 0, "{err}");
+    out.lines().next().unwrap().strip_prefix(&format!("{name} token: ")).unwrap().to_string()
+}
+
 /// A config file with every listener on an ephemeral loopback port.
 fn config(dir: &Path) -> PathBuf {
     let p = dir.join("appliance.toml");
@@ -264,14 +291,7 @@ fn serve_in_replay_mode_prints_where_everything_is_refuses_a_second_and_stops_cl
 fn serve_live_starts_the_lab_with_its_apis_and_stops_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let s = serve(tmp.path(), &data, &[]);
-    if !s.printed.contains("mode:        live") {
-        let reason = s.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("").to_string();
-        let _ = s.interrupt();
-        assert!(!in_ci(), "CI=true and ioclab serve cannot run live: {reason}");
-        eprintln!("SKIPPED (not in CI): {reason}");
-        return;
-    }
+    let Some(s) = live(serve(tmp.path(), &data, &[])) else { return };
     let pid = s.child.id();
     let (status, body) = get(&s.web(), "/login");
     assert!(status.contains("200") && !body.contains("Replay mode"), "{status}");
@@ -314,13 +334,8 @@ fn serve_starts_the_endpoint_listener_whose_printed_fingerprint_agents_pin() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let s = serve(tmp.path(), &data, &["--replay"]);
-    let url = s.after("endpoints:");
-    let line = s.printed.lines().find(|l| l.contains("--fingerprint ")).expect("the endpoints line");
-    let fingerprint = line.split("--fingerprint ").nth(1).unwrap().trim_end_matches(')').trim().to_string();
-    let (code, out, err) =
-        output(ioclab().args(["endpoints", "--data", data.to_str().unwrap(), "token", "create", "--name", "pc-01"]));
-    assert_eq!(code, 0, "{err}");
-    let token = out.lines().next().unwrap().strip_prefix("pc-01 token: ").unwrap().to_string();
+    let (url, fingerprint) = endpoints_listener(&s);
+    let token = enrol(&data, "pc-01");
 
     use ioclab_agent::remote::{ship, synthetic, wire};
     let appliance = ship::Appliance { url: url.parse().unwrap(), token, fingerprint: fingerprint.parse().unwrap() };
@@ -377,21 +392,9 @@ fn a_run_on_an_endpoint_that_joined_with_allow_steps_runs_its_steps_there_and_ne
     let yaml = copy.join("scenario.yaml");
     let text = std::fs::read_to_string(&yaml).unwrap();
     std::fs::write(&yaml, text.replacen("expect:\n", "expect:\n  endpoint: trainee\n", 1)).unwrap();
-    let s = serve_scenarios(tmp.path(), &data, &mine, &[]);
-    if !s.printed.contains("mode:        live") {
-        let reason = s.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("").to_string();
-        let _ = s.interrupt();
-        assert!(!in_ci(), "CI=true and ioclab serve cannot run live: {reason}");
-        eprintln!("SKIPPED (not in CI): {reason}");
-        return;
-    }
-    let url = s.after("endpoints:");
-    let line = s.printed.lines().find(|l| l.contains("--fingerprint ")).expect("the endpoints line");
-    let fingerprint = line.split("--fingerprint ").nth(1).unwrap().trim_end_matches(')').trim().to_string();
-    let (code, out, err) =
-        output(ioclab().args(["endpoints", "--data", data.to_str().unwrap(), "token", "create", "--name", "alice"]));
-    assert_eq!(code, 0, "{err}");
-    let secret = out.lines().next().unwrap().strip_prefix("alice token: ").unwrap().to_string();
+    let Some(s) = live(serve_scenarios(tmp.path(), &data, &mine, &[])) else { return };
+    let (url, fingerprint) = endpoints_listener(&s);
+    let secret = enrol(&data, "alice");
     let alice = token(&data, "alice", "trainee");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let db = rt.block_on(ioclab_web::endpoints::EndpointDb::open(&data.join("web.db"))).unwrap();

@@ -49,8 +49,8 @@ pub fn router_waiting(db: EndpointDb, wait: Duration) -> Router {
     Router::new()
         .route(BATCH_PATH, post(post_batch))
         .route(ORDERS_PATH, get(get_order))
-        .route(&format!("{ORDERS_PATH}/{{id}}/done"), post(post_done))
-        .route(&format!("{STEPS_PATH}/{{id}}/done"), post(post_steps_done))
+        .route(&format!("{ORDERS_PATH}/{{id}}/done"), post(post_done::<false>))
+        .route(&format!("{STEPS_PATH}/{{id}}/done"), post(post_done::<true>))
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
         .with_state(Ingest { db, wait })
 }
@@ -151,65 +151,61 @@ async fn get_order(
     }
 }
 
-/// The token and the report of a `done` request, or the answer refusing it.
-async fn report(
+/// What a `done` report is about: an IoC push or a steps order (their ids are apart).
+#[derive(Clone, Copy)]
+enum Reported {
+    Push,
+    Steps,
+}
+
+/// `POST .../{id}/done` of an IoC push (`STEPS` false) or of a steps order (`STEPS` true).
+async fn post_done<const STEPS: bool>(
+    State(Ingest { db, .. }): State<Ingest>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Query(q): Query<OrdersQuery>,
+    body: Bytes,
+) -> Response {
+    let what = if STEPS { Reported::Steps } else { Reported::Push };
+    record(what, &db, &headers, id, &q, &body).await
+}
+
+/// Records the endpoint's report on order `id` of kind `what`.
+async fn record(
+    what: Reported,
     db: &EndpointDb,
     headers: &HeaderMap,
+    id: u64,
     q: &OrdersQuery,
     body: &[u8],
-) -> Result<(EnrolToken, OrderDone), Response> {
-    let token = authorize_endpoint(db, headers, q).await?;
-    match OrderDone::parse(body) {
-        Ok(d) => Ok((token, d)),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, e.to_string())),
-    }
-}
-
-async fn post_steps_done(
-    State(Ingest { db, .. }): State<Ingest>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-    Query(q): Query<OrdersQuery>,
-    body: Bytes,
 ) -> Response {
-    let (token, done) = match report(&db, &headers, &q, &body).await {
-        Ok(r) => r,
+    let token = match authorize_endpoint(db, headers, q).await {
+        Ok(t) => t,
         Err(r) => return r,
     };
-    match db.record_steps_done(&token, &q.endpoint, id, &done).await {
-        Ok(true) => {
-            tracing::info!(
-                "endpoint {}/{} ran steps order {id} (ok: {}): {}",
-                token.name,
-                q.endpoint,
-                done.ok,
-                done.message
-            );
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Ok(false) => error(StatusCode::NOT_FOUND, format!("no steps order {id} awaits a report from this endpoint")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-async fn post_done(
-    State(Ingest { db, .. }): State<Ingest>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-    Query(q): Query<OrdersQuery>,
-    body: Bytes,
-) -> Response {
-    let (token, done) = match report(&db, &headers, &q, &body).await {
-        Ok(r) => r,
-        Err(r) => return r,
+    let done = match OrderDone::parse(body) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match db.record_done(&token, &q.endpoint, id, &done).await {
-        Ok(true) => {
+    let recorded = match what {
+        Reported::Push => db.record_done(&token, &q.endpoint, id, &done).await,
+        Reported::Steps => db.record_steps_done(&token, &q.endpoint, id, &done).await,
+    };
+    let (name, endpoint) = (&token.name, &q.endpoint);
+    match (recorded, what) {
+        (Ok(true), Reported::Push) => {
             let how = if done.ok { "applied" } else { "refused" };
-            tracing::info!("endpoint {}/{} {how} push {id}: {}", token.name, q.endpoint, done.message);
+            tracing::info!("endpoint {name}/{endpoint} {how} push {id}: {}", done.message);
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(false) => error(StatusCode::NOT_FOUND, format!("no push {id}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        (Ok(true), Reported::Steps) => {
+            tracing::info!("endpoint {name}/{endpoint} ran steps order {id} (ok: {}): {}", done.ok, done.message);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (Ok(false), Reported::Push) => error(StatusCode::NOT_FOUND, format!("no push {id}")),
+        (Ok(false), Reported::Steps) => {
+            error(StatusCode::NOT_FOUND, format!("no steps order {id} awaits a report from this endpoint"))
+        }
+        (Err(e), _) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
