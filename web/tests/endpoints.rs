@@ -437,3 +437,75 @@ async fn a_store_made_before_pushes_gets_their_columns_and_keeps_its_tokens() {
     // opened again (the CLI while the appliance runs): nothing to add twice
     EndpointDb::open(&path).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_agent_loop_with_allow_steps_runs_its_steps_order_once_and_one_without_is_never_sent_one() {
+    use ioclab_agent::remote::orders::{self, PushedIocs, Reload, StepsRunner};
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), loopback().await).await;
+    let (_, secret) = app.db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let alice: UserName = "alice".parse().unwrap();
+    let reload: Arc<Reload> = Arc::new(|| Ok("IoCs loaded".to_string()));
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // the runner the binary gives with --allow-steps (here without namespaces): what it was sent
+    let runner: Arc<StepsRunner> = {
+        let ran = ran.clone();
+        Arc::new(move |id, body| {
+            ran.lock().unwrap().push((id, body.clone()));
+            OrderDone { ok: true, message: "dig exited 0".into() }
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let agent = |endpoint: &str, steps: Option<Arc<StepsRunner>>| {
+        let client =
+            OrderClient::new(&appliance(app.addr, &secret, app.fingerprint), endpoint, steps.is_some()).unwrap();
+        let pushed = PushedIocs::beside(&dir.path().join(endpoint).join("spool"));
+        let (stop, reload) = (stop.clone(), reload.clone());
+        let task = {
+            let pushed = pushed.clone();
+            tokio::spawn(async move { orders::run(&client, &pushed, reload, steps, &stop).await })
+        };
+        (task, pushed)
+    };
+    let (laptop, laptop_iocs) = agent("laptop", Some(runner));
+    let (desktop, _) = agent("desktop", None);
+    let announced = |endpoint: &'static str, allowed: bool| {
+        let (db, alice) = (app.db.clone(), alice.clone());
+        async move {
+            // its row shows the poll: the desktop's must exist before its refusal means anything
+            while !db.endpoints().await.unwrap().iter().any(|e| e.endpoint == endpoint)
+                || db.allows_steps(&alice, endpoint).await.unwrap() != allowed
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    announced("laptop", true).await;
+    announced("desktop", false).await;
+
+    let body = r#"{"scenario":"dns-ioc-why-kunai-rocks","run":"r1","network":{},"steps":[]}"#;
+    let ttl = std::time::Duration::from_secs(60);
+    let id = app.db.queue_steps(&alice, "laptop", body, ttl).await.unwrap();
+    let done = loop {
+        if let Some(d) = app.db.steps_done(id).await.unwrap() {
+            break d;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(done, OrderDone { ok: true, message: "dig exited 0".into() });
+    assert_eq!(*ran.lock().unwrap(), vec![(id as u64, serde_json::from_str(body).unwrap())], "run once");
+    // the steps order's id does not count as an applied push: push 1 still comes
+    let push = app.db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
+    assert_eq!((id, push), (1, 1), "ids apart, both 1");
+    while laptop_iocs.applied() != push as u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // the agent without --allow-steps: refused on the appliance, nothing queued
+    let e = app.db.queue_steps(&alice, "desktop", body, ttl).await.unwrap_err();
+    assert!(e.to_string().contains("did not join with --allow-steps"), "{e}");
+    assert_eq!(app.db.steps_orders_for(&alice, "desktop").await.unwrap(), 0);
+    assert_eq!(ran.lock().unwrap().len(), 1);
+    stop.store(true, Ordering::Relaxed);
+    laptop.await.unwrap();
+    desktop.await.unwrap();
+}
