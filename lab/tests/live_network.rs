@@ -139,7 +139,7 @@ fn a_steps_order_runs_as_on_a_remote_endpoint_killed_at_its_timeout_with_nothing
     };
     let order: StepsOrder = serde_json::from_str(&serde_json::to_string(&order).unwrap()).unwrap();
     let before: Vec<_> = work_folders();
-    let out = run_order(&order).unwrap();
+    let out = run_order(&order, &|| false).unwrap();
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].exit_code, Some(3), "{out:?}");
     // the lab resolver answered (the record's CNAME target, the address the scenario gave)
@@ -169,7 +169,7 @@ fn a_steps_order_runs_as_on_a_remote_endpoint_killed_at_its_timeout_with_nothing
         {"id": "stager", "kind": "http_sink", "address": "127.0.44.80", "port": 80, "body": "stage2.b64"}
     ]}))
     .unwrap();
-    let e = run_order(&with_file).unwrap_err();
+    let e = run_order(&with_file, &|| false).unwrap_err();
     assert!(e.contains("stage2.b64") && e.contains("not sent to a remote endpoint"), "{e}");
 }
 

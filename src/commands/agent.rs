@@ -260,8 +260,8 @@ mod remote {
 
     /// How an agent with --allow-steps runs a steps order: parsed here (the
     /// agent crate does not know the lab's types), run by the lab's own code.
-    fn steps_runner() -> Arc<StepsRunner> {
-        Arc::new(|id, body| {
+    fn steps_runner(stop: Arc<AtomicBool>) -> Arc<StepsRunner> {
+        Arc::new(move |id, body| {
             let order: StepsOrder = match serde_json::from_value(body.clone()) {
                 Ok(o) => o,
                 Err(e) => {
@@ -269,7 +269,8 @@ mod remote {
                 }
             };
             tracing::info!("steps order {id}: {} steps of run {} ({})", order.steps.len(), order.run, order.scenario);
-            match step_exec::run_order(&order) {
+            // a stopping agent kills the step it runs instead of waiting for its timeout
+            match step_exec::run_order(&order, &|| stop.load(Ordering::Relaxed)) {
                 Ok(outcomes) => OrderDone {
                     ok: true,
                     message: outcomes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
@@ -312,7 +313,7 @@ mod remote {
         let orders = {
             let client = OrderClient::new(&appliance, &name, args.allow_steps)?;
             let (pushed, stop, reload) = (pushed.clone(), stop.clone(), reload_through(control));
-            let steps = args.allow_steps.then(steps_runner);
+            let steps = args.allow_steps.then(|| steps_runner(control.stop.clone()));
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             std::thread::Builder::new()
                 .name("ioclab-orders".into())

@@ -190,8 +190,9 @@ impl std::fmt::Display for StepOutcome {
 /// `--allow-steps` does: a lab network of the order's DNS records and
 /// services (an HTTP body file is refused: the scenario's folder stays on
 /// the appliance), an empty work folder removed afterwards, each step with
-/// its timeout. Everything it started is killed with the network.
-pub fn run_order(order: &StepsOrder) -> Result<Vec<StepOutcome>, String> {
+/// its timeout, or when `cancelled()` (the agent stops). Everything it
+/// started is killed with the network.
+pub fn run_order(order: &StepsOrder, cancelled: &dyn Fn() -> bool) -> Result<Vec<StepOutcome>, String> {
     let refuse_files = |file: &Path, service: &str| -> Result<Vec<u8>, LabNetError> {
         Err(LabNetError::Io {
             what: format!("service {service}'s body file {}", file.display()),
@@ -224,7 +225,7 @@ pub fn run_order(order: &StepsOrder) -> Result<Vec<StepOutcome>, String> {
         });
         let timeout = Duration::from_secs(u64::from(step.timeout_secs.max(1)));
         tracing::info!("step {}: {}", step.id, step.command);
-        let code = run_command(&net, &ns, work.path(), step.executor, &step.command, timeout, &|| false, on_line)
+        let code = run_command(&net, &ns, work.path(), step.executor, &step.command, timeout, cancelled, on_line)
             .map_err(|e| format!("step {}: {e}", step.id))?;
         let output = last.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
         outcomes.push(StepOutcome { step: step.id.clone(), exit_code: code, output });
