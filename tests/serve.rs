@@ -56,6 +56,33 @@ impl Serving {
     }
 }
 
+/// `s` when it runs live; else it is stopped and `None` (a failure under CI=true).
+fn live(s: Serving) -> Option<Serving> {
+    if s.printed.contains("mode:        live") {
+        return Some(s);
+    }
+    let reason = s.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("").to_string();
+    let _ = s.interrupt();
+    assert!(!in_ci(), "CI=true and ioclab serve cannot run live: {reason}");
+    eprintln!("SKIPPED (not in CI): {reason}");
+    None
+}
+
+/// The endpoint listener's URL and the fingerprint agents pin, as `s` printed them.
+fn endpoints_listener(s: &Serving) -> (String, String) {
+    let line = s.printed.lines().find(|l| l.contains("--fingerprint ")).expect("the endpoints line");
+    let fingerprint = line.split("--fingerprint ").nth(1).unwrap().trim_end_matches(')').trim().to_string();
+    (s.after("endpoints:"), fingerprint)
+}
+
+/// A new enrolment token `name` on the appliance's data; its secret.
+fn enrol(data: &Path, name: &str) -> String {
+    let (code, out, err) =
+        output(ioclab().args(["endpoints", "--data", data.to_str().unwrap(), "token", "create", "--name", name]));
+    assert_eq!(code, 0, "{err}");
+    out.lines().next().unwrap().strip_prefix(&format!("{name} token: ")).unwrap().to_string()
+}
+
 /// A config file with every listener on an ephemeral loopback port.
 fn config(dir: &Path) -> PathBuf {
     let p = dir.join("appliance.toml");
@@ -73,6 +100,11 @@ fn scenarios() -> PathBuf {
 
 /// Starts `ioclab serve` on `data` and reads what it prints until it serves.
 fn serve(dir: &Path, data: &Path, extra: &[&str]) -> Serving {
+    serve_scenarios(dir, data, &scenarios(), extra)
+}
+
+/// [`serve`] with the scenarios of `scenarios`.
+fn serve_scenarios(dir: &Path, data: &Path, scenarios: &Path, extra: &[&str]) -> Serving {
     let stderr =
         dir.join(format!("serve-{}.stderr", std::time::SystemTime::now().elapsed().map(|d| d.as_nanos()).unwrap_or(0)));
     let mut cmd = ioclab();
@@ -82,7 +114,7 @@ fn serve(dir: &Path, data: &Path, extra: &[&str]) -> Serving {
         .arg("--data")
         .arg(data)
         .arg("--dir")
-        .arg(scenarios())
+        .arg(scenarios)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap());
@@ -259,14 +291,7 @@ fn serve_in_replay_mode_prints_where_everything_is_refuses_a_second_and_stops_cl
 fn serve_live_starts_the_lab_with_its_apis_and_stops_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let s = serve(tmp.path(), &data, &[]);
-    if !s.printed.contains("mode:        live") {
-        let reason = s.printed.lines().find(|l| l.contains("REPLAY")).unwrap_or("").to_string();
-        let _ = s.interrupt();
-        assert!(!in_ci(), "CI=true and ioclab serve cannot run live: {reason}");
-        eprintln!("SKIPPED (not in CI): {reason}");
-        return;
-    }
+    let Some(s) = live(serve(tmp.path(), &data, &[])) else { return };
     let pid = s.child.id();
     let (status, body) = get(&s.web(), "/login");
     assert!(status.contains("200") && !body.contains("Replay mode"), "{status}");
@@ -309,13 +334,8 @@ fn serve_starts_the_endpoint_listener_whose_printed_fingerprint_agents_pin() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let s = serve(tmp.path(), &data, &["--replay"]);
-    let url = s.after("endpoints:");
-    let line = s.printed.lines().find(|l| l.contains("--fingerprint ")).expect("the endpoints line");
-    let fingerprint = line.split("--fingerprint ").nth(1).unwrap().trim_end_matches(')').trim().to_string();
-    let (code, out, err) =
-        output(ioclab().args(["endpoints", "--data", data.to_str().unwrap(), "token", "create", "--name", "pc-01"]));
-    assert_eq!(code, 0, "{err}");
-    let token = out.lines().next().unwrap().strip_prefix("pc-01 token: ").unwrap().to_string();
+    let (url, fingerprint) = endpoints_listener(&s);
+    let token = enrol(&data, "pc-01");
 
     use ioclab_agent::remote::{ship, synthetic, wire};
     let appliance = ship::Appliance { url: url.parse().unwrap(), token, fingerprint: fingerprint.parse().unwrap() };
@@ -327,4 +347,138 @@ fn serve_starts_the_endpoint_listener_whose_printed_fingerprint_agents_pin() {
     assert_eq!((ack.stored, ack.duplicates), (1, 0));
     let (ok, stderr) = s.interrupt();
     assert!(ok, "SIGINT: {stderr}");
+}
+
+/// What a remote agent (`pid`) holds or left from steps: children, network
+/// namespace fds, lab network files, and entries in its temporary folder `tmp`.
+fn left_by_agent(pid: u32, tmp: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).unwrap_or("");
+        if ppid == pid.to_string() {
+            left.push(format!("child process {}: {stat}", p.file_name().to_string_lossy()));
+        }
+    }
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let link = std::fs::read_link(fd.path()).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        if link.starts_with("net:[") {
+            left.push(format!("network namespace fd {link}"));
+        }
+    }
+    let own = format!("resolv-{pid}-");
+    if let Ok(dir) = std::fs::read_dir("/run/ioclab-lab") {
+        left.extend(
+            dir.flatten().filter(|f| f.file_name().to_string_lossy().starts_with(&own)).map(|f| format!("{f:?}")),
+        );
+    }
+    left.extend(std::fs::read_dir(tmp).unwrap().flatten().map(|f| format!("work folder {}", f.path().display())));
+    left
+}
+
+#[test]
+fn a_run_on_an_endpoint_that_joined_with_allow_steps_runs_its_steps_there_and_never_on_one_without() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // the shipped DNS scenario, on the trainee's own endpoint
+    let mine = tmp.path().join("scenarios");
+    let copy = mine.join("dns-ioc-why-kunai-rocks");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(scenarios().join("dns-ioc-why-kunai-rocks")).unwrap().flatten() {
+        if f.path().is_file() {
+            std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+        }
+    }
+    let yaml = copy.join("scenario.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, text.replacen("expect:\n", "expect:\n  endpoint: trainee\n", 1)).unwrap();
+    let Some(s) = live(serve_scenarios(tmp.path(), &data, &mine, &[])) else { return };
+    let (url, fingerprint) = endpoints_listener(&s);
+    let secret = enrol(&data, "alice");
+    let alice = token(&data, "alice", "trainee");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = rt.block_on(ioclab_web::endpoints::EndpointDb::open(&data.join("web.db"))).unwrap();
+    let agent_tmp = tmp.path().join("agent-tmp");
+    std::fs::create_dir_all(&agent_tmp).unwrap();
+    let start_agent = |allow: bool, log: &Path| {
+        let mut cmd = ioclab();
+        cmd.args(["agent", "--appliance", &url, "--token", &secret, "--fingerprint", &fingerprint, "--name", "laptop"])
+            .arg("--spool")
+            .arg(tmp.path().join("agent/spool"))
+            .env("TMPDIR", &agent_tmp)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        if allow {
+            cmd.arg("--allow-steps");
+        }
+        Reaped(cmd.spawn().unwrap())
+    };
+    // until its poll said `allow`, with events stored (the endpoint is listed); false when the agent ended
+    let joined = |agent: &mut Reaped, allow: bool| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < until {
+            if let Ok(Some(_)) = agent.try_wait() {
+                return false;
+            }
+            let allows = rt.block_on(db.allows_steps(&"alice".parse().unwrap(), "laptop")).unwrap();
+            let events = rt.block_on(db.event_lines("laptop")).unwrap();
+            if allows == allow && !events.is_empty() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    let start_on_laptop = || {
+        let body = r#"{"scenario":"dns-ioc-why-kunai-rocks","endpoint":"alice/laptop"}"#;
+        let (status, mut r) = request(&s.web(), "POST", "/api/runs", &alice, body);
+        let body = read_until(&mut r, |_| false);
+        assert!(status.contains("201"), "{status} {body}");
+        body.split("\"id\":\"").nth(1).and_then(|t| t.split('"').next()).expect("a run id").to_string()
+    };
+    let log = tmp.path().join("agent.log");
+    let mut agent = start_agent(true, &log);
+    if !joined(&mut agent, true) {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!in_ci(), "CI=true and the eBPF agent with --allow-steps did not join: {log}");
+        eprintln!("SKIPPED (not in CI): the eBPF agent did not join: {log}");
+        return;
+    }
+
+    // the steps run on alice's laptop (its agent), and its own detection passes the run
+    let id = start_on_laptop();
+    let (status, mut sse) = request(&s.web(), "GET", &format!("/api/runs/{id}/events"), &alice, "");
+    assert!(status.contains("200"), "{status}");
+    let stream = read_until(&mut sse, |l| l.contains("\"kind\":\"finished\""));
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(stream.contains("steps ran on endpoint alice/laptop: dig exited 0"), "{stream}\n{}", agent_log());
+    assert!(!stream.contains("steps_asked"), "{stream}");
+    assert!(stream.contains("\"kind\":\"detection\""), "{stream}");
+    assert!(stream.contains("\"kind\":\"finished\",\"passed\":true"), "{stream}\n{}", agent_log());
+    let order = rt.block_on(db.steps_done(1)).unwrap().expect("the agent reported steps order 1");
+    assert!(order.ok && order.message.contains("dig exited 0"), "{order:?}");
+    // the steps left nothing on the endpoint: no process, no network namespace, no file
+    assert_eq!(left_by_agent(agent.id(), &agent_tmp), Vec::<String>::new());
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().unwrap().success(), "{}", agent_log());
+
+    // the same endpoint's agent without --allow-steps: the steps are asked of the trainee, never sent
+    let log = tmp.path().join("agent-no-steps.log");
+    let mut agent = start_agent(false, &log);
+    assert!(joined(&mut agent, false), "the agent without --allow-steps: {}", agent_log());
+    let id = start_on_laptop();
+    let (_, mut sse) = request(&s.web(), "GET", &format!("/api/runs/{id}/events"), &alice, "");
+    let stream = read_until(&mut sse, |l| l.contains("\"kind\":\"steps_asked\""));
+    assert!(stream.contains("\"kind\":\"steps_asked\""), "{stream}");
+    assert!(rt.block_on(db.steps_done(2)).unwrap().is_none());
+    let queued = rt.block_on(db.steps_orders_for(&"alice".parse().unwrap(), "laptop")).unwrap();
+    assert_eq!(queued, 1, "no steps order for the agent without --allow-steps");
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().unwrap().success(), "{}", agent_log());
+    let pid = s.child.id();
+    let (ok, stderr) = s.interrupt();
+    assert!(ok, "SIGINT: {stderr}");
+    let mut left = left_on(&data, pid);
+    left.extend(sandbox_common::leftovers(pid, None));
+    assert_eq!(left, Vec::<String>::new());
 }

@@ -51,26 +51,29 @@ impl LabNetConfig {
     /// connected. The sandbox's detonation and the endpoint steps get the
     /// same services from here.
     pub fn from_scenario(loaded: &crate::scenario::Loaded) -> Result<Self, LabNetError> {
+        let read = |file: &Path, service: &str| {
+            let path = loaded.dir.join(file);
+            std::fs::read(&path).map_err(io(format!("reading {} (body of service {service})", path.display())))
+        };
+        Self::from_network(&loaded.scenario.id, &loaded.scenario.network, &read)
+    }
+
+    /// The network `network` of scenario `id` declares, an HTTP sink's
+    /// `body` file read by `read_body(file, service id)` (an endpoint that
+    /// only got the order, not the scenario's folder, refuses it).
+    pub fn from_network(
+        id: &crate::scenario::ScenarioId,
+        network: &crate::scenario::LabNetwork,
+        read_body: &BodyReader,
+    ) -> Result<Self, LabNetError> {
         use crate::scenario::ServiceKind as Kind;
-        let scenario = &loaded.scenario;
-        let mut services = Vec::with_capacity(scenario.network.services.len());
-        for s in &scenario.network.services {
+        let mut services = Vec::with_capacity(network.services.len());
+        for s in &network.services {
             let kind = match s.kind {
                 Kind::HttpSink => {
                     let (body, default_type) = match &s.body {
-                        Some(file) => {
-                            let path = loaded.dir.join(file);
-                            let body = std::fs::read(&path).map_err(io(format!(
-                                "reading {} (body of service {})",
-                                path.display(),
-                                s.id
-                            )))?;
-                            (body, "application/octet-stream")
-                        }
-                        None => (
-                            format!("<html><body>ioclab lab: {}</body></html>\n", scenario.id).into_bytes(),
-                            "text/html",
-                        ),
+                        Some(file) => (read_body(file, s.id.as_str())?, "application/octet-stream"),
+                        None => (format!("<html><body>ioclab lab: {id}</body></html>\n").into_bytes(), "text/html"),
                     };
                     ServiceKind::Http { body, content_type: s.content_type.as_deref().unwrap_or(default_type).into() }
                 }
@@ -78,9 +81,12 @@ impl LabNetConfig {
             };
             services.push(Service { ip: Some(s.address), port: s.port, kind });
         }
-        Ok(LabNetConfig { records: scenario.network.dns.clone(), services })
+        Ok(LabNetConfig { records: network.dns.clone(), services })
     }
 }
+
+/// How [`LabNetConfig::from_network`] reads an HTTP sink's `body` file: (file, service id) -> its bytes.
+pub type BodyReader<'a> = dyn Fn(&Path, &str) -> Result<Vec<u8>, LabNetError> + 'a;
 
 /// A running lab network; [`LabNetwork::stop`] returns what it saw.
 #[derive(Debug)]

@@ -101,3 +101,86 @@ fn the_resolver_port_is_not_a_service() {
     let err = LabNetwork::start(LabNetConfig { records: Vec::new(), services }).unwrap_err().to_string();
     assert!(err.contains("port 53 is the resolver's"), "{err}");
 }
+
+fn step(id: &str, command: &str, timeout_secs: u32) -> ioclab_lab::engine::remote::OrderedStep {
+    ioclab_lab::engine::remote::OrderedStep {
+        id: id.parse().unwrap(),
+        executor: ioclab_lab::scenario::Executor::Bash,
+        command: command.into(),
+        timeout_secs,
+    }
+}
+
+/// Whether process `pid` is alive (not a zombie).
+fn running(pid: &str) -> bool {
+    common::leftovers::alive(pid)
+}
+
+#[test]
+fn a_steps_order_runs_as_on_a_remote_endpoint_killed_at_its_timeout_with_nothing_left() {
+    if !can_isolate() {
+        return;
+    }
+    use ioclab_lab::engine::remote::StepsOrder;
+    use ioclab_lab::engine::step_exec::run_order;
+    // the shipped DNS scenario's network, as the order carries it over the wire
+    let loaded = ioclab_lab::scenario::load::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab-scenarios/dns-ioc-why-kunai-rocks"),
+    )
+    .unwrap();
+    let order = StepsOrder {
+        scenario: loaded.scenario.id.clone(),
+        run: "r1".into(),
+        network: loaded.scenario.network.clone(),
+        steps: vec![
+            step("resolve", "dig +short why.kunai.rocks A; echo oops >&2; exit 3", 10),
+            step("hang", "sleep 600 & echo bg=$!; sleep 600", 1),
+        ],
+    };
+    let order: StepsOrder = serde_json::from_str(&serde_json::to_string(&order).unwrap()).unwrap();
+    let before: Vec<_> = work_folders();
+    let out = run_order(&order, &|| false).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].exit_code, Some(3), "{out:?}");
+    // the lab resolver answered (the record's CNAME target, the address the scenario gave)
+    assert!(out[0].output.iter().any(|l| l.starts_with("127.0.66.80")), "{out:?}");
+    assert!(out[0].output.contains(&"oops".to_string()), "{out:?}");
+    assert_eq!(out[0].to_string().split(' ').take(3).collect::<Vec<_>>(), ["resolve", "exited", "3"]);
+    assert_eq!(out[1].exit_code, None, "killed at its timeout: {out:?}");
+    let bg = out[1].output.iter().find_map(|l| l.strip_prefix("bg=")).expect("the background pid").to_string();
+    assert!(!running(&bg), "the step's background child {bg} outlived it");
+    assert_eq!(work_folders(), before, "the work folder is removed");
+    let own = format!("resolv-{}-", std::process::id());
+    let files: Vec<_> = std::fs::read_dir("/run/ioclab-lab")
+        .map(|d| d.flatten().filter(|f| f.file_name().to_string_lossy().starts_with(&own)).collect())
+        .unwrap_or_default();
+    assert!(files.is_empty(), "lab network files left: {files:?}");
+    let fds: Vec<_> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|f| std::fs::read_link(f.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("net:[") || l.to_string_lossy().starts_with("mnt:["))
+        .collect();
+    assert!(fds.is_empty(), "namespaces still held: {fds:?}");
+
+    // a service whose body is a file of the scenario cannot be served there: refused, nothing run
+    let mut with_file = order.clone();
+    with_file.network = serde_json::from_value(serde_json::json!({"services": [
+        {"id": "stager", "kind": "http_sink", "address": "127.0.44.80", "port": 80, "body": "stage2.b64"}
+    ]}))
+    .unwrap();
+    let e = run_order(&with_file, &|| false).unwrap_err();
+    assert!(e.contains("stage2.b64") && e.contains("not sent to a remote endpoint"), "{e}");
+}
+
+/// The steps' work folders in the temporary folder.
+fn work_folders() -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ioclab-steps-")))
+        .collect();
+    v.sort();
+    v
+}

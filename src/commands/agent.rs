@@ -23,6 +23,8 @@ Examples:
   sudo ioclab agent -c agent.yaml                    run with them
   sudo ioclab agent --appliance https://10.0.0.1:8443 --token T --fingerprint FP
                                                      a trainee's machine reporting to the class appliance
+  sudo ioclab agent --appliance https://10.0.0.1:8443 --token T --fingerprint FP --allow-steps
+                                                     the same, and scenario steps run here by the appliance
   sudo kill -HUP $(pidof ioclab)                     reload the IoC files, reopen -o FILE
   sudo ioclab agent | head -1                        the start event, then the agent stops
 
@@ -44,7 +46,15 @@ events are dropped, counted, and reported by an `event_loss` event.
 Every event is sent (detections marked). IoC sets the instructor pushes
 (`ioclab endpoints push`) are checked, kept in pushed-iocs.json beside the
 spool (a restarted agent matches them at once), loaded with the -i files,
-and reported back to the appliance (loaded, or refused and why)."
+and reported back to the appliance (loaded, or refused and why).
+
+With --allow-steps, the appliance may send a scenario's endpoint steps (a
+run on this endpoint, `expect.endpoint: trainee`): they are shell commands
+that run AS ROOT ON THIS MACHINE, each in a lab network namespace (the
+scenario's fake internet, nothing leaves the machine) and killed with its
+children at its timeout; their exit codes and last output lines go back to
+the appliance. Without it, steps are never run (a steps order is refused)
+and the trainee is shown the commands instead."
 )]
 pub struct AgentArgs {
     #[command(subcommand)]
@@ -93,6 +103,9 @@ struct RemoteArgs {
     /// The spool's bound in MiB; beyond it events are dropped, counted and reported (`event_loss`).
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     spool_max_mib: u64,
+    /// Let the appliance run scenario steps here: its commands run as root on this machine, in a lab network namespace.
+    #[arg(long)]
+    allow_steps: bool,
 }
 
 #[derive(Subcommand)]
@@ -204,10 +217,13 @@ mod remote {
     use std::time::{Duration, Instant};
 
     use anyhow::Context;
-    use ioclab_agent::remote::orders::{self, OrderClient, PushedIocs, Reload};
+    use ioclab_agent::remote::orders::{self, OrderClient, PushedIocs, Reload, StepsRunner};
     use ioclab_agent::remote::ship::{Appliance, Shipper};
     use ioclab_agent::remote::spool::{Spool, SpoolLimits};
+    use ioclab_agent::remote::wire::OrderDone;
     use ioclab_agent::sensor::Control;
+    use ioclab_lab::engine::remote::StepsOrder;
+    use ioclab_lab::engine::step_exec;
 
     use super::RemoteArgs;
 
@@ -238,6 +254,28 @@ mod remote {
                     "the agent did not reload the IoCs (stopping, or more than {} s)",
                     RELOAD_WAIT.as_secs()
                 )),
+            }
+        })
+    }
+
+    /// How an agent with --allow-steps runs a steps order: parsed here (the
+    /// agent crate does not know the lab's types), run by the lab's own code.
+    fn steps_runner(stop: Arc<AtomicBool>) -> Arc<StepsRunner> {
+        Arc::new(move |id, body| {
+            let order: StepsOrder = match serde_json::from_value(body.clone()) {
+                Ok(o) => o,
+                Err(e) => {
+                    return OrderDone { ok: false, message: format!("steps order {id} is not a steps order: {e}") }
+                }
+            };
+            tracing::info!("steps order {id}: {} steps of run {} ({})", order.steps.len(), order.run, order.scenario);
+            // a stopping agent kills the step it runs instead of waiting for its timeout
+            match step_exec::run_order(&order, &|| stop.load(Ordering::Relaxed)) {
+                Ok(outcomes) => OrderDone {
+                    ok: true,
+                    message: outcomes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                },
+                Err(e) => OrderDone { ok: false, message: e },
             }
         })
     }
@@ -273,18 +311,20 @@ mod remote {
         };
         let pushed = PushedIocs::beside(&args.spool);
         let orders = {
-            let client = OrderClient::new(&appliance, &name)?;
+            let client = OrderClient::new(&appliance, &name, args.allow_steps)?;
             let (pushed, stop, reload) = (pushed.clone(), stop.clone(), reload_through(control));
+            let steps = args.allow_steps.then(|| steps_runner(control.stop.clone()));
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             std::thread::Builder::new()
                 .name("ioclab-orders".into())
-                .spawn(move || rt.block_on(orders::run(&client, &pushed, reload, &stop)))?
+                .spawn(move || rt.block_on(orders::run(&client, &pushed, reload, steps, &stop)))?
         };
         tracing::info!(
-            "sending events to {} as {name} (spool {}); IoCs it pushes go to {}",
+            "sending events to {} as {name} (spool {}); IoCs it pushes go to {}; steps it sends {}",
             appliance.url,
             args.spool.display(),
-            pushed.path().display()
+            pushed.path().display(),
+            if args.allow_steps { "run here (--allow-steps)" } else { "are refused (no --allow-steps)" }
         );
         Ok(Remote { spool, stop, thread, orders, pushed: pushed.path().to_path_buf() })
     }

@@ -11,7 +11,7 @@ use ioclab_agent::remote::pin::Fingerprint;
 use ioclab_agent::remote::ship::{Appliance, ShipError, Shipper};
 use ioclab_agent::remote::spool::{Spool, SpoolLimits};
 use ioclab_agent::remote::synthetic;
-use ioclab_agent::remote::wire::{BatchHeader, OrderDone, OrderKind};
+use ioclab_agent::remote::wire::{order_done_path, BatchHeader, OrderDone, OrderKind};
 use ioclab_web::endpoints::tls::{self, ApplianceCert};
 use ioclab_web::endpoints::{ingest, EndpointDb, PushTarget};
 use ioclab_web::users::UserName;
@@ -180,7 +180,7 @@ fn iocs(domain: &str) -> String {
 }
 
 fn lines_of(order: &ioclab_agent::remote::wire::Order) -> &str {
-    let OrderKind::Iocs { lines, .. } = &order.kind;
+    let OrderKind::Iocs { lines, .. } = &order.kind else { panic!("not an IoC order: {order:?}") };
     lines
 }
 
@@ -194,16 +194,16 @@ async fn pushes_reach_only_their_targets_and_the_newest_wins() {
     let (carol, _) = db.create_token(Some(name("carol"))).await.unwrap();
     assert_eq!(alice.group, Some(name("blue")));
     assert_eq!(db.tokens().await.unwrap()[1].group, Some(name("red")), "the group is listed");
-    assert!(db.order_for(&alice, "pc-a", 0).await.unwrap().is_none(), "no push yet");
+    assert!(db.push_for(&alice, "pc-a", 0).await.unwrap().is_none(), "no push yet");
 
     let mut woken = db.push_watch();
     let all = db.push_iocs(&PushTarget::All, "day 1", &iocs("all.example")).await.unwrap();
     assert!(woken.has_changed().unwrap(), "a push wakes the waiting polls");
     assert_eq!(*woken.borrow_and_update(), all);
     for (t, e) in [(&alice, "pc-a"), (&bob, "pc-b"), (&carol, "pc-c")] {
-        let o = db.order_for(t, e, 0).await.unwrap().unwrap();
+        let o = db.push_for(t, e, 0).await.unwrap().unwrap();
         assert_eq!((o.id as i64, lines_of(&o)), (all, iocs("all.example").as_str()));
-        assert!(db.order_for(t, e, o.id).await.unwrap().is_none(), "an applied order is not sent again");
+        assert!(db.push_for(t, e, o.id).await.unwrap().is_none(), "an applied order is not sent again");
     }
 
     let blue = db.push_iocs(&PushTarget::Group(name("blue")), "blue team", &iocs("blue.example")).await.unwrap();
@@ -211,7 +211,7 @@ async fn pushes_reach_only_their_targets_and_the_newest_wins() {
     let bob2 = db.push_iocs(&one, "bob's second machine", &iocs("bob2.example")).await.unwrap();
     let got = |t, e, after| {
         let db = db.clone();
-        async move { db.order_for(t, e, after).await.unwrap().map(|o| o.id as i64) }
+        async move { db.push_for(t, e, after).await.unwrap().map(|o| o.id as i64) }
     };
     assert_eq!(got(&alice, "pc-a", all as u64).await, Some(blue));
     assert_eq!(got(&bob, "pc-b", all as u64).await, None, "bob is not in blue, pc-b is not pc-b2");
@@ -261,7 +261,7 @@ async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
     let (alice, alice_secret) = app.db.create_token_in(Some(name("alice")), Some(name("blue"))).await.unwrap();
     let (_, bob_secret) = app.db.create_token_in(Some(name("bob")), Some(name("red"))).await.unwrap();
     let client = |secret: &str, endpoint: &str| {
-        OrderClient::new(&appliance(app.addr, secret, app.fingerprint), endpoint).unwrap()
+        OrderClient::new(&appliance(app.addr, secret, app.fingerprint), endpoint, false).unwrap()
     };
     let (alice_pc, bob_pc) = (client(&alice_secret, "pc-a"), client(&bob_secret, "pc-b"));
 
@@ -291,9 +291,9 @@ async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
     let newest = alice_pc.next(id as u64).await.unwrap().unwrap();
     assert_eq!(newest.id as i64, all, "the newest push wins");
 
-    alice_pc.done(newest.id, &OrderDone { ok: true, message: "IoCs loaded: 1 IoCs".into() }).await.unwrap();
-    bob_pc.done(order.id, &OrderDone { ok: false, message: "refused".into() }).await.unwrap();
-    let e = bob_pc.done(9999, &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
+    alice_pc.done(&newest.done_path(), &OrderDone { ok: true, message: "IoCs loaded: 1 IoCs".into() }).await.unwrap();
+    bob_pc.done(&order.done_path(), &OrderDone { ok: false, message: "refused".into() }).await.unwrap();
+    let e = bob_pc.done(&order_done_path(9999), &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
     assert!(e.to_string().contains("no push 9999"), "{e}");
     let pushes = app.db.pushes().await.unwrap();
     let applied: Vec<(&str, &str, bool)> =
@@ -327,7 +327,8 @@ async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
     app.db.revoke(&alice.name).await.unwrap();
     assert!(matches!(alice_pc.next(0).await, Err(ShipError::Unauthorized(_))));
     assert!(matches!(bob_pc.next(0).await, Ok(Some(_))), "bob's token still works");
-    let e = alice_pc.done(all as u64, &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
+    let e =
+        alice_pc.done(&order_done_path(all as u64), &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
     assert!(matches!(e, ShipError::Unauthorized(_)), "{e}");
 }
 
@@ -344,7 +345,7 @@ async fn a_long_poll_without_an_order_ends_empty_and_the_agent_polls_again() {
         let _ = stopped.await;
     }));
     let (_, secret) = db.create_token(None).await.unwrap();
-    let client = OrderClient::new(&appliance(addr, &secret, cert.fingerprint()), "pc-01").unwrap();
+    let client = OrderClient::new(&appliance(addr, &secret, cert.fingerprint()), "pc-01", false).unwrap();
     assert_eq!(client.next(0).await.unwrap(), None, "204: no order in the wait");
     let id = db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
     assert_eq!(client.next(0).await.unwrap().map(|o| o.id as i64), Some(id));
@@ -357,7 +358,7 @@ async fn an_agents_order_loop_writes_the_push_reloads_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let app = start(dir.path(), loopback().await).await;
     let (_, secret) = app.db.create_token(None).await.unwrap();
-    let client = OrderClient::new(&appliance(app.addr, &secret, app.fingerprint), "pc-01").unwrap();
+    let client = OrderClient::new(&appliance(app.addr, &secret, app.fingerprint), "pc-01", false).unwrap();
     let pushed = PushedIocs::beside(&dir.path().join("agent").join("spool"));
     // the sensor's reload, without eBPF: the pushed file loaded as the agent loads it
     let file = pushed.path().to_path_buf();
@@ -369,7 +370,7 @@ async fn an_agents_order_loop_writes_the_push_reloads_and_reports() {
     let stop = Arc::new(AtomicBool::new(false));
     let task = {
         let (stop, pushed) = (stop.clone(), pushed.clone());
-        tokio::spawn(async move { orders::run(&client, &pushed, reload, &stop).await })
+        tokio::spawn(async move { orders::run(&client, &pushed, reload, None, &stop).await })
     };
     let report = |id: i64| {
         let db = app.db.clone();
@@ -432,7 +433,79 @@ async fn a_store_made_before_pushes_gets_their_columns_and_keeps_its_tokens() {
     let rows = db.endpoints().await.unwrap();
     assert_eq!((rows[0].endpoint.as_str(), rows[0].events, &rows[0].last_push), ("pc-old", 5, &None));
     let id = db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
-    assert_eq!(db.order_for(&tokens[0], "pc-old", 0).await.unwrap().map(|o| o.id as i64), Some(id));
+    assert_eq!(db.push_for(&tokens[0], "pc-old", 0).await.unwrap().map(|o| o.id as i64), Some(id));
     // opened again (the CLI while the appliance runs): nothing to add twice
     EndpointDb::open(&path).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_loop_with_allow_steps_runs_its_steps_order_once_and_one_without_is_never_sent_one() {
+    use ioclab_agent::remote::orders::{self, PushedIocs, Reload, StepsRunner};
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), loopback().await).await;
+    let (_, secret) = app.db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let alice: UserName = "alice".parse().unwrap();
+    let reload: Arc<Reload> = Arc::new(|| Ok("IoCs loaded".to_string()));
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // the runner the binary gives with --allow-steps (here without namespaces): what it was sent
+    let runner: Arc<StepsRunner> = {
+        let ran = ran.clone();
+        Arc::new(move |id, body| {
+            ran.lock().unwrap().push((id, body.clone()));
+            OrderDone { ok: true, message: "dig exited 0".into() }
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let agent = |endpoint: &str, steps: Option<Arc<StepsRunner>>| {
+        let client =
+            OrderClient::new(&appliance(app.addr, &secret, app.fingerprint), endpoint, steps.is_some()).unwrap();
+        let pushed = PushedIocs::beside(&dir.path().join(endpoint).join("spool"));
+        let (stop, reload) = (stop.clone(), reload.clone());
+        let task = {
+            let pushed = pushed.clone();
+            tokio::spawn(async move { orders::run(&client, &pushed, reload, steps, &stop).await })
+        };
+        (task, pushed)
+    };
+    let (laptop, laptop_iocs) = agent("laptop", Some(runner));
+    let (desktop, _) = agent("desktop", None);
+    let announced = |endpoint: &'static str, allowed: bool| {
+        let (db, alice) = (app.db.clone(), alice.clone());
+        async move {
+            // its row shows the poll: the desktop's must exist before its refusal means anything
+            while !db.endpoints().await.unwrap().iter().any(|e| e.endpoint == endpoint)
+                || db.allows_steps(&alice, endpoint).await.unwrap() != allowed
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    announced("laptop", true).await;
+    announced("desktop", false).await;
+
+    let body = r#"{"scenario":"dns-ioc-why-kunai-rocks","run":"r1","network":{},"steps":[]}"#;
+    let ttl = std::time::Duration::from_secs(60);
+    let id = app.db.queue_steps(&alice, "laptop", body, ttl).await.unwrap();
+    let done = loop {
+        if let Some(d) = app.db.steps_done(id).await.unwrap() {
+            break d;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(done, OrderDone { ok: true, message: "dig exited 0".into() });
+    assert_eq!(*ran.lock().unwrap(), vec![(id as u64, serde_json::from_str(body).unwrap())], "run once");
+    // the steps order's id does not count as an applied push: push 1 still comes
+    let push = app.db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
+    assert_eq!((id, push), (1, 1), "ids apart, both 1");
+    while laptop_iocs.applied() != push as u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // the agent without --allow-steps: refused on the appliance, nothing queued
+    let e = app.db.queue_steps(&alice, "desktop", body, ttl).await.unwrap_err();
+    assert!(e.to_string().contains("did not join with --allow-steps"), "{e}");
+    assert_eq!(app.db.steps_orders_for(&alice, "desktop").await.unwrap(), 0);
+    assert_eq!(ran.lock().unwrap().len(), 1);
+    stop.store(true, Ordering::Relaxed);
+    laptop.await.unwrap();
+    desktop.await.unwrap();
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use common::*;
-use ioclab_agent::remote::wire::{Batch, BatchHeader, OrderDone, OrderKind};
+use ioclab_agent::remote::wire::{Batch, BatchHeader, OrderDone, OrderKind, OrdersQuery};
 use ioclab_lab::data_dir::DataDir;
 use ioclab_lab::engine::remote::{RemoteEndpoint, RemoteError, RemoteEvent, StepsOrder};
 use ioclab_lab::engine::{EngineError, Lab, LabConfig, RunOptions};
@@ -109,9 +109,12 @@ async fn agent_orders(db: EndpointDb, token: EnrolToken, stop: Arc<tokio::sync::
     let mut after = 0;
     let mut seen = Vec::new();
     loop {
-        if let Some(order) = db.order_for(&token, ENDPOINT, after).await.unwrap() {
+        let q = OrdersQuery { endpoint: ENDPOINT.into(), after, allow_steps: false };
+        if let Some(order) = db.order_for(&token, &q).await.unwrap() {
             // IoC orders only: steps are never sent to an endpoint without --allow-steps
-            let OrderKind::Iocs { lines, .. } = &order.kind;
+            let OrderKind::Iocs { lines, .. } = &order.kind else {
+                panic!("steps sent without --allow-steps: {order:?}")
+            };
             let done = OrderDone { ok: true, message: format!("{} IoCs loaded", lines.lines().count()) };
             assert!(db.record_done(&token, ENDPOINT, order.id, &done).await.unwrap());
             seen.push(lines.clone());

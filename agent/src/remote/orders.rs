@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::ship::{answer, chain, Appliance, ShipError};
-use super::wire::{order_done_path, Order, OrderDone, OrderKind, OrdersQuery, ORDERS_PATH};
+use super::wire::{Order, OrderDone, OrderKind, OrdersQuery, ORDERS_PATH};
 use crate::ioc::loader::check_data;
 
 /// The order half of a remote agent: long-polls and reports.
@@ -23,11 +23,13 @@ pub struct OrderClient {
     url: reqwest::Url,
     token: String,
     endpoint: String,
+    allow_steps: bool,
 }
 
 impl OrderClient {
-    /// A client for `endpoint`'s orders at `appliance`, trusting only its pinned certificate.
-    pub fn new(appliance: &Appliance, endpoint: &str) -> Result<OrderClient, ShipError> {
+    /// A client for `endpoint`'s orders at `appliance`, trusting only its
+    /// pinned certificate; each poll says whether the agent allows steps.
+    pub fn new(appliance: &Appliance, endpoint: &str, allow_steps: bool) -> Result<OrderClient, ShipError> {
         let (client, url) = appliance.client(ORDERS_PATH)?;
         Ok(OrderClient {
             client,
@@ -35,6 +37,7 @@ impl OrderClient {
             url,
             token: appliance.token.clone(),
             endpoint: endpoint.into(),
+            allow_steps,
         })
     }
 
@@ -44,7 +47,7 @@ impl OrderClient {
 
     /// One long-poll: the newest order above `after`, or `None` when the appliance had none in its wait.
     pub async fn next(&self, after: u64) -> Result<Option<Order>, ShipError> {
-        let query = OrdersQuery { endpoint: self.endpoint.clone(), after };
+        let query = OrdersQuery { endpoint: self.endpoint.clone(), after, allow_steps: self.allow_steps };
         let resp = self
             .client
             .get(self.url.clone())
@@ -61,9 +64,9 @@ impl OrderClient {
         }
     }
 
-    /// Reports order `id` done (applied or refused).
-    pub async fn done(&self, id: u64, done: &OrderDone) -> Result<(), ShipError> {
-        let url = self.base.join(&order_done_path(id)).map_err(|e| ShipError::Unreachable {
+    /// Reports an order done (applied or refused) at its `path` ([`Order::done_path`]).
+    pub async fn done(&self, path: &str, done: &OrderDone) -> Result<(), ShipError> {
+        let url = self.base.join(path).map_err(|e| ShipError::Unreachable {
             url: self.base.to_string(),
             reason: format!("not a base URL: {e}"),
         })?;
@@ -140,10 +143,21 @@ impl PushedIocs {
 /// waits for its outcome (`Err` with the reason when refused).
 pub type Reload = dyn Fn() -> Result<String, String> + Send + Sync;
 
-/// Applies `order`: writes its IoCs to `pushed`, then `reload`s.
-pub fn apply(order: &Order, pushed: &PushedIocs, reload: &Reload) -> OrderDone {
-    let OrderKind::Iocs { label, lines } = &order.kind;
-    let result = pushed.write(order.id, label, lines).and_then(|()| reload());
+/// How an agent started with `--allow-steps` runs a steps order (the
+/// order's JSON; the binary knows its type): the outcome to report.
+pub type StepsRunner = dyn Fn(u64, &serde_json::Value) -> OrderDone + Send + Sync;
+
+/// What an agent without `--allow-steps` answers a steps order, never running it.
+pub const STEPS_REFUSED: &str = "this agent did not join with --allow-steps";
+
+/// Applies `order`: writes its IoCs to `pushed`, then `reload`s; or runs
+/// its steps with `steps`, refused when the agent has none (no `--allow-steps`).
+pub fn apply(order: &Order, pushed: &PushedIocs, reload: &Reload, steps: Option<&StepsRunner>) -> OrderDone {
+    let result = match (&order.kind, steps) {
+        (OrderKind::Iocs { label, lines }, _) => pushed.write(order.id, label, lines).and_then(|()| reload()),
+        (OrderKind::Steps { order: body }, Some(run)) => return run(order.id, body),
+        (OrderKind::Steps { .. }, None) => Err(STEPS_REFUSED.to_string()),
+    };
     match result {
         Ok(message) => OrderDone { ok: true, message },
         Err(message) => OrderDone { ok: false, message },
@@ -160,15 +174,23 @@ async fn stopped(stop: &AtomicBool) {
 /// Long-polls orders until `stop` is set; applies each and reports it,
 /// retrying the report until the appliance takes it. Errors are logged
 /// once per kind and retried with a pause growing to 5 s.
-pub async fn run(client: &OrderClient, pushed: &PushedIocs, reload: std::sync::Arc<Reload>, stop: &AtomicBool) {
+/// Steps orders run with `steps` (`None`: refused, never run); they do
+/// not move `after`, which counts IoC pushes only.
+pub async fn run(
+    client: &OrderClient,
+    pushed: &PushedIocs,
+    reload: std::sync::Arc<Reload>,
+    steps: Option<std::sync::Arc<StepsRunner>>,
+    stop: &AtomicBool,
+) {
     let mut after = pushed.applied();
     let mut pause = Duration::from_millis(100);
     let mut last_error: Option<String> = None;
-    let mut report: Option<(u64, OrderDone)> = None;
+    let mut report: Option<(String, OrderDone)> = None;
     while !stop.load(Ordering::Relaxed) {
         let step = async {
-            if let Some((id, done)) = &report {
-                client.done(*id, done).await?;
+            if let Some((path, done)) = &report {
+                client.done(path, done).await?;
                 return Ok(None);
             }
             client.next(after).await
@@ -187,19 +209,24 @@ pub async fn run(client: &OrderClient, pushed: &PushedIocs, reload: std::sync::A
                     continue;
                 }
                 let Some(order) = got else { continue };
-                let OrderKind::Iocs { label, .. } = &order.kind;
-                tracing::info!("IoC push {} ({label}) from the appliance", order.id);
-                let (o, p, r) = (order.clone(), pushed.clone(), reload.clone());
-                let done = match tokio::task::spawn_blocking(move || apply(&o, &p, &*r)).await {
+                let what = match &order.kind {
+                    OrderKind::Iocs { label, .. } => {
+                        after = order.id;
+                        format!("IoC push {} ({label})", order.id)
+                    }
+                    OrderKind::Steps { .. } => format!("steps order {}", order.id),
+                };
+                tracing::info!("{what} from the appliance");
+                let (o, p, r, s) = (order.clone(), pushed.clone(), reload.clone(), steps.clone());
+                let done = match tokio::task::spawn_blocking(move || apply(&o, &p, &*r, s.as_deref())).await {
                     Ok(d) => d,
-                    Err(e) => OrderDone { ok: false, message: format!("applying the push failed: {e}") },
+                    Err(e) => OrderDone { ok: false, message: format!("applying the order failed: {e}") },
                 };
                 match done.ok {
-                    true => tracing::info!("IoC push {}: {}", order.id, done.message),
-                    false => tracing::error!("IoC push {}: {}", order.id, done.message),
+                    true => tracing::info!("{what}: {}", done.message),
+                    false => tracing::error!("{what}: {}", done.message),
                 }
-                after = order.id;
-                report = Some((order.id, done));
+                report = Some((order.done_path(), done));
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -237,7 +264,7 @@ mod tests {
         assert_eq!(pushed.applied(), 0, "nothing pushed yet");
         let reload: Box<Reload> = Box::new(|| Ok("IoCs loaded".to_string()));
         let good = "{\"value\":\"kunai.rocks\",\"severity\":4}\n";
-        let done = apply(&order(3, good), &pushed, &*reload);
+        let done = apply(&order(3, good), &pushed, &*reload, None);
         assert!(done.ok, "{done:?}");
         assert_eq!(pushed.applied(), 3);
         let text = std::fs::read_to_string(pushed.path()).unwrap();
@@ -246,18 +273,32 @@ mod tests {
         assert_eq!((set.len(), report.bad.len()), (1, 0), "the header line is a comment to the parser");
 
         for bad in ["", "<html>404</html>\n", "{\"value\":\"a.example\",\"severity\":4}\n{\"value\":\"trunc"] {
-            let done = apply(&order(4, bad), &pushed, &*reload);
+            let done = apply(&order(4, bad), &pushed, &*reload, None);
             assert!(!done.ok, "{bad:?} was taken");
             assert!(done.message.contains("push 4") && done.message.contains("refused"), "{}", done.message);
             assert_eq!(std::fs::read_to_string(pushed.path()).unwrap(), text, "{bad:?} touched the file");
         }
-        let e = apply(&order(4, "{\"value\":\"a.example\",\"severity\":4}\nbroken\n"), &pushed, &*reload);
+        let e = apply(&order(4, "{\"value\":\"a.example\",\"severity\":4}\nbroken\n"), &pushed, &*reload, None);
         assert!(e.message.contains("push 4 (push 4):2: "), "the line of the pushed set: {}", e.message);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("pushed-iocs.json")], "no tmp file left");
 
+        // a steps order: refused without a runner (no --allow-steps), never reaching the IoC file
+        let steps = Order { id: 9, kind: OrderKind::Steps { order: serde_json::json!({"steps": []}) } };
+        let ran = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let runner = move |_: u64, _: &serde_json::Value| {
+            flag.store(true, Ordering::Relaxed);
+            OrderDone { ok: true, message: "ran".into() }
+        };
+        assert_eq!(apply(&steps, &pushed, &*reload, None), OrderDone { ok: false, message: STEPS_REFUSED.into() });
+        assert!(!ran.load(Ordering::Relaxed));
+        assert_eq!(apply(&steps, &pushed, &*reload, Some(&runner)).message, "ran");
+        assert!(ran.load(Ordering::Relaxed));
+        assert_eq!(std::fs::read_to_string(pushed.path()).unwrap(), text, "a steps order touched the IoC file");
+
         let refused: Box<Reload> = Box::new(|| Err("IoC reload refused".to_string()));
-        let done = apply(&order(5, good), &pushed, &*refused);
+        let done = apply(&order(5, good), &pushed, &*refused, None);
         assert_eq!(done, OrderDone { ok: false, message: "IoC reload refused".into() });
     }
 }

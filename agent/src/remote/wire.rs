@@ -161,6 +161,15 @@ pub fn order_done_path(id: u64) -> String {
     format!("{ORDERS_PATH}/{id}/done")
 }
 
+/// Where steps orders are reported: `/v1/steps/{id}/done` (their ids are
+/// their own, apart from the IoC pushes').
+pub const STEPS_PATH: &str = "/v1/steps";
+
+/// Where the agent reports steps order `id` done: `/v1/steps/{id}/done`.
+pub fn steps_done_path(id: u64) -> String {
+    format!("{STEPS_PATH}/{id}/done")
+}
+
 /// The query of a long-poll: `?endpoint=NAME&after=ID`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrdersQuery {
@@ -169,6 +178,10 @@ pub struct OrdersQuery {
     /// The last order the agent applied (0: none yet); only newer ones are answered.
     #[serde(default)]
     pub after: u64,
+    /// Whether the agent joined with `--allow-steps` (`allow_steps=true`):
+    /// said on every poll, so the appliance knows who may be sent steps now.
+    #[serde(default)]
+    pub allow_steps: bool,
 }
 
 /// An order from the appliance to one endpoint.
@@ -192,6 +205,14 @@ pub enum OrderKind {
         label: String,
         /// The IoC file's lines (Kunai's format, one JSON object a line).
         lines: String,
+    },
+    /// Run a scenario's steps on this machine, in a lab network namespace
+    /// (only an agent started with `--allow-steps` does; another refuses).
+    /// Delivered once, to one endpoint, never replaced by a newer push.
+    Steps {
+        /// The steps order as the lab types it (`ioclab_lab`'s `StepsOrder`);
+        /// the agent crate does not know the lab, the binary parses it.
+        order: serde_json::Value,
     },
 }
 
@@ -236,6 +257,14 @@ impl Order {
     /// Parses an order body (the answer of a long-poll).
     pub fn parse(body: &[u8]) -> Result<Order, BodyError> {
         parse_body("order", body)
+    }
+
+    /// Where the agent reports this order done: IoC pushes and steps orders have their own ids.
+    pub fn done_path(&self) -> String {
+        match self.kind {
+            OrderKind::Iocs { .. } => order_done_path(self.id),
+            OrderKind::Steps { .. } => steps_done_path(self.id),
+        }
     }
 }
 
@@ -302,7 +331,22 @@ mod tests {
         assert_eq!(OrderDone::parse(serde_json::to_string(&done).unwrap().as_bytes()).unwrap(), done);
         assert_eq!(order_done_path(7), "/v1/orders/7/done");
         let q: OrdersQuery = serde_json::from_str(r#"{"endpoint":"pc-01"}"#).unwrap();
-        assert_eq!(q.after, 0);
+        assert_eq!((q.after, q.allow_steps), (0, false), "an agent that says nothing does not allow steps");
+        assert_eq!(order.done_path(), "/v1/orders/7/done");
+    }
+
+    #[test]
+    fn a_steps_order_round_trips_and_reports_on_its_own_path() {
+        let order = Order {
+            id: 3,
+            kind: OrderKind::Steps { order: serde_json::json!({"run": "r1", "steps": [{"command": "dig x"}]}) },
+        };
+        let json = serde_json::to_string(&order).unwrap();
+        assert!(json.starts_with(r#"{"id":3,"kind":"steps","order":{"#), "{json}");
+        assert_eq!(Order::parse(json.as_bytes()).unwrap(), order);
+        assert_eq!(order.done_path(), "/v1/steps/3/done");
+        let e = Order::parse(br#"{"id":3,"kind":"steps"}"#).unwrap_err();
+        assert!(e.message.contains("order"), "{e}");
     }
 
     #[test]
@@ -333,6 +377,13 @@ mod tests {
                 Ok(o) => prop_assert_eq!(o.id, 1),
                 Err(e) => prop_assert!(e.line == 1 && e.column <= damaged.len() + 1, "{}", e),
             }
+        }
+
+        #[test]
+        fn any_steps_order_round_trips(id in any::<u64>(), run in ".{0,20}", commands in proptest::collection::vec(".{0,30}", 0..4)) {
+            let order = Order { id, kind: OrderKind::Steps { order: serde_json::json!({"run": run, "steps": commands}) } };
+            let json = serde_json::to_vec(&order).unwrap();
+            prop_assert_eq!(Order::parse(&json).unwrap(), order);
         }
 
         #[test]

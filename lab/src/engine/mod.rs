@@ -16,6 +16,7 @@ pub mod misp;
 pub mod remote;
 mod run;
 mod stages;
+pub mod step_exec;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

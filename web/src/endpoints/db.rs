@@ -10,10 +10,17 @@
 //! endpoint is its order. A push wakes the long-polls of this process at
 //! once ([`EndpointDb::push_watch`]); another process's pushes (the CLI)
 //! are seen by the long-polls' fallback look at the table.
+//!
+//! Steps orders (a run's steps for an endpoint that joined with
+//! `--allow-steps`) live in their own table: each is for one endpoint,
+//! handed out once, answered once, and never replaced by a newer push; one
+//! not handed out before it expires is never sent (an agent joining later
+//! gets no stale steps). Each long-poll records whether its agent allows
+//! steps, and when ([`EndpointDb::allows_steps`]).
 
 use std::path::Path;
 
-use ioclab_agent::remote::wire::{Ack, Batch, Order, OrderDone, OrderKind};
+use ioclab_agent::remote::wire::{Ack, Batch, Order, OrderDone, OrderKind, OrdersQuery, ORDERS_WAIT};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
@@ -44,6 +51,9 @@ pub enum EndpointError {
     /// A push to a group no token is in.
     #[error("no enrolment token is in group {0} (`ioclab endpoints token create --group {0}`)")]
     EmptyGroup(UserName),
+    /// Steps for an endpoint whose agent is not polling with `--allow-steps`.
+    #[error("endpoint {0} did not join with --allow-steps (or its agent is not polling): steps are never sent to it")]
+    StepsNotAllowed(String),
 }
 
 /// An enrolment token, without its secret.
@@ -204,6 +214,19 @@ const SCHEMA: &[&str] = &[
         line TEXT NOT NULL,
         received INTEGER NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS endpoint_steps (
+        id INTEGER PRIMARY KEY,
+        token INTEGER NOT NULL REFERENCES endpoint_tokens(id),
+        endpoint TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        delivered INTEGER,
+        done_ok INTEGER,
+        done_message TEXT,
+        done_at INTEGER
+    )",
+    "CREATE INDEX IF NOT EXISTS endpoint_steps_pending ON endpoint_steps (token, endpoint, delivered)",
     "CREATE INDEX IF NOT EXISTS endpoint_events_by_token ON endpoint_events (token, id)",
     "CREATE TABLE IF NOT EXISTS endpoints (
         token INTEGER NOT NULL REFERENCES endpoint_tokens(id),
@@ -223,7 +246,14 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("endpoints", "push_ok", "INTEGER"),
     ("endpoints", "push_message", "TEXT"),
     ("endpoints", "push_at", "INTEGER"),
+    // whether its agent's last long-poll said --allow-steps, and when that poll came
+    ("endpoints", "allow_steps", "INTEGER"),
+    ("endpoints", "allow_steps_at", "INTEGER"),
 ];
+
+/// How recent the agent's last poll must be for steps to be sent to it: a
+/// long-poll lasts [`ORDERS_WAIT`], so a live agent polls well within this.
+const STEPS_FRESH_SECS: i64 = 2 * ORDERS_WAIT.as_secs() as i64 + 10;
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -455,10 +485,22 @@ impl EndpointDb {
         self.pushed.subscribe()
     }
 
+    /// The order a long-poll of `token`'s agent answers: its pending steps
+    /// order first (only when the poll says `--allow-steps`; it is then
+    /// handed out, never again), else the newest push above `q.after`.
+    pub async fn order_for(&self, token: &EnrolToken, q: &OrdersQuery) -> Result<Option<Order>, EndpointError> {
+        if q.allow_steps {
+            if let Some(order) = self.take_steps(token, &q.endpoint).await? {
+                return Ok(Some(order));
+            }
+        }
+        self.push_for(token, &q.endpoint, q.after).await
+    }
+
     /// The newest push for `token`'s endpoint `endpoint` with an id above
     /// `after`, as an order; `None` when there is none (the newest wins:
     /// older ones are never sent once a newer exists).
-    pub async fn order_for(
+    pub async fn push_for(
         &self,
         token: &EnrolToken,
         endpoint: &str,
@@ -484,6 +526,156 @@ impl EndpointDb {
             id: row.try_get::<i64, _>("id").map_err(|e| self.err(e))? as u64,
             kind: OrderKind::Iocs { label: get("label")?, lines: get("lines")? },
         }))
+    }
+
+    /// Records what `token`'s agent on `endpoint` said in its long-poll:
+    /// whether it allows steps, and that it said so now.
+    pub async fn announce(&self, token: &EnrolToken, endpoint: &str, allow_steps: bool) -> Result<(), EndpointError> {
+        sqlx::query(
+            "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events, allow_steps, allow_steps_at)
+             VALUES (?1, ?2, '', ?4, 0, ?3, ?4)
+             ON CONFLICT (token, endpoint) DO UPDATE SET allow_steps = excluded.allow_steps,
+                 allow_steps_at = excluded.allow_steps_at",
+        )
+        .bind(token.id)
+        .bind(endpoint)
+        .bind(allow_steps)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Whether the agent of token `token`'s endpoint `endpoint` polls now with `--allow-steps`.
+    pub async fn allows_steps(&self, token: &UserName, endpoint: &str) -> Result<bool, EndpointError> {
+        let allowed: Option<i64> = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM endpoints e JOIN endpoint_tokens t ON t.id = e.token
+             WHERE t.name = ? AND t.revoked IS NULL AND e.endpoint = ? AND e.allow_steps = 1 AND e.allow_steps_at >= ?",
+        )
+        .bind(token.as_str())
+        .bind(endpoint)
+        .bind(now() - STEPS_FRESH_SECS)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(allowed.unwrap_or(0) > 0)
+    }
+
+    /// Queues a steps order (`body`, the lab's `StepsOrder` as JSON) for
+    /// one endpoint, refused unless its agent polls with `--allow-steps`;
+    /// not handed out within `ttl`, it is never sent. Wakes the long-polls; its id.
+    pub async fn queue_steps(
+        &self,
+        token: &UserName,
+        endpoint: &str,
+        body: &str,
+        ttl: std::time::Duration,
+    ) -> Result<i64, EndpointError> {
+        if !self.allows_steps(token, endpoint).await? {
+            return Err(EndpointError::StepsNotAllowed(format!("{token}/{endpoint}")));
+        }
+        let created = now();
+        let id = sqlx::query(
+            "INSERT INTO endpoint_steps (token, endpoint, body, created, expires)
+             SELECT id, ?, ?, ?, ? FROM endpoint_tokens WHERE name = ?",
+        )
+        .bind(endpoint)
+        .bind(body)
+        .bind(created)
+        .bind(created.saturating_add(ttl.as_secs().min(i64::MAX as u64 / 2) as i64))
+        .bind(token.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?
+        .last_insert_rowid();
+        // the watch counts pushes; a change notification (same value) wakes the polls all the same
+        self.pushed.send_modify(|_| {});
+        Ok(id)
+    }
+
+    /// Hands out `token`'s endpoint's oldest pending, unexpired steps order, marking it delivered.
+    async fn take_steps(&self, token: &EnrolToken, endpoint: &str) -> Result<Option<Order>, EndpointError> {
+        let row = sqlx::query(
+            "UPDATE endpoint_steps SET delivered = ?1 WHERE id = (
+                 SELECT id FROM endpoint_steps WHERE token = ?2 AND endpoint = ?3
+                     AND delivered IS NULL AND expires > ?1 ORDER BY id LIMIT 1)
+             RETURNING id, body",
+        )
+        .bind(now())
+        .bind(token.id)
+        .bind(endpoint)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.try_get("id").map_err(|e| self.err(e))?;
+        let body: String = row.try_get("body").map_err(|e| self.err(e))?;
+        // stored by queue_steps from a serialised order: bad JSON here is the store's fault, said
+        let order = serde_json::from_str(&body)
+            .map_err(|e| self.err(sqlx::Error::Decode(format!("steps order {id} is not JSON: {e}").into())))?;
+        Ok(Some(Order { id: id as u64, kind: OrderKind::Steps { order } }))
+    }
+
+    /// Records the report of steps order `id` by its own endpoint, once:
+    /// `false` when no such order was handed to it, or it was answered already.
+    pub async fn record_steps_done(
+        &self,
+        token: &EnrolToken,
+        endpoint: &str,
+        id: u64,
+        done: &OrderDone,
+    ) -> Result<bool, EndpointError> {
+        let r = sqlx::query(
+            "UPDATE endpoint_steps SET done_ok = ?, done_message = ?, done_at = ?
+             WHERE id = ? AND token = ? AND endpoint = ? AND delivered IS NOT NULL AND done_at IS NULL",
+        )
+        .bind(done.ok)
+        .bind(&done.message)
+        .bind(now())
+        .bind(id.min(i64::MAX as u64) as i64)
+        .bind(token.id)
+        .bind(endpoint)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The report on steps order `id`, once its agent answered.
+    pub async fn steps_done(&self, id: i64) -> Result<Option<OrderDone>, EndpointError> {
+        let row = sqlx::query("SELECT done_ok, done_message FROM endpoint_steps WHERE id = ? AND done_at IS NOT NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| OrderDone {
+            ok: r.try_get("done_ok").unwrap_or(false),
+            message: r.try_get("done_message").unwrap_or_default(),
+        }))
+    }
+
+    /// How many steps orders were ever queued for token `token`'s endpoint `endpoint`.
+    pub async fn steps_orders_for(&self, token: &UserName, endpoint: &str) -> Result<i64, EndpointError> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM endpoint_steps s JOIN endpoint_tokens t ON t.id = s.token
+             WHERE t.name = ? AND s.endpoint = ?",
+        )
+        .bind(token.as_str())
+        .bind(endpoint)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Withdraws steps order `id` if it was not handed out yet (its run gave up on it).
+    pub async fn withdraw_steps(&self, id: i64) -> Result<(), EndpointError> {
+        sqlx::query("UPDATE endpoint_steps SET expires = 0 WHERE id = ? AND delivered IS NULL")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Records `token`'s endpoint's report on order `id`, on the push and as

@@ -11,6 +11,11 @@
 //!   is one, or 204 after [`ORDERS_WAIT`].
 //! - `POST /v1/orders/{id}/done?endpoint=NAME` with an [`OrderDone`]: the
 //!   endpoint's report, recorded on the push and the endpoint's row.
+//! - `POST /v1/steps/{id}/done?endpoint=NAME` with an [`OrderDone`]: the
+//!   outcome of a steps order handed to that endpoint (once; 404 otherwise).
+//!
+//! A long-poll's `allow_steps=true` (the agent's `--allow-steps`) is
+//! recorded on the endpoint's row each time; only then may it get steps.
 //!
 //! [`Ack`]: ioclab_agent::remote::wire::Ack
 //! [`Order`]: ioclab_agent::remote::wire::Order
@@ -24,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ioclab_agent::remote::wire::{
-    Batch, OrderDone, OrdersQuery, BATCH_PATH, MAX_BATCH_BYTES, ORDERS_PATH, ORDERS_WAIT,
+    Batch, OrderDone, OrdersQuery, BATCH_PATH, MAX_BATCH_BYTES, ORDERS_PATH, ORDERS_WAIT, STEPS_PATH,
 };
 
 use super::db::{EndpointDb, EnrolToken};
@@ -44,7 +49,8 @@ pub fn router_waiting(db: EndpointDb, wait: Duration) -> Router {
     Router::new()
         .route(BATCH_PATH, post(post_batch))
         .route(ORDERS_PATH, get(get_order))
-        .route(&format!("{ORDERS_PATH}/{{id}}/done"), post(post_done))
+        .route(&format!("{ORDERS_PATH}/{{id}}/done"), post(post_done::<false>))
+        .route(&format!("{STEPS_PATH}/{{id}}/done"), post(post_done::<true>))
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
         .with_state(Ingest { db, wait })
 }
@@ -121,12 +127,15 @@ async fn get_order(
         Ok(t) => t,
         Err(r) => return r,
     };
+    if let Err(e) = db.announce(&token, &q.endpoint, q.allow_steps).await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
     let deadline = tokio::time::Instant::now() + wait;
     let mut woken = db.push_watch();
     loop {
         // marked seen before the look: a push made during it wakes the wait below
         woken.borrow_and_update();
-        match db.order_for(&token, &q.endpoint, q.after).await {
+        match db.order_for(&token, &q).await {
             Ok(Some(order)) => return Json(order).into_response(),
             Ok(None) => {}
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -142,28 +151,61 @@ async fn get_order(
     }
 }
 
-async fn post_done(
+/// What a `done` report is about: an IoC push or a steps order (their ids are apart).
+#[derive(Clone, Copy)]
+enum Reported {
+    Push,
+    Steps,
+}
+
+/// `POST .../{id}/done` of an IoC push (`STEPS` false) or of a steps order (`STEPS` true).
+async fn post_done<const STEPS: bool>(
     State(Ingest { db, .. }): State<Ingest>,
     headers: HeaderMap,
     Path(id): Path<u64>,
     Query(q): Query<OrdersQuery>,
     body: Bytes,
 ) -> Response {
-    let token = match authorize_endpoint(&db, &headers, &q).await {
+    let what = if STEPS { Reported::Steps } else { Reported::Push };
+    record(what, &db, &headers, id, &q, &body).await
+}
+
+/// Records the endpoint's report on order `id` of kind `what`.
+async fn record(
+    what: Reported,
+    db: &EndpointDb,
+    headers: &HeaderMap,
+    id: u64,
+    q: &OrdersQuery,
+    body: &[u8],
+) -> Response {
+    let token = match authorize_endpoint(db, headers, q).await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let done = match OrderDone::parse(&body) {
+    let done = match OrderDone::parse(body) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match db.record_done(&token, &q.endpoint, id, &done).await {
-        Ok(true) => {
+    let recorded = match what {
+        Reported::Push => db.record_done(&token, &q.endpoint, id, &done).await,
+        Reported::Steps => db.record_steps_done(&token, &q.endpoint, id, &done).await,
+    };
+    let (name, endpoint) = (&token.name, &q.endpoint);
+    match (recorded, what) {
+        (Ok(true), Reported::Push) => {
             let how = if done.ok { "applied" } else { "refused" };
-            tracing::info!("endpoint {}/{} {how} push {id}: {}", token.name, q.endpoint, done.message);
+            tracing::info!("endpoint {name}/{endpoint} {how} push {id}: {}", done.message);
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(false) => error(StatusCode::NOT_FOUND, format!("no push {id}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        (Ok(true), Reported::Steps) => {
+            tracing::info!("endpoint {name}/{endpoint} ran steps order {id} (ok: {}): {}", done.ok, done.message);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (Ok(false), Reported::Push) => error(StatusCode::NOT_FOUND, format!("no push {id}")),
+        (Ok(false), Reported::Steps) => {
+            error(StatusCode::NOT_FOUND, format!("no steps order {id} awaits a report from this endpoint"))
+        }
+        (Err(e), _) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -2,6 +2,8 @@
 //! [`RemoteEndpoint`]: a run on it (`expect.endpoint: trainee`) pushes its
 //! IoCs through the endpoint store's push (the agent's IoC order) and waits
 //! for the agent's report, and reads the endpoint's stored events by row id.
+//! Its steps go to the agent (a steps order) only when the agent polls with
+//! `--allow-steps`; the run then waits for the agent's outcome.
 //!
 //! Whose endpoints: a trainee's are those enrolled with the token named as
 //! their login (`ioclab endpoints token create --name alice`); an
@@ -118,10 +120,10 @@ impl RemoteEndpoint for TraineeEndpoint {
             return Err(RemoteError(format!("no enrolment token {}", self.target.token)));
         };
         // the order its agent would get from scratch: the newest push targeting it
-        let order = self.rt.block_on(self.db.order_for(token, &self.target.endpoint, 0)).map_err(Self::err)?;
+        let order = self.rt.block_on(self.db.push_for(token, &self.target.endpoint, 0)).map_err(Self::err)?;
         Ok(match order.map(|o| o.kind) {
             Some(OrderKind::Iocs { lines, .. }) => lines,
-            None => String::new(),
+            _ => String::new(),
         })
     }
 
@@ -170,24 +172,50 @@ impl RemoteEndpoint for TraineeEndpoint {
     }
 
     fn allows_steps(&self) -> bool {
-        // no agent announces --allow-steps to the appliance yet (issue 16
-        // item 3's agent side is not built): steps are never sent, the
-        // trainee is asked to run them
-        false
+        match self.rt.block_on(self.db.allows_steps(&self.target.token, &self.target.endpoint)) {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                // unknown: the trainee is asked to run them, which is always safe
+                tracing::warn!("endpoint {}: whether it allows steps: {e}", self.target);
+                false
+            }
+        }
     }
 
-    fn run_steps(&self, _: &StepsOrder, _: Duration) -> Result<String, RemoteError> {
-        Err(RemoteError(format!(
-            "endpoint {} did not join with --allow-steps: steps are never sent to it",
-            self.target
-        )))
+    fn run_steps(&self, order: &StepsOrder, timeout: Duration) -> Result<String, RemoteError> {
+        let body = serde_json::to_string(order).map_err(Self::err)?;
+        // not handed out within the wait, the order is never sent: no stale steps later
+        let id = self
+            .rt
+            .block_on(self.db.queue_steps(&self.target.token, &self.target.endpoint, &body, timeout))
+            .map_err(Self::err)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rt.block_on(self.db.steps_done(id)).map_err(Self::err)? {
+                Some(done) if done.ok => return Ok(done.message),
+                Some(done) => return Err(RemoteError(format!("its agent did not run them: {}", done.message))),
+                None if Instant::now() >= deadline => {
+                    let _ = self.rt.block_on(self.db.withdraw_steps(id));
+                    return Err(RemoteError(format!(
+                        "its agent did not report steps order {id} within {} s (is it running?)",
+                        timeout.as_secs()
+                    )));
+                }
+                None => std::thread::sleep(POLL),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ioclab_agent::remote::wire::{Batch, BatchHeader, OrderDone};
+    use ioclab_agent::remote::wire::{Batch, BatchHeader, OrderDone, OrdersQuery};
+
+    // IoC sets the agents' check takes (an empty or non-IoC set is refused before it is stored)
+    const R1: &str = "{\"value\":\"r1.example\",\"severity\":4}\n";
+    const R2: &str = "{\"value\":\"r2.example\",\"severity\":4}\n";
+    const BOB: &str = "{\"value\":\"bob.example\",\"severity\":4}\n";
 
     fn event(n: u32) -> String {
         format!(
@@ -240,16 +268,16 @@ mod tests {
         // no report: the wait ends, naming the push
         let waited = {
             let e = e.clone();
-            tokio::task::spawn_blocking(move || e.push_iocs("run r1", "", Duration::from_millis(300))).await.unwrap()
+            tokio::task::spawn_blocking(move || e.push_iocs("run r1", R1, Duration::from_millis(300))).await.unwrap()
         };
         assert!(waited.unwrap_err().0.contains("did not report applying push 1"));
         // the agent's report (as ingest records it) ends the wait with its message
         let pushing = {
             let e = e.clone();
-            tokio::task::spawn_blocking(move || e.push_iocs("run r2", "r2 lines\n", Duration::from_secs(60)))
+            tokio::task::spawn_blocking(move || e.push_iocs("run r2", R2, Duration::from_secs(60)))
         };
         let order = loop {
-            if let Some(o) = db.order_for(&alice, "laptop", 1).await.unwrap() {
+            if let Some(o) = db.push_for(&alice, "laptop", 1).await.unwrap() {
                 break o;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -259,21 +287,106 @@ mod tests {
         assert_eq!(pushing.await.unwrap().unwrap(), "3 IoCs loaded");
         // its set now: the newest push targeting it (a later one to another endpoint is not)
         let other = PushTarget::Endpoint { token: "bob".parse().unwrap(), endpoint: "laptop".into() };
-        db.push_iocs(&other, "bob's", "bob lines\n").await.unwrap();
+        db.push_iocs(&other, "bob's", BOB).await.unwrap();
         let current = {
             let e = e.clone();
             tokio::task::spawn_blocking(move || e.current_iocs().unwrap()).await.unwrap()
         };
-        assert_eq!(current, "r2 lines\n");
+        assert_eq!(current, R2);
 
-        assert!(!e.allows_steps());
-        let order = StepsOrder {
-            scenario: "dns-ioc-why-kunai-rocks".parse().unwrap(),
-            run: "r".into(),
-            network: Default::default(),
-            steps: Vec::new(),
-        };
-        let refused = e.run_steps(&order, Duration::from_secs(1)).unwrap_err();
+        // its agent never said --allow-steps: no steps for it
+        let (allowed, refused) = tokio::task::spawn_blocking(move || {
+            (e.allows_steps(), e.run_steps(&steps_order(), Duration::from_secs(1)).unwrap_err())
+        })
+        .await
+        .unwrap();
+        assert!(!allowed);
         assert!(refused.0.contains("did not join with --allow-steps"), "{refused}");
+    }
+
+    fn steps_order() -> StepsOrder {
+        StepsOrder {
+            scenario: "dns-ioc-why-kunai-rocks".parse().unwrap(),
+            run: "r7".into(),
+            network: Default::default(),
+            steps: vec![ioclab_lab::engine::remote::OrderedStep {
+                id: "dig".parse().unwrap(),
+                executor: ioclab_lab::scenario::Executor::Sh,
+                command: "dig why.kunai.rocks".into(),
+                timeout_secs: 10,
+            }],
+        }
+    }
+
+    fn poll(endpoint: &str, allow_steps: bool) -> OrdersQuery {
+        OrdersQuery { endpoint: endpoint.into(), after: 0, allow_steps }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_steps_order_goes_once_to_its_own_endpoint_that_allows_steps_and_waits_for_its_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+        let (alice, _) = db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+        let (bob, _) = db.create_token(Some("bob".parse().unwrap())).await.unwrap();
+        let e = TraineeEndpoint::new(
+            db.clone(),
+            EndpointRef::parse("alice/laptop").unwrap(),
+            tokio::runtime::Handle::current(),
+        );
+        let blocking = |e: &TraineeEndpoint| {
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || {
+                (e.allows_steps(), e.run_steps(&steps_order(), Duration::from_millis(300)))
+            })
+        };
+        // never announced, then announced without the flag: refused, nothing queued
+        for announce in [None, Some(false)] {
+            if let Some(a) = announce {
+                db.announce(&alice, "laptop", a).await.unwrap();
+            }
+            let (allowed, ran) = blocking(&e).await.unwrap();
+            assert!(!allowed);
+            assert!(ran.unwrap_err().0.contains("did not join with --allow-steps"), "{announce:?}");
+            assert!(db.order_for(&alice, &poll("laptop", true)).await.unwrap().is_none(), "a refused order was queued");
+        }
+        // alice's laptop allows steps now
+        db.announce(&alice, "laptop", true).await.unwrap();
+        let running = {
+            let e = e.clone();
+            tokio::task::spawn_blocking(move || {
+                (e.allows_steps(), e.run_steps(&steps_order(), Duration::from_secs(60)))
+            })
+        };
+        let order = loop {
+            // the other endpoint of alice, bob's laptop and a poll without the flag get nothing
+            assert!(db.order_for(&alice, &poll("desktop", true)).await.unwrap().is_none());
+            assert!(db.order_for(&bob, &poll("laptop", true)).await.unwrap().is_none());
+            assert!(db.order_for(&alice, &poll("laptop", false)).await.unwrap().is_none());
+            if let Some(o) = db.order_for(&alice, &poll("laptop", true)).await.unwrap() {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let OrderKind::Steps { order: body } = &order.kind else { panic!("not a steps order: {order:?}") };
+        let sent: StepsOrder = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!((sent.run.as_str(), sent.steps.len()), ("r7", 1));
+        assert!(db.order_for(&alice, &poll("laptop", true)).await.unwrap().is_none(), "handed out twice");
+        // only its own endpoint's report counts, and only once
+        let done = OrderDone { ok: true, message: "dig exited 0".into() };
+        assert!(!db.record_steps_done(&bob, "laptop", order.id, &done).await.unwrap());
+        assert!(db.record_steps_done(&alice, "laptop", order.id, &done).await.unwrap());
+        assert!(!db.record_steps_done(&alice, "laptop", order.id, &done).await.unwrap(), "answered twice");
+        let (allowed, ran) = running.await.unwrap();
+        assert!(allowed);
+        assert_eq!(ran.unwrap(), "dig exited 0");
+
+        // not taken in time: withdrawn, never sent to an agent polling later
+        let (_, ran) = blocking(&e).await.unwrap();
+        assert!(ran.unwrap_err().0.contains("did not report steps order"));
+        assert!(db.order_for(&alice, &poll("laptop", true)).await.unwrap().is_none(), "a stale steps order was sent");
+        // and an IoC push is not hidden by steps: it still comes
+        let target = PushTarget::Endpoint { token: "alice".parse().unwrap(), endpoint: "laptop".into() };
+        let push = db.push_iocs(&target, "day 1", "{\"value\":\"kunai.rocks\",\"severity\":4}\n").await.unwrap();
+        assert_eq!(db.order_for(&alice, &poll("laptop", true)).await.unwrap().unwrap().id, push as u64);
     }
 }

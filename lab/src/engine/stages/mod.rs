@@ -9,8 +9,8 @@ mod sandbox;
 mod steps;
 mod trainee_steps;
 
+pub(crate) use crate::engine::step_exec::StepsNs;
 pub(super) use detection::Watch;
-pub(crate) use steps::StepsNs;
 
 use super::run::Run;
 use crate::run::StageResult;
