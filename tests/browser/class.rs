@@ -118,7 +118,8 @@ async fn instructor_makes_a_token_and_sees_the_endpoint_join() {
             ensure(mark == serde_json::json!(1), || "the class page was reloaded: no live update".into())?;
 
             // pc-blue waits for its orders while the instructor pushes
-            let orders = OrderClient::new(&target_of(&command)?, "pc-blue").map_err(doing("the order client"))?;
+            let orders =
+                OrderClient::new(&target_of(&command)?, "pc-blue", false).map_err(doing("the order client"))?;
             let waiting = tokio::spawn({
                 let orders = orders.clone();
                 async move { orders.next(0).await }
@@ -151,14 +152,12 @@ async fn instructor_makes_a_token_and_sees_the_endpoint_join() {
                 .map_err(doing("pushing"))?;
             let order = waiting.await.map_err(doing("the long-poll"))?.map_err(doing("the long-poll"))?;
             let order = order.ok_or("the long-poll ended without the push")?;
-            #[allow(irrefutable_let_patterns)] // orders of other kinds are coming (steps)
-            let OrderKind::Iocs { label, lines } = &order.kind
-            else {
+            let OrderKind::Iocs { label, lines } = &order.kind else {
                 return Err(format!("not an IoC order: {order:?}"));
             };
             ensure(label == "day 1" && lines.trim() == IOC, || format!("the order: {order:?}"))?;
             let done = OrderDone { ok: true, message: "1 IoCs from 1 file(s)".into() };
-            orders.done(order.id, &done).await.map_err(doing("reporting the push"))?;
+            orders.done(&order.done_path(), &done).await.map_err(doing("reporting the push"))?;
             eventually(Duration::from_secs(60), "the push applied by pc-blue on the push page", || {
                 let c = c.clone();
                 let web = web.clone();
