@@ -311,7 +311,7 @@ async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
     let page = text(app.get(&mut teacher, "/class/push").await).await;
     assert_eq!(page.matches("waiting for: alice/pc-01").count(), 1, "{page}");
     // the agent's side sees the newest, and reports it
-    let order = db.order_for(&alice, "pc-01", 0).await.unwrap().expect("an order for pc-01");
+    let order = db.push_for(&alice, "pc-01", 0).await.unwrap().expect("an order for pc-01");
     assert_eq!(order.id as i64, pushes[0].id);
     let done = ioclab_agent::remote::wire::OrderDone { ok: true, message: "1 IoCs from 1 file(s)".into() };
     assert!(db.record_done(&alice, "pc-01", order.id, &done).await.unwrap());
