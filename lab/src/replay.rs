@@ -396,7 +396,7 @@ pub fn replay(loaded: &Loaded, recording: &Path, speed: Speed, runs: &Path) -> R
     let thread = std::thread::Builder::new()
         .name(format!("replay {id}"))
         .spawn(move || {
-            let outcome = player.play(&manifest)?;
+            let outcome = player.play(&mut manifest)?;
             manifest.finished = Some(now());
             manifest.passed = Some(outcome.passed);
             player.to.write_manifest(&manifest)?;
@@ -420,7 +420,7 @@ struct Player {
 }
 
 impl Player {
-    fn play(&mut self, m: &Manifest) -> Result<ReplayOutcome, ReplayError> {
+    fn play(&mut self, m: &mut Manifest) -> Result<ReplayOutcome, ReplayError> {
         self.copy(RunFolder::SAMPLE_DIR)?;
         if let Some((src, name)) = &self.sample {
             let to = self.to.path(RunFolder::SAMPLE_DIR).join(name);
@@ -447,6 +447,7 @@ impl Player {
                 Speed::Times(_) => Duration::from_millis(at.saturating_sub(self.log.elapsed_ms())),
             };
             if self.stop.sleep(wait) {
+                self.close(m, false)?;
                 self.log.emit_at(self.log.elapsed_ms().max(at), RunEventKind::Finished { passed: false });
                 return Ok(ReplayOutcome { passed: false, failed, stopped: true });
             }
@@ -456,12 +457,24 @@ impl Player {
                     self.copy(&format!("{}/{step}.log", RunFolder::STEPS_DIR))?;
                 }
                 RunEventKind::ExpectationFailed { expected, .. } => failed.push(expected.clone()),
-                RunEventKind::Finished { .. } => self.copy_rest()?,
+                RunEventKind::Finished { passed } => {
+                    self.copy_rest()?;
+                    self.close(m, *passed)?;
+                }
                 _ => {}
             }
             self.log.emit_at(at, e.kind);
         }
         Ok(ReplayOutcome { passed: self.rec.passed(), failed, stopped: false })
+    }
+
+    /// Writes run.json's end before `finished` is emitted: a reader woken
+    /// by `finished` (the run's SSE stream ends there) finds it passed or not.
+    fn close(&self, m: &mut Manifest, passed: bool) -> Result<(), ReplayError> {
+        m.finished = Some(now());
+        m.passed = Some(passed);
+        self.to.write_manifest(m)?;
+        Ok(())
     }
 
     /// Copies `name` (relative to the recording) unless it, or a folder

@@ -314,3 +314,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn run_json_says_passed_by_the_time_finished_is_seen() {
+    // the SSE stream of a run ends at `finished`, and its reader then reads
+    // run.json: it was written after the event, and said "not finished" now and then
+    let (tmp, rec) = recording();
+    let s = scenario("malicious-script-dropper");
+    for attempt in 0..20 {
+        let r = replay(&s, &rec, Speed::Instant, &runs_in(&tmp)).unwrap();
+        let (mut past, mut rx) = r.log.watch();
+        let finished = loop {
+            if let Some(e) = past.iter().find(|e| matches!(e.kind, RunEventKind::Finished { .. })) {
+                break e.clone();
+            }
+            past = vec![rx.blocking_recv().expect("the replay ends with finished")];
+        };
+        let m = r.folder.manifest().unwrap();
+        assert_eq!(finished.kind, RunEventKind::Finished { passed: true });
+        assert_eq!(
+            (m.passed, m.finished.is_some()),
+            (Some(true), true),
+            "attempt {attempt}: run.json when finished was seen"
+        );
+        r.wait().unwrap();
+    }
+}
