@@ -1,0 +1,417 @@
+//! A class under load (issue 16 item 6): one appliance (`ioclab serve`
+//! started as a process, replay mode: its endpoint listener and dashboard
+//! API) and simulated endpoints in this process, each the agent's real
+//! spool and shipper sending synthetic Kunai events over TLS. Each figure is
+//! printed next to its target. Run with `make bench`, or alone:
+//! `cargo bench --bench class_load`.
+//!
+//! Targets, and why:
+//! - stored >= 20,000 events/s sustained: 20 trainee endpoints at 1,000
+//!   events/s each (a busy lab machine) on one appliance, every endpoint
+//!   keeping up (its spool does not grow);
+//! - detection to dashboard p99 < 2 s: a trainee's detection is on the
+//!   instructor's screen while they still look at their own;
+//! - CPU and memory of the appliance: reported (one 2-core appliance VM).
+//!
+//! Then a sweep (more events per endpoint) finds where one appliance stops:
+//! the rate where stored/s stops growing or the spools grow.
+//! `CLASS_LOAD_SWEEP=0` skips it; `CLASS_LOAD_SECONDS=N` sets the window.
+
+#[path = "../tests/browser/appliance.rs"]
+mod appliance;
+mod common;
+#[path = "../tests/common/endpoint_sim.rs"]
+mod endpoint_sim;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use appliance::Appliance;
+use common::verdict;
+use ioclab_agent::events::{EventData, EventKind};
+use ioclab_agent::ioc::loader::parse_line;
+use ioclab_agent::ioc::IocSet;
+use ioclab_agent::remote::pin::Fingerprint;
+use ioclab_agent::remote::ship::{self, Shipper};
+use ioclab_agent::remote::spool::{Spool, SpoolLimits};
+use ioclab_agent::remote::synthetic;
+use ioclab_web::endpoints::EndpointDb;
+use serde_json::Value;
+
+const ENDPOINTS: usize = 20;
+const PER_SEC: u64 = 1000;
+const STORED_TARGET: f64 = 20_000.0;
+const DETECTION_TARGET_S: f64 = 2.0;
+/// Before the measured window: connections made, first batches through.
+const WARMUP: Duration = Duration::from_secs(2);
+/// Every this many events, an endpoint writes a file an IoC names (a detection).
+const DETECT_EVERY: u64 = 100;
+/// The file the endpoints' IoC set names from the start.
+const BAIT: &str = "/tmp/ioclab-bench/dropper.sh";
+/// Longest wait for the spools to empty after the producers stop.
+const DRAIN_MAX: Duration = Duration::from_secs(120);
+/// A spool still holding more than this much of its endpoint's output after the window did not keep up.
+const KEPT_UP_S: f64 = 2.0;
+
+/// An IoC line of Kunai's format naming `path`.
+fn ioc_line(path: &str, n: u8) -> String {
+    format!(
+        "{{\"uuid\":\"5d0b4a41-0000-4000-8000-0000000000{n:02}\",\"source\":\"class-load-bench\",\"value\":\"{path}\",\"severity\":7}}"
+    )
+}
+
+/// An IoC set from IoC file lines, with the agent's parser.
+fn ioc_set(lines: &str) -> IocSet {
+    let mut set = IocSet::new();
+    for (i, line) in lines.lines().enumerate() {
+        match parse_line(line.as_bytes()) {
+            Ok(Some(ioc)) => {
+                set.insert(ioc);
+            }
+            Ok(None) => {}
+            Err(e) => panic!("IoC line {}: {e}", i + 1),
+        }
+    }
+    set
+}
+
+/// A `file_create` of `path`, scanned by the agent's matcher with `iocs`: its line, and whether it is a detection.
+fn file_event(host: &str, n: u64, path: &str, iocs: &IocSet) -> (String, bool) {
+    let mut v: Value = serde_json::from_str(&synthetic::file_create(host, n)).unwrap();
+    v["data"]["path"] = path.into();
+    let data = EventData::from_json(EventKind::FileCreate, &v["data"]).expect("a file_create's data");
+    match iocs.scan(&data) {
+        Some(det) => {
+            v["detection"] = serde_json::to_value(det).unwrap();
+            (v.to_string(), true)
+        }
+        None => (v.to_string(), false),
+    }
+}
+
+/// `utime + stime` of a process, seconds.
+fn cpu_s(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    // SAFETY: no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / hz
+}
+
+/// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() as f64 * p).ceil() as usize).saturating_sub(1).min(v.len() - 1)]
+}
+
+/// The value after `label` on the banner line holding it.
+fn banner(app: &Appliance, label: &str) -> String {
+    let line = app.printed.lines().find(|l| l.contains(label)).unwrap_or_else(|| panic!("no {label:?}:\n{}", app.printed));
+    line.split(label).nth(1).unwrap().split_whitespace().next().unwrap().trim_end_matches(')').to_string()
+}
+
+/// An appliance with one enrolment token per endpoint (`pc-01`...), as a class has.
+struct Class {
+    app: Appliance,
+    data: PathBuf,
+    url: ship::Url,
+    fingerprint: Fingerprint,
+    tokens: Vec<String>,
+}
+
+impl Class {
+    fn start(endpoints: usize) -> Class {
+        let app = Appliance::start(true);
+        let data = PathBuf::from(banner(&app, "data:"));
+        let url = banner(&app, "endpoints:").parse().unwrap();
+        let fingerprint = banner(&app, "--fingerprint ").parse().unwrap();
+        let tokens = (1..=endpoints)
+            .map(|i| {
+                let name = format!("pc-{i:02}");
+                let out = Command::new(env!("CARGO_BIN_EXE_ioclab"))
+                    .args(["endpoints", "--data", data.to_str().unwrap(), "token", "create", "--name", &name])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+                let out = String::from_utf8_lossy(&out.stdout).into_owned();
+                out.lines().next().and_then(|l| l.split(" token: ").nth(1)).expect("a token").to_string()
+            })
+            .collect();
+        Class { app, data, url, fingerprint, tokens }
+    }
+
+    /// Events stored, counted in the appliance's store.
+    async fn stored(&self, db: &EndpointDb) -> i64 {
+        db.tokens().await.unwrap().iter().map(|t| t.events).sum()
+    }
+}
+
+/// One simulated endpoint's shared state.
+struct Endpoint {
+    name: String,
+    spool: Spool,
+    /// Its IoC set, replaced whole by a push.
+    iocs: Mutex<Arc<IocSet>>,
+    produced: AtomicU64,
+    acked: AtomicU64,
+    done_producing: AtomicBool,
+}
+
+/// What one load measured.
+struct Measured {
+    endpoints: usize,
+    per_sec: u64,
+    window_s: f64,
+    produced: u64,
+    acked: u64,
+    stored: i64,
+    backlog_batches: usize,
+    backlog_max_batches: usize,
+    backlog_bytes: u64,
+    drain_s: f64,
+    detections: Vec<f64>,
+    cpu_s: f64,
+    bench_cpu_s: f64,
+    rss_peak_kib: u64,
+    hwm_kib: u64,
+    total_produced: u64,
+    total_stored: i64,
+    failures: u64,
+}
+
+impl Measured {
+    fn offered(&self) -> f64 {
+        (self.endpoints as u64 * self.per_sec) as f64
+    }
+    fn stored_per_s(&self) -> f64 {
+        self.stored as f64 / self.window_s
+    }
+    fn kept_up(&self) -> bool {
+        self.drain_s <= KEPT_UP_S && self.total_stored as u64 == self.total_produced
+    }
+}
+
+/// Runs `endpoints` simulated endpoints at `per_sec` events/s each against `class` for `window` after [`WARMUP`].
+fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration) -> Measured {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let spools = common::scratch_dir();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    // created detection uuid -> when it was written; its latency to the store once acked
+    let pending: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<(Instant, f64)>>> = Arc::default();
+    let mut eps = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, token) in class.tokens.iter().take(endpoints).enumerate() {
+        let name = format!("pc-{:02}", i + 1);
+        let spool = Spool::open(&spools.path().join(&name), &name, SpoolLimits::default()).unwrap();
+        let ep = Arc::new(Endpoint {
+            name,
+            spool,
+            iocs: Mutex::new(Arc::new(ioc_set(&ioc_line(BAIT, 1)))),
+            produced: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            done_producing: AtomicBool::new(false),
+        });
+        let target = ship::Appliance { url: class.url.clone(), token: token.clone(), fingerprint: class.fingerprint };
+        let shipper = Shipper::new(&target).unwrap();
+        let producer = {
+            let (ep, stop, pending) = (ep.clone(), stop.clone(), pending.clone());
+            rt.spawn(async move {
+                let n = endpoint_sim::produce(&ep.spool, per_sec, u64::MAX, &stop, |n| {
+                    ep.produced.fetch_add(1, Ordering::Relaxed);
+                    if n % DETECT_EVERY != 0 {
+                        return synthetic::file_create(&ep.name, n);
+                    }
+                    let iocs = ep.iocs.lock().unwrap().clone();
+                    let (line, detection) = file_event(&ep.name, n, BAIT, &iocs);
+                    if detection {
+                        pending.lock().unwrap().insert(endpoint_sim::uuid_of(&line), Instant::now());
+                    }
+                    line
+                })
+                .await;
+                ep.done_producing.store(true, Ordering::SeqCst);
+                n
+            })
+        };
+        let sender = {
+            let (ep, failures, pending, latencies) = (ep.clone(), failures.clone(), pending.clone(), latencies.clone());
+            rt.spawn(async move {
+                endpoint_sim::ship(
+                    &shipper,
+                    &ep.spool,
+                    || ep.done_producing.load(Ordering::SeqCst),
+                    |body, ack| {
+                        let now = Instant::now();
+                        ep.acked.fetch_add(ack.stored, Ordering::Relaxed);
+                        for line in endpoint_sim::events(body).filter(|l| l.contains("\"detection\":")) {
+                            if let Some(t) = pending.lock().unwrap().remove(&endpoint_sim::uuid_of(line)) {
+                                latencies.lock().unwrap().push((now, (now - t).as_secs_f64()));
+                            }
+                        }
+                    },
+                    |_| {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    },
+                )
+                .await
+            })
+        };
+        eps.push(ep);
+        tasks.push((producer, sender));
+    }
+    let db = rt.block_on(EndpointDb::open(&class.data.join("web.db"))).unwrap();
+    let pid = class.app.pid();
+    let pid_s = pid.to_string();
+    // the appliance's resident memory, sampled through the run
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(status_kib(pid, "VmRSS:"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        })
+    };
+    let acked = || eps.iter().map(|e| e.acked.load(Ordering::Relaxed)).sum::<u64>();
+    let produced = || eps.iter().map(|e| e.produced.load(Ordering::Relaxed)).sum::<u64>();
+
+    std::thread::sleep(WARMUP);
+    let (t0, p0, a0, s0, c0, b0) =
+        (Instant::now(), produced(), acked(), rt.block_on(class.stored(&db)), cpu_s(&pid_s), cpu_s("self"));
+    std::thread::sleep(window);
+    let (t1, p1, a1, s1, c1, b1) =
+        (Instant::now(), produced(), acked(), rt.block_on(class.stored(&db)), cpu_s(&pid_s), cpu_s("self"));
+    let backlog: Vec<(usize, u64)> = eps.iter().map(|e| e.spool.pending()).collect();
+
+    stop.store(true, Ordering::SeqCst);
+    let stopped = Instant::now();
+    let mut total_produced = 0;
+    for (producer, sender) in tasks {
+        total_produced += rt.block_on(producer).unwrap();
+        let left = DRAIN_MAX.saturating_sub(stopped.elapsed());
+        rt.block_on(async { tokio::time::timeout(left, sender).await })
+            .expect("the spools drained")
+            .unwrap();
+    }
+    let drain_s = stopped.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let rss_peak_kib = sampler.join().unwrap();
+    let total_stored = rt.block_on(class.stored(&db));
+    let window_s = (t1 - t0).as_secs_f64();
+    let detections = latencies.lock().unwrap().iter().filter(|(at, _)| *at >= t0 && *at <= t1).map(|(_, l)| *l).collect();
+    Measured {
+        endpoints,
+        per_sec,
+        window_s,
+        produced: p1 - p0,
+        acked: a1 - a0,
+        stored: s1 - s0,
+        backlog_batches: backlog.iter().map(|b| b.0).sum(),
+        backlog_max_batches: backlog.iter().map(|b| b.0).max().unwrap_or(0),
+        backlog_bytes: backlog.iter().map(|b| b.1).sum(),
+        drain_s,
+        detections,
+        cpu_s: c1 - c0,
+        bench_cpu_s: b1 - b0,
+        rss_peak_kib,
+        hwm_kib: status_kib(pid, "VmHWM:"),
+        total_produced,
+        total_stored,
+        failures: failures.load(Ordering::Relaxed),
+    }
+}
+
+fn report(m: &mut Measured, main: bool) {
+    let tag = format!("class_load: {} endpoints x {} ev/s", m.endpoints, m.per_sec);
+    let target = if main { STORED_TARGET } else { m.offered() };
+    println!(
+        "{tag}: stored {:.0} ev/s in the store, {:.0} ev/s acknowledged, over {:.1} s (offered {:.0}, produced {:.0} ev/s; target >= {target:.0}: {})",
+        m.stored_per_s(),
+        m.acked as f64 / m.window_s,
+        m.window_s,
+        m.offered(),
+        m.produced as f64 / m.window_s,
+        verdict(m.stored_per_s() >= target * 0.98)
+    );
+    println!(
+        "{tag}: spool backlog at the end of the window {} batches ({:.1} MiB), at most {} on one endpoint; drained {:.2} s after the producers stopped; {} sends failed; stored {} of {} produced (every endpoint kept up, backlog < {KEPT_UP_S} s: {})",
+        m.backlog_batches,
+        m.backlog_bytes as f64 / 1048576.0,
+        m.backlog_max_batches,
+        m.drain_s,
+        m.failures,
+        m.total_stored,
+        m.total_produced,
+        verdict(m.kept_up())
+    );
+    let n = m.detections.len();
+    let p50 = percentile(&mut m.detections, 0.5);
+    let p99 = percentile(&mut m.detections, 0.99);
+    println!(
+        "{tag}: detection (event written) to stored row (ack): p50 {:.0} ms, p99 {:.0} ms over {n} detections (target p99 < {DETECTION_TARGET_S} s: {})",
+        p50 * 1e3,
+        p99 * 1e3,
+        verdict(p99 < DETECTION_TARGET_S)
+    );
+    println!(
+        "{tag}: appliance CPU {:.0}% of one core, {:.0}% of 2 cores; RSS peak {:.1} MiB, VmHWM {:.1} MiB (reported; the load generator in the bench took {:.0}% of one core on the same machine)",
+        m.cpu_s / m.window_s * 100.0,
+        m.cpu_s / m.window_s * 50.0,
+        m.rss_peak_kib as f64 / 1024.0,
+        m.hwm_kib as f64 / 1024.0,
+        m.bench_cpu_s / m.window_s * 100.0
+    );
+}
+
+fn main() {
+    let window = Duration::from_secs(std::env::var("CLASS_LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20));
+    let class = Class::start(ENDPOINTS);
+    let mut m = load(&class, ENDPOINTS, PER_SEC, window);
+    report(&mut m, true);
+    drop(class);
+
+    if std::env::var("CLASS_LOAD_SWEEP").is_ok_and(|v| v == "0") {
+        return;
+    }
+    // where one appliance stops: more events per endpoint until stored/s stops growing or the spools grow
+    let sweep = window.min(Duration::from_secs(10));
+    let mut best = m.stored_per_s();
+    for (endpoints, per_sec) in [(20, 2000), (20, 4000), (40, 2000), (20, 8000)] {
+        let class = Class::start(endpoints);
+        let mut m = load(&class, endpoints, per_sec, sweep);
+        report(&mut m, false);
+        drop(class);
+        let grew = m.stored_per_s() > best * 1.1;
+        best = best.max(m.stored_per_s());
+        if !m.kept_up() || !grew {
+            println!("class_load: one appliance stops at about {best:.0} stored ev/s here ({endpoints} x {per_sec} ev/s offered did not fit)");
+            return;
+        }
+    }
+    println!("class_load: one appliance held every rate of the sweep (best {best:.0} stored ev/s)");
+}
+
