@@ -30,7 +30,7 @@ fn tokens_are_created_listed_and_revoked_from_the_shell() {
     let (code, _, err) = run(&["endpoints", "--data", data, "token", "create", "--name", "team-blue"]);
     assert_ne!(code, 0);
     assert!(err.contains("exists already"), "{err}");
-    let (code, out, _) = run(&["endpoints", "--data", data, "token", "create"]);
+    let (code, out, _) = run(&["endpoints", "--data", data, "token", "create", "--group", "blue"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("endpoint-02 token: "), "{out}");
     let (code, _, err) = run(&["endpoints", "--data", data, "token", "revoke", "team-blue"]);
@@ -41,6 +41,7 @@ fn tokens_are_created_listed_and_revoked_from_the_shell() {
     assert_eq!((rows[0][0], rows[1][0]), ("team-blue", "endpoint-02"));
     assert_ne!(rows[0][2], "-", "team-blue is revoked: {out}");
     assert_eq!(rows[1][2], "-", "endpoint-02 is not: {out}");
+    assert_eq!((rows[0][4], rows[1][4]), ("-", "blue"), "the groups: {out}");
     let db = std::fs::read(tmp.path().join("web.db")).unwrap();
     assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "only the token's hash is stored");
     let (code, _, err) = run(&["endpoints", "--data", data, "token", "revoke", "nobody"]);

@@ -40,7 +40,11 @@ With --appliance, events are sealed in batches in the spool (--spool) and
 sent over TLS to the appliance, which must present the certificate of
 --fingerprint; a batch leaves the spool only once the appliance has stored
 it. While the appliance is away the spool grows up to --spool-max-mib; then
-events are dropped, counted, and reported by an `event_loss` event."
+events are dropped, counted, and reported by an `event_loss` event.
+Every event is sent (detections marked). IoC sets the instructor pushes
+(`ioclab endpoints push`) are checked, kept in pushed-iocs.json beside the
+spool (a restarted agent matches them at once), loaded with the -i files,
+and reported back to the appliance (loaded, or refused and why)."
 )]
 pub struct AgentArgs {
     #[command(subcommand)]
@@ -143,14 +147,18 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         config.scanner.min_severity = s;
     }
     config.scanner.accept_partial_iocs |= args.accept_partial_iocs;
+    let mut control = Control::default();
     let remote = match args.remote.appliance.clone() {
         Some(url) => {
             // what the sensor's "writing ... to" message names: the spool replaces -o and output.path
             config.output.path = Some(args.remote.spool.clone());
-            Some(remote::start(url, args.remote)?)
+            // the appliance wants the whole stream, detections marked
+            config.scanner.write_unmatched = true;
+            Some(remote::start(url, args.remote, &control)?)
         }
         None => None,
     };
+    control.pushed_iocs = remote.as_ref().map(|r| r.pushed.clone());
     let out = match &remote {
         Some(r) => Output::from(Box::new(r.spool.writer()) as Box<dyn std::io::Write + Send>),
         None => {
@@ -161,7 +169,6 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let control = Control::default();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // a second Ctrl-C while stopping exits at once
         signal_hook::flag::register_conditional_shutdown(sig, 130, control.stop.clone())?;
@@ -194,25 +201,51 @@ mod remote {
     use std::time::{Duration, Instant};
 
     use anyhow::Context;
+    use ioclab_agent::remote::orders::{self, OrderClient, PushedIocs, Reload};
     use ioclab_agent::remote::ship::{Appliance, Shipper};
     use ioclab_agent::remote::spool::{Spool, SpoolLimits};
+    use ioclab_agent::sensor::Control;
 
     use super::RemoteArgs;
 
     /// How long a stopping agent waits for the spool to empty; what is left is sent at the next start.
     const DRAIN: Duration = Duration::from_secs(5);
+    /// How long an IoC push waits for the sensor's reload (it is the
+    /// sensor's own IoC load: a large set takes seconds on a busy machine).
+    const RELOAD_WAIT: Duration = Duration::from_secs(120);
 
     pub(super) struct Remote {
         pub(super) spool: Spool,
         stop: Arc<AtomicBool>,
         thread: std::thread::JoinHandle<()>,
+        orders: std::thread::JoinHandle<()>,
+        /// The pushed IoC file, for the sensor.
+        pub(super) pushed: std::path::PathBuf,
+    }
+
+    /// The sensor's reload, as the order thread applies a push: ask, wait for the load that read the new file.
+    fn reload_through(control: &Control) -> Arc<Reload> {
+        let reloads = control.reloads.clone();
+        Arc::new(move || {
+            let ticket = reloads.ask();
+            match reloads.wait(ticket, RELOAD_WAIT) {
+                Some(r) if r.applied => Ok(r.message),
+                Some(r) => Err(r.message),
+                None => Err(format!("the agent did not reload the IoCs within {} s", RELOAD_WAIT.as_secs())),
+            }
+        })
     }
 
     fn host_name() -> String {
         std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
     }
 
-    pub(super) fn start(url: ioclab_agent::remote::ship::Url, args: RemoteArgs) -> anyhow::Result<Remote> {
+    /// Starts shipping the spool and taking orders; sets `control.pushed_iocs` for the sensor.
+    pub(super) fn start(
+        url: ioclab_agent::remote::ship::Url,
+        args: RemoteArgs,
+        control: &Control,
+    ) -> anyhow::Result<Remote> {
         let appliance = Appliance {
             url,
             token: args.token.context("--appliance needs --token")?,
@@ -232,8 +265,22 @@ mod remote {
                 .name("ioclab-ship".into())
                 .spawn(move || rt.block_on(shipper.run(&spool, &stop)))?
         };
-        tracing::info!("sending events to {} as {name} (spool {})", appliance.url, args.spool.display());
-        Ok(Remote { spool, stop, thread })
+        let pushed = PushedIocs::beside(&args.spool);
+        let orders = {
+            let client = OrderClient::new(&appliance, &name)?;
+            let (pushed, stop, reload) = (pushed.clone(), stop.clone(), reload_through(control));
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            std::thread::Builder::new()
+                .name("ioclab-orders".into())
+                .spawn(move || rt.block_on(orders::run(&client, &pushed, reload, &stop)))?
+        };
+        tracing::info!(
+            "sending events to {} as {name} (spool {}); IoCs it pushes go to {}",
+            appliance.url,
+            args.spool.display(),
+            pushed.path().display()
+        );
+        Ok(Remote { spool, stop, thread, orders, pushed: pushed.path().to_path_buf() })
     }
 
     impl Remote {
@@ -252,6 +299,7 @@ mod remote {
             }
             self.stop.store(true, Ordering::Relaxed);
             let _ = self.thread.join();
+            let _ = self.orders.join();
         }
     }
 }

@@ -6,13 +6,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use ioclab_agent::remote::orders::OrderClient;
 use ioclab_agent::remote::pin::Fingerprint;
 use ioclab_agent::remote::ship::{Appliance, ShipError, Shipper};
 use ioclab_agent::remote::spool::{Spool, SpoolLimits};
 use ioclab_agent::remote::synthetic;
-use ioclab_agent::remote::wire::BatchHeader;
+use ioclab_agent::remote::wire::{BatchHeader, OrderDone, OrderKind};
 use ioclab_web::endpoints::tls::{self, ApplianceCert};
-use ioclab_web::endpoints::{ingest, EndpointDb};
+use ioclab_web::endpoints::{ingest, EndpointDb, PushTarget};
+use ioclab_web::users::UserName;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -170,4 +172,151 @@ async fn events_spooled_while_the_appliance_is_down_are_stored_once_when_it_is_b
     stored.sort();
     sent.sort();
     assert_eq!(stored, sent, "every event stored, once");
+}
+
+/// The IoC set a push carries, one domain.
+fn iocs(domain: &str) -> String {
+    format!("{{\"value\":\"{domain}\",\"severity\":4}}\n")
+}
+
+fn lines_of(order: &ioclab_agent::remote::wire::Order) -> &str {
+    let OrderKind::Iocs { lines, .. } = &order.kind;
+    lines
+}
+
+#[tokio::test]
+async fn pushes_reach_only_their_targets_and_the_newest_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+    let name = |s: &str| s.parse::<UserName>().unwrap();
+    let (alice, _) = db.create_token_in(Some(name("alice")), Some(name("blue"))).await.unwrap();
+    let (bob, _) = db.create_token_in(Some(name("bob")), Some(name("red"))).await.unwrap();
+    let (carol, _) = db.create_token(Some(name("carol"))).await.unwrap();
+    assert_eq!(alice.group, Some(name("blue")));
+    assert_eq!(db.tokens().await.unwrap()[1].group, Some(name("red")), "the group is listed");
+    assert!(db.order_for(&alice, "pc-a", 0).await.unwrap().is_none(), "no push yet");
+
+    let mut woken = db.push_watch();
+    let all = db.push_iocs(&PushTarget::All, "day 1", &iocs("all.example")).await.unwrap();
+    assert!(woken.has_changed().unwrap(), "a push wakes the waiting polls");
+    assert_eq!(*woken.borrow_and_update(), all);
+    for (t, e) in [(&alice, "pc-a"), (&bob, "pc-b"), (&carol, "pc-c")] {
+        let o = db.order_for(t, e, 0).await.unwrap().unwrap();
+        assert_eq!((o.id as i64, lines_of(&o)), (all, iocs("all.example").as_str()));
+        assert!(db.order_for(t, e, o.id).await.unwrap().is_none(), "an applied order is not sent again");
+    }
+
+    let blue = db.push_iocs(&PushTarget::Group(name("blue")), "blue team", &iocs("blue.example")).await.unwrap();
+    let one = PushTarget::Endpoint { token: name("bob"), endpoint: "pc-b2".into() };
+    let bob2 = db.push_iocs(&one, "bob's second machine", &iocs("bob2.example")).await.unwrap();
+    let got = |t, e, after| {
+        let db = db.clone();
+        async move { db.order_for(t, e, after).await.unwrap().map(|o| o.id as i64) }
+    };
+    assert_eq!(got(&alice, "pc-a", all as u64).await, Some(blue));
+    assert_eq!(got(&bob, "pc-b", all as u64).await, None, "bob is not in blue, pc-b is not pc-b2");
+    assert_eq!(got(&bob, "pc-b2", 0).await, Some(bob2));
+    assert_eq!(got(&carol, "pc-c", all as u64).await, None);
+    assert_eq!(got(&carol, "pc-b2", 0).await, Some(all), "the endpoint target names the token too");
+
+    // a newer push to all replaces the group's for alice: a set, not a diff
+    let newest = db.push_iocs(&PushTarget::All, "day 2", &iocs("day2.example")).await.unwrap();
+    assert_eq!(got(&alice, "pc-a", 0).await, Some(newest));
+    assert_eq!(got(&alice, "pc-a", blue as u64).await, Some(newest));
+
+    let e = db.push_iocs(&PushTarget::Group(name("green")), "x", &iocs("x.example")).await.unwrap_err();
+    assert!(e.to_string().contains("no enrolment token is in group green"), "{e}");
+    let e = db.push_iocs(&PushTarget::Endpoint { token: name("dave"), endpoint: "x".into() }, "x", "").await;
+    assert!(matches!(e, Err(ioclab_web::endpoints::EndpointError::Unknown(_))), "{e:?}");
+
+    let ok = OrderDone { ok: true, message: "1 IoCs from 1 file(s)".into() };
+    assert!(db.record_done(&alice, "pc-a", newest as u64, &ok).await.unwrap());
+    let refused = OrderDone { ok: false, message: "IoC reload refused".into() };
+    assert!(db.record_done(&bob, "pc-b", newest as u64, &refused).await.unwrap());
+    assert!(!db.record_done(&bob, "pc-b", 999, &ok).await.unwrap(), "no such push");
+    let pushes = db.pushes().await.unwrap();
+    assert_eq!(pushes.iter().map(|p| p.id).collect::<Vec<_>>(), vec![newest, bob2, blue, all], "newest first");
+    assert_eq!(pushes[0].label, "day 2");
+    assert_eq!(pushes[0].bytes, iocs("day2.example").len() as i64);
+    let applied: Vec<(&str, &str, bool)> =
+        pushes[0].applied.iter().map(|a| (a.token.as_str(), a.endpoint.as_str(), a.ok)).collect();
+    assert_eq!(applied, vec![("alice", "pc-a", true), ("bob", "pc-b", false)]);
+    assert_eq!(pushes[1].target, one);
+    assert_eq!(pushes[2].target, PushTarget::Group(name("blue")));
+    assert!(pushes[3].applied.is_empty());
+}
+
+#[tokio::test]
+async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), loopback().await).await;
+    let name = |s: &str| s.parse::<UserName>().unwrap();
+    let (alice, alice_secret) = app.db.create_token_in(Some(name("alice")), Some(name("blue"))).await.unwrap();
+    let (_, bob_secret) = app.db.create_token_in(Some(name("bob")), Some(name("red"))).await.unwrap();
+    let client = |secret: &str, endpoint: &str| {
+        OrderClient::new(&appliance(app.addr, secret, app.fingerprint), endpoint).unwrap()
+    };
+    let (alice_pc, bob_pc) = (client(&alice_secret, "pc-a"), client(&bob_secret, "pc-b"));
+
+    // both wait; a push to blue answers alice's poll, bob's keeps waiting
+    let alice_poll = tokio::spawn({
+        let c = alice_pc.clone();
+        async move { c.next(0).await }
+    });
+    let bob_poll = tokio::spawn({
+        let c = bob_pc.clone();
+        async move { c.next(0).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!alice_poll.is_finished() && !bob_poll.is_finished(), "no push yet: the polls wait");
+    let id = app.db.push_iocs(&PushTarget::Group(name("blue")), "blue", &iocs("blue.example")).await.unwrap();
+    let order = alice_poll.await.unwrap().unwrap().expect("the push answers the waiting poll");
+    assert_eq!(order.id as i64, id);
+    assert_eq!(lines_of(&order), iocs("blue.example"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!bob_poll.is_finished(), "bob is not in blue");
+
+    // a push made by another process (the CLI's own connection: no wake-up) is seen too
+    let cli = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+    let all = cli.push_iocs(&PushTarget::All, "day 2", &iocs("day2.example")).await.unwrap();
+    let order = bob_poll.await.unwrap().unwrap().expect("the table is looked at while waiting");
+    assert_eq!(order.id as i64, all);
+    let newest = alice_pc.next(id as u64).await.unwrap().unwrap();
+    assert_eq!(newest.id as i64, all, "the newest push wins");
+
+    alice_pc.done(newest.id, &OrderDone { ok: true, message: "IoCs loaded: 1 IoCs".into() }).await.unwrap();
+    bob_pc.done(order.id, &OrderDone { ok: false, message: "refused".into() }).await.unwrap();
+    let e = bob_pc.done(9999, &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
+    assert!(e.to_string().contains("no push 9999"), "{e}");
+    let pushes = app.db.pushes().await.unwrap();
+    let applied: Vec<(&str, &str, bool)> =
+        pushes[0].applied.iter().map(|a| (a.token.as_str(), a.endpoint.as_str(), a.ok)).collect();
+    assert_eq!(applied, vec![("alice", "pc-a", true), ("bob", "pc-b", false)]);
+    let rows = app.db.endpoints().await.unwrap();
+    let last: Vec<(&str, &str, Option<(i64, bool)>)> = rows
+        .iter()
+        .map(|r| (r.token.as_str(), r.endpoint.as_str(), r.last_push.as_ref().map(|p| (p.id, p.ok))))
+        .collect();
+    assert_eq!(last, vec![("alice", "pc-a", Some((all, true))), ("bob", "pc-b", Some((all, false)))]);
+    assert_eq!(rows[0].group, Some(name("blue")));
+
+    // a raw report that is not one is refused naming the place
+    let raw = reqwest::Client::builder()
+        .use_preconfigured_tls(ioclab_agent::remote::pin::client_config(app.fingerprint))
+        .build()
+        .unwrap();
+    let r = raw
+        .post(format!("https://{}/v1/orders/{all}/done?endpoint=pc-a", app.addr))
+        .bearer_auth(&alice_secret)
+        .body("{\"ok\": yes}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("order report, line 1, column"));
+
+    app.db.revoke(&alice.name).await.unwrap();
+    assert!(matches!(alice_pc.next(0).await, Err(ShipError::Unauthorized(_))));
+    let e = alice_pc.done(all as u64, &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
+    assert!(matches!(e, ShipError::Unauthorized(_)), "{e}");
 }

@@ -5,8 +5,10 @@
 //! ingest in `ioclab-web` parses it with the same code); [`pin`] checks the
 //! appliance's self-signed certificate against the fingerprint it printed;
 //! [`spool`] keeps batches on disk until the appliance acknowledges them;
-//! [`ship`] sends them; [`synthetic`] makes events for tests and benches.
+//! [`ship`] sends them; [`orders`] long-polls the appliance's orders (IoC
+//! pushes) and applies them; [`synthetic`] makes events for tests and benches.
 
+pub mod orders;
 pub mod pin;
 pub mod ship;
 pub mod spool;

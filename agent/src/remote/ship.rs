@@ -60,7 +60,7 @@ pub struct Shipper {
 }
 
 /// The error and its causes on one line (reqwest hides the TLS reason in its sources).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -71,19 +71,44 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-impl Shipper {
-    /// A shipper to `appliance`, trusting only its pinned certificate.
-    pub fn new(appliance: &Appliance) -> Result<Shipper, ShipError> {
-        let url = appliance.url.join(BATCH_PATH).map_err(|e| ShipError::Unreachable {
-            url: appliance.url.to_string(),
+/// The status and body of an answer whose status is one of `expected`; any other is the error it means.
+pub(crate) async fn answer(
+    resp: reqwest::Response,
+    url: &reqwest::Url,
+    expected: &[u16],
+) -> Result<(u16, String), ShipError> {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| ShipError::Unreachable { url: url.to_string(), reason: chain(&e) })?;
+    match status {
+        s if expected.contains(&s) => Ok((s, text)),
+        401 => Err(ShipError::Unauthorized(url.to_string())),
+        400 => Err(ShipError::Rejected(text.chars().take(500).collect())),
+        s => Err(ShipError::Status { status: s, body: text.chars().take(200).collect() }),
+    }
+}
+
+impl Appliance {
+    /// `path` on the appliance, and a client trusting only its pinned certificate.
+    pub(crate) fn client(&self, path: &str) -> Result<(reqwest::Client, reqwest::Url), ShipError> {
+        let url = self.url.join(path).map_err(|e| ShipError::Unreachable {
+            url: self.url.to_string(),
             reason: format!("not a base URL: {e}"),
         })?;
         let client = reqwest::Client::builder()
-            .use_preconfigured_tls(client_config(appliance.fingerprint))
+            .use_preconfigured_tls(client_config(self.fingerprint))
             .connect_timeout(Duration::from_secs(5))
+            // above the appliance's long-poll wait
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| ShipError::Unreachable { url: url.to_string(), reason: chain(&e) })?;
+        Ok((client, url))
+    }
+}
+
+impl Shipper {
+    /// A shipper to `appliance`, trusting only its pinned certificate.
+    pub fn new(appliance: &Appliance) -> Result<Shipper, ShipError> {
+        let (client, url) = appliance.client(BATCH_PATH)?;
         Ok(Shipper { client, url, token: appliance.token.clone() })
     }
 
@@ -99,17 +124,11 @@ impl Shipper {
             .send()
             .await
             .map_err(unreachable)?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(unreachable)?;
-        match status.as_u16() {
-            200 => serde_json::from_str(&text).map_err(|e| ShipError::Status {
-                status: 200,
-                body: format!("not an ack ({e}): {}", text.chars().take(200).collect::<String>()),
-            }),
-            401 => Err(ShipError::Unauthorized(self.url.to_string())),
-            400 => Err(ShipError::Rejected(text.chars().take(500).collect())),
-            s => Err(ShipError::Status { status: s, body: text.chars().take(200).collect() }),
-        }
+        let (status, text) = answer(resp, &self.url, &[200]).await?;
+        serde_json::from_str(&text).map_err(|e| ShipError::Status {
+            status,
+            body: format!("not an ack ({e}): {}", text.chars().take(200).collect::<String>()),
+        })
     }
 
     /// Sends the spool's oldest batch; `Ok(None)` when there is none.

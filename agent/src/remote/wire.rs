@@ -6,12 +6,24 @@
 //! [`Ack`] only once the batch is stored; events whose `info.event.uuid`
 //! it already holds are counted as duplicates, not stored again, so an
 //! agent resends a batch whose ack it did not get without harm.
+//!
+//! Orders go the other way: the agent long-polls `GET /v1/orders?endpoint=NAME&after=ID`
+//! (same bearer token) and gets the newest [`Order`] for it with an id
+//! above `after` (200), or 204 after [`ORDERS_WAIT`] without one; once it
+//! applied (or refused) the order it posts an [`OrderDone`] to
+//! `/v1/orders/{id}/done` ([`order_done_path`]).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The ingest path, under the appliance's endpoint listener.
 pub const BATCH_PATH: &str = "/v1/batches";
+/// The orders path: the agent long-polls it.
+pub const ORDERS_PATH: &str = "/v1/orders";
+/// How long the appliance holds a long-poll without an order before answering 204.
+pub const ORDERS_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+/// Most bytes in one order body (an IoC set of a few hundred thousand lines).
+pub const MAX_ORDER_BYTES: usize = 64 * 1024 * 1024;
 /// Most events in one batch (the agent seals batches well before).
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Most bytes in one batch body.
@@ -144,6 +156,96 @@ impl Batch {
     }
 }
 
+/// Where the agent reports order `id` done: `/v1/orders/{id}/done`.
+pub fn order_done_path(id: u64) -> String {
+    format!("{ORDERS_PATH}/{id}/done")
+}
+
+/// The query of a long-poll: `?endpoint=NAME&after=ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrdersQuery {
+    /// The endpoint's name, as in its batches' header.
+    pub endpoint: String,
+    /// The last order the agent applied (0: none yet); only newer ones are answered.
+    #[serde(default)]
+    pub after: u64,
+}
+
+/// An order from the appliance to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The order's id (the push's id on the appliance), increasing.
+    pub id: u64,
+    /// What to do; in the JSON its `kind` field sits next to `id`.
+    #[serde(flatten)]
+    pub kind: OrderKind,
+}
+
+/// What an order asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OrderKind {
+    /// Use this IoC set from now on, instead of the previous pushed one
+    /// (a whole set, not a diff: the newest push wins).
+    Iocs {
+        /// What the instructor called it (`--label`), for logs and lists.
+        label: String,
+        /// The IoC file's lines (Kunai's format, one JSON object a line).
+        lines: String,
+    },
+}
+
+/// The agent's report on an order, the body of `POST /v1/orders/{id}/done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderDone {
+    /// Whether the order is in effect (the IoCs are loaded).
+    pub ok: bool,
+    /// What happened: the load's counts, or why it was refused.
+    pub message: String,
+}
+
+/// A body that is not the JSON expected, with where it went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}, line {line}, column {column}: {message}")]
+pub struct BodyError {
+    /// Which body: `order` or `order report`.
+    pub what: &'static str,
+    /// The line, 1-based (0 when the whole body is at fault, e.g. too big).
+    pub line: usize,
+    /// The column, 1-based.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(what: &'static str, body: &[u8]) -> Result<T, BodyError> {
+    if body.len() > MAX_ORDER_BYTES {
+        let message = format!("{} bytes, more than the {MAX_ORDER_BYTES} allowed", body.len());
+        return Err(BodyError { what, line: 0, column: 0, message });
+    }
+    serde_json::from_slice(body).map_err(|e| BodyError {
+        what,
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+impl Order {
+    /// Parses an order body (the answer of a long-poll).
+    pub fn parse(body: &[u8]) -> Result<Order, BodyError> {
+        parse_body("order", body)
+    }
+}
+
+impl OrderDone {
+    /// Parses an order report body.
+    pub fn parse(body: &[u8]) -> Result<OrderDone, BodyError> {
+        parse_body("order report", body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +286,55 @@ mod tests {
         assert_eq!(Batch::parse(bad_uuid.as_bytes()).unwrap_err().line, 2);
     }
 
+    #[test]
+    fn orders_and_reports_round_trip_with_the_kind_beside_the_id() {
+        let order = Order {
+            id: 7,
+            kind: OrderKind::Iocs {
+                label: "day 2".into(),
+                lines: "{\"value\":\"kunai.rocks\",\"severity\":4}\n".into(),
+            },
+        };
+        let json = serde_json::to_string(&order).unwrap();
+        assert!(json.starts_with(r#"{"id":7,"kind":"iocs","label":"day 2","lines":"#), "{json}");
+        assert_eq!(Order::parse(json.as_bytes()).unwrap(), order);
+        let done = OrderDone { ok: false, message: "refused: no IoC".into() };
+        assert_eq!(OrderDone::parse(serde_json::to_string(&done).unwrap().as_bytes()).unwrap(), done);
+        assert_eq!(order_done_path(7), "/v1/orders/7/done");
+        let q: OrdersQuery = serde_json::from_str(r#"{"endpoint":"pc-01"}"#).unwrap();
+        assert_eq!(q.after, 0);
+    }
+
+    #[test]
+    fn a_bad_order_names_the_line_and_column() {
+        let e = Order::parse(b"{\"id\": 3,\n \"kind\": \"reboot\"}").unwrap_err();
+        assert_eq!((e.what, e.line), ("order", 2), "{e}");
+        assert!(e.to_string().starts_with("order, line 2, column "), "{e}");
+        assert!(e.message.contains("reboot"), "{e}");
+        let e = OrderDone::parse(b"{\"ok\": true}").unwrap_err();
+        assert!(e.to_string().contains("message"), "{e}");
+    }
+
     proptest! {
+        #[test]
+        fn any_order_body_is_an_order_or_an_error_naming_a_place(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Err(e) = Order::parse(&body) {
+                let lines = body.iter().filter(|&&b| b == b'\n').count() + 1;
+                prop_assert!(e.line >= 1 && e.line <= lines, "{e} of {lines} lines");
+                prop_assert!(e.to_string().starts_with("order, line "), "{}", e);
+            }
+        }
+
+        #[test]
+        fn a_damaged_order_is_refused_at_its_place(keep in 0usize..80, junk in "[^\n]{0,10}") {
+            let good = serde_json::to_string(&Order { id: 1, kind: OrderKind::Iocs { label: "l".into(), lines: "x".into() } }).unwrap();
+            let damaged = format!("{}{junk}", &good[..keep.min(good.len())]);
+            match Order::parse(damaged.as_bytes()) {
+                Ok(o) => prop_assert_eq!(o.id, 1),
+                Err(e) => prop_assert!(e.line == 1 && e.column <= damaged.len() + 1, "{}", e),
+            }
+        }
+
         #[test]
         fn any_bytes_give_a_batch_or_an_error_naming_a_line(body in proptest::collection::vec(any::<u8>(), 0..512)) {
             match Batch::parse(&body) {

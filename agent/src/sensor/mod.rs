@@ -48,6 +48,13 @@ pub struct Control {
     /// Roots of mount namespaces lent by the embedding program (the lab's
     /// steps): scripts there are read even after their processes end.
     pub roots: roots::NsRoots,
+    /// IoC loads asked by the embedding program (a remote agent applying a
+    /// push); SIGHUP asks through `reload` instead.
+    pub reloads: reload::Reloads,
+    /// An IoC file the embedding program rewrites (the appliance's pushes),
+    /// loaded with the IoC files when it exists: absent means "none pushed
+    /// yet", and the reloader runs for it even with no IoC file.
+    pub pushed_iocs: Option<PathBuf>,
 }
 
 /// Counters shared by the agent's threads.
@@ -165,8 +172,9 @@ pub fn run(config: Config, out: impl Into<Output>, control: Control) -> Result<S
     let iocs_paths = config.scanner.iocs.clone();
     let iocs = Arc::new(ArcSwapOption::empty());
     let mut start_problems = None;
-    if !iocs_paths.is_empty() {
-        let (set, report) = load_iocs(&iocs_paths)?;
+    let start_paths = reload::present(&iocs_paths, control.pushed_iocs.as_deref());
+    if !start_paths.is_empty() {
+        let (set, report) = load_iocs(&start_paths)?;
         start_problems = start_load_problems(&report);
         iocs.store(Some(Arc::new(set)));
     }
@@ -201,12 +209,21 @@ pub fn run(config: Config, out: impl Into<Output>, control: Control) -> Result<S
         Some(p) if p.as_os_str() != "-" => p.display().to_string(),
         _ => "stdout".into(),
     };
-    let what = if iocs_paths.is_empty() { "every event" } else { "events matching the IoCs" };
+    let what = match iocs_paths.is_empty() || config.scanner.write_unmatched {
+        true => "every event",
+        false => "events matching the IoCs",
+    };
     tracing::info!("agent ready: {known} running processes known, writing {what} to {to}; Ctrl-C to stop");
 
-    let reloader = match iocs_paths.is_empty() {
+    let reloader = match iocs_paths.is_empty() && control.pushed_iocs.is_none() {
         true => None,
-        false => Some(Reloader::spawn(iocs_paths, config.scanner.accept_partial_iocs, iocs.clone())?),
+        false => Some(Reloader::spawn(
+            iocs_paths,
+            control.pushed_iocs.clone(),
+            config.scanner.accept_partial_iocs,
+            iocs.clone(),
+            control.reloads.clone(),
+        )?),
     };
     let (cpu0, _) = rusage();
     let programs = RefCell::new(programs);

@@ -5,10 +5,16 @@
 //! (a truncated download, an HTML error page) is refused and the previous
 //! set stays, unless `scanner.accept_partial_iocs` says otherwise. Every
 //! outcome is handed back to the event loop, which writes it as an event.
+//!
+//! Besides SIGHUP, an embedding program asks for loads through [`Reloads`]
+//! (a remote agent, after writing the IoCs the appliance pushed): its
+//! ticket tells which finished load read the files after the ask.
+//! The pushed file may be absent (nothing pushed yet): it is then skipped.
 
-use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
@@ -64,40 +70,137 @@ impl Outcome {
     }
 }
 
-#[derive(Default)]
+/// How a load went, as whoever asked for it sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Whether the new set is in use.
+    pub applied: bool,
+    /// The load's counts, or why the previous IoCs stay.
+    pub message: String,
+}
+
+impl Outcome {
+    fn report(&self) -> Report {
+        match (self, self.event_data()) {
+            (Outcome::Applied(r), _) => Report { applied: true, message: format!("IoCs loaded: {}", r.counts()) },
+            (_, EventData::Error(e)) => Report { applied: false, message: e.message },
+            (_, _) => Report { applied: false, message: format!("{self:?}") },
+        }
+    }
+}
+
+#[derive(Debug, Default)]
 struct Requests {
     pending: bool,
     stop: bool,
+    /// Asks made through [`Reloads::ask`].
+    asked: u64,
+    /// The newest ask a finished load started after.
+    served: u64,
+    /// That load's report.
+    last: Option<Report>,
+}
+
+/// Requests for IoC loads, shared by the reload worker and those asking
+/// (the sensor's loop on SIGHUP, an embedding program through `Control`).
+#[derive(Debug, Default, Clone)]
+pub struct Reloads(Arc<(Mutex<Requests>, Condvar)>);
+
+impl Reloads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Requests> {
+        self.0 .0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks for a load (now, or once more after the one running); returns a ticket for [`Reloads::wait`].
+    pub fn ask(&self) -> u64 {
+        let mut r = self.lock();
+        r.pending = true;
+        r.asked += 1;
+        let ticket = r.asked;
+        drop(r);
+        self.0 .1.notify_all();
+        ticket
+    }
+
+    /// Waits up to `timeout` for a load that read the files after the ask of `ticket`.
+    pub fn wait(&self, ticket: u64, timeout: Duration) -> Option<Report> {
+        let until = Instant::now() + timeout;
+        let mut r = self.lock();
+        while r.served < ticket {
+            let left = until.checked_duration_since(Instant::now())?;
+            r = self.0 .1.wait_timeout(r, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        r.last.clone()
+    }
+
+    /// Takes the pending request (waiting for one); `None` once stopped. Returns the asks it serves.
+    fn next(&self) -> Option<u64> {
+        let mut r = self.lock();
+        while !r.pending && !r.stop {
+            r = self.0 .1.wait(r).unwrap_or_else(|p| p.into_inner());
+        }
+        if r.stop {
+            return None;
+        }
+        r.pending = false;
+        Some(r.asked)
+    }
+
+    fn finished(&self, serving: u64, report: Report) {
+        let mut r = self.lock();
+        r.served = r.served.max(serving);
+        r.last = Some(report);
+        drop(r);
+        self.0 .1.notify_all();
+    }
+
+    fn stop(&self) {
+        self.lock().stop = true;
+        self.0 .1.notify_all();
+    }
 }
 
 /// The reload worker: [`Reloader::request`] asks for a load,
 /// [`Reloader::outcomes`] returns what finished.
 pub struct Reloader {
-    requests: Arc<(Mutex<Requests>, Condvar)>,
+    requests: Reloads,
     outcomes: Receiver<Outcome>,
 }
 
+/// The files one load reads: `paths`, and `pushed` if it exists.
+pub(crate) fn present(paths: &[PathBuf], pushed: Option<&Path>) -> Vec<PathBuf> {
+    let mut all = paths.to_vec();
+    all.extend(pushed.filter(|p| p.exists()).map(Path::to_path_buf));
+    all
+}
+
 impl Reloader {
-    /// Starts the worker for `paths`; a load it accepts replaces `target`.
+    /// Starts the worker for `paths` and the `pushed` file (skipped while
+    /// absent); a load it accepts replaces `target`. Loads are asked through `requests`.
     pub fn spawn(
         paths: Vec<PathBuf>,
+        pushed: Option<PathBuf>,
         accept_partial: bool,
         target: Arc<ArcSwapOption<IocSet>>,
+        requests: Reloads,
     ) -> std::io::Result<Self> {
-        let requests = Arc::new((Mutex::new(Requests::default()), Condvar::new()));
         let (tx, outcomes) = channel();
         let r = requests.clone();
-        std::thread::Builder::new()
-            .name("ioclab-reload".into())
-            .spawn(move || worker(&paths, accept_partial, &target, &r, &tx))?;
+        std::thread::Builder::new().name("ioclab-reload".into()).spawn(move || {
+            while let Some(serving) = r.next() {
+                let outcome = load(&present(&paths, pushed.as_deref()), accept_partial, &target);
+                r.finished(serving, outcome.report());
+                if tx.send(outcome).is_err() {
+                    return;
+                }
+            }
+        })?;
         Ok(Reloader { requests, outcomes })
     }
 
     /// Asks for a load: run now, or once more after the one running.
     pub fn request(&self) {
-        let (lock, cv) = &*self.requests;
-        lock.lock().unwrap_or_else(|p| p.into_inner()).pending = true;
-        cv.notify_one();
+        self.requests.ask();
     }
 
     /// The loads finished since the last call, in order.
@@ -109,42 +212,19 @@ impl Reloader {
 impl Drop for Reloader {
     fn drop(&mut self) {
         // a load in progress finishes on its own; nothing waits for it
-        let (lock, cv) = &*self.requests;
-        lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
-        cv.notify_one();
+        self.requests.stop();
     }
 }
 
-fn worker(
-    paths: &[PathBuf],
-    accept_partial: bool,
-    target: &ArcSwapOption<IocSet>,
-    requests: &(Mutex<Requests>, Condvar),
-    outcomes: &Sender<Outcome>,
-) {
-    let (lock, cv) = requests;
-    loop {
-        {
-            let mut r = lock.lock().unwrap_or_else(|p| p.into_inner());
-            while !r.pending && !r.stop {
-                r = cv.wait(r).unwrap_or_else(|p| p.into_inner());
-            }
-            if r.stop {
-                return;
-            }
-            r.pending = false;
+/// One load: the new set replaces `target` if accepted.
+fn load(paths: &[PathBuf], accept_partial: bool, target: &ArcSwapOption<IocSet>) -> Outcome {
+    match load_files(paths) {
+        Ok((set, report)) if report.complete() || accept_partial => {
+            target.store(Some(Arc::new(set)));
+            Outcome::Applied(report)
         }
-        let outcome = match load_files(paths) {
-            Ok((set, report)) if report.complete() || accept_partial => {
-                target.store(Some(Arc::new(set)));
-                Outcome::Applied(report)
-            }
-            Ok((_, report)) => Outcome::Refused(report),
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        if outcomes.send(outcome).is_err() {
-            return;
-        }
+        Ok((_, report)) => Outcome::Refused(report),
+        Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 
@@ -182,7 +262,7 @@ mod tests {
         // SAFETY: a valid C string; mkfifo has no other precondition.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let target = Arc::new(ArcSwapOption::empty());
-        let r = Reloader::spawn(vec![fifo.clone()], false, target.clone()).unwrap();
+        let r = Reloader::spawn(vec![fifo.clone()], None, false, target.clone(), Reloads::default()).unwrap();
         r.request();
         // the first load now waits on the FIFO; three more requests meanwhile
         std::thread::sleep(Duration::from_millis(100));
@@ -202,13 +282,56 @@ mod tests {
     }
 
     #[test]
+    fn a_ticket_waits_for_a_load_that_read_the_files_after_its_ask() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pushed.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo has no other precondition.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reloads = Reloads::default();
+        let target = Arc::new(ArcSwapOption::empty());
+        let _r = Reloader::spawn(vec![], Some(fifo.clone()), false, target.clone(), reloads.clone()).unwrap();
+        let first = reloads.ask();
+        // the first load now waits on the FIFO: an ask meanwhile needs the next load
+        std::thread::sleep(Duration::from_millis(100));
+        let second = reloads.ask();
+        feed(&fifo, &line("old.example"));
+        assert_eq!(reloads.wait(first, Duration::from_secs(10)).map(|r| r.applied), Some(true));
+        assert_eq!(
+            reloads.wait(second, Duration::from_millis(300)),
+            None,
+            "the load that began before the ask does not answer it"
+        );
+        feed(&fifo, &format!("{}{}", line("new.example"), line("newer.example")));
+        let report = reloads.wait(second, Duration::from_secs(10)).expect("the next load answers");
+        assert!(report.applied && report.message.contains("2 IoCs"), "{report:?}");
+        assert_eq!(target.load().as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_absent_pushed_file_is_skipped_and_an_empty_load_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pushed = dir.path().join("pushed-iocs.json");
+        let reloads = Reloads::default();
+        let target = Arc::new(ArcSwapOption::empty());
+        let _r = Reloader::spawn(vec![], Some(pushed.clone()), false, target.clone(), reloads.clone()).unwrap();
+        let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
+        assert!(!report.applied && report.message.contains("no IoC"), "nothing pushed yet: {report:?}");
+        assert!(target.load().is_none());
+        std::fs::write(&pushed, line("kunai.rocks")).unwrap();
+        let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
+        assert!(report.applied, "{report:?}");
+        assert_eq!(target.load().as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
     fn a_bad_load_keeps_the_previous_set_unless_partial_loads_are_accepted() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("iocs.json");
         std::fs::write(&p, line("kunai.rocks")).unwrap();
         let (set, _) = load_files(std::slice::from_ref(&p)).unwrap();
         let target = Arc::new(ArcSwapOption::from_pointee(set));
-        let r = Reloader::spawn(vec![p.clone()], false, target.clone()).unwrap();
+        let r = Reloader::spawn(vec![p.clone()], None, false, target.clone(), Reloads::default()).unwrap();
         for bad in ["", "<html><body>404</body></html>\n", &format!("{}{{\"value\":\"trunc", line("a.example"))] {
             std::fs::write(&p, bad).unwrap();
             r.request();
@@ -225,7 +348,7 @@ mod tests {
         assert!(matches!(o, Outcome::Failed(_)), "{o:?}");
         assert!(matches!(o.event_data(), EventData::Error(ErrorData { code: ERROR_RELOAD_FAILED, .. })));
 
-        let partial = Reloader::spawn(vec![p.clone()], true, target.clone()).unwrap();
+        let partial = Reloader::spawn(vec![p.clone()], None, true, target.clone(), Reloads::default()).unwrap();
         std::fs::write(&p, format!("{}not json\n", line("a.example"))).unwrap();
         partial.request();
         let o = next(&partial);

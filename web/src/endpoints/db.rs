@@ -4,10 +4,16 @@
 //! the API tokens of accounts). Events are stored one row each, unique by
 //! `info.event.uuid`: a batch resent after a lost ack stores nothing twice.
 //! A batch is stored in one transaction, committed before the ack is sent.
+//!
+//! IoC pushes are rows too: each push names its target (all endpoints, a
+//! group of tokens, or one endpoint) and the newest push targeting an
+//! endpoint is its order. A push wakes the long-polls of this process at
+//! once ([`EndpointDb::push_watch`]); another process's pushes (the CLI)
+//! are seen by the long-polls' fallback look at the table.
 
 use std::path::Path;
 
-use ioclab_agent::remote::wire::{Ack, Batch};
+use ioclab_agent::remote::wire::{Ack, Batch, Order, OrderDone, OrderKind};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
@@ -32,6 +38,9 @@ pub enum EndpointError {
     /// No such token.
     #[error("no enrolment token named {0} (`ioclab endpoints token list`)")]
     Unknown(UserName),
+    /// A push to a group no token is in.
+    #[error("no enrolment token is in group {0} (`ioclab endpoints token create --group {0}`)")]
+    EmptyGroup(UserName),
 }
 
 /// An enrolment token, without its secret.
@@ -47,6 +56,99 @@ pub struct EnrolToken {
     pub revoked: Option<i64>,
     /// Events stored with it.
     pub events: i64,
+    /// Its group (a team, a room), for pushes to a group.
+    pub group: Option<UserName>,
+}
+
+/// Which endpoints a push is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PushTarget {
+    /// Every endpoint, those that join later too.
+    All,
+    /// The endpoints of the tokens in this group.
+    Group(UserName),
+    /// One endpoint: its token and its name.
+    Endpoint {
+        /// The token's name.
+        token: UserName,
+        /// The endpoint's name (`--name` of its agent).
+        endpoint: String,
+    },
+}
+
+impl std::fmt::Display for PushTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushTarget::All => f.write_str("all"),
+            PushTarget::Group(g) => write!(f, "group {g}"),
+            PushTarget::Endpoint { token, endpoint } => write!(f, "{token}/{endpoint}"),
+        }
+    }
+}
+
+/// An endpoint's report on a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// The endpoint's token.
+    pub token: UserName,
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// Whether its agent loaded the IoCs.
+    pub ok: bool,
+    /// The agent's message: the load's counts, or why it refused.
+    pub message: String,
+    /// When it reported, epoch seconds.
+    pub at: i64,
+}
+
+/// An endpoint that sent events or reported a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointRow {
+    /// Its token.
+    pub token: UserName,
+    /// The token's group.
+    pub group: Option<UserName>,
+    /// Its name (`--name` of its agent).
+    pub endpoint: String,
+    /// Its agent's version (empty until its first batch).
+    pub agent_version: String,
+    /// Its last batch or report, epoch seconds.
+    pub last_seen: i64,
+    /// Events stored from it.
+    pub events: i64,
+    /// The last push it reported, and how it went.
+    pub last_push: Option<LastPush>,
+}
+
+/// The last push an endpoint reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastPush {
+    /// The push's id.
+    pub id: i64,
+    /// Whether it is in use there.
+    pub ok: bool,
+    /// The agent's message.
+    pub message: String,
+    /// When, epoch seconds.
+    pub at: i64,
+}
+
+/// An IoC push, without its lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Push {
+    /// Its id: the order id agents see.
+    pub id: i64,
+    /// Whom it is for.
+    pub target: PushTarget,
+    /// The instructor's label.
+    pub label: String,
+    /// The IoC lines' size, bytes.
+    pub bytes: i64,
+    /// When it was made, epoch seconds.
+    pub created: i64,
+    /// The endpoints that reported it, first report first.
+    pub applied: Vec<Applied>,
 }
 
 const SCHEMA: &[&str] = &[
@@ -56,6 +158,25 @@ const SCHEMA: &[&str] = &[
         digest TEXT NOT NULL UNIQUE,
         created INTEGER NOT NULL,
         revoked INTEGER
+    )",
+    "CREATE TABLE IF NOT EXISTS endpoint_pushes (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL CHECK (target IN ('all', 'group', 'endpoint')),
+        target_group TEXT,
+        target_token INTEGER REFERENCES endpoint_tokens(id),
+        target_endpoint TEXT,
+        label TEXT NOT NULL,
+        lines TEXT NOT NULL,
+        created INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS endpoint_push_done (
+        push INTEGER NOT NULL REFERENCES endpoint_pushes(id),
+        token INTEGER NOT NULL REFERENCES endpoint_tokens(id),
+        endpoint TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (push, token, endpoint)
     )",
     "CREATE TABLE IF NOT EXISTS endpoint_events (
         id INTEGER PRIMARY KEY,
@@ -78,6 +199,16 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
+/// Columns added after the first release: (table, column, definition), added when missing.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("endpoint_tokens", "grp", "TEXT"),
+    // the last push the endpoint reported, and how it went
+    ("endpoints", "push", "INTEGER"),
+    ("endpoints", "push_ok", "INTEGER"),
+    ("endpoints", "push_message", "TEXT"),
+    ("endpoints", "push_at", "INTEGER"),
+];
+
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -87,6 +218,8 @@ fn now() -> i64 {
 pub struct EndpointDb {
     pool: SqlitePool,
     path: String,
+    /// The newest push id made through this store (0: none yet).
+    pushed: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 impl EndpointDb {
@@ -105,7 +238,25 @@ impl EndpointDb {
         for sql in SCHEMA {
             sqlx::query(sql).execute(&pool).await.map_err(db)?;
         }
-        Ok(EndpointDb { pool, path: shown })
+        for (table, column, def) in ADDED_COLUMNS {
+            let has: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?"))
+                    .bind(column)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(db)?;
+            if has == 0 {
+                match sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {def}")).execute(&pool).await {
+                    // another process added it meanwhile
+                    Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column") => {}
+                    r => {
+                        r.map_err(db)?;
+                    }
+                }
+            }
+        }
+        let (pushed, _) = tokio::sync::watch::channel(0);
+        Ok(EndpointDb { pool, path: shown, pushed: std::sync::Arc::new(pushed) })
     }
 
     fn err(&self, source: sqlx::Error) -> EndpointError {
@@ -114,6 +265,15 @@ impl EndpointDb {
 
     /// Makes a token named `name` (default `endpoint-NN`); returns it and its secret, shown once.
     pub async fn create_token(&self, name: Option<UserName>) -> Result<(EnrolToken, String), EndpointError> {
+        self.create_token_in(name, None).await
+    }
+
+    /// Makes a token named `name` (default `endpoint-NN`) in `group`; returns it and its secret, shown once.
+    pub async fn create_token_in(
+        &self,
+        name: Option<UserName>,
+        group: Option<UserName>,
+    ) -> Result<(EnrolToken, String), EndpointError> {
         let name = match name {
             Some(n) => n,
             None => {
@@ -126,14 +286,17 @@ impl EndpointDb {
         };
         let secret = password::token();
         let created = now();
-        let r = sqlx::query("INSERT INTO endpoint_tokens (name, digest, created) VALUES (?, ?, ?)")
+        let r = sqlx::query("INSERT INTO endpoint_tokens (name, digest, created, grp) VALUES (?, ?, ?, ?)")
             .bind(name.as_str())
             .bind(password::token_digest(&secret))
             .bind(created)
+            .bind(group.as_ref().map(|g| g.as_str()))
             .execute(&self.pool)
             .await;
         match r {
-            Ok(r) => Ok((EnrolToken { id: r.last_insert_rowid(), name, created, revoked: None, events: 0 }, secret)),
+            Ok(r) => {
+                Ok((EnrolToken { id: r.last_insert_rowid(), name, created, revoked: None, events: 0, group }, secret))
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(EndpointError::Exists(name)),
             Err(e) => Err(self.err(e)),
         }
@@ -142,7 +305,7 @@ impl EndpointDb {
     /// Every token, oldest first, with the count of events stored with it.
     pub async fn tokens(&self) -> Result<Vec<EnrolToken>, EndpointError> {
         let rows = sqlx::query(
-            "SELECT t.id, t.name, t.created, t.revoked,
+            "SELECT t.id, t.name, t.created, t.revoked, t.grp,
                     (SELECT COUNT(*) FROM endpoint_events e WHERE e.token = t.id) AS events
              FROM endpoint_tokens t ORDER BY t.id",
         )
@@ -169,7 +332,7 @@ impl EndpointDb {
     /// The live (not revoked) token whose secret is `secret`.
     pub async fn token_by_secret(&self, secret: &str) -> Result<Option<EnrolToken>, EndpointError> {
         let row = sqlx::query(
-            "SELECT id, name, created, revoked, 0 AS events FROM endpoint_tokens
+            "SELECT id, name, created, revoked, grp, 0 AS events FROM endpoint_tokens
              WHERE digest = ? AND revoked IS NULL",
         )
         .bind(password::token_digest(secret))
@@ -219,6 +382,214 @@ impl EndpointDb {
         Ok(Ack { batch: batch.header.batch.clone(), stored, duplicates: batch.events.len() as u64 - stored })
     }
 
+    /// Stores an IoC push for `target` (IoC file `lines`, checked by the
+    /// caller) and wakes this process's long-polls; returns its id.
+    pub async fn push_iocs(&self, target: &PushTarget, label: &str, lines: &str) -> Result<i64, EndpointError> {
+        let (kind, group, token, endpoint) = match target {
+            PushTarget::All => ("all", None, None, None),
+            PushTarget::Group(g) => {
+                let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM endpoint_tokens WHERE grp = ?")
+                    .bind(g.as_str())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                if members == 0 {
+                    return Err(EndpointError::EmptyGroup(g.clone()));
+                }
+                ("group", Some(g.as_str()), None, None)
+            }
+            PushTarget::Endpoint { token, endpoint } => {
+                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM endpoint_tokens WHERE name = ?")
+                    .bind(token.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let id = id.ok_or_else(|| EndpointError::Unknown(token.clone()))?;
+                ("endpoint", None, Some(id), Some(endpoint.as_str()))
+            }
+        };
+        let id = sqlx::query(
+            "INSERT INTO endpoint_pushes (target, target_group, target_token, target_endpoint, label, lines, created)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(group)
+        .bind(token)
+        .bind(endpoint)
+        .bind(label)
+        .bind(lines)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?
+        .last_insert_rowid();
+        self.pushed.send_modify(|newest| *newest = (*newest).max(id));
+        Ok(id)
+    }
+
+    /// Changes when this process makes a push: a long-poll waits on it
+    /// (pushes of other processes show only in the table).
+    pub fn push_watch(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.pushed.subscribe()
+    }
+
+    /// The newest push for `token`'s endpoint `endpoint` with an id above
+    /// `after`, as an order; `None` when there is none (the newest wins:
+    /// older ones are never sent once a newer exists).
+    pub async fn order_for(
+        &self,
+        token: &EnrolToken,
+        endpoint: &str,
+        after: u64,
+    ) -> Result<Option<Order>, EndpointError> {
+        let row = sqlx::query(
+            "SELECT id, label, lines FROM endpoint_pushes
+             WHERE id > ? AND (target = 'all'
+                OR (target = 'group' AND target_group = ?)
+                OR (target = 'endpoint' AND target_token = ? AND target_endpoint = ?))
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(after.min(i64::MAX as u64) as i64)
+        .bind(token.group.as_ref().map(|g| g.as_str()))
+        .bind(token.id)
+        .bind(endpoint)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(row) = row else { return Ok(None) };
+        let get = |c: &str| row.try_get::<String, _>(c).map_err(|e| self.err(e));
+        Ok(Some(Order {
+            id: row.try_get::<i64, _>("id").map_err(|e| self.err(e))? as u64,
+            kind: OrderKind::Iocs { label: get("label")?, lines: get("lines")? },
+        }))
+    }
+
+    /// Records `token`'s endpoint's report on order `id`, on the push and as
+    /// the endpoint's last push. `false` when no such push exists.
+    pub async fn record_done(
+        &self,
+        token: &EnrolToken,
+        endpoint: &str,
+        id: u64,
+        done: &OrderDone,
+    ) -> Result<bool, EndpointError> {
+        let id = id.min(i64::MAX as u64) as i64;
+        let at = now();
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM endpoint_pushes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO endpoint_push_done (push, token, endpoint, ok, message, at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (push, token, endpoint) DO UPDATE SET ok = excluded.ok, message = excluded.message, at = excluded.at",
+        )
+        .bind(id)
+        .bind(token.id)
+        .bind(endpoint)
+        .bind(done.ok)
+        .bind(&done.message)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        // an agent may report before its first batch: its row starts here
+        sqlx::query(
+            "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events, push, push_ok, push_message, push_at)
+             VALUES (?, ?, '', ?, 0, ?, ?, ?, ?)
+             ON CONFLICT (token, endpoint) DO UPDATE SET last_seen = excluded.last_seen, push = excluded.push,
+                 push_ok = excluded.push_ok, push_message = excluded.push_message, push_at = excluded.push_at",
+        )
+        .bind(token.id)
+        .bind(endpoint)
+        .bind(at)
+        .bind(id)
+        .bind(done.ok)
+        .bind(&done.message)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    /// Every endpoint seen, by token then name, with the last push it reported.
+    pub async fn endpoints(&self) -> Result<Vec<EndpointRow>, EndpointError> {
+        let rows = sqlx::query(
+            "SELECT t.name, t.grp, e.endpoint, e.agent_version, e.last_seen, e.events,
+                    e.push, e.push_ok, e.push_message, e.push_at
+             FROM endpoints e JOIN endpoint_tokens t ON t.id = e.token ORDER BY t.name, e.endpoint",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let last_push = match r.try_get::<Option<i64>, _>("push").ok()? {
+                    Some(id) => Some(LastPush {
+                        id,
+                        ok: r.try_get::<Option<bool>, _>("push_ok").ok()?.unwrap_or(false),
+                        message: r.try_get::<Option<String>, _>("push_message").ok()?.unwrap_or_default(),
+                        at: r.try_get::<Option<i64>, _>("push_at").ok()?.unwrap_or(0),
+                    }),
+                    None => None,
+                };
+                Some(EndpointRow {
+                    token: r.try_get::<String, _>("name").ok()?.parse().ok()?,
+                    group: r.try_get::<Option<String>, _>("grp").ok()?.and_then(|g| g.parse().ok()),
+                    endpoint: r.try_get("endpoint").ok()?,
+                    agent_version: r.try_get("agent_version").ok()?,
+                    last_seen: r.try_get("last_seen").ok()?,
+                    events: r.try_get("events").ok()?,
+                    last_push,
+                })
+            })
+            .collect())
+    }
+
+    /// Every push, newest first, with the endpoints that reported it.
+    pub async fn pushes(&self) -> Result<Vec<Push>, EndpointError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.target, p.target_group, t.name AS token, p.target_endpoint, p.label,
+                    length(CAST(p.lines AS BLOB)) AS bytes, p.created
+             FROM endpoint_pushes p LEFT JOIN endpoint_tokens t ON t.id = p.target_token ORDER BY p.id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let done = sqlx::query(
+            "SELECT d.push, t.name, d.endpoint, d.ok, d.message, d.at
+             FROM endpoint_push_done d JOIN endpoint_tokens t ON t.id = d.token ORDER BY d.at, d.rowid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let mut pushes: Vec<Push> = rows.iter().filter_map(row_push).collect();
+        for d in &done {
+            let (Ok(push), Ok(Ok(token))) =
+                (d.try_get::<i64, _>("push"), d.try_get::<String, _>("name").map(|n| n.parse::<UserName>()))
+            else {
+                continue;
+            };
+            if let Some(p) = pushes.iter_mut().find(|p| p.id == push) {
+                p.applied.push(Applied {
+                    token,
+                    endpoint: d.try_get("endpoint").unwrap_or_default(),
+                    ok: d.try_get("ok").unwrap_or(false),
+                    message: d.try_get("message").unwrap_or_default(),
+                    at: d.try_get("at").unwrap_or(0),
+                });
+            }
+        }
+        Ok(pushes)
+    }
+
     /// The uuids of every stored event, and how many rows hold them (tests, checks).
     pub async fn event_uuids(&self) -> Result<Vec<String>, EndpointError> {
         sqlx::query_scalar("SELECT uuid FROM endpoint_events ORDER BY id")
@@ -228,6 +599,23 @@ impl EndpointDb {
     }
 }
 
+fn row_push(r: &sqlx::sqlite::SqliteRow) -> Option<Push> {
+    let name = |c: &str| r.try_get::<Option<String>, _>(c).ok().flatten().and_then(|n| n.parse::<UserName>().ok());
+    let target = match r.try_get::<String, _>("target").ok()?.as_str() {
+        "all" => PushTarget::All,
+        "group" => PushTarget::Group(name("target_group")?),
+        _ => PushTarget::Endpoint { token: name("token")?, endpoint: r.try_get("target_endpoint").ok()? },
+    };
+    Some(Push {
+        id: r.try_get("id").ok()?,
+        target,
+        label: r.try_get("label").ok()?,
+        bytes: r.try_get("bytes").ok()?,
+        created: r.try_get("created").ok()?,
+        applied: Vec::new(),
+    })
+}
+
 fn row_token(r: &sqlx::sqlite::SqliteRow) -> Option<EnrolToken> {
     Some(EnrolToken {
         id: r.try_get("id").ok()?,
@@ -235,5 +623,6 @@ fn row_token(r: &sqlx::sqlite::SqliteRow) -> Option<EnrolToken> {
         created: r.try_get("created").ok()?,
         revoked: r.try_get("revoked").ok()?,
         events: r.try_get("events").ok()?,
+        group: r.try_get::<Option<String>, _>("grp").ok()?.and_then(|g| g.parse().ok()),
     })
 }

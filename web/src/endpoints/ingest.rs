@@ -1,34 +1,55 @@
-//! The HTTP API agents post their batches to (on the TLS listener of [`super::tls`]).
+//! The HTTP API agents talk to (on the TLS listener of [`super::tls`]),
+//! every route with `Authorization: Bearer <enrolment token>` (401 for an
+//! unknown or revoked token).
 //!
-//! `POST /v1/batches` with `Authorization: Bearer <enrolment token>` and a
-//! batch body (`ioclab_agent::remote::wire`): 200 and an [`Ack`] once the
-//! batch is committed; 401 for an unknown or revoked token; 400 naming the
-//! batch and the line for a bad batch; 500 when the store fails (the agent
-//! keeps the batch and sends it again).
+//! - `POST /v1/batches` with a batch body (`ioclab_agent::remote::wire`):
+//!   200 and an [`Ack`] once the batch is committed; 400 naming the batch
+//!   and the line for a bad batch; 500 when the store fails (the agent
+//!   keeps the batch and sends it again).
+//! - `GET /v1/orders?endpoint=NAME&after=ID`: a long-poll, answered with
+//!   the newest [`Order`] for the endpoint above `after` as soon as there
+//!   is one, or 204 after [`ORDERS_WAIT`].
+//! - `POST /v1/orders/{id}/done?endpoint=NAME` with an [`OrderDone`]: the
+//!   endpoint's report, recorded on the push and the endpoint's row.
 //!
 //! [`Ack`]: ioclab_agent::remote::wire::Ack
+//! [`Order`]: ioclab_agent::remote::wire::Order
+
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use ioclab_agent::remote::wire::{Batch, BATCH_PATH, MAX_BATCH_BYTES};
+use ioclab_agent::remote::wire::{
+    Batch, OrderDone, OrdersQuery, BATCH_PATH, MAX_BATCH_BYTES, ORDERS_PATH, ORDERS_WAIT,
+};
 
-use super::db::EndpointDb;
+use super::db::{EndpointDb, EnrolToken};
 use crate::auth::bearer;
+
+/// How often a waiting long-poll looks at the pushes table: pushes made by
+/// another process (`ioclab endpoints push`) do not wake it.
+const OTHER_PROCESS_POLL: Duration = Duration::from_millis(500);
 
 /// The ingest API's routes.
 pub fn router(db: EndpointDb) -> Router {
-    Router::new().route(BATCH_PATH, post(post_batch)).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)).with_state(db)
+    Router::new()
+        .route(BATCH_PATH, post(post_batch))
+        .route(ORDERS_PATH, get(get_order))
+        .route(&format!("{ORDERS_PATH}/{{id}}/done"), post(post_done))
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
+        .with_state(db)
 }
 
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn post_batch(State(db): State<EndpointDb>, headers: HeaderMap, body: Bytes) -> Response {
+/// The live token of the request's bearer, or the 401 (or 500) to answer.
+async fn authorize(db: &EndpointDb, headers: &HeaderMap) -> Result<EnrolToken, Response> {
     let unauthorized = || {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
@@ -40,11 +61,18 @@ async fn post_batch(State(db): State<EndpointDb>, headers: HeaderMap, body: Byte
             .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"ioclab endpoints\""));
         r
     };
-    let Some(secret) = bearer(&headers) else { return unauthorized() };
-    let token = match db.token_by_secret(secret).await {
-        Ok(Some(t)) => t,
-        Ok(None) => return unauthorized(),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let Some(secret) = bearer(headers) else { return Err(unauthorized()) };
+    match db.token_by_secret(secret).await {
+        Ok(Some(t)) => Ok(t),
+        Ok(None) => Err(unauthorized()),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn post_batch(State(db): State<EndpointDb>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = match authorize(&db, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     let batch = match Batch::parse(&body) {
         Ok(b) => b,
@@ -59,5 +87,70 @@ async fn post_batch(State(db): State<EndpointDb>, headers: HeaderMap, body: Byte
             tracing::error!("storing batch {} of {}: {e}", batch.header.batch, token.name);
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
+    }
+}
+
+fn endpoint_named(q: &OrdersQuery) -> Result<(), Response> {
+    match q.endpoint.is_empty() {
+        true => Err(error(StatusCode::BAD_REQUEST, "?endpoint=NAME must name the endpoint".into())),
+        false => Ok(()),
+    }
+}
+
+async fn get_order(State(db): State<EndpointDb>, headers: HeaderMap, Query(q): Query<OrdersQuery>) -> Response {
+    let token = match authorize(&db, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if let Err(r) = endpoint_named(&q) {
+        return r;
+    }
+    let deadline = tokio::time::Instant::now() + ORDERS_WAIT;
+    let mut woken = db.push_watch();
+    loop {
+        // marked seen before the look: a push made during it wakes the wait below
+        woken.borrow_and_update();
+        match db.order_for(&token, &q.endpoint, q.after).await {
+            Ok(Some(order)) => return Json(order).into_response(),
+            Ok(None) => {}
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        tokio::select! {
+            _ = woken.changed() => {}
+            _ = tokio::time::sleep(OTHER_PROCESS_POLL.min(deadline - now)) => {}
+        }
+    }
+}
+
+async fn post_done(
+    State(db): State<EndpointDb>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Query(q): Query<OrdersQuery>,
+    body: Bytes,
+) -> Response {
+    let token = match authorize(&db, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if let Err(r) = endpoint_named(&q) {
+        return r;
+    }
+    let done = match OrderDone::parse(&body) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match db.record_done(&token, &q.endpoint, id, &done).await {
+        Ok(true) => {
+            let how = if done.ok { "applied" } else { "refused" };
+            tracing::info!("endpoint {}/{} {how} push {id}: {}", token.name, q.endpoint, done.message);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no push {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

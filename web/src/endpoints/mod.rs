@@ -11,7 +11,7 @@ pub mod db;
 pub mod ingest;
 pub mod tls;
 
-pub use db::{EndpointDb, EndpointError, EnrolToken};
+pub use db::{Applied, EndpointDb, EndpointError, EndpointRow, EnrolToken, LastPush, Push, PushTarget};
 
 use std::future::Future;
 use std::net::SocketAddr;
