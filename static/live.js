@@ -1,5 +1,7 @@
-// The run pipeline's live updates: on each event of the run's SSE stream
-// (/api/runs/<id>/events), re-read the page and swap the #live part.
+// The live parts of pages: on each event of an SSE stream, re-read the page
+// and swap its #live part. The stream is the run's (/api/runs/<id>/events,
+// which ends with the run) or the one named by data-sse (the class's
+// endpoints: it never ends, the browser reconnects after a restart).
 // Without JavaScript the page is the same, refreshed by hand.
 (function () {
   var live = document.getElementById("live");
@@ -22,8 +24,14 @@
         .catch(function () { pending = false; });
     }, 200);
   }
-  var es = new EventSource("/api/runs/" + encodeURIComponent(run) + "/events");
+  var sse = live.getAttribute("data-sse");
+  var es = new EventSource(sse || "/api/runs/" + encodeURIComponent(run) + "/events");
   es.addEventListener("run", refresh);
+  es.addEventListener("class", refresh);
   es.addEventListener("lagged", refresh);
-  es.onerror = function () { es.close(); refresh(); };
+  es.onerror = function () {
+    if (sse) return; // EventSource reconnects by itself
+    es.close();
+    refresh();
+  };
 })();

@@ -189,7 +189,12 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     .await?;
     let links = Links { misp: Some(parts.misp_url.clone()), sandbox: sandbox_url.clone() };
     let services = Services { misp: Some(parts.misp_store.clone()), sandbox: sandbox_state };
-    let state = AppState::new(users, runs.clone(), limiter, links).with_services(services);
+    // the class pages (issue 16): the endpoints' store, and where agents reach this appliance
+    let class =
+        ioclab_web::endpoints::view::EndpointView::open(endpoints.db.clone(), endpoints.addr, endpoints.fingerprint)
+            .await?;
+    let state =
+        AppState::new(users, runs.clone(), limiter, links).with_services(services).with_endpoints(class.clone());
     let sessions = ioclab_web::session_layer(&state, cfg.session_idle_minutes).await?;
     let app = ioclab_web::router(state, sessions);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -230,6 +235,7 @@ async fn serve(cfg: ApplianceConfig, data: DataDir, parts: &Parts) -> anyhow::Re
     let shutdown = async move {
         stop.await;
         eprintln!("stopping: the runs, then the lab");
+        class.close();
         let _ = tokio::task::spawn_blocking(move || stopper.stop_all()).await;
     };
     let server =

@@ -8,6 +8,7 @@
 //! test leaves a screenshot and the page's source in target/browser-artifacts/.
 
 mod appliance;
+mod class;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;

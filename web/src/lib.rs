@@ -14,6 +14,9 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod class_forms;
+pub mod class_pages;
+pub mod class_push;
 pub mod config;
 pub mod csrf;
 pub mod dashboard;
@@ -92,6 +95,19 @@ fn page_routes() -> Router<AppState> {
         .route("/endpoint/{source}/{n}", get(endpoint::detail_page))
 }
 
+/// The class's endpoints, their tokens and IoC pushes (the "class" helper's block).
+fn class_routes() -> Router<AppState> {
+    Router::new()
+        .route("/class", get(class_pages::class_page))
+        .route("/class/endpoints/{token}/{endpoint}", get(class_pages::endpoint_page))
+        .route("/class/tokens", get(class_forms::tokens_page).post(class_forms::create_token))
+        .route("/class/tokens/{name}/revoke", post(class_forms::revoke_token))
+        .route("/class/push", get(class_push::push_page).post(class_push::push_post))
+        .route("/api/endpoints", get(class_pages::api_endpoints))
+        .route("/api/endpoints/{token}/{endpoint}/events", get(class_pages::api_events))
+        .route("/api/class/changes", get(class_pages::changes))
+}
+
 /// The MISP and sandbox pages and their API (the "misp-sandbox" helper's block).
 fn service_routes() -> Router<AppState> {
     use axum::extract::DefaultBodyLimit;
@@ -136,6 +152,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<SqliteStore>) -> Ro
         .route("/static/{*path}", get(assets::asset))
         .merge(page_routes())
         .merge(service_routes())
+        .merge(class_routes())
         .nest("/api", api)
         .layer(sessions)
         .with_state(state)

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::endpoints::view::EndpointView;
 use crate::limit::LoginLimiter;
 use crate::runs::{Engine, Runs};
 use crate::users::UserDb;
@@ -12,6 +13,7 @@ use crate::users::UserDb;
 pub struct AppState {
     inner: Arc<Inner>,
     services: Arc<Services>,
+    endpoints: Option<EndpointView>,
 }
 
 /// The appliance's embedded services the MISP and sandbox pages work on;
@@ -43,12 +45,22 @@ pub struct Links {
 impl AppState {
     /// The state over `users` and `runs`.
     pub fn new(users: UserDb, runs: Runs, limiter: LoginLimiter, links: Links) -> AppState {
-        AppState { inner: Arc::new(Inner { users, runs, limiter, links }), services: Arc::default() }
+        AppState { inner: Arc::new(Inner { users, runs, limiter, links }), services: Arc::default(), endpoints: None }
     }
 
     /// The same state with the MISP and sandbox `services`.
     pub fn with_services(self, services: Services) -> AppState {
         AppState { services: Arc::new(services), ..self }
+    }
+
+    /// The same state with the remote endpoints' store (the class pages).
+    pub fn with_endpoints(self, endpoints: EndpointView) -> AppState {
+        AppState { endpoints: Some(endpoints), ..self }
+    }
+
+    /// The remote endpoints, when their listener runs.
+    pub fn endpoints(&self) -> Option<&EndpointView> {
+        self.endpoints.as_ref()
     }
 
     /// The embedded MISP's store, when it runs.

@@ -626,3 +626,14 @@ fn row_token(r: &sqlx::sqlite::SqliteRow) -> Option<EnrolToken> {
         group: r.try_get::<Option<String>, _>("grp").ok()?.and_then(|g| g.parse().ok()),
     })
 }
+
+/// What the class view ([`super::view`]) reads through: its queries live there.
+impl EndpointDb {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) fn error(&self, source: sqlx::Error) -> EndpointError {
+        self.err(source)
+    }
+}

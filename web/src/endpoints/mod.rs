@@ -4,12 +4,14 @@
 //! [`db`] holds the enrolment tokens (only their digests) and the events
 //! received, in `web.db`; [`ingest`] is the HTTP API the agents post
 //! batches to; [`tls`] is its listener, behind a self-signed certificate
-//! made at first start that agents pin by fingerprint. The batch format is
+//! made at first start that agents pin by fingerprint; [`view`] is what
+//! the class pages read. The batch format is
 //! the agent's (`ioclab_agent::remote::wire`): one definition for both sides.
 
 pub mod db;
 pub mod ingest;
 pub mod tls;
+pub mod view;
 
 pub use db::{Applied, EndpointDb, EndpointError, EndpointRow, EnrolToken, LastPush, Push, PushTarget};
 
@@ -50,6 +52,8 @@ pub struct Started {
     pub addr: SocketAddr,
     /// Its certificate's fingerprint, for agents' `--fingerprint`.
     pub fingerprint: Fingerprint,
+    /// Its store: the web's pushes go through it, so that they wake the waiting agents at once.
+    pub db: EndpointDb,
 }
 
 /// Starts the endpoint listener on `listen` (a task of the current runtime)
@@ -66,6 +70,6 @@ pub async fn start(
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
-    tokio::spawn(tls::serve(listener, ingest::router(db), config, shutdown));
-    Ok(Started { addr, fingerprint: cert.fingerprint() })
+    tokio::spawn(tls::serve(listener, ingest::router(db.clone()), config, shutdown));
+    Ok(Started { addr, fingerprint: cert.fingerprint(), db })
 }
