@@ -316,6 +316,8 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let spools = common::scratch_dir();
     let stop = Arc::new(AtomicBool::new(false));
+    // the order long-polls and the instructor's side go on until the spools drained
+    let stop_orders = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
     let detections: Arc<Mutex<Detections>> = Arc::default();
     let mut eps = Vec::new();
@@ -394,7 +396,7 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
         let poller = {
             let client = OrderClient::new(&target, &name).unwrap();
             let pushed = PushedIocs::beside(&dir.join("spool"));
-            let (ep, stop) = (ep.clone(), stop.clone());
+            let (ep, stop) = (ep.clone(), stop_orders.clone());
             let file = pushed.path().to_path_buf();
             let reload: Arc<Reload> = Arc::new(move || {
                 let (set, counts) = load_iocs(&file)?;
@@ -427,27 +429,28 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
     let acked = || eps.iter().map(|e| e.acked.load(Ordering::Relaxed)).sum::<u64>();
     let produced = || eps.iter().map(|e| e.produced.load(Ordering::Relaxed)).sum::<u64>();
 
-    let stop_watching = AtomicBool::new(false);
     let measured = std::thread::scope(|s| {
-        s.spawn(|| watch_dashboard(class, &eps, &detections, &stop_watching));
+        s.spawn(|| watch_dashboard(class, &eps, &detections, &stop_orders));
         std::thread::sleep(WARMUP);
         let (t0, p0, a0, s0, c0, b0) =
             (Instant::now(), produced(), acked(), rt.block_on(class.stored(&db)), cpu_s(&pid_s), cpu_s("self"));
         let push = push.then(|| {
-            std::thread::sleep(window / 2);
-            let lines = format!("{}\n{}\n", ioc_line(BAIT, 1), ioc_line(PUSHED, 2));
-            let pushed_at = Instant::now();
-            class.push("class-load stage 2", &lines);
-            // every endpoint's report, as the instructor's list of pushes shows it
-            let mut all_reported = None;
-            while all_reported.is_none() && pushed_at.elapsed() < window / 2 {
-                let p = rt.block_on(db.pushes()).unwrap();
-                if p.first().is_some_and(|p| p.applied.iter().filter(|a| a.ok).count() == endpoints) {
-                    all_reported = Some(pushed_at.elapsed().as_secs_f64());
+            s.spawn(|| {
+                std::thread::sleep(window / 2);
+                let lines = format!("{}\n{}\n", ioc_line(BAIT, 1), ioc_line(PUSHED, 2));
+                let pushed_at = Instant::now();
+                class.push("class-load stage 2", &lines);
+                // every endpoint's report, as the instructor's list of pushes shows it
+                let mut all_reported = None;
+                while all_reported.is_none() && !stop_orders.load(Ordering::Relaxed) {
+                    let p = rt.block_on(db.pushes()).unwrap();
+                    if p.first().is_some_and(|p| p.applied.iter().filter(|a| a.ok).count() == endpoints) {
+                        all_reported = Some(pushed_at.elapsed().as_secs_f64());
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (pushed_at, all_reported)
+                (pushed_at, all_reported)
+            })
         });
         std::thread::sleep(window.saturating_sub(t0.elapsed()));
         let (t1, p1, a1, s1, c1, b1) =
@@ -465,7 +468,8 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
         let drain_s = stopped.elapsed().as_secs_f64();
         // the dashboard's last look after the drain
         std::thread::sleep(DASHBOARD_POLL * 2);
-        stop_watching.store(true, Ordering::Relaxed);
+        stop_orders.store(true, Ordering::Relaxed);
+        let push = push.map(|p| p.join().unwrap());
         for p in pollers {
             rt.block_on(p).unwrap();
         }
@@ -515,6 +519,15 @@ fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(0.0, f64::max)
 }
 
+/// Seconds, or "never" for what did not happen in the run.
+fn secs(s: f64) -> String {
+    if s.is_finite() {
+        format!("{s:.2} s")
+    } else {
+        "never (not within the run)".into()
+    }
+}
+
 fn report(m: &mut Measured, main: bool) {
     let tag = format!("class_load: {} endpoints x {} ev/s", m.endpoints, m.per_sec);
     let target = if main { STORED_TARGET } else { m.offered() };
@@ -556,17 +569,17 @@ fn report(m: &mut Measured, main: bool) {
     );
     if let Some(p) = &m.push {
         println!(
-            "{tag}: IoC push from /class/push to the last of the {} endpoints' matching detection stored: {:.2} s (reloads: last {:.2} s; target < {PUSH_TARGET_S} s: {})",
+            "{tag}: IoC push from /class/push to the last of the {} endpoints' matching detection stored: {} (reloads: last {}; target < {PUSH_TARGET_S} s: {})",
             m.endpoints,
-            max(&p.stored),
-            max(&p.reloaded),
+            secs(max(&p.stored)),
+            secs(max(&p.reloaded)),
             verdict(max(&p.stored) < PUSH_TARGET_S)
         );
         println!(
-            "{tag}: IoC push to the last matching detection on the dashboard {:.2} s, to all {} reports in the pushes list {} (reported)",
-            max(&p.shown),
+            "{tag}: IoC push to the last matching detection on the dashboard {}, to all {} reports in the pushes list {} (reported)",
+            secs(max(&p.shown)),
             m.endpoints,
-            p.all_reported.map_or("never (in half the window)".to_string(), |s| format!("{s:.2} s"))
+            secs(p.all_reported.unwrap_or(f64::INFINITY))
         );
     }
     println!(
