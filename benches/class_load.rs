@@ -68,6 +68,8 @@ const DETECT_EVERY: u64 = 100;
 const BAIT: &str = "/tmp/ioclab-bench/dropper.sh";
 /// The file only the pushed IoC set names: its events are detections once the push is loaded.
 const PUSHED: &str = "/tmp/ioclab-bench/pushed-stage2.bin";
+/// Longest wait for every endpoint's report of the push.
+const REPORTS_MAX: Duration = Duration::from_secs(30);
 /// How often the instructor's side asks each endpoint's detections.
 const DASHBOARD_POLL: Duration = Duration::from_millis(200);
 /// Longest wait for the spools to empty after the producers stop.
@@ -237,6 +239,8 @@ struct PushMeasured {
     stored: Vec<f64>,
     shown: Vec<f64>,
     all_reported: Option<f64>,
+    /// Reports in the pushes list at the end: applied, all.
+    reports: (usize, usize),
 }
 
 /// What one load measured.
@@ -442,14 +446,17 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
                 class.push("class-load stage 2", &lines);
                 // every endpoint's report, as the instructor's list of pushes shows it
                 let mut all_reported = None;
-                while all_reported.is_none() && !stop_orders.load(Ordering::Relaxed) {
+                let mut reports = (0, 0);
+                while all_reported.is_none() && pushed_at.elapsed() < REPORTS_MAX {
                     let p = rt.block_on(db.pushes()).unwrap();
-                    if p.first().is_some_and(|p| p.applied.iter().filter(|a| a.ok).count() == endpoints) {
+                    let applied = p.first().map(|p| p.applied.as_slice()).unwrap_or_default();
+                    reports = (applied.iter().filter(|a| a.ok).count(), applied.len());
+                    if reports.0 == endpoints {
                         all_reported = Some(pushed_at.elapsed().as_secs_f64());
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                (pushed_at, all_reported)
+                (pushed_at, all_reported, reports)
             })
         });
         std::thread::sleep(window.saturating_sub(t0.elapsed()));
@@ -468,8 +475,8 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
         let drain_s = stopped.elapsed().as_secs_f64();
         // the dashboard's last look after the drain
         std::thread::sleep(DASHBOARD_POLL * 2);
-        stop_orders.store(true, Ordering::Relaxed);
         let push = push.map(|p| p.join().unwrap());
+        stop_orders.store(true, Ordering::Relaxed);
         for p in pollers {
             rt.block_on(p).unwrap();
         }
@@ -478,7 +485,7 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
         let d = detections.lock().unwrap();
         let within =
             |v: &[(Instant, f64)]| v.iter().filter(|(at, _)| *at >= t0 && *at <= t1).map(|(_, l)| *l).collect();
-        let push = push.map(|(at, all_reported)| {
+        let push = push.map(|(at, all_reported, reports)| {
             let after =
                 |t: &Mutex<Option<Instant>>| t.lock().unwrap().map_or(f64::INFINITY, |t| (t - at).as_secs_f64());
             PushMeasured {
@@ -486,6 +493,7 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
                 stored: eps.iter().map(|e| after(&e.pushed_stored)).collect(),
                 shown: eps.iter().map(|e| after(&e.pushed_shown)).collect(),
                 all_reported,
+                reports,
             }
         });
         Measured {
@@ -576,10 +584,12 @@ fn report(m: &mut Measured, main: bool) {
             verdict(max(&p.stored) < PUSH_TARGET_S)
         );
         println!(
-            "{tag}: IoC push to the last matching detection on the dashboard {}, to all {} reports in the pushes list {} (reported)",
+            "{tag}: IoC push to the last matching detection on the dashboard {}, to all {} reports in the pushes list {} ({} applied, {} reported; reported)",
             secs(max(&p.shown)),
             m.endpoints,
-            secs(p.all_reported.unwrap_or(f64::INFINITY))
+            secs(p.all_reported.unwrap_or(f64::INFINITY)),
+            p.reports.0,
+            p.reports.1
         );
     }
     println!(
@@ -598,6 +608,16 @@ fn main() {
     let class = Class::start(ENDPOINTS);
     let mut m = load(&class, ENDPOINTS, PER_SEC, window, true);
     report(&mut m, true);
+    if m.push.as_ref().is_some_and(|p| p.reports.0 < ENDPOINTS) {
+        // why reports are missing: what the appliance logged of orders and pushes (warnings and errors)
+        let log = class.app.log();
+        let mut why: Vec<&str> =
+            log.lines().filter(|l| (l.contains("WARN") || l.contains("ERROR")) && !l.contains("TLS")).collect();
+        why.dedup_by_key(|l| l.split_once(' ').map_or("", |x| x.1).to_string());
+        for l in why.iter().take(5) {
+            println!("class_load: appliance log: {l}");
+        }
+    }
     drop(class);
 
     if std::env::var("CLASS_LOAD_SWEEP").is_ok_and(|v| v == "0") {
