@@ -176,7 +176,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, control.reload.clone())?;
 
+    let reloads = control.reloads.clone();
     let summary = sensor::run(config, out, control).context("ioclab agent");
+    // a push being applied gets its answer now, even if the sensor never started its reloader
+    reloads.stop();
     if let Some(r) = remote {
         r.stop();
     }
@@ -231,7 +234,10 @@ mod remote {
             match reloads.wait(ticket, RELOAD_WAIT) {
                 Some(r) if r.applied => Ok(r.message),
                 Some(r) => Err(r.message),
-                None => Err(format!("the agent did not reload the IoCs within {} s", RELOAD_WAIT.as_secs())),
+                None => Err(format!(
+                    "the agent did not reload the IoCs (stopping, or more than {} s)",
+                    RELOAD_WAIT.as_secs()
+                )),
             }
         })
     }

@@ -50,7 +50,7 @@ enum EndpointsCommand {
     /// Push an IoC file to endpoints: their agents load it within a second (a set: it replaces the previous push).
     #[command(group = clap::ArgGroup::new("target").required(true).args(["all", "group", "endpoint"]))]
     Push {
-        /// The IoC file (Kunai's format, one JSON object a line, as `ioclab ioc export` writes); every line must be good.
+        /// The IoC file (Kunai's format, one JSON object a line, as misp-to-kunai and a lab run's export write); every line must be good.
         file: PathBuf,
         /// To every endpoint, those that join later too.
         #[arg(long)]
@@ -86,17 +86,10 @@ fn parse_endpoint(s: &str) -> Result<(UserName, String), String> {
 /// The IoC file's text, once the agent's own parser accepts every line of it.
 fn checked_iocs(file: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading the IoC file {}", file.display()))?;
-    let report = ioclab_agent::ioc::loader::check_files(&[file.to_path_buf()])?;
-    if let Some(first) = report.bad.first() {
-        let more = report.bad.len() - 1;
-        let more = if more > 0 {
-            format!(" (and {more} more bad line(s); `ioclab ioc check` lists them)")
-        } else {
-            String::new()
-        };
-        anyhow::bail!("{first}{more}: nothing pushed");
+    let report = ioclab_agent::ioc::loader::check_data(file, text.as_bytes());
+    if let Some(why) = report.refusal() {
+        anyhow::bail!("{}: {why}: nothing pushed (`ioclab ioc check` lists every bad line)", file.display());
     }
-    anyhow::ensure!(report.loaded > 0, "{}: no IoC in the file: nothing pushed", file.display());
     Ok(text)
 }
 

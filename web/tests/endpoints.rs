@@ -226,8 +226,15 @@ async fn pushes_reach_only_their_targets_and_the_newest_wins() {
 
     let e = db.push_iocs(&PushTarget::Group(name("green")), "x", &iocs("x.example")).await.unwrap_err();
     assert!(e.to_string().contains("no enrolment token is in group green"), "{e}");
-    let e = db.push_iocs(&PushTarget::Endpoint { token: name("dave"), endpoint: "x".into() }, "x", "").await;
+    let e = db
+        .push_iocs(&PushTarget::Endpoint { token: name("dave"), endpoint: "x".into() }, "x", &iocs("x.example"))
+        .await;
     assert!(matches!(e, Err(ioclab_web::endpoints::EndpointError::Unknown(_))), "{e:?}");
+    let bad = format!("{}{{\"value\":\"x\",\"severity\":99}}\n", iocs("a.example"));
+    let e = db.push_iocs(&PushTarget::All, "day-3.json", &bad).await.unwrap_err().to_string();
+    assert!(e.contains("day-3.json:2: "), "{e}");
+    let e = db.push_iocs(&PushTarget::All, "empty", "# nothing\n").await.unwrap_err().to_string();
+    assert!(e.contains("no IoC"), "{e}");
 
     let ok = OrderDone { ok: true, message: "1 IoCs from 1 file(s)".into() };
     assert!(db.record_done(&alice, "pc-a", newest as u64, &ok).await.unwrap());
@@ -293,7 +300,9 @@ async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
         pushes[0].applied.iter().map(|a| (a.token.as_str(), a.endpoint.as_str(), a.ok)).collect();
     assert_eq!(applied, vec![("alice", "pc-a", true), ("bob", "pc-b", false)]);
     let rows = app.db.endpoints().await.unwrap();
-    let last: Vec<(&str, &str, Option<(i64, bool)>)> = rows
+    /// token, endpoint, (last push, applied)
+    type Last<'a> = (&'a str, &'a str, Option<(i64, bool)>);
+    let last: Vec<Last> = rows
         .iter()
         .map(|r| (r.token.as_str(), r.endpoint.as_str(), r.last_push.as_ref().map(|p| (p.id, p.ok))))
         .collect();
@@ -317,6 +326,113 @@ async fn a_waiting_long_poll_gets_the_push_and_its_report_is_recorded() {
 
     app.db.revoke(&alice.name).await.unwrap();
     assert!(matches!(alice_pc.next(0).await, Err(ShipError::Unauthorized(_))));
+    assert!(matches!(bob_pc.next(0).await, Ok(Some(_))), "bob's token still works");
     let e = alice_pc.done(all as u64, &OrderDone { ok: true, message: String::new() }).await.unwrap_err();
     assert!(matches!(e, ShipError::Unauthorized(_)), "{e}");
+}
+
+#[tokio::test]
+async fn a_long_poll_without_an_order_ends_empty_and_the_agent_polls_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+    let cert = ApplianceCert::load_or_create(&dir.path().join("endpoints")).unwrap();
+    let listener = loopback().await;
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let router = ingest::router_waiting(db.clone(), std::time::Duration::from_millis(200));
+    tokio::spawn(tls::serve(listener, router, cert.server_config().unwrap(), async {
+        let _ = stopped.await;
+    }));
+    let (_, secret) = db.create_token(None).await.unwrap();
+    let client = OrderClient::new(&appliance(addr, &secret, cert.fingerprint()), "pc-01").unwrap();
+    assert_eq!(client.next(0).await.unwrap(), None, "204: no order in the wait");
+    let id = db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
+    assert_eq!(client.next(0).await.unwrap().map(|o| o.id as i64), Some(id));
+    assert_eq!(client.next(id as u64).await.unwrap(), None, "nothing newer");
+}
+
+#[tokio::test]
+async fn an_agents_order_loop_writes_the_push_reloads_and_reports() {
+    use ioclab_agent::remote::orders::{self, PushedIocs, Reload};
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), loopback().await).await;
+    let (_, secret) = app.db.create_token(None).await.unwrap();
+    let client = OrderClient::new(&appliance(app.addr, &secret, app.fingerprint), "pc-01").unwrap();
+    let pushed = PushedIocs::beside(&dir.path().join("agent").join("spool"));
+    // the sensor's reload, without eBPF: the pushed file loaded as the agent loads it
+    let file = pushed.path().to_path_buf();
+    let reload: Arc<Reload> = Arc::new(move || {
+        let (_, report) =
+            ioclab_agent::ioc::loader::load_files(std::slice::from_ref(&file)).map_err(|e| e.to_string())?;
+        Ok(format!("IoCs loaded: {}", report.counts()))
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (stop, pushed) = (stop.clone(), pushed.clone());
+        tokio::spawn(async move { orders::run(&client, &pushed, reload, &stop).await })
+    };
+    let report = |id: i64| {
+        let db = app.db.clone();
+        async move {
+            loop {
+                let pushes = db.pushes().await.unwrap();
+                if let Some(a) = pushes.iter().find(|p| p.id == id).and_then(|p| p.applied.first()) {
+                    return a.clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let t = std::time::Instant::now();
+    let first = app.db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
+    let a = report(first).await;
+    // the figure (push by the appliance's own process -> the agent's report), not a target
+    eprintln!("push -> order written, loaded, reported: {} ms", t.elapsed().as_millis());
+    assert!(a.ok && a.message.contains("1 IoCs"), "{a:?}");
+    assert_eq!(pushed.applied(), first as u64);
+    let kept = std::fs::read_to_string(pushed.path()).unwrap();
+    assert!(kept.contains("a.example"), "{kept}");
+
+    // the next push replaces the kept set
+    let second = app.db.push_iocs(&PushTarget::All, "day 2", &iocs("b.example")).await.unwrap();
+    let b = report(second).await;
+    assert!(b.ok, "{b:?}");
+    let kept = std::fs::read_to_string(pushed.path()).unwrap();
+    assert!(kept.contains("b.example") && !kept.contains("a.example"), "a set, not a diff: {kept}");
+    assert_eq!(pushed.applied(), second as u64);
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_made_before_pushes_gets_their_columns_and_keeps_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.db");
+    {
+        // the tables as the first release made them
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        for sql in [
+            "CREATE TABLE endpoint_tokens (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                 digest TEXT NOT NULL UNIQUE, created INTEGER NOT NULL, revoked INTEGER)",
+            "CREATE TABLE endpoints (token INTEGER NOT NULL REFERENCES endpoint_tokens(id), endpoint TEXT NOT NULL,
+                 agent_version TEXT NOT NULL, last_seen INTEGER NOT NULL, events INTEGER NOT NULL,
+                 PRIMARY KEY (token, endpoint))",
+            "INSERT INTO endpoint_tokens (name, digest, created) VALUES ('old-pc', 'x', 1)",
+            "INSERT INTO endpoints VALUES (1, 'pc-old', '0.1.0', 1, 5)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let db = EndpointDb::open(&path).await.unwrap();
+    let tokens = db.tokens().await.unwrap();
+    assert_eq!((tokens[0].name.as_str(), &tokens[0].group), ("old-pc", &None));
+    let rows = db.endpoints().await.unwrap();
+    assert_eq!((rows[0].endpoint.as_str(), rows[0].events, &rows[0].last_push), ("pc-old", 5, &None));
+    let id = db.push_iocs(&PushTarget::All, "day 1", &iocs("a.example")).await.unwrap();
+    assert_eq!(db.order_for(&tokens[0], "pc-old", 0).await.unwrap().map(|o| o.id as i64), Some(id));
+    // opened again (the CLI while the appliance runs): nothing to add twice
+    EndpointDb::open(&path).await.unwrap();
 }

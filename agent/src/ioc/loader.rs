@@ -56,6 +56,19 @@ impl LoadReport {
         self.loaded > 0 && self.bad.is_empty()
     }
 
+    /// Why a load that is not [`complete`](Self::complete) would be refused:
+    /// its first bad line (`FILE:LINE: reason`, and how many more), or that it holds no IoC.
+    pub fn refusal(&self) -> Option<String> {
+        if let Some(first) = self.bad.first() {
+            let more = match self.bad.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more bad line(s))"),
+            };
+            return Some(format!("{first}{more}"));
+        }
+        (self.loaded == 0).then(|| "no IoC in the file(s)".to_string())
+    }
+
     /// One line for logs and events: `N IoCs from F file(s), B bad line(s), D duplicate(s)`.
     pub fn counts(&self) -> String {
         format!(
@@ -176,29 +189,34 @@ fn load_into(paths: &[PathBuf], set: &mut IocSet) -> Result<LoadReport, IocFileE
         }
         seen.push(id);
         let data = read(path)?;
-        let mut n = 0;
-        let mut first_line = 0;
-        for (parsed, lines) in parse_parallel(&data) {
-            for (i, result) in parsed {
-                let line = first_line + i + 1;
-                match result {
-                    Ok(ioc) => match set.insert(ioc) {
-                        true => n += 1,
-                        false => report.duplicates.push(IocLineError {
-                            path: path.clone(),
-                            line,
-                            reason: "same uuid and value as an IoC already loaded: counted once".into(),
-                        }),
-                    },
-                    Err(reason) => report.bad.push(IocLineError { path: path.clone(), line, reason }),
-                }
-            }
-            first_line += lines;
-        }
-        report.loaded += n;
-        report.per_file.push((path.clone(), n));
+        add_data(path, &data, set, &mut report);
     }
     Ok(report)
+}
+
+/// Adds the IoCs of one file's `data` (named `path` in the report) to `set`.
+fn add_data(path: &Path, data: &[u8], set: &mut IocSet, report: &mut LoadReport) {
+    let mut n = 0;
+    let mut first_line = 0;
+    for (parsed, lines) in parse_parallel(data) {
+        for (i, result) in parsed {
+            let line = first_line + i + 1;
+            match result {
+                Ok(ioc) => match set.insert(ioc) {
+                    true => n += 1,
+                    false => report.duplicates.push(IocLineError {
+                        path: path.to_path_buf(),
+                        line,
+                        reason: "same uuid and value as an IoC already loaded: counted once".into(),
+                    }),
+                },
+                Err(reason) => report.bad.push(IocLineError { path: path.to_path_buf(), line, reason }),
+            }
+        }
+        first_line += lines;
+    }
+    report.loaded += n;
+    report.per_file.push((path.to_path_buf(), n));
 }
 
 /// Loads IoC files into one set. Unreadable files are errors; bad lines are
@@ -207,6 +225,14 @@ pub fn load_files(paths: &[PathBuf]) -> Result<(IocSet, LoadReport), IocFileErro
     let mut set = IocSet::new();
     let report = load_into(paths, &mut set)?;
     Ok((set, report))
+}
+
+/// Checks the text of an IoC file named `name` (in the report's lines),
+/// as the agent would load it: an IoC push before it is stored.
+pub fn check_data(name: &Path, data: &[u8]) -> LoadReport {
+    let mut report = LoadReport::default();
+    add_data(name, data, &mut IocSet::new(), &mut report);
+    report
 }
 
 /// Checks IoC files without keeping them (`ioclab ioc check`).

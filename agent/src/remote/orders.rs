@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::ship::{answer, chain, Appliance, ShipError};
 use super::wire::{order_done_path, Order, OrderDone, OrderKind, OrdersQuery, ORDERS_PATH};
-use crate::ioc::loader::load_files;
+use crate::ioc::loader::check_data;
 
 /// The order half of a remote agent: long-polls and reports.
 #[derive(Clone)]
@@ -117,25 +117,18 @@ impl PushedIocs {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let tmp = dir.join(format!(".pushed-iocs.{id}.tmp"));
-        let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
         let label = label.replace(['\n', '\r'], " ");
+        // checked before anything is written: a refused set leaves no trace
+        let report = check_data(Path::new(&format!("push {id} ({label})")), lines.as_bytes());
+        if let Some(why) = report.refusal() {
+            return Err(format!("push {id} ({label}) refused, keeping the previous IoCs: {why}"));
+        }
+        let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         let written = write!(f, "{HEADER}{id}: {label}\n{lines}").and_then(|_| f.sync_all());
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(io(e));
-        }
-        let checked = match load_files(std::slice::from_ref(&tmp)) {
-            Ok((_, report)) if report.complete() => Ok(()),
-            Ok((_, report)) => {
-                let first = report.bad.first().map(|b| format!(": first bad line {}", b.line)).unwrap_or_default();
-                Err(format!("push {id} ({label}) refused, keeping the previous IoCs: {}{first}", report.counts()))
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = checked {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
         }
         std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
         // the rename itself reaches the disk with the folder
@@ -214,8 +207,8 @@ pub async fn run(client: &OrderClient, pushed: &PushedIocs, reload: std::sync::A
                     tracing::warn!("orders: {msg}; retrying");
                     last_error = Some(msg);
                 }
-                if matches!(e, ShipError::Rejected(_)) {
-                    // the appliance will never take this report (a push deleted): drop it
+                if matches!(e, ShipError::Rejected(_) | ShipError::Status { status: 404, .. }) {
+                    // the appliance will never take this report (its push is gone): drop it
                     report = None;
                 }
                 tokio::select! {
@@ -249,7 +242,7 @@ mod tests {
         assert_eq!(pushed.applied(), 3);
         let text = std::fs::read_to_string(pushed.path()).unwrap();
         assert!(text.ends_with(good) && text.starts_with("# ioclab push 3: push 3\n"), "{text}");
-        let (set, report) = load_files(&[pushed.path().to_path_buf()]).unwrap();
+        let (set, report) = crate::ioc::loader::load_files(&[pushed.path().to_path_buf()]).unwrap();
         assert_eq!((set.len(), report.bad.len()), (1, 0), "the header line is a comment to the parser");
 
         for bad in ["", "<html>404</html>\n", "{\"value\":\"a.example\",\"severity\":4}\n{\"value\":\"trunc"] {
@@ -259,7 +252,7 @@ mod tests {
             assert_eq!(std::fs::read_to_string(pushed.path()).unwrap(), text, "{bad:?} touched the file");
         }
         let e = apply(&order(4, "{\"value\":\"a.example\",\"severity\":4}\nbroken\n"), &pushed, &*reload);
-        assert!(e.message.contains("first bad line 3"), "the line in the file, after the header: {}", e.message);
+        assert!(e.message.contains("push 4 (push 4):2: "), "the line of the pushed set: {}", e.message);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("pushed-iocs.json")], "no tmp file left");
 

@@ -49,10 +49,7 @@ impl Outcome {
                 duplicates: (r.duplicates.len() + r.repeated_files.len()) as u64,
             }),
             Outcome::Refused(r) => {
-                let why = match r.bad.first() {
-                    Some(first) => format!("first bad line {first}"),
-                    None => "no IoC in the files".into(),
-                };
+                let why = r.refusal().unwrap_or_else(|| "refused".into());
                 EventData::Error(ErrorData {
                     code: ERROR_RELOAD_REFUSED,
                     message: format!(
@@ -122,11 +119,15 @@ impl Reloads {
         ticket
     }
 
-    /// Waits up to `timeout` for a load that read the files after the ask of `ticket`.
+    /// Waits up to `timeout` for a load that read the files after the ask
+    /// of `ticket`; `None` if none came, or the agent stopped.
     pub fn wait(&self, ticket: u64, timeout: Duration) -> Option<Report> {
         let until = Instant::now() + timeout;
         let mut r = self.lock();
         while r.served < ticket {
+            if r.stop {
+                return None;
+            }
             let left = until.checked_duration_since(Instant::now())?;
             r = self.0 .1.wait_timeout(r, left).unwrap_or_else(|p| p.into_inner()).0;
         }
@@ -154,7 +155,8 @@ impl Reloads {
         self.0 .1.notify_all();
     }
 
-    fn stop(&self) {
+    /// No more loads: the worker ends, and waits end at once (the agent stopped).
+    pub fn stop(&self) {
         self.lock().stop = true;
         self.0 .1.notify_all();
     }
@@ -249,6 +251,14 @@ mod tests {
         format!("{{\"value\":\"{value}\",\"severity\":3}}\n")
     }
 
+    /// Makes a FIFO at `path`: a load reading it waits until the test feeds it.
+    fn fifo(path: &std::path::Path) -> PathBuf {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo has no other precondition.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        path.to_path_buf()
+    }
+
     /// Writes `text` to the FIFO: the worker's read of it blocks until then.
     fn feed(fifo: &std::path::Path, text: &str) {
         std::fs::OpenOptions::new().write(true).open(fifo).unwrap().write_all(text.as_bytes()).unwrap();
@@ -257,10 +267,7 @@ mod tests {
     #[test]
     fn requests_during_a_load_make_one_more_load_and_the_newest_wins() {
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("iocs.fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid C string; mkfifo has no other precondition.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let fifo = fifo(&dir.path().join("iocs.fifo"));
         let target = Arc::new(ArcSwapOption::empty());
         let r = Reloader::spawn(vec![fifo.clone()], None, false, target.clone(), Reloads::default()).unwrap();
         r.request();
@@ -284,10 +291,7 @@ mod tests {
     #[test]
     fn a_ticket_waits_for_a_load_that_read_the_files_after_its_ask() {
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("pushed.fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid C string; mkfifo has no other precondition.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let fifo = fifo(&dir.path().join("pushed.fifo"));
         let reloads = Reloads::default();
         let target = Arc::new(ArcSwapOption::empty());
         let _r = Reloader::spawn(vec![], Some(fifo.clone()), false, target.clone(), reloads.clone()).unwrap();
@@ -314,7 +318,7 @@ mod tests {
         let pushed = dir.path().join("pushed-iocs.json");
         let reloads = Reloads::default();
         let target = Arc::new(ArcSwapOption::empty());
-        let _r = Reloader::spawn(vec![], Some(pushed.clone()), false, target.clone(), reloads.clone()).unwrap();
+        let reloader = Reloader::spawn(vec![], Some(pushed.clone()), false, target.clone(), reloads.clone()).unwrap();
         let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
         assert!(!report.applied && report.message.contains("no IoC"), "nothing pushed yet: {report:?}");
         assert!(target.load().is_none());
@@ -322,6 +326,12 @@ mod tests {
         let report = reloads.wait(reloads.ask(), Duration::from_secs(10)).unwrap();
         assert!(report.applied, "{report:?}");
         assert_eq!(target.load().as_ref().unwrap().len(), 1);
+        // the agent stops: a wait ends at once rather than at its timeout
+        drop(reloader);
+        let asked = reloads.ask();
+        let t = Instant::now();
+        assert_eq!(reloads.wait(asked, Duration::from_secs(600)), None);
+        assert!(t.elapsed() < Duration::from_secs(600));
     }
 
     #[test]

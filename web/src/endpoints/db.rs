@@ -38,6 +38,9 @@ pub enum EndpointError {
     /// No such token.
     #[error("no enrolment token named {0} (`ioclab endpoints token list`)")]
     Unknown(UserName),
+    /// A push whose IoCs the agents would refuse.
+    #[error("IoCs refused, nothing pushed: {0}")]
+    BadIocs(String),
     /// A push to a group no token is in.
     #[error("no enrolment token is in group {0} (`ioclab endpoints token create --group {0}`)")]
     EmptyGroup(UserName),
@@ -382,9 +385,15 @@ impl EndpointDb {
         Ok(Ack { batch: batch.header.batch.clone(), stored, duplicates: batch.events.len() as u64 - stored })
     }
 
-    /// Stores an IoC push for `target` (IoC file `lines`, checked by the
-    /// caller) and wakes this process's long-polls; returns its id.
+    /// Stores an IoC push for `target` (the IoC file's `lines`, refused
+    /// naming `label` and the line if the agents would refuse them) and
+    /// wakes this process's long-polls; returns its id.
     pub async fn push_iocs(&self, target: &PushTarget, label: &str, lines: &str) -> Result<i64, EndpointError> {
+        // the agents' own check: a set they would refuse is not stored
+        let report = ioclab_agent::ioc::loader::check_data(Path::new(label), lines.as_bytes());
+        if let Some(why) = report.refusal() {
+            return Err(EndpointError::BadIocs(why));
+        }
         let (kind, group, token, endpoint) = match target {
             PushTarget::All => ("all", None, None, None),
             PushTarget::Group(g) => {
@@ -484,36 +493,28 @@ impl EndpointDb {
         if exists.is_none() {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO endpoint_push_done (push, token, endpoint, ok, message, at) VALUES (?, ?, ?, ?, ?, ?)
+        // ?1 push, ?2 token, ?3 endpoint, ?4 ok, ?5 message, ?6 when
+        let statements = [
+            "INSERT INTO endpoint_push_done (push, token, endpoint, ok, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (push, token, endpoint) DO UPDATE SET ok = excluded.ok, message = excluded.message, at = excluded.at",
-        )
-        .bind(id)
-        .bind(token.id)
-        .bind(endpoint)
-        .bind(done.ok)
-        .bind(&done.message)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        // an agent may report before its first batch: its row starts here
-        sqlx::query(
+            // an agent may report before its first batch: its row starts here
             "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events, push, push_ok, push_message, push_at)
-             VALUES (?, ?, '', ?, 0, ?, ?, ?, ?)
+             VALUES (?2, ?3, '', ?6, 0, ?1, ?4, ?5, ?6)
              ON CONFLICT (token, endpoint) DO UPDATE SET last_seen = excluded.last_seen, push = excluded.push,
                  push_ok = excluded.push_ok, push_message = excluded.push_message, push_at = excluded.push_at",
-        )
-        .bind(token.id)
-        .bind(endpoint)
-        .bind(at)
-        .bind(id)
-        .bind(done.ok)
-        .bind(&done.message)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
+        ];
+        for sql in statements {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(token.id)
+                .bind(endpoint)
+                .bind(done.ok)
+                .bind(&done.message)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(true)
     }
@@ -588,6 +589,15 @@ impl EndpointDb {
             }
         }
         Ok(pushes)
+    }
+
+    /// The stored event lines of endpoint `endpoint` (any token), oldest first.
+    pub async fn event_lines(&self, endpoint: &str) -> Result<Vec<String>, EndpointError> {
+        sqlx::query_scalar("SELECT line FROM endpoint_events WHERE endpoint = ? ORDER BY id")
+            .bind(endpoint)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// The uuids of every stored event, and how many rows hold them (tests, checks).

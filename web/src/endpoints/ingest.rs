@@ -36,12 +36,25 @@ const OTHER_PROCESS_POLL: Duration = Duration::from_millis(500);
 
 /// The ingest API's routes.
 pub fn router(db: EndpointDb) -> Router {
+    router_waiting(db, ORDERS_WAIT)
+}
+
+/// The routes, with long-polls answering 204 after `wait` (tests: shorter than [`ORDERS_WAIT`]).
+pub fn router_waiting(db: EndpointDb, wait: Duration) -> Router {
     Router::new()
         .route(BATCH_PATH, post(post_batch))
         .route(ORDERS_PATH, get(get_order))
         .route(&format!("{ORDERS_PATH}/{{id}}/done"), post(post_done))
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
-        .with_state(db)
+        .with_state(Ingest { db, wait })
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Ingest {
+    db: EndpointDb,
+    /// How long a long-poll waits for an order.
+    wait: Duration,
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -69,7 +82,7 @@ async fn authorize(db: &EndpointDb, headers: &HeaderMap) -> Result<EnrolToken, R
     }
 }
 
-async fn post_batch(State(db): State<EndpointDb>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_batch(State(Ingest { db, .. }): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
     let token = match authorize(&db, &headers).await {
         Ok(t) => t,
         Err(r) => return r,
@@ -90,22 +103,25 @@ async fn post_batch(State(db): State<EndpointDb>, headers: HeaderMap, body: Byte
     }
 }
 
-fn endpoint_named(q: &OrdersQuery) -> Result<(), Response> {
+/// The token of an order request, which must name its endpoint (`?endpoint=NAME`).
+async fn authorize_endpoint(db: &EndpointDb, headers: &HeaderMap, q: &OrdersQuery) -> Result<EnrolToken, Response> {
+    let token = authorize(db, headers).await?;
     match q.endpoint.is_empty() {
         true => Err(error(StatusCode::BAD_REQUEST, "?endpoint=NAME must name the endpoint".into())),
-        false => Ok(()),
+        false => Ok(token),
     }
 }
 
-async fn get_order(State(db): State<EndpointDb>, headers: HeaderMap, Query(q): Query<OrdersQuery>) -> Response {
-    let token = match authorize(&db, &headers).await {
+async fn get_order(
+    State(Ingest { db, wait }): State<Ingest>,
+    headers: HeaderMap,
+    Query(q): Query<OrdersQuery>,
+) -> Response {
+    let token = match authorize_endpoint(&db, &headers, &q).await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if let Err(r) = endpoint_named(&q) {
-        return r;
-    }
-    let deadline = tokio::time::Instant::now() + ORDERS_WAIT;
+    let deadline = tokio::time::Instant::now() + wait;
     let mut woken = db.push_watch();
     loop {
         // marked seen before the look: a push made during it wakes the wait below
@@ -127,19 +143,16 @@ async fn get_order(State(db): State<EndpointDb>, headers: HeaderMap, Query(q): Q
 }
 
 async fn post_done(
-    State(db): State<EndpointDb>,
+    State(Ingest { db, .. }): State<Ingest>,
     headers: HeaderMap,
     Path(id): Path<u64>,
     Query(q): Query<OrdersQuery>,
     body: Bytes,
 ) -> Response {
-    let token = match authorize(&db, &headers).await {
+    let token = match authorize_endpoint(&db, &headers, &q).await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if let Err(r) = endpoint_named(&q) {
-        return r;
-    }
     let done = match OrderDone::parse(&body) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

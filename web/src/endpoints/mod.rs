@@ -52,7 +52,8 @@ pub struct Started {
     pub addr: SocketAddr,
     /// Its certificate's fingerprint, for agents' `--fingerprint`.
     pub fingerprint: Fingerprint,
-    /// Its store: the web's pushes go through it, so that they wake the waiting agents at once.
+    /// The store it serves: pushes made through it (the dashboard's) wake
+    /// the waiting long-polls at once, without the 500 ms look at the table.
     pub db: EndpointDb,
 }
 
