@@ -13,27 +13,15 @@ use tower_sessions::Session;
 use crate::auth::Instructor;
 use crate::class_pages::{view, Refused};
 use crate::csrf::CsrfForm;
+use crate::dashboard::message;
 use crate::endpoints::{EndpointError, EnrolToken};
-use crate::pages::{render, ErrorPage, Page};
+use crate::pages::{render, Page};
 use crate::state::AppState;
 use crate::users::UserName;
 
 /// The `Host` the browser reached the web UI by.
 fn host(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::HOST).and_then(|h| h.to_str().ok())
-}
-
-/// A page saying `message` under `title`, answered with `status`.
-async fn say(
-    state: &AppState,
-    session: &Session,
-    who: &Instructor,
-    status: StatusCode,
-    title: &str,
-    message: String,
-) -> Response {
-    let page = Page::new(state, session, Some(&who.0)).await;
-    (status, render(ErrorPage { page, title: title.into(), message })).into_response()
 }
 
 /// A token as the list shows it.
@@ -130,7 +118,7 @@ pub async fn create_token(
     let (name, group) = match (optional_name(&form.name, "name"), optional_name(&form.group, "group")) {
         (Ok(n), Ok(g)) => (n, g),
         (Err(e), _) | (_, Err(e)) => {
-            return say(&state, &session, &who, StatusCode::BAD_REQUEST, "No token made", e).await;
+            return message(&state, &session, &who, StatusCode::BAD_REQUEST, "No token made", e).await;
         }
     };
     match v.db().create_token_in(name, group).await {
@@ -144,7 +132,7 @@ pub async fn create_token(
             })
         }
         Err(e @ EndpointError::Exists(_)) => {
-            say(&state, &session, &who, StatusCode::CONFLICT, "No token made", e.to_string()).await
+            message(&state, &session, &who, StatusCode::CONFLICT, "No token made", e.to_string()).await
         }
         Err(e) => Refused::Store(e.to_string()).page(&state, &session, &who).await,
     }
@@ -171,11 +159,11 @@ pub async fn revoke_token(
     };
     if form.confirm != "yes" {
         let text = format!("The token {name} is still valid: tick the box to confirm its revocation.");
-        return say(&state, &session, &who, StatusCode::BAD_REQUEST, "Nothing revoked", text).await;
+        return message(&state, &session, &who, StatusCode::BAD_REQUEST, "Nothing revoked", text).await;
     }
     let Ok(token) = name.parse::<UserName>() else {
         let text = format!("no enrolment token named {name:?}");
-        return say(&state, &session, &who, StatusCode::NOT_FOUND, "Nothing revoked", text).await;
+        return message(&state, &session, &who, StatusCode::NOT_FOUND, "Nothing revoked", text).await;
     };
     match v.db().revoke(&token).await {
         Ok(()) => {
@@ -183,7 +171,7 @@ pub async fn revoke_token(
             Redirect::to("/class/tokens").into_response()
         }
         Err(e @ EndpointError::Unknown(_)) => {
-            say(&state, &session, &who, StatusCode::NOT_FOUND, "Nothing revoked", e.to_string()).await
+            message(&state, &session, &who, StatusCode::NOT_FOUND, "Nothing revoked", e.to_string()).await
         }
         Err(e) => Refused::Store(e.to_string()).page(&state, &session, &who).await,
     }

@@ -1,5 +1,6 @@
 //! Pushing an IoC set to the class's endpoints from the web: to all of
-//! them, a group, or one; the lines pasted or those a run exported. Each
+//! them, a group, or one; the lines pasted, the lab agent's, or those a
+//! run exported. Each
 //! push is listed with the endpoints that applied (or refused) it. The
 //! store and the agents' side are [`crate::endpoints::db`]'s
 //! ([`EndpointDb::push_iocs`](crate::endpoints::EndpointDb::push_iocs));
@@ -11,22 +12,20 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use ioclab_agent::ioc::loader::parse_line;
 use ioclab_lab::run::RunFolder;
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::auth::Instructor;
-use crate::class_pages::{now, view, Refused};
+use crate::class_pages::{view, Refused};
 use crate::csrf::CsrfForm;
-use crate::endpoints::db::{Push, PushTarget};
+use crate::dashboard::message;
+use crate::endpoints::db::{EndpointRow, Push, PushTarget};
+use crate::endpoints::view::ClassEndpoint;
 use crate::endpoints::EndpointError;
-use crate::pages::{render, ErrorPage, Page};
+use crate::pages::{render, Page};
 use crate::state::AppState;
-use crate::users::UserName;
-
-/// Most bytes of IoC lines in one push (a class's set is a few hundred lines).
-pub const MAX_PUSH_BYTES: usize = 4 * 1024 * 1024;
+use crate::users::{now, UserName};
 
 /// Why a push form was refused, said to the instructor.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,26 +57,6 @@ fn target_value(target: &PushTarget) -> String {
     }
 }
 
-/// Checks IoC file `lines` as the agent will read them; the count of IoCs,
-/// or the first bad line named by its number.
-pub fn check_lines(lines: &str) -> Result<usize, Refusal> {
-    if lines.len() > MAX_PUSH_BYTES {
-        return Err(Refusal(format!("{} bytes of IoC lines, more than the {MAX_PUSH_BYTES} allowed", lines.len())));
-    }
-    let mut count = 0;
-    for (n, line) in lines.lines().enumerate() {
-        match parse_line(line.as_bytes()) {
-            Ok(Some(_)) => count += 1,
-            Ok(None) => {}
-            Err(e) => return Err(Refusal(format!("IoC line {}: {e}", n + 1))),
-        }
-    }
-    if count == 0 {
-        return Err(Refusal("no IoC in these lines: paste IoC lines or choose a run's export".into()));
-    }
-    Ok(count)
-}
-
 /// A choice of the target select.
 struct Choice {
     value: String,
@@ -93,11 +72,46 @@ struct PushRow {
     bytes: i64,
     /// `(endpoint, ok, message)` of each endpoint that reported it.
     applied: Vec<(String, bool, String)>,
+    /// The endpoints it reaches that have not reported it yet.
+    waiting: Vec<String>,
 }
 
-impl From<&Push> for PushRow {
-    fn from(p: &Push) -> PushRow {
+/// Whether a push to `target` reaches the endpoint of `row`.
+fn reaches(target: &PushTarget, row: &EndpointRow) -> bool {
+    match target {
+        PushTarget::All => true,
+        PushTarget::Group(g) => row.group.as_ref() == Some(g),
+        PushTarget::Endpoint { token, endpoint } => &row.token == token && &row.endpoint == endpoint,
+    }
+}
+
+/// For each of `pushes` (newest first), the endpoints the class still waits
+/// for: reached by it, not revoked, not reported, and reached by no newer
+/// push (an agent only ever gets the newest push that reaches it).
+pub fn waiting(pushes: &[Push], endpoints: &[ClassEndpoint]) -> Vec<Vec<String>> {
+    let mut newer: Vec<&Push> = Vec::new();
+    let mut out = Vec::with_capacity(pushes.len());
+    for p in pushes {
+        let reported = |e: &EndpointRow| p.applied.iter().any(|a| a.token == e.token && a.endpoint == e.endpoint);
+        out.push(
+            endpoints
+                .iter()
+                .map(|e| &e.row)
+                .filter(|row| reaches(&p.target, row) && !reported(row))
+                .filter(|row| !newer.iter().any(|n| reaches(&n.target, row)))
+                .filter(|row| !endpoints.iter().any(|e| e.revoked && &e.row == *row))
+                .map(|row| format!("{}/{}", row.token, row.endpoint))
+                .collect(),
+        );
+        newer.push(p);
+    }
+    out
+}
+
+impl PushRow {
+    fn new(p: &Push, waiting: Vec<String>) -> PushRow {
         PushRow {
+            waiting,
             id: p.id,
             created: ioclab_lab::run::folder::utc_stamp(p.created),
             label: p.label.clone(),
@@ -118,6 +132,8 @@ struct PushPage {
     page: Page,
     targets: Vec<Choice>,
     runs: Vec<String>,
+    /// The lab's agent has an IoC file.
+    lab: bool,
     pushes: Vec<PushRow>,
 }
 
@@ -151,18 +167,20 @@ pub async fn push_page(State(state): State<AppState>, who: Instructor, session: 
             .map(|g| Choice { value: target_value(&PushTarget::Group(g.clone())), label: format!("group {g}") }),
     );
     targets.extend(endpoints.iter().filter(|e| !e.revoked).map(|e| {
-        let target = PushTarget::Endpoint { token: e.token.clone(), endpoint: e.endpoint.clone() };
+        let target = PushTarget::Endpoint { token: e.row.token.clone(), endpoint: e.row.endpoint.clone() };
         Choice { value: target_value(&target), label: format!("endpoint {target}") }
     }));
     render(PushPage {
         page: Page::new(&state, &session, Some(&who.0)).await,
         targets,
         runs: runs_with_iocs(&state).await,
-        pushes: pushes.iter().map(PushRow::from).collect(),
+        lab: state.runs().data().agent_iocs().is_file(),
+        pushes: pushes.iter().zip(waiting(&pushes, &endpoints)).map(|(p, w)| PushRow::new(p, w)).collect(),
     })
 }
 
-/// The push form: whom, a label, and the IoC lines or the run whose export to push.
+/// The push form: whom, a label, and the IoC lines, or where to take them
+/// (`from`: `lab`, the lab agent's IoC file; `run:ID`, a run's export).
 #[derive(Debug, Deserialize)]
 pub struct PushForm {
     target: String,
@@ -171,30 +189,34 @@ pub struct PushForm {
     #[serde(default)]
     lines: String,
     #[serde(default)]
-    run: String,
+    from: String,
 }
 
-/// The lines and label the form asks for: the pasted lines, or a run's export.
+/// The lines and label the form asks for: the pasted lines, the lab
+/// agent's current IoCs, or a run's export.
 async fn lines_of(state: &AppState, form: &PushForm) -> Result<(String, String), Refusal> {
     let label = form.label.trim();
-    let run = form.run.trim();
-    if run.is_empty() {
+    let from = form.from.trim();
+    if from.is_empty() {
         let label = if label.is_empty() { "IoCs pasted on the web" } else { label };
         return Ok((label.to_string(), form.lines.clone()));
     }
     if !form.lines.trim().is_empty() {
-        return Err(Refusal("paste IoC lines or choose a run, not both".into()));
+        return Err(Refusal("paste IoC lines or choose where to take them, not both".into()));
     }
-    if !runs_with_iocs(state).await.iter().any(|r| r == run) {
-        return Err(Refusal(format!("run {run:?} has no IoC export")));
-    }
-    let path = RunFolder::open(state.runs().data().runs().join(run)).path(RunFolder::IOCS);
+    let (path, default_label) = match from.strip_prefix("run:") {
+        None if from == "lab" => (state.runs().data().agent_iocs(), "the lab agent's IoCs".to_string()),
+        Some(run) if runs_with_iocs(state).await.iter().any(|r| r == run) => {
+            (RunFolder::open(state.runs().data().runs().join(run)).path(RunFolder::IOCS), format!("IoCs of run {run}"))
+        }
+        Some(run) => return Err(Refusal(format!("run {run:?} has no IoC export"))),
+        None => return Err(Refusal(format!("no IoC source {from:?}: lab or run:ID"))),
+    };
     let lines = std::fs::read_to_string(&path).map_err(|e| Refusal(format!("reading {}: {e}", path.display())))?;
-    let label = if label.is_empty() { format!("IoCs of run {run}") } else { label.to_string() };
-    Ok((label, lines))
+    Ok((if label.is_empty() { default_label } else { label.to_string() }, lines))
 }
 
-/// POST /class/push: checks the lines as the agent will, stores the push
+/// POST /class/push: stores the push (refused when the agents would refuse its lines)
 /// (the targeted agents' long-polls answer at once), and shows the pushes.
 pub async fn push_post(
     State(state): State<AppState>,
@@ -209,27 +231,24 @@ pub async fn push_post(
     let checked = async {
         let target = parse_target(form.target.trim())?;
         let (label, lines) = lines_of(&state, &form).await?;
-        let count = check_lines(&lines)?;
-        Ok::<_, Refusal>((target, label, lines, count))
+        Ok::<_, Refusal>((target, label, lines))
     };
-    let (target, label, lines, count) = match checked.await {
+    let (target, label, lines) = match checked.await {
         Ok(c) => c,
         Err(Refusal(why)) => {
-            let page = Page::new(&state, &session, Some(&who.0)).await;
-            let message = format!("Nothing pushed: {why}");
-            return (StatusCode::BAD_REQUEST, render(ErrorPage { page, title: "No push".into(), message }))
-                .into_response();
+            let text = format!("Nothing pushed: {why}");
+            return message(&state, &session, &who, StatusCode::BAD_REQUEST, "No push", text).await;
         }
     };
     match v.db().push_iocs(&target, &label, &lines).await {
         Ok(id) => {
-            tracing::info!(by = %who.0.user.name, push = id, %target, iocs = count, "IoC push");
+            tracing::info!(by = %who.0.user.name, push = id, %target, "IoC push");
             Redirect::to("/class/push").into_response()
         }
-        Err(e @ (EndpointError::EmptyGroup(_) | EndpointError::Unknown(_))) => {
-            let page = Page::new(&state, &session, Some(&who.0)).await;
-            let message = format!("Nothing pushed: {e}");
-            (StatusCode::BAD_REQUEST, render(ErrorPage { page, title: "No push".into(), message })).into_response()
+        // the lines are checked there, as the agents will read them
+        Err(e @ (EndpointError::BadIocs(_) | EndpointError::EmptyGroup(_) | EndpointError::Unknown(_))) => {
+            let text = format!("Nothing pushed: {e}");
+            message(&state, &session, &who, StatusCode::BAD_REQUEST, "No push", text).await
         }
         Err(e) => Refused::Store(e.to_string()).page(&state, &session, &who).await,
     }
@@ -250,13 +269,63 @@ mod tests {
         }
     }
 
+    fn endpoint(token: &str, name: &str, group: Option<&str>, revoked: bool) -> ClassEndpoint {
+        ClassEndpoint {
+            row: EndpointRow {
+                token: token.parse().unwrap(),
+                group: group.map(|g| g.parse().unwrap()),
+                endpoint: name.into(),
+                agent_version: "t".into(),
+                last_seen: 0,
+                events: 0,
+                last_push: None,
+            },
+            ago: 0,
+            stale: false,
+            per_second: 0.0,
+            losses: 0,
+            lost: 0,
+            detections: 0,
+            revoked,
+        }
+    }
+
+    fn push(id: i64, target: PushTarget, applied_by: &[(&str, &str)]) -> Push {
+        Push {
+            id,
+            target,
+            label: String::new(),
+            bytes: 0,
+            created: 0,
+            applied: applied_by
+                .iter()
+                .map(|(t, e)| crate::endpoints::Applied {
+                    token: t.parse().unwrap(),
+                    endpoint: e.to_string(),
+                    ok: true,
+                    message: String::new(),
+                    at: 0,
+                })
+                .collect(),
+        }
+    }
+
     #[test]
-    fn lines_are_checked_as_the_agent_reads_them_naming_the_bad_one() {
-        let good = r#"{"uuid": "u", "source": "lab", "value": "why.kunai.rocks", "severity": 4}"#;
-        assert_eq!(check_lines(&format!("# a comment\n{good}\n\n{good}\n")), Ok(2));
-        let e = check_lines(&format!("{good}\n{{\"value\": \"x.example\"}}\n")).unwrap_err();
-        assert!(e.0.starts_with("IoC line 2: ") && e.0.contains("severity"), "{e:?}");
-        assert!(check_lines("# nothing\n").is_err());
-        assert!(check_lines(&"#".repeat(MAX_PUSH_BYTES + 1)).unwrap_err().0.contains("allowed"));
+    fn a_push_waits_for_the_endpoints_it_reaches_that_no_newer_push_reaches() {
+        let class = [
+            endpoint("alice", "pc-a", Some("blue"), false),
+            endpoint("bob", "pc-b", Some("blue"), false),
+            endpoint("carol", "pc-c", None, false),
+            endpoint("dave", "pc-d", Some("blue"), true),
+        ];
+        let pushes = [
+            push(3, PushTarget::Group("blue".parse().unwrap()), &[("alice", "pc-a")]),
+            push(2, PushTarget::Endpoint { token: "carol".parse().unwrap(), endpoint: "pc-c".into() }, &[]),
+            push(1, PushTarget::All, &[]),
+        ];
+        let w = waiting(&pushes, &class);
+        assert_eq!(w[0], ["bob/pc-b"], "the group's, less the reported and the revoked");
+        assert_eq!(w[1], ["carol/pc-c"]);
+        assert!(w[2].is_empty(), "every endpoint has a newer push: {:?}", w[2]);
     }
 }

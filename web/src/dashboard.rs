@@ -163,8 +163,8 @@ pub struct ResetForm {
     confirm: String,
 }
 
-/// A page saying `text` under `title`, answered with `status`.
-async fn message(
+/// A page saying `text` under `title`, answered with `status` (the class pages' too).
+pub(crate) async fn message(
     state: &AppState,
     session: &Session,
     who: &Instructor,

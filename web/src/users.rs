@@ -140,7 +140,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
     created INTEGER NOT NULL
 )";
 
-fn now() -> i64 {
+/// Epoch seconds now (the stores' timestamps).
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 

@@ -154,6 +154,11 @@ async fn the_list_shows_a_shipped_batch_with_its_counts() {
         "the agent name is escaped: {page}"
     );
     assert!(page.contains("/class/endpoints/team-blue/pc%3Cb%3E01%3C%2Fb%3E"), "the link encodes it");
+    let own = app.get(&mut teacher, "/class/endpoints/team-blue/pc%3Cb%3E01%3C%2Fb%3E").await;
+    assert_eq!(own.status(), StatusCode::OK, "the link leads to the endpoint's page");
+    let own = text(own).await;
+    assert_eq!(own.matches("<tr id=\"e").count(), 6, "its events");
+    assert!(own.contains("pc&#60;b&#62;01&#60;/b&#62;") && !own.contains("<b>01</b>"));
     assert!(page.contains("12 events lost"), "losses shown");
     assert!(page.contains("data-sse=\"/api/class/changes\""), "the list follows the changes live");
     assert!(!page.contains("stale</strong>"));
@@ -302,6 +307,9 @@ async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
         assert_eq!(&p.target, want, "{target}");
         assert_eq!(p.label, label);
     }
+    // only the newest push waits for pc-01: an agent gets the newest that reaches it
+    let page = text(app.get(&mut teacher, "/class/push").await).await;
+    assert_eq!(page.matches("waiting for: alice/pc-01").count(), 1, "{page}");
     // the agent's side sees the newest, and reports it
     let order = db.order_for(&alice, "pc-01", 0).await.unwrap().expect("an order for pc-01");
     assert_eq!(order.id as i64, pushes[0].id);
@@ -310,13 +318,14 @@ async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
 
     let page = text(app.get(&mut teacher, "/class/push").await).await;
     assert!(page.contains("alice/pc-01 applied"), "{page}");
+    assert!(!page.contains("waiting for:"), "{page}");
     assert!(page.contains("day 2 &#60;script&#62;") && !page.contains(MARKUP), "the label is escaped");
     let list = text(app.get(&mut teacher, "/class").await).await;
     assert!(list.contains(&format!("push {} applied", order.id)), "{list}");
 
     // refused: a bad line (named), an empty set, an unknown group or target; nothing stored
     let refused = [
-        ("all", format!("{IOC}\n{{\"value\": \"x.example\"}}\n"), "IoC line 2"),
+        ("all", format!("{IOC}\n{{\"value\": \"x.example\"}}\n"), "IoCs pasted on the web:2: "),
         ("all", "# nothing\n".to_string(), "no IoC"),
         ("group:red", IOC.to_string(), "group red"),
         ("everyone", IOC.to_string(), "target"),
@@ -334,7 +343,7 @@ async fn a_push_form_stores_the_push_for_its_target_and_lists_who_applied_it() {
 }
 
 #[tokio::test]
-async fn a_run_s_export_can_be_pushed() {
+async fn a_run_s_export_or_the_lab_agent_s_iocs_can_be_pushed() {
     let (app, db) = class_app().await;
     db.create_token(Some("alice".parse().unwrap())).await.unwrap();
     let mut teacher = app.login("teacher").await;
@@ -345,13 +354,80 @@ async fn a_run_s_export_can_be_pushed() {
     let folder = app.state.runs().data().runs().join(&run);
     std::fs::write(folder.join(ioclab_lab::run::RunFolder::IOCS), format!("{IOC}\n")).unwrap();
     let form = text(app.get(&mut teacher, "/class/push").await).await;
-    assert!(form.contains(&format!("<option value=\"{run}\">")), "{form}");
-    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("run", &run)];
+    assert!(form.contains(&format!("<option value=\"run:{run}\">")), "{form}");
+    assert!(!form.contains("value=\"lab\""), "the lab's agent has no IoC file yet");
+    let from = format!("run:{run}");
+    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("from", &from)];
     let resp = app.post_form(&mut teacher, "/class/push", &fields).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", text(resp).await);
     let pushes = db.pushes().await.unwrap();
     assert_eq!(pushes[0].label, format!("IoCs of run {run}"));
     assert_eq!(pushes[0].bytes as usize, IOC.len() + 1);
-    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("run", "no-such-run")];
-    assert_eq!(app.post_form(&mut teacher, "/class/push", &fields).await.status(), StatusCode::BAD_REQUEST);
+    for bad in ["run:no-such-run", "elsewhere", "lab"] {
+        let fields = [("csrf", csrf.as_str()), ("target", "all"), ("from", bad)];
+        assert_eq!(
+            app.post_form(&mut teacher, "/class/push", &fields).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+
+    // the lab agent's IoC file, as the lab's runs leave it
+    let lab = app.state.runs().data().agent_iocs();
+    std::fs::create_dir_all(lab.parent().unwrap()).unwrap();
+    std::fs::write(&lab, format!("{IOC}\n{IOC}\n")).unwrap();
+    let form = text(app.get(&mut teacher, "/class/push").await).await;
+    assert!(form.contains("value=\"lab\""), "{form}");
+    let fields = [("csrf", csrf.as_str()), ("target", "all"), ("from", "lab"), ("label", "today's")];
+    assert_eq!(app.post_form(&mut teacher, "/class/push", &fields).await.status(), StatusCode::SEE_OTHER);
+    let pushes = db.pushes().await.unwrap();
+    assert_eq!((pushes[0].label.as_str(), pushes[0].bytes as usize), ("today's", 2 * (IOC.len() + 1)));
+    let both = [("csrf", csrf.as_str()), ("target", "all"), ("from", "lab"), ("lines", IOC)];
+    assert_eq!(app.post_form(&mut teacher, "/class/push", &both).await.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_list_changes_with_batches_and_revocations_and_goes_stale() {
+    let (app, db) = class_app().await;
+    let view = app.state.endpoints().unwrap().clone();
+    let (token, secret) = db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let before = view.generation().await.unwrap();
+    assert_eq!(view.generation().await.unwrap(), before, "nothing happened");
+    ship(&db, &secret, "pc-01", &[synthetic::file_create("pc-01", 1)]).await;
+    let shipped = view.generation().await.unwrap();
+    assert_ne!(shipped, before, "a batch changes the list");
+    db.revoke(&token.name).await.unwrap();
+    assert_ne!(view.generation().await.unwrap(), shipped, "a revocation changes the list");
+
+    // seen from a minute later: stale, and no event in the last minute
+    let later = view
+        .endpoints(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 61)
+        .await
+        .unwrap();
+    assert!(later[0].stale && later[0].per_second == 0.0, "{later:?}");
+    assert!(later[0].ago >= 61 && later[0].ago_text().ends_with(" s"), "{later:?}");
+}
+
+#[tokio::test]
+async fn the_live_stream_says_class_on_a_change_and_ends_when_the_appliance_stops() {
+    use http_body_util::BodyExt;
+    let (app, db) = class_app().await;
+    let (_, secret) = db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let mut teacher = app.login("teacher").await;
+    let resp = app.get(&mut teacher, "/api/class/changes").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    ship(&db, &secret, "pc-01", &[synthetic::file_create("pc-01", 1)]).await;
+    let mut said = String::new();
+    while !said.contains("event: class") {
+        let frame = body.frame().await.expect("the stream goes on until a change").unwrap();
+        if let Ok(data) = frame.into_data() {
+            said.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    app.state.endpoints().unwrap().close();
+    while let Some(frame) = body.frame().await {
+        frame.unwrap();
+    }
 }

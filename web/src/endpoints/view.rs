@@ -6,6 +6,7 @@
 //! are made here ([`EndpointView::open`]) so that a page costs a few index
 //! lookups, not a scan of every event the class ever sent.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use serde::Serialize;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
-use super::db::{EndpointDb, EndpointError};
+use super::db::{EndpointDb, EndpointError, EndpointRow};
 use crate::users::UserName;
 
 /// An endpoint not heard from for longer than this is shown stale (agents ship at least every few seconds).
@@ -34,23 +35,21 @@ const INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS endpoint_events_losses ON endpoint_events (token, endpoint) WHERE name = 'event_loss'",
 ];
 
-/// Every endpoint with its counts; `?1`: the rate window's start. The
-/// losses name their index: on few rows the planner would take the rate's
-/// and read every event of the endpoint.
-const LIST_SQL: &str =
-    "SELECT t.name AS token, t.grp AS grp, e.push AS push, e.push_ok AS push_ok, e.push_message AS push_message,
-            e.endpoint, e.agent_version, e.last_seen, e.events, t.revoked IS NOT NULL AS revoked,
-                (SELECT COUNT(*) FROM endpoint_events v
-                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.received > ?1) AS recent,
-                (SELECT COUNT(*) FROM endpoint_events v
-                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.detection = 1) AS detections,
-                (SELECT COUNT(*) FROM endpoint_events v INDEXED BY endpoint_events_losses
-                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.name = 'event_loss') AS losses,
-                (SELECT COALESCE(SUM(CAST(json_extract(v.line, '$.data.lost') AS INTEGER)), 0)
-                  FROM endpoint_events v INDEXED BY endpoint_events_losses
-                  WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.name = 'event_loss') AS lost
-             FROM endpoints e JOIN endpoint_tokens t ON t.id = e.token
-             ORDER BY t.name, e.endpoint";
+/// What the class view adds to each endpoint of [`EndpointDb::endpoints`]:
+/// its counts; `?1`: the rate window's start. The losses name their index:
+/// on few rows the planner would take the rate's and read every event of
+/// the endpoint.
+const COUNTS_SQL: &str = "SELECT t.name AS token, e.endpoint AS endpoint, t.revoked IS NOT NULL AS revoked,
+        (SELECT COUNT(*) FROM endpoint_events v
+          WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.received > ?1) AS recent,
+        (SELECT COUNT(*) FROM endpoint_events v
+          WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.detection = 1) AS detections,
+        (SELECT COUNT(*) FROM endpoint_events v INDEXED BY endpoint_events_losses
+          WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.name = 'event_loss') AS losses,
+        (SELECT COALESCE(SUM(CAST(json_extract(v.line, '$.data.lost') AS INTEGER)), 0)
+          FROM endpoint_events v INDEXED BY endpoint_events_losses
+          WHERE v.token = e.token AND v.endpoint = e.endpoint AND v.name = 'event_loss') AS lost
+     FROM endpoints e JOIN endpoint_tokens t ON t.id = e.token";
 
 /// A page of an endpoint's events: `?1` token name, `?2` endpoint, `?3` below this id, `?4` how many.
 fn events_sql(detections: bool) -> String {
@@ -76,23 +75,16 @@ pub struct EndpointView {
     closed: Arc<AtomicBool>,
 }
 
-/// One endpoint of the class.
+/// One endpoint of the class: the store's row and what the class view counts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EndpointRow {
-    /// The enrolment token it sends with: the trainee or team.
-    pub token: UserName,
-    /// The token's group, if any.
-    pub group: Option<UserName>,
-    /// The endpoint's name (the agent's `--name`, by default its host name).
-    pub endpoint: String,
-    /// The agent's version, from its last batch.
-    pub agent_version: String,
-    /// Its last batch, epoch seconds.
-    pub last_seen: i64,
+pub struct ClassEndpoint {
+    /// Its token, group, name, agent version, last batch, events and last push.
+    #[serde(flatten)]
+    pub row: EndpointRow,
+    /// Seconds since its last batch or report.
+    pub ago: i64,
     /// Not heard from for longer than [`STALE_AFTER_SECS`].
     pub stale: bool,
-    /// Events stored from it.
-    pub events: i64,
     /// Events per second over the last [`RATE_WINDOW_SECS`].
     pub per_second: f64,
     /// Its `event_loss` events (the agent dropped events, and said so).
@@ -103,20 +95,38 @@ pub struct EndpointRow {
     pub detections: i64,
     /// Its token is revoked: what it sends is refused.
     pub revoked: bool,
-    /// The last IoC push it reported on: its id, whether it applied it, its agent's message.
-    pub push: Option<(i64, bool, String)>,
 }
 
-impl EndpointRow {
+impl ClassEndpoint {
     /// `last_seen` as UTC text.
     pub fn last_seen_text(&self) -> String {
-        ioclab_lab::run::folder::utc_stamp(self.last_seen)
+        ioclab_lab::run::folder::utc_stamp(self.row.last_seen)
+    }
+
+    /// How long ago it was last seen, for people: `12 s`, `5 min`, `3 h`, `2 days`.
+    pub fn ago_text(&self) -> String {
+        match self.ago.max(0) {
+            s @ 0..=119 => format!("{s} s"),
+            s @ 120..=7199 => format!("{} min", s / 60),
+            s @ 7200..=172_799 => format!("{} h", s / 3600),
+            s => format!("{} days", s / 86_400),
+        }
     }
 
     /// The endpoint's page.
     pub fn href(&self) -> String {
-        endpoint_href(&self.token, &self.endpoint)
+        endpoint_href(&self.row.token, &self.row.endpoint)
     }
+}
+
+/// An endpoint's counts, from [`COUNTS_SQL`].
+#[derive(Default)]
+struct Counts {
+    recent: i64,
+    losses: i64,
+    lost: i64,
+    detections: i64,
+    revoked: bool,
 }
 
 /// The page of `token`'s endpoint `endpoint` (the name percent-encoded: it is the agent's).
@@ -238,42 +248,43 @@ impl EndpointView {
     }
 
     /// Every endpoint, by trainee or team then name, as of `now` (epoch seconds).
-    pub async fn endpoints(&self, now: i64) -> Result<Vec<EndpointRow>, EndpointError> {
-        let rows = sqlx::query(LIST_SQL)
+    pub async fn endpoints(&self, now: i64) -> Result<Vec<ClassEndpoint>, EndpointError> {
+        let rows = self.db.endpoints().await?;
+        let counted = sqlx::query(COUNTS_SQL)
             .bind(now - RATE_WINDOW_SECS)
             .fetch_all(self.pool())
             .await
             .map_err(|e| self.db.error(e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
+        let mut counts = HashMap::with_capacity(counted.len());
+        for r in &counted {
             let get = |e| self.db.error(e);
-            let token: String = r.try_get("token").map_err(get)?;
-            let last_seen: i64 = r.try_get("last_seen").map_err(get)?;
-            let recent: i64 = r.try_get("recent").map_err(get)?;
-            out.push(EndpointRow {
-                token: token.parse().map_err(|e: String| self.db.error(sqlx::Error::Decode(e.into())))?,
-                endpoint: r.try_get("endpoint").map_err(get)?,
-                agent_version: r.try_get("agent_version").map_err(get)?,
-                stale: now - last_seen > STALE_AFTER_SECS,
-                last_seen,
-                events: r.try_get("events").map_err(get)?,
-                per_second: recent as f64 / RATE_WINDOW_SECS as f64,
+            let key: (String, String) = (r.try_get("token").map_err(get)?, r.try_get("endpoint").map_err(get)?);
+            let c = Counts {
+                recent: r.try_get("recent").map_err(get)?,
                 losses: r.try_get("losses").map_err(get)?,
                 lost: r.try_get("lost").map_err(get)?,
                 detections: r.try_get("detections").map_err(get)?,
                 revoked: r.try_get("revoked").map_err(get)?,
-                group: r.try_get::<Option<String>, _>("grp").map_err(get)?.and_then(|g| g.parse().ok()),
-                push: match r.try_get::<Option<i64>, _>("push").map_err(get)? {
-                    Some(id) => Some((
-                        id,
-                        r.try_get::<Option<bool>, _>("push_ok").map_err(get)?.unwrap_or(false),
-                        r.try_get::<Option<String>, _>("push_message").map_err(get)?.unwrap_or_default(),
-                    )),
-                    None => None,
-                },
-            });
+            };
+            counts.insert(key, c);
         }
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                // an endpoint that joined between the two reads has no counts yet
+                let c = counts.remove(&(row.token.to_string(), row.endpoint.clone())).unwrap_or_default();
+                ClassEndpoint {
+                    ago: now - row.last_seen,
+                    stale: now - row.last_seen > STALE_AFTER_SECS,
+                    per_second: c.recent as f64 / RATE_WINDOW_SECS as f64,
+                    losses: c.losses,
+                    lost: c.lost,
+                    detections: c.detections,
+                    revoked: c.revoked,
+                    row,
+                }
+            })
+            .collect())
     }
 
     /// Whether `token` has an endpoint named `endpoint`.
@@ -376,6 +387,31 @@ mod tests {
         assert_eq!(endpoint_href(&t, "pc 01/x"), "/class/endpoints/alice/pc%2001%2Fx");
     }
 
+    #[test]
+    fn last_seen_reads_as_a_duration() {
+        let row = EndpointRow {
+            token: "alice".parse().unwrap(),
+            group: None,
+            endpoint: "pc".into(),
+            agent_version: String::new(),
+            last_seen: 0,
+            events: 0,
+            last_push: None,
+        };
+        let at = |ago| ClassEndpoint {
+            row: row.clone(),
+            ago,
+            stale: false,
+            per_second: 0.0,
+            losses: 0,
+            lost: 0,
+            detections: 0,
+            revoked: false,
+        };
+        let texts: Vec<String> = [-3, 59, 119, 120, 7199, 7200, 172_800].map(|s| at(s).ago_text()).to_vec();
+        assert_eq!(texts, ["0 s", "59 s", "119 s", "2 min", "119 min", "2 h", "2 days"]);
+    }
+
     /// SQLite's plan for `sql`: one line per step.
     async fn plan(pool: &SqlitePool, sql: &str) -> String {
         let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(pool).await.unwrap();
@@ -392,7 +428,7 @@ mod tests {
         assert!(detections.contains("endpoint_events_detections"), "{detections}");
         assert!(!detections.contains("TEMP B-TREE") && !all.contains("TEMP B-TREE"), "no sort: {detections}\n{all}");
         assert!(all.contains("USING INDEX endpoint_events_by_token"), "{all}");
-        let list = plan(view.pool(), LIST_SQL).await;
+        let list = plan(view.pool(), COUNTS_SQL).await;
         for index in ["endpoint_events_received", "endpoint_events_detections", "endpoint_events_losses"] {
             assert!(list.contains(index), "{index} in {list}");
         }
