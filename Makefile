@@ -21,9 +21,9 @@ test: setup
 	@scripts/check.sh
 	$(CARGO) test --workspace --locked
 
-## Benchmarks: exec storm with and without the agent, IoC table load and lookups, sandbox latency and throughput, MISP correlation of a report, the web UI (SSE fan-out, pages with 100,000 events, memory).
+## Benchmarks: exec storm with and without the agent, IoC table load and lookups, sandbox latency and throughput, MISP correlation of a report, the web UI (SSE fan-out, pages with 100,000 events, memory), a class of 20 endpoints on one appliance (stored events/s, detection to dashboard, IoC push, CPU and memory).
 bench: setup
-	$(CARGO) bench --workspace --locked --bench exec_storm --bench net_storm --bench syscall_storm --bench misp_export --bench misp_store --bench misp_lookup --bench pipeline --bench ioc --bench sandbox --bench sandbox_misp --bench lab_flow --bench web
+	$(CARGO) bench --workspace --locked --bench exec_storm --bench net_storm --bench syscall_storm --bench misp_export --bench misp_store --bench misp_lookup --bench pipeline --bench ioc --bench sandbox --bench sandbox_misp --bench lab_flow --bench web --bench class_load
 
 fmt:
 	$(CARGO) fmt --all

@@ -23,7 +23,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use appliance::Appliance;
-use common::verdict;
+use common::{percentile, verdict};
 use serde_json::Value;
 
 const SCENARIO: &str = "dns-ioc-why-kunai-rocks";
@@ -63,14 +63,7 @@ fn request(app: &Appliance, method: &str, path: &str, body: Option<&str>) -> (u1
 
 /// The resident memory of `pid`, MiB.
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
+    common::status_kib(pid, "VmRSS:") as f64 / 1024.0
 }
 
 /// One SSE client: when it was connected, and each run event with the wall time it arrived.
@@ -98,14 +91,6 @@ fn sse_client(app_addr: String, token: String, run: String) -> (f64, Vec<(Value,
         }
     }
     (connected, got)
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() as f64 * p).ceil() as usize).saturating_sub(1).min(v.len() - 1)]
 }
 
 /// Times `path` (once to check it answers, then [`PAGE_REQUESTS`] times) and prints the figure next to its target.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_port, ioclab, run, Reaped};
+use common::{endpoint_sim, free_port, ioclab, run, Reaped};
 use ioclab_agent::remote::pin::Fingerprint;
 use ioclab_agent::remote::ship::{Appliance, Shipper};
 use ioclab_agent::remote::spool::{Spool, SpoolLimits};
@@ -71,6 +71,8 @@ fn appliance(data: &Path, port: u16) -> (Reaped, Fingerprint) {
 
 const ENDPOINTS: usize = 20;
 const EVENTS_EACH: u64 = 1500;
+/// Each endpoint's rate: the kill lands while every endpoint still sends.
+const EVENTS_PER_SEC: u64 = 800;
 /// How many times the appliance is killed while they send.
 const KILLS: usize = 3;
 
@@ -99,19 +101,14 @@ fn sigkill_while_20_endpoints_send_loses_no_acknowledged_event_and_stores_none_t
         let producer = {
             let (spool, produced, name) = (spool.clone(), produced.clone(), name.clone());
             rt.spawn(async move {
-                use std::io::Write;
-                let mut w = spool.writer();
                 let mut sent = Vec::new();
-                for n in 0..EVENTS_EACH {
+                let never = AtomicBool::new(false);
+                endpoint_sim::produce(&spool, EVENTS_PER_SEC, EVENTS_EACH, &never, |n| {
                     let line = synthetic::file_create(&name, n);
-                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                    sent.push(v["info"]["event"]["uuid"].as_str().unwrap().to_string());
-                    w.write_all(format!("{line}\n").as_bytes()).unwrap();
-                    if n % 25 == 24 {
-                        tokio::time::sleep(Duration::from_millis(30)).await;
-                    }
-                }
-                spool.seal_now().unwrap();
+                    sent.push(endpoint_sim::uuid_of(&line));
+                    line
+                })
+                .await;
                 produced.store(true, Ordering::SeqCst);
                 sent
             })
@@ -120,38 +117,16 @@ fn sigkill_while_20_endpoints_send_loses_no_acknowledged_event_and_stores_none_t
         let sender = {
             let (acked, failures) = (acked.clone(), failures.clone());
             rt.spawn(async move {
-                loop {
-                    spool.seal_if_due().unwrap();
-                    let Some(batch) = spool.oldest() else {
-                        if produced.load(Ordering::SeqCst) && spool.is_empty() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    };
-                    let body = std::fs::read_to_string(&batch.path).unwrap();
-                    let uuids: Vec<String> = body
-                        .lines()
-                        .skip(1)
-                        .map(|l| {
-                            serde_json::from_str::<serde_json::Value>(l).unwrap()["info"]["event"]["uuid"]
-                                .as_str()
-                                .unwrap()
-                                .to_string()
-                        })
-                        .collect();
-                    match shipper.send_oldest(&spool).await {
-                        Ok(Some((sealed, _ack))) => {
-                            assert_eq!(sealed, batch);
-                            acked.lock().unwrap().extend(uuids);
-                        }
-                        Ok(None) => unreachable!("only this task removes batches"),
-                        Err(_) => {
-                            failures.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
+                endpoint_sim::ship(
+                    &shipper,
+                    &spool,
+                    || produced.load(Ordering::SeqCst),
+                    |body, _ack| acked.lock().unwrap().extend(endpoint_sim::events(body).map(endpoint_sim::uuid_of)),
+                    |_| {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    },
+                )
+                .await
             })
         };
         endpoints.push((producer, sender));

@@ -509,3 +509,56 @@ async fn an_agent_loop_with_allow_steps_runs_its_steps_order_once_and_one_withou
     laptop.await.unwrap();
     desktop.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn push_reports_are_recorded_while_batches_are_stored() {
+    // record_done read the push, then wrote: a batch committed in between
+    // made SQLite refuse the write at once (SQLITE_BUSY_SNAPSHOT), and the
+    // agents got HTTP 500 under load
+    let dir = tempfile::tempdir().unwrap();
+    let db = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+    let (token, _) = db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let push = db.push_iocs(&PushTarget::All, "day 1", &iocs("all.example")).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let (db, token, stop) = (db.clone(), token.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let events: Vec<String> = (0..200).map(|k| synthetic::file_create("pc-01", n * 200 + k)).collect();
+                let body = batch(&format!("w{w}-{n}"), &events);
+                let parsed = ioclab_agent::remote::wire::Batch::parse(&body).unwrap();
+                db.store_batch(&token, &parsed).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut failures = Vec::new();
+    for i in 0..200 {
+        let done = OrderDone { ok: true, message: format!("report {i}") };
+        match db.record_done(&token, &format!("pc-{}", i % 20), push as u64, &done).await {
+            Ok(true) => {}
+            other => failures.push(format!("report {i}: {other:?}")),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut batches = 0;
+    for w in writers {
+        batches += w.await.unwrap();
+    }
+    assert!(batches > 0, "no batch was stored alongside the reports");
+    assert!(
+        failures.is_empty(),
+        "{} of 200 reports failed while {batches} batches were stored: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert!(
+        !db.record_done(&token, "pc-1", push as u64 + 1000, &OrderDone { ok: true, message: String::new() })
+            .await
+            .unwrap(),
+        "no such push"
+    );
+}

@@ -259,6 +259,9 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Events inserted by one statement (7 values each, far below SQLite's 32,766).
+const INSERT_ROWS: usize = 100;
+
 /// The endpoint store.
 #[derive(Debug, Clone)]
 pub struct EndpointDb {
@@ -266,6 +269,11 @@ pub struct EndpointDb {
     path: String,
     /// The newest push id made through this store (0: none yet).
     pushed: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
+    /// Held by every write: SQLite takes one writer at a time, and pool
+    /// connections racing for its lock sleep in its busy handler (writes
+    /// of over a second under 20 endpoints), or fail at once when a
+    /// transaction that read first must become a writer (SQLITE_BUSY_SNAPSHOT).
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EndpointDb {
@@ -302,7 +310,7 @@ impl EndpointDb {
             }
         }
         let (pushed, _) = tokio::sync::watch::channel(0);
-        Ok(EndpointDb { pool, path: shown, pushed: std::sync::Arc::new(pushed) })
+        Ok(EndpointDb { pool, path: shown, pushed: std::sync::Arc::new(pushed), writer: Default::default() })
     }
 
     fn err(&self, source: sqlx::Error) -> EndpointError {
@@ -332,6 +340,7 @@ impl EndpointDb {
         };
         let secret = password::token();
         let created = now();
+        let _writing = self.writer.lock().await;
         let r = sqlx::query("INSERT INTO endpoint_tokens (name, digest, created, grp) VALUES (?, ?, ?, ?)")
             .bind(name.as_str())
             .bind(password::token_digest(&secret))
@@ -363,6 +372,7 @@ impl EndpointDb {
 
     /// Revokes `name`'s token: its agents get 401 from now on (their events stay).
     pub async fn revoke(&self, name: &UserName) -> Result<(), EndpointError> {
+        let _writing = self.writer.lock().await;
         let r = sqlx::query("UPDATE endpoint_tokens SET revoked = COALESCE(revoked, ?) WHERE name = ?")
             .bind(now())
             .bind(name.as_str())
@@ -391,25 +401,28 @@ impl EndpointDb {
     /// Stores a batch sent with `token`, in one transaction; events already
     /// held (same uuid) are counted, not stored again.
     pub async fn store_batch(&self, token: &EnrolToken, batch: &Batch) -> Result<Ack, EndpointError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         let received = now();
+        let uuids: Vec<String> = batch.events.iter().map(|e| e.uuid.to_string()).collect();
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         let mut stored = 0u64;
-        for ev in &batch.events {
-            let r = sqlx::query(
-                "INSERT INTO endpoint_events (uuid, token, endpoint, name, detection, line, received)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
-            )
-            .bind(ev.uuid.to_string())
-            .bind(token.id)
-            .bind(&batch.header.endpoint)
-            .bind(&ev.name)
-            .bind(ev.detection)
-            .bind(&ev.line)
-            .bind(received)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-            stored += r.rows_affected();
+        // rows by the hundred: one statement each, not one per event (the
+        // per-statement round trip to SQLite's thread was most of ingest)
+        for (events, uuids) in batch.events.chunks(INSERT_ROWS).zip(uuids.chunks(INSERT_ROWS)) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO endpoint_events (uuid, token, endpoint, name, detection, line, received) ",
+            );
+            q.push_values(events.iter().zip(uuids), |mut row, (ev, uuid)| {
+                row.push_bind(uuid.as_str())
+                    .push_bind(token.id)
+                    .push_bind(batch.header.endpoint.as_str())
+                    .push_bind(ev.name.as_str())
+                    .push_bind(ev.detection)
+                    .push_bind(ev.line.as_str())
+                    .push_bind(received);
+            });
+            q.push(" ON CONFLICT (uuid) DO NOTHING");
+            stored += q.build().execute(&mut *tx).await.map_err(|e| self.err(e))?.rows_affected();
         }
         sqlx::query(
             "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events) VALUES (?, ?, ?, ?, ?)
@@ -460,6 +473,7 @@ impl EndpointDb {
                 ("endpoint", None, Some(id), Some(endpoint.as_str()))
             }
         };
+        let _writing = self.writer.lock().await;
         let id = sqlx::query(
             "INSERT INTO endpoint_pushes (target, target_group, target_token, target_endpoint, label, lines, created)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -531,6 +545,7 @@ impl EndpointDb {
     /// Records what `token`'s agent on `endpoint` said in its long-poll:
     /// whether it allows steps, and that it said so now.
     pub async fn announce(&self, token: &EnrolToken, endpoint: &str, allow_steps: bool) -> Result<(), EndpointError> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events, allow_steps, allow_steps_at)
              VALUES (?1, ?2, '', ?4, 0, ?3, ?4)
@@ -576,6 +591,7 @@ impl EndpointDb {
             return Err(EndpointError::StepsNotAllowed(format!("{token}/{endpoint}")));
         }
         let created = now();
+        let _writing = self.writer.lock().await;
         let id = sqlx::query(
             "INSERT INTO endpoint_steps (token, endpoint, body, created, expires)
              SELECT id, ?, ?, ?, ? FROM endpoint_tokens WHERE name = ?",
@@ -596,6 +612,7 @@ impl EndpointDb {
 
     /// Hands out `token`'s endpoint's oldest pending, unexpired steps order, marking it delivered.
     async fn take_steps(&self, token: &EnrolToken, endpoint: &str) -> Result<Option<Order>, EndpointError> {
+        let writing = self.writer.lock().await;
         let row = sqlx::query(
             "UPDATE endpoint_steps SET delivered = ?1 WHERE id = (
                  SELECT id FROM endpoint_steps WHERE token = ?2 AND endpoint = ?3
@@ -608,6 +625,7 @@ impl EndpointDb {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
+        drop(writing);
         let Some(row) = row else { return Ok(None) };
         let id: i64 = row.try_get("id").map_err(|e| self.err(e))?;
         let body: String = row.try_get("body").map_err(|e| self.err(e))?;
@@ -626,6 +644,7 @@ impl EndpointDb {
         id: u64,
         done: &OrderDone,
     ) -> Result<bool, EndpointError> {
+        let _writing = self.writer.lock().await;
         let r = sqlx::query(
             "UPDATE endpoint_steps SET done_ok = ?, done_message = ?, done_at = ?
              WHERE id = ? AND token = ? AND endpoint = ? AND delivered IS NOT NULL AND done_at IS NULL",
@@ -670,6 +689,7 @@ impl EndpointDb {
 
     /// Withdraws steps order `id` if it was not handed out yet (its run gave up on it).
     pub async fn withdraw_steps(&self, id: i64) -> Result<(), EndpointError> {
+        let _writing = self.writer.lock().await;
         sqlx::query("UPDATE endpoint_steps SET expires = 0 WHERE id = ? AND delivered IS NULL")
             .bind(id)
             .execute(&self.pool)
@@ -689,18 +709,15 @@ impl EndpointDb {
     ) -> Result<bool, EndpointError> {
         let id = id.min(i64::MAX as u64) as i64;
         let at = now();
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM endpoint_pushes WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        if exists.is_none() {
-            return Ok(false);
-        }
+        // writes only, the first one checking the push exists: a transaction
+        // that read first and then wrote failed at once with SQLITE_BUSY_SNAPSHOT
+        // when a batch committed in between (the agents saw HTTP 500 and backed off)
         // ?1 push, ?2 token, ?3 endpoint, ?4 ok, ?5 message, ?6 when
         let statements = [
-            "INSERT INTO endpoint_push_done (push, token, endpoint, ok, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO endpoint_push_done (push, token, endpoint, ok, message, at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM endpoint_pushes WHERE id = ?1)
              ON CONFLICT (push, token, endpoint) DO UPDATE SET ok = excluded.ok, message = excluded.message, at = excluded.at",
             // an agent may report before its first batch: its row starts here
             "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events, push, push_ok, push_message, push_at)
@@ -708,8 +725,8 @@ impl EndpointDb {
              ON CONFLICT (token, endpoint) DO UPDATE SET last_seen = excluded.last_seen, push = excluded.push,
                  push_ok = excluded.push_ok, push_message = excluded.push_message, push_at = excluded.push_at",
         ];
-        for sql in statements {
-            sqlx::query(sql)
+        for (i, sql) in statements.into_iter().enumerate() {
+            let r = sqlx::query(sql)
                 .bind(id)
                 .bind(token.id)
                 .bind(endpoint)
@@ -719,6 +736,10 @@ impl EndpointDb {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.err(e))?;
+            if i == 0 && r.rows_affected() == 0 {
+                // no such push: nothing written, the transaction rolls back on drop
+                return Ok(false);
+            }
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(true)
