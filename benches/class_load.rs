@@ -380,7 +380,7 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
         };
         // its orders, with the agent's own long-poll; a push is loaded as the agent's reload does
         let poller = {
-            let client = OrderClient::new(&target, &name).unwrap();
+            let client = OrderClient::new(&target, &name, false).unwrap();
             let pushed = PushedIocs::beside(&dir.join("spool"));
             let (ep, stop) = (ep.clone(), stop_orders.clone());
             let file = pushed.path().to_path_buf();
@@ -390,7 +390,7 @@ fn load(class: &Class, endpoints: usize, per_sec: u64, window: Duration, push: b
                 ep.reloaded.lock().unwrap().get_or_insert(Instant::now());
                 Ok(counts)
             });
-            rt.spawn(async move { orders::run(&client, &pushed, reload, &stop).await })
+            rt.spawn(async move { orders::run(&client, &pushed, reload, None, &stop).await })
         };
         eps.push(ep);
         tasks.push((producer, sender));
