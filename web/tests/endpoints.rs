@@ -562,3 +562,35 @@ async fn push_reports_are_recorded_while_batches_are_stored() {
         "no such push"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_stored_at_once_are_each_acked_with_their_own_counts() {
+    // batches arriving together share one transaction (group commit): each
+    // ack must still count its own events, a uuid in two batches once
+    let dir = tempfile::tempdir().unwrap();
+    let db = EndpointDb::open(&dir.path().join("web.db")).await.unwrap();
+    let (token, _) = db.create_token(Some("alice".parse().unwrap())).await.unwrap();
+    let shared: Vec<String> = (0..50).map(|n| synthetic::file_create("pc-01", n)).collect();
+    let mut tasks = Vec::new();
+    for b in 0..16u64 {
+        let (db, token, shared) = (db.clone(), token.clone(), shared.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut events: Vec<String> =
+                (0..300).map(|k| synthetic::file_create("pc-01", 1000 + b * 300 + k)).collect();
+            events.extend(shared);
+            let body = batch(&format!("b-{b}"), &events);
+            let parsed = ioclab_agent::remote::wire::Batch::parse(&body).unwrap();
+            db.store_batch(&token, &parsed).await.unwrap()
+        }));
+    }
+    let mut acks = Vec::new();
+    for t in tasks {
+        acks.push(t.await.unwrap());
+    }
+    for a in &acks {
+        assert_eq!(a.stored + a.duplicates, 350, "{a:?}");
+        assert!(a.stored >= 300, "a batch's own events are all stored: {a:?}");
+    }
+    assert_eq!(acks.iter().map(|a| a.stored).sum::<u64>(), 16 * 300 + 50, "the shared 50 stored once: {acks:?}");
+    assert_eq!(db.event_uuids().await.unwrap().len(), 16 * 300 + 50);
+}

@@ -262,6 +262,55 @@ fn now() -> i64 {
 /// Events inserted by one statement (7 values each, far below SQLite's 32,766).
 const INSERT_ROWS: usize = 100;
 
+/// A batch waiting for the writer, and where its outcome goes.
+#[derive(Debug)]
+struct Queued {
+    token: i64,
+    batch: Batch,
+    reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
+}
+
+/// Inserts `batch`'s events (a hundred rows a statement: the per-statement
+/// round trip to SQLite's thread was most of ingest) and counts them on
+/// the endpoint's row; the events stored.
+async fn insert_batch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    token: i64,
+    batch: &Batch,
+) -> Result<u64, sqlx::Error> {
+    let received = now();
+    let mut stored = 0u64;
+    for events in batch.events.chunks(INSERT_ROWS) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO endpoint_events (uuid, token, endpoint, name, detection, line, received) ",
+        );
+        q.push_values(events, |mut row, ev| {
+            row.push_bind(ev.uuid.to_string())
+                .push_bind(token)
+                .push_bind(batch.header.endpoint.as_str())
+                .push_bind(ev.name.as_str())
+                .push_bind(ev.detection)
+                .push_bind(ev.line.as_str())
+                .push_bind(received);
+        });
+        q.push(" ON CONFLICT (uuid) DO NOTHING");
+        stored += q.build().execute(&mut **tx).await?.rows_affected();
+    }
+    sqlx::query(
+        "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (token, endpoint) DO UPDATE SET agent_version = excluded.agent_version,
+             last_seen = excluded.last_seen, events = events + excluded.events",
+    )
+    .bind(token)
+    .bind(&batch.header.endpoint)
+    .bind(&batch.header.agent_version)
+    .bind(received)
+    .bind(stored as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(stored)
+}
+
 /// The endpoint store.
 #[derive(Debug, Clone)]
 pub struct EndpointDb {
@@ -274,6 +323,8 @@ pub struct EndpointDb {
     /// of over a second under 20 endpoints), or fail at once when a
     /// transaction that read first must become a writer (SQLITE_BUSY_SNAPSHOT).
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Batches waiting for the writer: whoever gets it next commits them all.
+    queue: std::sync::Arc<std::sync::Mutex<Vec<Queued>>>,
 }
 
 impl EndpointDb {
@@ -310,7 +361,13 @@ impl EndpointDb {
             }
         }
         let (pushed, _) = tokio::sync::watch::channel(0);
-        Ok(EndpointDb { pool, path: shown, pushed: std::sync::Arc::new(pushed), writer: Default::default() })
+        Ok(EndpointDb {
+            pool,
+            path: shown,
+            pushed: std::sync::Arc::new(pushed),
+            writer: Default::default(),
+            queue: Default::default(),
+        })
     }
 
     fn err(&self, source: sqlx::Error) -> EndpointError {
@@ -398,47 +455,57 @@ impl EndpointDb {
         Ok(row.as_ref().and_then(row_token))
     }
 
-    /// Stores a batch sent with `token`, in one transaction; events already
-    /// held (same uuid) are counted, not stored again.
+    /// Stores a batch sent with `token`; events already held (same uuid)
+    /// are counted, not stored again. Returns once its transaction is
+    /// committed (synced). Batches that arrive while another commit runs
+    /// wait for the writer together and are committed in one transaction
+    /// (group commit): one sync for many endpoints' batches.
     pub async fn store_batch(&self, token: &EnrolToken, batch: &Batch) -> Result<Ack, EndpointError> {
-        let received = now();
-        let uuids: Vec<String> = batch.events.iter().map(|e| e.uuid.to_string()).collect();
-        let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        let mut stored = 0u64;
-        // rows by the hundred: one statement each, not one per event (the
-        // per-statement round trip to SQLite's thread was most of ingest)
-        for (events, uuids) in batch.events.chunks(INSERT_ROWS).zip(uuids.chunks(INSERT_ROWS)) {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO endpoint_events (uuid, token, endpoint, name, detection, line, received) ",
-            );
-            q.push_values(events.iter().zip(uuids), |mut row, (ev, uuid)| {
-                row.push_bind(uuid.as_str())
-                    .push_bind(token.id)
-                    .push_bind(batch.header.endpoint.as_str())
-                    .push_bind(ev.name.as_str())
-                    .push_bind(ev.detection)
-                    .push_bind(ev.line.as_str())
-                    .push_bind(received);
-            });
-            q.push(" ON CONFLICT (uuid) DO NOTHING");
-            stored += q.build().execute(&mut *tx).await.map_err(|e| self.err(e))?.rows_affected();
-        }
-        sqlx::query(
-            "INSERT INTO endpoints (token, endpoint, agent_version, last_seen, events) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (token, endpoint) DO UPDATE SET agent_version = excluded.agent_version,
-                 last_seen = excluded.last_seen, events = events + excluded.events",
-        )
-        .bind(token.id)
-        .bind(&batch.header.endpoint)
-        .bind(&batch.header.agent_version)
-        .bind(received)
-        .bind(stored as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let queued = Queued { token: token.id, batch: batch.clone(), reply };
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(queued);
+        let stored = {
+            let _writing = self.writer.lock().await;
+            match answer.try_recv() {
+                // the writer before us took our batch into its group
+                Ok(stored) => stored,
+                Err(_) => {
+                    let group = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+                    self.write_group(group).await;
+                    answer.await.unwrap_or_else(|_| Err("the batch's writer went away".into()))
+                }
+            }
+        };
+        let stored = stored.map_err(|why| self.err(sqlx::Error::Protocol(why)))?;
         Ok(Ack { batch: batch.header.batch.clone(), stored, duplicates: batch.events.len() as u64 - stored })
+    }
+
+    /// Writes queued batches in one transaction and answers each (its
+    /// events stored, or why nothing of the group was); the caller holds the writer.
+    async fn write_group(&self, group: Vec<Queued>) {
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            let mut stored = Vec::with_capacity(group.len());
+            for q in &group {
+                stored.push(insert_batch(&mut tx, q.token, &q.batch).await?);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(stored)
+        }
+        .await;
+        match result {
+            Ok(stored) => {
+                for (q, n) in group.into_iter().zip(stored) {
+                    let _ = q.reply.send(Ok(n));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for q in group {
+                    let _ = q.reply.send(Err(why.clone()));
+                }
+            }
+        }
     }
 
     /// Stores an IoC push for `target` (the IoC file's `lines`, refused
