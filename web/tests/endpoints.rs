@@ -529,7 +529,7 @@ async fn push_reports_are_recorded_while_batches_are_stored() {
                 let events: Vec<String> = (0..200).map(|k| synthetic::file_create("pc-01", n * 200 + k)).collect();
                 let body = batch(&format!("w{w}-{n}"), &events);
                 let parsed = ioclab_agent::remote::wire::Batch::parse(&body).unwrap();
-                db.store_batch(&token, &parsed).await.unwrap();
+                db.store_batch(&token, parsed).await.unwrap();
                 n += 1;
             }
             n
@@ -580,7 +580,7 @@ async fn batches_stored_at_once_are_each_acked_with_their_own_counts() {
             events.extend(shared);
             let body = batch(&format!("b-{b}"), &events);
             let parsed = ioclab_agent::remote::wire::Batch::parse(&body).unwrap();
-            db.store_batch(&token, &parsed).await.unwrap()
+            db.store_batch(&token, parsed).await.unwrap()
         }));
     }
     let mut acks = Vec::new();

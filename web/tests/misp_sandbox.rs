@@ -410,10 +410,6 @@ async fn without_misp_or_sandbox_the_pages_say_they_are_not_running() {
     }
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// The scenario that waits for an instructor to publish its event.
 const WAITING: &str = "malicious-script-dropper";
 
@@ -425,8 +421,6 @@ const WAITING: &str = "malicious-script-dropper";
 /// run; elsewhere it says why and skips.
 #[test]
 fn publishing_on_the_misp_page_lets_a_waiting_live_run_go_on() {
-    use ioclab_lab::data_dir::DataDir;
-    use ioclab_lab::engine::{EngineError, Lab, LabConfig};
     use ioclab_lab::run::{RunEventKind, RunFolder, StageResult};
     use ioclab_lab::scenario::Stage;
     use ioclab_web::limit::{LimitConfig, LoginLimiter};
@@ -434,19 +428,8 @@ fn publishing_on_the_misp_page_lets_a_waiting_live_run_go_on() {
     use ioclab_web::state::{AppState, Links};
     use ioclab_web::users::UserDb;
 
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::new(dir.path().join("data"));
-    std::fs::create_dir_all(data.root()).unwrap();
     // the lab has its own runtime: opened (and dropped) outside the test's
-    let lab = match Lab::open(LabConfig { data: data.clone() }) {
-        Ok(lab) => Arc::new(lab),
-        Err(EngineError::Unsupported(why)) => {
-            assert!(!in_ci(), "CI=true and the live lab cannot run: {why}");
-            eprintln!("SKIPPED (not in CI): {why}");
-            return;
-        }
-        Err(e) => panic!("the lab did not start: {e}"),
-    };
+    let Some((_dir, data, lab)) = live_lab() else { return };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab-scenarios");
     let app = rt.block_on(async {

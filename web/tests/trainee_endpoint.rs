@@ -17,9 +17,8 @@ use std::time::Duration;
 use axum::http::{header, StatusCode};
 use common::*;
 use ioclab_agent::remote::wire::{Batch, BatchHeader, OrderDone, OrderKind, OrdersQuery};
-use ioclab_lab::data_dir::DataDir;
 use ioclab_lab::engine::remote::{RemoteEndpoint, RemoteError, RemoteEvent, StepsOrder};
-use ioclab_lab::engine::{EngineError, Lab, LabConfig, RunOptions};
+use ioclab_lab::engine::{EngineError, RunOptions};
 use ioclab_lab::run::{RunEvent, RunEventKind, RunFolder, StageResult};
 use ioclab_lab::scenario::{load, Loaded, Stage};
 use ioclab_web::endpoints::{EndpointDb, EnrolToken, PushTarget};
@@ -29,29 +28,8 @@ use ioclab_web::state::{AppState, Links};
 use ioclab_web::users::UserDb;
 use serde_json::{json, Value};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// One live lab at a time: each loads the eBPF programs.
 static LIVE: Mutex<()> = Mutex::new(());
-
-/// A live lab on a data folder of a new temporary one, or `None` (skipped)
-/// where it cannot run; under `CI=true` it must.
-fn live() -> Option<(tempfile::TempDir, DataDir, Arc<Lab>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::new(dir.path().join("data"));
-    std::fs::create_dir_all(data.root()).unwrap();
-    match Lab::open(LabConfig { data: data.clone() }) {
-        Ok(lab) => Some((dir, data, Arc::new(lab))),
-        Err(EngineError::Unsupported(why)) => {
-            assert!(!in_ci(), "CI=true and the live lab cannot run: {why}");
-            eprintln!("SKIPPED (not in CI): {why}");
-            None
-        }
-        Err(e) => panic!("the lab did not start: {e}"),
-    }
-}
 
 /// A copy of the shipped scenario in `scenarios`, on the trainee's endpoint.
 fn on_trainee(scenarios: &std::path::Path) -> Loaded {
@@ -100,7 +78,7 @@ async fn ship(db: &EndpointDb, token: &EnrolToken, batch: &str, events: &[Value]
         body.push(b'\n');
     }
     let batch = Batch::parse(&body).unwrap();
-    db.store_batch(token, &batch).await.unwrap();
+    db.store_batch(token, batch).await.unwrap();
 }
 
 /// Plays alice's agent's order loop: applies each IoC push for her endpoint
@@ -165,7 +143,7 @@ fn stage_result(events: &[RunEvent], stage: Stage) -> Option<(StageResult, Strin
 #[test]
 fn a_run_on_a_trainees_endpoint_pushes_asks_and_judges_from_that_endpoints_events() {
     let _one = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((dir, data, lab)) = live() else { return };
+    let Some((dir, data, lab)) = live_lab() else { return };
     let scenarios = dir.path().join("scenarios");
     on_trainee(&scenarios);
 
@@ -368,7 +346,7 @@ impl RemoteEndpoint for Fake {
 #[test]
 fn steps_go_only_to_an_endpoint_that_allows_them() {
     let _one = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((dir, _data, lab)) = live() else { return };
+    let Some((dir, _data, lab)) = live_lab() else { return };
     let loaded = on_trainee(&dir.path().join("scenarios"));
 
     let allows = Arc::new(Fake { allow: true, ..Fake::default() });

@@ -460,9 +460,11 @@ impl EndpointDb {
     /// committed (synced). Batches that arrive while another commit runs
     /// wait for the writer together and are committed in one transaction
     /// (group commit): one sync for many endpoints' batches.
-    pub async fn store_batch(&self, token: &EnrolToken, batch: &Batch) -> Result<Ack, EndpointError> {
+    pub async fn store_batch(&self, token: &EnrolToken, batch: Batch) -> Result<Ack, EndpointError> {
+        let (id, events) = (batch.header.batch.clone(), batch.events.len() as u64);
         let (reply, mut answer) = tokio::sync::oneshot::channel();
-        let queued = Queued { token: token.id, batch: batch.clone(), reply };
+        // the batch itself goes to whoever writes it: no copy of its lines
+        let queued = Queued { token: token.id, batch, reply };
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(queued);
         let stored = {
             let _writing = self.writer.lock().await;
@@ -477,7 +479,7 @@ impl EndpointDb {
             }
         };
         let stored = stored.map_err(|why| self.err(sqlx::Error::Protocol(why)))?;
-        Ok(Ack { batch: batch.header.batch.clone(), stored, duplicates: batch.events.len() as u64 - stored })
+        Ok(Ack { batch: id, stored, duplicates: events - stored })
     }
 
     /// Writes queued batches in one transaction and answers each (its

@@ -100,10 +100,11 @@ async fn post_batch(State(Ingest { db, .. }): State<Ingest>, headers: HeaderMap,
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    match db.store_batch(&token, &batch).await {
+    let id = batch.header.batch.clone();
+    match db.store_batch(&token, batch).await {
         Ok(ack) => Json(ack).into_response(),
         Err(e) => {
-            tracing::error!("storing batch {} of {}: {e}", batch.header.batch, token.name);
+            tracing::error!("storing batch {id} of {}: {e}", token.name);
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }

@@ -230,7 +230,7 @@ mod tests {
             body.extend(event(*n).into_bytes());
             body.push(b'\n');
         }
-        db.store_batch(token, &Batch::parse(&body).unwrap()).await.unwrap();
+        db.store_batch(token, Batch::parse(&body).unwrap()).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -270,3 +270,26 @@ pub async fn text(resp: Response<Body>) -> String {
 pub async fn json_of(resp: Response<Body>) -> Value {
     serde_json::from_str(&text(resp).await).unwrap()
 }
+
+/// Whether the tests run in CI, where live tests must run, not skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A live lab (root, eBPF) on the data folder of a new temporary one, or
+/// `None` where it cannot run, said on stderr; under `CI=true` it must run.
+pub fn live_lab() -> Option<(tempfile::TempDir, DataDir, std::sync::Arc<ioclab_lab::engine::Lab>)> {
+    use ioclab_lab::engine::{EngineError, Lab, LabConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path().join("data"));
+    std::fs::create_dir_all(data.root()).unwrap();
+    match Lab::open(LabConfig { data: data.clone() }) {
+        Ok(lab) => Some((dir, data, std::sync::Arc::new(lab))),
+        Err(EngineError::Unsupported(why)) => {
+            assert!(!in_ci(), "CI=true and the live lab cannot run: {why}");
+            eprintln!("SKIPPED (not in CI): {why}");
+            None
+        }
+        Err(e) => panic!("the lab did not start: {e}"),
+    }
+}
