@@ -41,28 +41,42 @@ pub enum Outcome {
 impl Outcome {
     /// The event that reports it: `ioc_reload`, or `error` when the previous IoCs stay.
     pub fn event_data(&self) -> EventData {
-        match self {
-            Outcome::Applied(r) => EventData::IocReload(IocReloadData {
+        match self.applied() {
+            Ok(r) => EventData::IocReload(IocReloadData {
                 iocs: r.loaded as u64,
                 files: r.per_file.len() as u64,
                 bad_lines: r.bad.len() as u64,
                 duplicates: (r.duplicates.len() + r.repeated_files.len()) as u64,
             }),
-            Outcome::Refused(r) => {
-                let why = r.refusal().unwrap_or_else(|| "refused".into());
-                EventData::Error(ErrorData {
-                    code: ERROR_RELOAD_REFUSED,
-                    message: format!(
-                        "IoC reload refused, keeping the previous IoCs: {} ({why}); \
-                         fix the files or set scanner.accept_partial_iocs",
-                        r.counts()
-                    ),
-                })
+            Err((code, message)) => EventData::Error(ErrorData { code, message }),
+        }
+    }
+
+    /// The applied load's report, or the `error.code` and message of a
+    /// load that left the previous IoCs in use.
+    fn applied(&self) -> Result<&LoadReport, (u64, String)> {
+        match self {
+            Outcome::Applied(r) => Ok(r),
+            Outcome::Refused(r) => Err((
+                ERROR_RELOAD_REFUSED,
+                format!(
+                    "IoC reload refused, keeping the previous IoCs: {} ({}); \
+                     fix the files or set scanner.accept_partial_iocs",
+                    r.counts(),
+                    r.refusal().unwrap_or_else(|| "refused".into())
+                ),
+            )),
+            Outcome::Failed(e) => {
+                Err((ERROR_RELOAD_FAILED, format!("IoC reload failed, keeping the previous IoCs: {e}")))
             }
-            Outcome::Failed(e) => EventData::Error(ErrorData {
-                code: ERROR_RELOAD_FAILED,
-                message: format!("IoC reload failed, keeping the previous IoCs: {e}"),
-            }),
+        }
+    }
+
+    /// The outcome as whoever asked for the load sees it.
+    fn report(&self) -> Report {
+        match self.applied() {
+            Ok(r) => Report { applied: true, message: format!("IoCs loaded: {}", r.counts()) },
+            Err((_, message)) => Report { applied: false, message },
         }
     }
 }
@@ -74,16 +88,6 @@ pub struct Report {
     pub applied: bool,
     /// The load's counts, or why the previous IoCs stay.
     pub message: String,
-}
-
-impl Outcome {
-    fn report(&self) -> Report {
-        match (self, self.event_data()) {
-            (Outcome::Applied(r), _) => Report { applied: true, message: format!("IoCs loaded: {}", r.counts()) },
-            (_, EventData::Error(e)) => Report { applied: false, message: e.message },
-            (_, _) => Report { applied: false, message: format!("{self:?}") },
-        }
-    }
 }
 
 #[derive(Debug, Default)]
