@@ -681,6 +681,20 @@ impl EndpointDb {
 
     /// Hands out `token`'s endpoint's oldest pending, unexpired steps order, marking it delivered.
     async fn take_steps(&self, token: &EnrolToken, endpoint: &str) -> Result<Option<Order>, EndpointError> {
+        // a waiting poll looks twice a second: a read (WAL: beside the
+        // writer) first, the writer only when there is an order to take
+        let pending: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM endpoint_steps WHERE token = ? AND endpoint = ? AND delivered IS NULL AND expires > ? LIMIT 1",
+        )
+        .bind(token.id)
+        .bind(endpoint)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        if pending.is_none() {
+            return Ok(None);
+        }
         let writing = self.writer.lock().await;
         let row = sqlx::query(
             "UPDATE endpoint_steps SET delivered = ?1 WHERE id = (
