@@ -181,6 +181,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_started_time_reads_back_equal() {
+        // the time a fresh clone's CI once read back 1 ULP off, failing the replay's "file holds what watchers saw"
+        let e = RunEvent {
+            at_ms: 0,
+            kind: RunEventKind::Started {
+                scenario: "malicious-script-dropper".parse().unwrap(),
+                version: 2,
+                run: "r".into(),
+                mode: Mode::Replay,
+                started: 1796061196.4620507,
+            },
+        };
+        let back: RunEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
     fn events_are_flat_json_lines_that_read_back() {
         let e = RunEvent {
             at_ms: 1250,
